@@ -1,0 +1,553 @@
+"""The ``coop`` command line.
+
+Commands on a data directory (``init``, ``serve``, ``process``, ``release``,
+``quarantine``, ``metrics``, ``retention``, ``member``, ``integration``) act on
+the node directly; commands with ``--node URL`` (``contribute``, ``withdraw``,
+``mine``) talk to a running node over HTTP as a member.
+
+Every error is one line on stderr and a non-zero exit code (mapped in
+:data:`EXIT_CODES`); ``--json`` gives output a script can read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, NoReturn
+
+import httpx
+import msgspec
+
+from coop.governance import GovernanceError
+from coop.node.accounts import Role
+from coop.node.contributions import Decision
+from coop.node.contributions import get_contribution as _get_contribution
+from coop.node.contributions import list_by_state as _list_by_state
+from coop.node.datadir import DataDir
+from coop.node.errors import (
+    AuthError,
+    BusyError,
+    ForbiddenError,
+    InputError,
+    NodeError,
+    NotFoundError,
+    StateError,
+    StorageError,
+)
+from coop.node.intake.chat import IntakeFormat
+from coop.node.intake.formats import detect_format, parse_content
+from coop.node.submission import ContributionState
+
+__all__ = ["EXIT_CODES", "main"]
+
+# Exit codes: 1 unexpected, 2 bad input or usage, 3 busy, 4 not found or wrong state,
+# 5 authentication or permission, 6 cannot reach the node, 7 storage.
+EXIT_CODES: Final[list[tuple[type[Exception], int]]] = [
+    (InputError, 2),
+    (GovernanceError, 2),
+    (BusyError, 3),
+    (NotFoundError, 4),
+    (StateError, 4),
+    (AuthError, 5),
+    (ForbiddenError, 5),
+    (StorageError, 7),
+    (NodeError, 1),
+]
+_ENCODER: Final = msgspec.json.Encoder()
+_RETRIES: Final = 4
+
+
+class UnreachableError(NodeError):
+    """The node at --node did not answer."""
+
+
+class RemoteError(NodeError):
+    """The node answered with a problem."""
+
+    def __init__(self, message: str, *, status: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, as every other error: usage is in --help.
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def _print_json(value: object) -> None:
+    sys.stdout.write(msgspec.json.format(_ENCODER.encode(value), indent=2).decode() + "\n")
+
+
+def _when(ts: int | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# -- data-directory commands -----------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    data = DataDir.create(Path(args.dir), name=args.name or Path(args.dir).resolve().name)
+    from coop.node.store import Store
+
+    Store(data.db_path).close()  # create the database and apply migrations now
+    identity = data.identity()
+    if args.json:
+        _print_json(
+            {
+                "node_id": identity.node_id,
+                "fingerprint": identity.fingerprint,
+                "dir": str(data.root),
+            }
+        )
+    else:
+        print(identity.node_id)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from coop.node.server import ServerKind, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(Path(args.dir), host=args.host, port=args.port, kind=ServerKind(args.server))
+    return 0
+
+
+def _with_node(args: argparse.Namespace, fn: Callable[[Any], int]) -> int:
+    from coop.node.runtime import Node
+
+    node = Node(Path(args.dir))
+    try:
+        return fn(node)
+    finally:
+        node.close()
+
+
+def cmd_member_add(args: argparse.Namespace) -> int:
+    from coop.node.store import add_member
+
+    def run(node: Any) -> int:
+        role = Role.ADMIN if args.admin else Role.MEMBER
+        now = node.now()
+        member, token = node.store.write(
+            lambda c: add_member(c, name=args.name, role=role, salt=node.salt, now=now)
+        )
+        if args.json:
+            _print_json({"name": member.name, "role": member.role, "token": token})
+        else:
+            print(token)
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_integration_add(args: argparse.Namespace) -> int:
+    from coop.node.store import add_integration
+
+    def run(node: Any) -> int:
+        now = node.now()
+        integration, key = node.store.write(lambda c: add_integration(c, name=args.name, now=now))
+        if args.json:
+            _print_json({"name": integration.name, "key": key})
+        else:
+            print(key)
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    def run(node: Any) -> int:
+        with node.processor_lock():
+            report = node.process_pending()
+        if args.json:
+            _print_json(report)
+        else:
+            print(
+                f"accepted {report.accepted}, quarantined {report.quarantined}, "
+                f"duplicates {report.duplicate}, skipped {report.skipped}"
+            )
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    def run(node: Any) -> int:
+        summary = node.cut_release()
+        if args.json:
+            _print_json(summary)
+        else:
+            print(summary.name)
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    def run(node: Any) -> int:
+        if args.action == "list":
+            items = node.store.read(lambda c: _list_by_state(c, ContributionState.QUARANTINED))
+            if args.json:
+                _print_json(items)
+            else:
+                for item in items:
+                    print(f"{item.uid}  {_when(item.updated_at)}  {item.reason}")
+                if not items:
+                    print("quarantine is empty")
+            return 0
+        if not args.id:
+            raise InputError(f"coop quarantine {args.action} needs the contribution's ID", field="ID")
+        if args.action == "show":
+            detail = node.store.read(lambda c: _get_contribution(c, args.id))
+            if detail is None or detail.view.state is not ContributionState.QUARANTINED:
+                raise NotFoundError(f"no quarantined contribution {args.id}", field="ID")
+            if args.json:
+                _print_json({"contribution": detail.view, "submission": detail.submission})
+            else:
+                print(f"{detail.view.uid}: {detail.view.reason}")
+                if detail.submission is not None:
+                    for message in detail.submission.chat.messages:
+                        print(f"--- {message.role.value}\n{message.content}")
+            return 0
+        state = node.decide_quarantine(args.id, Decision(args.action), admin=args.admin)
+        if args.json:
+            _print_json({"uid": args.id, "state": state})
+        else:
+            print(f"{args.id} {state.value}")
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    def run(node: Any) -> int:
+        report = node.metrics()
+        if args.json:
+            _print_json(report)
+            return 0
+        from coop.node.metrics import STAGE_ORDER
+
+        header = ["channel"] + [s.value for s in STAGE_ORDER]
+        print("  ".join(f"{h:>12}" for h in header))
+        for channel, counts in sorted(report.stages.items()):
+            print("  ".join([f"{channel:>12}"] + [f"{counts.get(s.value, 0):>12}" for s in STAGE_ORDER]))
+        for channel, ratios in sorted(report.yields.items()):
+            shown = ", ".join(f"{k} {v:.0%}" for k, v in ratios.items() if v is not None)
+            print(f"yields {channel}: {shown or '-'}")
+        for channel, windows in sorted(report.published.items()):
+            print(f"published {channel}: " + ", ".join(f"{w} {n}" for w, n in windows.items()))
+        print("states: " + ", ".join(f"{k} {v}" for k, v in sorted(report.states.items())))
+        print(f"releases: {report.releases}")
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    def run(node: Any) -> int:
+        purged = node.purge_expired() if args.purge else None
+        items = node.retention_report()
+        if args.json:
+            _print_json({"purged": purged, "held": items})
+            return 0
+        if purged is not None:
+            print(
+                f"purged {purged.security_events} security events, {purged.idempotency_keys} idempotency keys"
+            )
+        for item in items:
+            until = f", oldest goes {_when(item.until)}" if item.until else ""
+            print(f"{item.category}: {item.count} (oldest {_when(item.oldest)}{until}) - {item.rule}")
+        return 0
+
+    return _with_node(args, run)
+
+
+# -- commands against a running node ------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    return httpx.Client(
+        base_url=args.node.rstrip("/"),
+        headers={"Authorization": f"Bearer {args.token}", "User-Agent": "coop-cli"},
+        timeout=httpx.Timeout(30.0, connect=5.0),
+    )
+
+
+def _request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One call with bounded retries on connection failures and 5xx (safe: keys are idempotent)."""
+    delay = 0.5
+    last: Exception | None = None
+    for attempt in range(_RETRIES):
+        try:
+            response = client.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            last = exc
+        else:
+            if response.status_code < 500 or attempt == _RETRIES - 1:
+                return _checked(response)
+            last = RemoteError(_problem_text(response), status=response.status_code)
+        time.sleep(delay)
+        delay *= 2
+    if isinstance(last, RemoteError):
+        raise last
+    raise UnreachableError(f"cannot reach {client.base_url}: {last}") from last
+
+
+def _problem_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        detail = body.get("detail") or body.get("title") or response.reason_phrase
+        field = body.get("field")
+        return f"{detail} [{field}]" if field else str(detail)
+    except (ValueError, AttributeError):
+        return f"HTTP {response.status_code} {response.reason_phrase}"
+
+
+def _checked(response: httpx.Response) -> httpx.Response:
+    if response.status_code >= 400:
+        status = response.status_code
+        text = f"the node refused ({status}): {_problem_text(response)}"
+        error: type[NodeError] = {
+            401: AuthError,
+            403: ForbiddenError,
+            404: NotFoundError,
+            409: StateError,
+        }.get(status, InputError if status < 500 else RemoteError)
+        if error is RemoteError:
+            raise RemoteError(text, status=status)
+        raise error(text)
+    return response
+
+
+def split_export(data: bytes, fmt: IntakeFormat) -> list[bytes]:
+    """One JSON document per chat, so that each chat becomes its own contribution."""
+    if fmt is not IntakeFormat.OPENWEBUI:
+        return [data]
+    stripped = data.strip()
+    if stripped.startswith(b"["):
+        try:
+            return [bytes(item) for item in msgspec.json.decode(stripped, type=list[msgspec.Raw])]
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+            return [data]
+    if stripped.startswith(b"{") and b"\n" in stripped:
+        lines = [line.strip() for line in stripped.splitlines() if line.strip()]
+        if len(lines) > 1 and all(line.startswith(b"{") for line in lines):
+            return lines
+    return [data]
+
+
+def cmd_contribute(args: argparse.Namespace) -> int:
+    if not args.consent:
+        raise InputError("--consent is required: it says you agree to the co-op's terms", field="--consent")
+    path = Path(args.file)
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {args.file}: {exc.strerror}", field="FILE") from None
+    fmt = IntakeFormat(args.format) if args.format else detect_format(data)
+    parse_content(data, fmt)  # fail here, with the parser's message, before sending anything
+    documents = split_export(data, fmt)
+    if args.chat_id and len(documents) > 1:
+        documents = [data]
+    options: dict[str, object] = {
+        "label": args.label,
+        "consent": True,
+        "channel": "cli",
+        "format": fmt.value,
+        "license": args.license,
+        "ai_use": args.ai_use,
+        "eval": args.eval,
+        "scope": args.scope,
+        "attribution": args.attribution,
+        "note": args.note,
+        "correction": args.correction,
+        "tags": args.tag or [],
+        "language": args.language,
+        "chat_id": args.chat_id,
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    results = []
+    with _client(args) as client:
+        for document in documents:
+            content: object = msgspec.Raw(document) if fmt is not IntakeFormat.TEXT else document.decode()
+            body = _ENCODER.encode({**options, "content": content})
+            # The same chat with the same choices gets the same key: re-running the command is safe.
+            key = "cli-" + hashlib.sha256(body).hexdigest()[:40]
+            response = _request(
+                client,
+                "POST",
+                "/api/v1/contributions",
+                content=body,
+                headers={"Content-Type": "application/json", "Idempotency-Key": key},
+            )
+            results.append(response.json())
+    if args.json:
+        _print_json(results)
+    else:
+        for item in results:
+            again = "" if item.get("created", True) else " (already shared)"
+            print(f"{item['uid']} {item['state']}{again}")
+            for notice in item.get("notices", []):
+                print(f"  note: {notice}", file=sys.stderr)
+    return 0
+
+
+def cmd_withdraw(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        response = _request(client, "DELETE", f"/api/v1/contributions/{args.uid}")
+    item = response.json()
+    if args.json:
+        _print_json(item)
+    else:
+        print(f"{item['uid']} {item['state']}")
+    return 0
+
+
+def cmd_mine(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.export:
+            response = _request(client, "GET", "/api/v1/me/contributions.jsonl")
+            Path(args.export).write_bytes(response.content)
+            print(f"wrote {args.export}")
+            return 0
+        items = _request(client, "GET", "/api/v1/me/contributions").json()
+    if args.json:
+        _print_json(items)
+    else:
+        for item in items:
+            released = f" in {item['released_in']}" if item.get("released_in") else ""
+            print(f"{item['uid']}  {item['state']}{released}  {item['label']}  {item['license']}")
+    return 0
+
+
+# -- the parser ------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="coop", description="Run and use a Co-op Flywheel node.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(fn=fn)
+        p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        return p
+
+    p = add("init", cmd_init, "Create a data directory for a new node; prints the node id.")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--name", help="the co-op's name (default: the directory's name)")
+
+    p = add("serve", cmd_serve, "Serve the node's HTTP API and run its pipeline in the background.")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--server", choices=["granian", "uvicorn"], default="uvicorn", help="the ASGI server")
+
+    member = sub.add_parser("member", help="Manage members.").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    p = member.add_parser("add", help="Add a member; prints their token once, alone on stdout.")
+    p.set_defaults(fn=cmd_member_add)
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--admin", action="store_true", help="make the member an admin")
+    p.add_argument("--json", action="store_true")
+
+    integration = sub.add_parser("integration", help="Manage integrations (Open WebUI).").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    p = integration.add_parser("add", help="Add an integration; prints its API key once.")
+    p.set_defaults(fn=cmd_integration_add)
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true")
+
+    p = add(
+        "contribute",
+        cmd_contribute,
+        "Share chats from a file (Open WebUI export, text or messages JSON).",
+    )
+    p.add_argument("file", metavar="FILE", help="the file to share ('-' for standard input)")
+    p.add_argument("--node", required=True, metavar="URL")
+    p.add_argument("--token", required=True)
+    p.add_argument("--label", required=True, choices=["good", "fail"])
+    p.add_argument("--consent", action="store_true", help="you agree to the co-op's terms (required)")
+    p.add_argument("--license", choices=["CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0"])
+    p.add_argument("--ai-use", metavar="EXPR", help="e.g. 'train-ai=n;exceptions=cc-cr, search=y'")
+    p.add_argument("--eval", choices=["y", "n"], help="allow federated evaluation over it")
+    p.add_argument("--scope", choices=["node", "federation", "public"])
+    p.add_argument("--attribution", metavar="MODE", help="username, pseudonym:NAME or anonymous")
+    p.add_argument("--format", choices=[f.value for f in IntakeFormat])
+    p.add_argument("--note")
+    p.add_argument("--correction", help="what the right answer would have been")
+    p.add_argument("--tag", action="append", help="a tag (repeatable)")
+    p.add_argument("--language", help="BCP 47 tag, e.g. en or pt-BR")
+    p.add_argument("--chat-id", help="share only this chat of an export")
+
+    p = add("process", cmd_process, "Run the pipeline once over the waiting room; prints counts.")
+    p.add_argument("dir", metavar="DIR")
+
+    p = add("release", cmd_release, "Cut the next release; prints its version (vN).")
+    p.add_argument("dir", metavar="DIR")
+
+    p = add("quarantine", cmd_quarantine, "Review quarantined contributions.")
+    p.add_argument("action", choices=["list", "show", "release", "reject"])
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("id", metavar="ID", nargs="?")
+    p.add_argument("--admin", default="local-admin", help="the admin name recorded with the decision")
+
+    p = add(
+        "withdraw",
+        cmd_withdraw,
+        "Withdraw one of your contributions (erased; excluded from releases).",
+    )
+    p.add_argument("uid", metavar="UID")
+    p.add_argument("--node", required=True, metavar="URL")
+    p.add_argument("--token", required=True)
+
+    p = add("mine", cmd_mine, "List your contributions on a node, or download them all (--export FILE).")
+    p.add_argument("--node", required=True, metavar="URL")
+    p.add_argument("--token", required=True)
+    p.add_argument("--export", metavar="FILE", help="write every contribution as JSON lines")
+
+    p = add("metrics", cmd_metrics, "Stage counts and yields of the record-generation model.")
+    p.add_argument("dir", metavar="DIR")
+
+    p = add("retention", cmd_retention, "What the node holds and until when.")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--purge", action="store_true", help="purge expired security data now")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Everything a node writes (database, keys, releases) is private to its operator.
+    os.umask(0o077)
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.fn(args)
+        return code
+    except (NodeError, GovernanceError) as exc:
+        code = next((c for kind, c in EXIT_CODES if isinstance(exc, kind)), 1)
+        if isinstance(exc, UnreachableError):
+            code = 6
+        field = f" [{exc.field}]" if exc.field and exc.field not in exc.message else ""
+        sys.stderr.write(f"coop: error: {exc.message}{field}\n")
+        return code
+    except KeyboardInterrupt:
+        sys.stderr.write("coop: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

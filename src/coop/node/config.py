@@ -1,0 +1,98 @@
+"""The node's configuration file, ``node.toml`` in the data directory.
+
+Read once at start; unknown keys are errors (a typo in a limit must not be
+silently ignored).  Every setting has a default so an old file keeps working.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import tomli_w
+
+from coop.governance import Defaults, GovernanceError
+from coop.node.errors import StorageError
+
+__all__ = [
+    "Config",
+    "LimitsConfig",
+    "NodeSection",
+    "PipelineConfig",
+    "RateLimitConfig",
+    "RetentionConfig",
+    "StorageConfig",
+    "load_config",
+    "write_config",
+]
+
+
+class NodeSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    terms_version: str = "2026-11"
+    public_url: str = "http://127.0.0.1:8000"
+
+
+class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_messages: int = 500
+    max_message_chars: int = 100_000
+    max_note_chars: int = 10_000
+
+
+class RateLimitConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Token buckets: a steady rate per minute and a burst, per client IP and per credential."""
+
+    per_ip_per_minute: int = 1200
+    per_ip_burst: int = 200
+    per_token_per_minute: int = 600
+    per_token_burst: int = 100
+
+
+class RetentionConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    security_days: int = 7
+
+
+class PipelineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    interval_seconds: float = 2.0
+    batch_size: int = 200
+    quarantine_pii_threshold: int = 5
+
+
+class StorageConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # "full" fsyncs every group commit (survives power loss); "normal" survives a killed process.
+    synchronous: str = "full"
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    node: NodeSection
+    defaults: Defaults = Defaults()
+    limits: LimitsConfig = LimitsConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    retention: RetentionConfig = RetentionConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    storage: StorageConfig = StorageConfig()
+
+    def __post_init__(self) -> None:
+        if self.storage.synchronous not in ("full", "normal"):
+            raise ValueError("storage.synchronous must be 'full' or 'normal'")
+
+
+def load_config(path: Path) -> Config:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StorageError(f"{path} not found: is this a data directory made by `coop init`?") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise StorageError(f"cannot read {path}: {exc}") from exc
+    try:
+        return msgspec.convert(raw, Config)
+    except (msgspec.ValidationError, GovernanceError, ValueError) as exc:
+        raise StorageError(f"invalid {path.name}: {exc}") from exc
+
+
+def write_config(path: Path, config: Config) -> None:
+    data: dict[str, Any] = msgspec.to_builtins(config)
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")

@@ -1,0 +1,521 @@
+"""Contributions in the store: intake, the member's rights, admin review, the pipeline's steps.
+
+Each public function here is one transaction's worth of work on a
+connection (run it through the store's writer), or one read.  State changes
+check the state they expect, so a withdrawal racing the processor wins
+cleanly: the processor's result for a row it no longer holds is dropped.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+from collections.abc import Iterator
+from typing import Final
+
+import msgspec
+
+from coop.governance import Record
+from coop.node.accounts import Member
+from coop.node.errors import ConflictError, NotFoundError, StateError
+from coop.node.pipeline import Accepted, Outcome, Quarantined
+from coop.node.store import next_tick
+from coop.node.submission import ContributionState, Submission
+
+__all__ = [
+    "BatchReport",
+    "Claimed",
+    "ClientInfo",
+    "ContributionDetail",
+    "ContributionView",
+    "Decision",
+    "Idempotency",
+    "InsertResult",
+    "Stage",
+    "bump_stage",
+    "claim_batch",
+    "current_submission",
+    "decide_quarantine",
+    "edit_contribution",
+    "finish_batch",
+    "get_contribution",
+    "insert_contribution",
+    "iter_member_records",
+    "list_by_state",
+    "list_member_contributions",
+    "quarantined_entry",
+    "recover_claims",
+    "withdraw_contribution",
+]
+
+S = ContributionState
+_SUBMISSION_ENCODER: Final = msgspec.json.Encoder()
+_SUBMISSION_DECODER: Final = msgspec.json.Decoder(Submission)
+_RECORD_DECODER: Final = msgspec.json.Decoder(Record)
+_DAY: Final = 86_400
+
+
+class Stage(enum.StrEnum):
+    """Stages of the record-generation model, counted per intake channel and day."""
+
+    ELIGIBLE = "eligible"  # E: chats an integration could have offered
+    CAPTURED = "captured"  # C: chats that reached the node
+    PROMPT_SHOWN = "prompt_shown"  # S: share prompts shown to members
+    CONSENT = "consent"  # A: contributions made with consent
+    TRANSFORM_OK = "transform_ok"  # T: accepted by processing
+    PUBLISHED = "published"  # P: first published in a release
+
+
+class Decision(enum.StrEnum):
+    RELEASE = "release"
+    REJECT = "reject"
+
+
+class Idempotency(msgspec.Struct, frozen=True):
+    scope: str
+    key: str
+    request_sha256: str
+
+
+class ClientInfo(msgspec.Struct, frozen=True):
+    """Security data kept for rate limiting and abuse handling, purged after retention."""
+
+    ip: str | None
+    user_agent: str | None
+
+
+class InsertResult(msgspec.Struct, frozen=True):
+    uid: str
+    created: bool
+    state: ContributionState
+
+
+class ContributionView(msgspec.Struct, frozen=True, kw_only=True):
+    """What a member (or an admin) sees of one contribution."""
+
+    uid: str
+    state: ContributionState
+    channel: str
+    label: str
+    license: str
+    ai_use: str
+    scope: str
+    eval: str
+    language: str | None
+    tags: list[str]
+    created_at: int
+    updated_at: int
+    released_in: str | None = None
+    reason: str | None = None
+    pii: dict[str, int] = msgspec.field(default_factory=dict)
+    supersedes: str | None = None
+    superseded_by: str | None = None
+    decided_by: str | None = None
+
+
+class ContributionDetail(msgspec.Struct, frozen=True):
+    view: ContributionView
+    member_id: int
+    submission: Submission | None
+    record: Record | None
+
+
+class Claimed(msgspec.Struct, frozen=True):
+    seq: int
+    uid: str
+    created_at: int
+    contributor_hash: str
+    submission: bytes
+
+
+class BatchReport(msgspec.Struct, frozen=True):
+    accepted: int = 0
+    quarantined: int = 0
+    duplicate: int = 0
+    skipped: int = 0
+
+
+_VIEW_COLUMNS: Final = (
+    "uid, state, channel, label, license, ai_use, scope, eval, language, tags, created_at, "
+    "updated_at, released_in, reason, pii, supersedes, superseded_by, decided_by"
+)
+
+
+def _view(row: tuple[object, ...]) -> ContributionView:
+    (uid, state, channel, label, licence, ai_use, scope, ev, language, tags, created, updated,
+     released, reason, pii, supersedes, superseded_by, decided_by) = row  # fmt: skip
+    return ContributionView(
+        uid=str(uid),
+        state=ContributionState(str(state)),
+        channel=str(channel),
+        label=str(label),
+        license=str(licence),
+        ai_use=str(ai_use),
+        scope=str(scope),
+        eval=str(ev),
+        language=None if language is None else str(language),
+        tags=json.loads(str(tags)),
+        created_at=int(created),  # type: ignore[call-overload]
+        updated_at=int(updated),  # type: ignore[call-overload]
+        released_in=None if released is None else f"v{released}",
+        reason=None if reason is None else str(reason),
+        pii={} if pii is None else json.loads(str(pii)),
+        supersedes=None if supersedes is None else str(supersedes),
+        superseded_by=None if superseded_by is None else str(superseded_by),
+        decided_by=None if decided_by is None else str(decided_by),
+    )
+
+
+def bump_stage(conn: sqlite3.Connection, *, now: int, channel: str, stage: Stage, n: int = 1) -> None:
+    if n <= 0:
+        return
+    conn.execute(
+        "INSERT INTO stage_counts (day, channel, stage, n) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (day, channel, stage) DO UPDATE SET n = n + excluded.n",
+        (now - now % _DAY, channel, stage.value, n),
+    )
+
+
+def insert_contribution(
+    conn: sqlite3.Connection,
+    *,
+    uid: str,
+    member: Member,
+    submission: Submission,
+    now: int,
+    idempotency: Idempotency | None,
+    client: ClientInfo | None,
+) -> InsertResult:
+    """Put a contribution in the waiting room (or return the earlier one for a retried key)."""
+    if idempotency is not None:
+        row = conn.execute(
+            "SELECT request_sha256, uid FROM idempotency WHERE scope = ? AND key = ?",
+            (idempotency.scope, idempotency.key),
+        ).fetchone()
+        if row is not None:
+            if row[0] != idempotency.request_sha256:
+                raise ConflictError(
+                    "this Idempotency-Key was already used for a different contribution",
+                    field="Idempotency-Key",
+                )
+            (state,) = conn.execute("SELECT state FROM contributions WHERE uid = ?", (row[1],)).fetchone()
+            return InsertResult(uid=row[1], created=False, state=ContributionState(state))
+    conn.execute(
+        "INSERT INTO contributions (uid, member_id, state, channel, created_at, updated_at, label,"
+        " license, ai_use, scope, eval, language, tags, submission)"
+        " VALUES (?, ?, 'waiting_room', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            uid,
+            member.id,
+            submission.channel.value,
+            now,
+            now,
+            submission.label.value,
+            submission.license.value,
+            submission.ai_use,
+            submission.scope.value,
+            submission.eval.value,
+            submission.language,
+            json.dumps(list(submission.tags)),
+            _SUBMISSION_ENCODER.encode(submission),
+        ),
+    )
+    if idempotency is not None:
+        conn.execute(
+            "INSERT INTO idempotency (scope, key, request_sha256, uid, created_at) VALUES (?, ?, ?, ?, ?)",
+            (idempotency.scope, idempotency.key, idempotency.request_sha256, uid, now),
+        )
+    channel = submission.channel.value
+    bump_stage(conn, now=now, channel=channel, stage=Stage.CAPTURED)
+    bump_stage(conn, now=now, channel=channel, stage=Stage.CONSENT)
+    if submission.prompt_shown:
+        bump_stage(conn, now=now, channel=channel, stage=Stage.PROMPT_SHOWN)
+    if client is not None:
+        conn.execute(
+            "INSERT INTO security_events (at, ip, user_agent, member_id, action) VALUES (?, ?, ?, ?, ?)",
+            (now, client.ip, client.user_agent, member.id, "contribute"),
+        )
+    return InsertResult(uid=uid, created=True, state=S.WAITING)
+
+
+def list_member_contributions(conn: sqlite3.Connection, member_id: int) -> list[ContributionView]:
+    rows = conn.execute(
+        f"SELECT {_VIEW_COLUMNS} FROM contributions WHERE member_id = ? ORDER BY seq", (member_id,)
+    ).fetchall()
+    return [_view(row) for row in rows]
+
+
+def list_by_state(
+    conn: sqlite3.Connection, state: ContributionState, *, limit: int = 500, after: int = 0
+) -> list[ContributionView]:
+    rows = conn.execute(
+        f"SELECT {_VIEW_COLUMNS} FROM contributions WHERE state = ? AND seq > ? ORDER BY seq LIMIT ?",
+        (state.value, after, limit),
+    ).fetchall()
+    return [_view(row) for row in rows]
+
+
+def get_contribution(conn: sqlite3.Connection, uid: str) -> ContributionDetail | None:
+    row = conn.execute(
+        f"SELECT {_VIEW_COLUMNS}, member_id, submission, record FROM contributions WHERE uid = ?",
+        (uid,),
+    ).fetchone()
+    if row is None:
+        return None
+    n = len(row)
+    submission = None if row[n - 2] is None else _SUBMISSION_DECODER.decode(row[n - 2])
+    record = None if row[n - 1] is None else _RECORD_DECODER.decode(row[n - 1])
+    return ContributionDetail(
+        view=_view(row[: n - 3]), member_id=row[n - 3], submission=submission, record=record
+    )
+
+
+def _owned(conn: sqlite3.Connection, uid: str, member: Member | None) -> tuple[int, ContributionState, int]:
+    """(seq, state, member_id) of a contribution the caller may act on, else 404."""
+    row = conn.execute("SELECT seq, state, member_id FROM contributions WHERE uid = ?", (uid,)).fetchone()
+    # Someone else's contribution is reported exactly like a missing one: no existence leak.
+    if row is None or (member is not None and row[2] != member.id):
+        raise NotFoundError(f"no contribution {uid} of yours", field="uid")
+    return int(row[0]), ContributionState(row[1]), int(row[2])
+
+
+def iter_member_records(conn: sqlite3.Connection, member_id: int) -> Iterator[bytes]:
+    """Every contribution of a member as one JSON line each (data portability)."""
+    cursor = conn.execute(
+        f"SELECT {_VIEW_COLUMNS}, submission, record FROM contributions WHERE member_id = ? ORDER BY seq",
+        (member_id,),
+    )
+    encoder = msgspec.json.Encoder()
+    for row in cursor:
+        view = _view(row[:-2])
+        item: dict[str, object] = {"contribution": view}
+        if row[-1] is not None:
+            item["record"] = msgspec.Raw(row[-1])
+        elif row[-2] is not None:
+            item["submission"] = msgspec.Raw(row[-2])
+        yield encoder.encode(item) + b"\n"
+
+
+def withdraw_contribution(
+    conn: sqlite3.Connection, *, uid: str, member: Member | None, now: int
+) -> ContributionState:
+    """Erase a contribution: content gone at once; a tombstone if it was ever published."""
+    seq, state, _ = _owned(conn, uid, member)
+    if state is S.WITHDRAWN:
+        return state
+    left_tick = next_tick(conn) if state.live else None
+    conn.execute(
+        "UPDATE contributions SET state = 'withdrawn', submission = NULL, record = NULL, claim = NULL,"
+        " withdrawn_at = ?, updated_at = ?, left_tick = coalesce(?, left_tick) WHERE seq = ?",
+        (now, now, left_tick, seq),
+    )
+    if state.live:
+        conn.execute(
+            "INSERT OR IGNORE INTO tombstones (uid, at, reason) VALUES (?, ?, 'withdrawn')",
+            (uid, now),
+        )
+    return S.WITHDRAWN
+
+
+def edit_contribution(
+    conn: sqlite3.Connection,
+    *,
+    uid: str,
+    member: Member,
+    edited: Submission,
+    new_uid: str,
+    now: int,
+) -> tuple[str, ContributionState]:
+    """Rectify: before release in place (back to the waiting room); after, a new record.
+
+    Returns the uid that now carries the member's data and its state.
+    """
+    seq, state, _ = _owned(conn, uid, member)
+    columns = (
+        edited.label.value,
+        edited.license.value,
+        edited.ai_use,
+        edited.scope.value,
+        edited.eval.value,
+        edited.language,
+        json.dumps(list(edited.tags)),
+        _SUBMISSION_ENCODER.encode(edited),
+    )
+    if state in (S.WAITING, S.PROCESSING, S.QUARANTINED, S.ACCEPTED):
+        left_tick = next_tick(conn) if state.live else None
+        conn.execute(
+            "UPDATE contributions SET label = ?, license = ?, ai_use = ?, scope = ?, eval = ?,"
+            " language = ?, tags = ?, submission = ?, state = 'waiting_room', record = NULL,"
+            " record_sha256 = NULL, dedup_key = NULL, pii = NULL, reason = NULL, claim = NULL,"
+            " updated_at = ?, left_tick = coalesce(?, left_tick) WHERE seq = ?",
+            (*columns, now, left_tick, seq),
+        )
+        return uid, S.WAITING
+    if state is S.RELEASED:
+        conn.execute(
+            "INSERT INTO contributions (uid, member_id, state, channel, created_at, updated_at, label,"
+            " license, ai_use, scope, eval, language, tags, submission, supersedes)"
+            " VALUES (?, ?, 'waiting_room', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (new_uid, member.id, edited.channel.value, now, now, *columns, uid),
+        )
+        conn.execute(
+            "UPDATE contributions SET state = 'withdrawn', submission = NULL, record = NULL,"
+            " withdrawn_at = ?, updated_at = ?, superseded_by = ?, left_tick = ? WHERE seq = ?",
+            (now, now, new_uid, next_tick(conn), seq),
+        )
+        conn.execute(
+            "INSERT OR IGNORE INTO tombstones (uid, at, reason, replaced_by) VALUES (?, ?, 'rectified', ?)",
+            (uid, now, new_uid),
+        )
+        return new_uid, S.WAITING
+    raise StateError(f"a {state.value} contribution cannot be edited", field="uid")
+
+
+def current_submission(
+    conn: sqlite3.Connection, uid: str, member: Member
+) -> tuple[Submission, ContributionState]:
+    """The stored submission of a member's contribution, for editing."""
+    _owned(conn, uid, member)
+    row = conn.execute("SELECT submission, state FROM contributions WHERE uid = ?", (uid,)).fetchone()
+    state = ContributionState(row[1])
+    if row[0] is None:
+        raise StateError(f"a {state.value} contribution has no content left to edit", field="uid")
+    return _SUBMISSION_DECODER.decode(row[0]), state
+
+
+def quarantined_entry(conn: sqlite3.Connection, uid: str) -> Claimed:
+    """The stored entry of a quarantined contribution, for an admin's decision."""
+    row = conn.execute(
+        "SELECT c.seq, c.uid, c.created_at, m.contributor_hash, c.submission, c.state"
+        " FROM contributions c JOIN members m ON m.id = c.member_id WHERE c.uid = ?",
+        (uid,),
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"no contribution {uid}", field="uid")
+    if row[5] != S.QUARANTINED.value:
+        raise StateError(f"{uid} is {row[5]}, not quarantined", field="uid")
+    return Claimed(seq=row[0], uid=row[1], created_at=row[2], contributor_hash=row[3], submission=row[4])
+
+
+def recover_claims(conn: sqlite3.Connection) -> int:
+    """Return rows left in 'processing' by a killed processor to the waiting room.
+
+    Called only while holding the processor lock, so no live processor owns them.
+    """
+    cur = conn.execute(
+        "UPDATE contributions SET state = 'waiting_room', claim = NULL WHERE state = 'processing'"
+    )
+    return cur.rowcount
+
+
+def claim_batch(conn: sqlite3.Connection, *, claim: int, limit: int) -> list[Claimed]:
+    rows = conn.execute(
+        "SELECT c.seq, c.uid, c.created_at, m.contributor_hash, c.submission"
+        " FROM contributions c JOIN members m ON m.id = c.member_id"
+        " WHERE c.state = 'waiting_room' ORDER BY c.seq LIMIT ?",
+        (limit,),
+    ).fetchall()
+    conn.executemany(
+        "UPDATE contributions SET state = 'processing', claim = ? WHERE seq = ?",
+        [(claim, row[0]) for row in rows],
+    )
+    return [
+        Claimed(seq=r[0], uid=r[1], created_at=r[2], contributor_hash=r[3], submission=r[4]) for r in rows
+    ]
+
+
+def finish_batch(
+    conn: sqlite3.Connection, *, claim: int, outcomes: list[tuple[int, Outcome]], now: int
+) -> BatchReport:
+    accepted = quarantined = duplicate = skipped = 0
+    for seq, outcome in outcomes:
+        row = conn.execute(
+            "SELECT channel FROM contributions WHERE seq = ? AND state = 'processing' AND claim = ?",
+            (seq, claim),
+        ).fetchone()
+        if row is None:  # withdrawn or edited while we worked: its new state stands
+            skipped += 1
+            continue
+        if isinstance(outcome, Quarantined):
+            conn.execute(
+                "UPDATE contributions SET state = 'quarantined', reason = ?, pii = ?, claim = NULL,"
+                " updated_at = ? WHERE seq = ?",
+                (outcome.reason, json.dumps(outcome.pii), now, seq),
+            )
+            quarantined += 1
+            continue
+        if _accept(conn, seq=seq, outcome=outcome, now=now, channel=row[0]):
+            accepted += 1
+        else:
+            duplicate += 1
+    return BatchReport(accepted=accepted, quarantined=quarantined, duplicate=duplicate, skipped=skipped)
+
+
+def _accept(
+    conn: sqlite3.Connection,
+    *,
+    seq: int,
+    outcome: Accepted,
+    now: int,
+    channel: str,
+    decided_by: str | None = None,
+) -> bool:
+    """Accept a processed entry, or mark it a duplicate of a live record; True if accepted."""
+    same = conn.execute(
+        "SELECT uid FROM contributions WHERE dedup_key = ? AND state IN ('accepted', 'released')"
+        " AND seq != ? LIMIT 1",
+        (outcome.dedup_key, seq),
+    ).fetchone()
+    if same is not None:
+        conn.execute(
+            "UPDATE contributions SET state = 'duplicate', reason = ?, submission = NULL, claim = NULL,"
+            " updated_at = ? WHERE seq = ?",
+            (f"the same conversation is already record {same[0]}", now, seq),
+        )
+        return False
+    conn.execute(
+        "UPDATE contributions SET state = 'accepted', record = ?, record_sha256 = ?, dedup_key = ?,"
+        " pii = ?, reason = NULL, claim = NULL, accepted_tick = ?, updated_at = ?,"
+        " decided_by = coalesce(?, decided_by) WHERE seq = ?",
+        (
+            outcome.record_bytes,
+            outcome.record_sha256,
+            outcome.dedup_key,
+            json.dumps(outcome.pii),
+            next_tick(conn),
+            now,
+            decided_by,
+            seq,
+        ),
+    )
+    bump_stage(conn, now=now, channel=channel, stage=Stage.TRANSFORM_OK)
+    return True
+
+
+def decide_quarantine(
+    conn: sqlite3.Connection,
+    *,
+    uid: str,
+    decision: Decision,
+    admin: str,
+    outcome: Accepted | None,
+    now: int,
+) -> ContributionState:
+    """An admin's decision on a quarantined item: release it (redacted) or reject it (erased)."""
+    seq, state, _ = _owned(conn, uid, None)
+    if state is not S.QUARANTINED:
+        raise StateError(f"{uid} is {state.value}, not quarantined", field="uid")
+    if decision is Decision.REJECT:
+        conn.execute(
+            "UPDATE contributions SET state = 'rejected', submission = NULL, decided_by = ?,"
+            " updated_at = ? WHERE seq = ?",
+            (admin, now, seq),
+        )
+        return S.REJECTED
+    if outcome is None:
+        raise StateError(f"{uid} cannot be released: it failed validation", field="uid")
+    (channel,) = conn.execute("SELECT channel FROM contributions WHERE seq = ?", (seq,)).fetchone()
+    if _accept(conn, seq=seq, outcome=outcome, now=now, channel=channel, decided_by=admin):
+        return S.ACCEPTED
+    return S.DUPLICATE

@@ -1,0 +1,469 @@
+"""The node's HTTP API (litestar): intake, the member's data rights, admin review, releases.
+
+Bodies are decoded here with prebuilt msgspec decoders (faster than the
+framework's own binding, and every error names its field); all errors leave
+as RFC 9457 problem details through :mod:`coop.node.http.problems`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+from litestar import Litestar, Request, Response, delete, get, patch, post
+from litestar.openapi import OpenAPIConfig
+from litestar.response import File, Stream
+
+from coop.governance import Channel, parse_enum
+from coop.node import contributions as contrib
+from coop.node.accounts import Member
+from coop.node.contributions import ClientInfo, Decision, Idempotency, Stage
+from coop.node.errors import (
+    InputError,
+    MediaTypeError,
+    NotFoundError,
+    RateLimitedError,
+)
+from coop.node.http.auth import Authenticator
+from coop.node.http.problems import decode_body, exception_handlers
+from coop.node.http.ratelimit import RateLimiter
+from coop.node.ids import uuid7
+from coop.node.intake.redaction import redact
+from coop.node.metrics import prometheus
+from coop.node.release import bucket_content_usage, get_release, list_releases
+from coop.node.runtime import Node
+from coop.node.scheduler import Scheduler
+from coop.node.store import ensure_external_member
+from coop.node.submission import ContributionRequest, EditRequest, IngestRequest
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("coop.http")
+
+_JSON: Final = "application/json"
+_ENCODER: Final = msgspec.json.Encoder()
+_CONTRIBUTION: Final = msgspec.json.Decoder(ContributionRequest)
+_INGEST: Final = msgspec.json.Decoder(IngestRequest)
+_EDIT: Final = msgspec.json.Decoder(EditRequest)
+_MAX_IDEMPOTENCY_KEY: Final = 200
+
+
+class PreviewRequest(msgspec.Struct, forbid_unknown_fields=True):
+    text: str
+
+
+class EventRequest(msgspec.Struct, forbid_unknown_fields=True):
+    channel: str
+    stage: str
+    count: int = 1
+
+
+_PREVIEW: Final = msgspec.json.Decoder(PreviewRequest)
+_EVENT: Final = msgspec.json.Decoder(EventRequest)
+_REPORTABLE: Final = frozenset({Stage.ELIGIBLE, Stage.CAPTURED, Stage.PROMPT_SHOWN})
+
+
+def _json(value: object, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(_ENCODER.encode(value), status_code=status, media_type=_JSON, headers=headers)
+
+
+def _require_json(request: Request[Any, Any, Any]) -> None:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != _JSON and not (media.startswith("application/") and media.endswith("+json")):
+        raise MediaTypeError(
+            f"send the body as {_JSON} (got {media or 'no Content-Type'})", field="Content-Type"
+        )
+
+
+def _client(request: Request[Any, Any, Any]) -> ClientInfo:
+    host = request.client.host if request.client else None
+    agent = request.headers.get("user-agent")
+    return ClientInfo(ip=host, user_agent=None if agent is None else agent[:256])
+
+
+def _idempotency(request: Request[Any, Any, Any], scope: str, body: bytes) -> Idempotency | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    key = key.strip().strip('"')
+    if not key or len(key) > _MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise InputError(
+            f"Idempotency-Key must be 1 to {_MAX_IDEMPOTENCY_KEY} printable characters",
+            field="Idempotency-Key",
+        )
+    return Idempotency(scope=scope, key=key, request_sha256=hashlib.sha256(body).hexdigest())
+
+
+def _release_version(text: str) -> int:
+    digits = text[1:] if text.startswith("v") else text
+    if not digits.isdigit() or len(digits) > 9:
+        raise NotFoundError(f"{text!r} is not a release (they are named v1, v2, ...)", field="version")
+    return int(digits)
+
+
+def create_app(node: Node, *, background: bool = True) -> Litestar:
+    """The ASGI app for one node; ``background`` runs the pipeline scheduler with it."""
+    cfg = node.config
+    auth = Authenticator(node.store)
+    ip_limit = RateLimiter(per_minute=cfg.rate_limit.per_ip_per_minute, burst=cfg.rate_limit.per_ip_burst)
+    token_limit = RateLimiter(
+        per_minute=cfg.rate_limit.per_token_per_minute, burst=cfg.rate_limit.per_token_burst
+    )
+    scheduler = Scheduler(node)
+
+    def limit_token(key: str) -> None:
+        wait = token_limit.allow(key, time.monotonic())
+        if wait:
+            raise RateLimitedError(
+                f"too many requests with this credential; retry in {wait} s", retry_after=wait
+            )
+
+    async def limit_ip(request: Request[Any, Any, Any]) -> None:
+        host = request.client.host if request.client else "unknown"
+        wait = ip_limit.allow(host, time.monotonic())
+        if wait:
+            raise RateLimitedError(f"too many requests from {host}; retry in {wait} s", retry_after=wait)
+
+    def signed_in(request: Request[Any, Any, Any], *, admin: bool = False) -> Member:
+        member = auth.member(request, admin=admin)
+        limit_token(f"m{member.id}")
+        return member
+
+    # -- public ---------------------------------------------------------------
+
+    @get("/api/v1/node", sync_to_thread=False)
+    def node_info() -> Response[bytes]:
+        """Who this node is and the defaults a contribution gets."""
+        return _json(
+            {
+                "node_id": node.identity.node_id,
+                "fingerprint": node.identity.fingerprint,
+                "name": cfg.node.name,
+                "terms_version": cfg.node.terms_version,
+                "defaults": cfg.defaults,
+                "limits": cfg.limits,
+            }
+        )
+
+    @get("/healthz", sync_to_thread=False)
+    def healthz() -> Response[bytes]:
+        return _json({"status": "ok"})
+
+    @get("/metrics", sync_to_thread=False, media_type="text/plain")
+    def metrics_text() -> Response[str]:
+        return Response(prometheus(node.metrics()), media_type="text/plain; version=0.0.4")
+
+    @get("/api/v1/metrics", sync_to_thread=False)
+    def metrics_json() -> Response[bytes]:
+        return _json(node.metrics())
+
+    @get("/robots.txt", sync_to_thread=False, media_type="text/plain")
+    def robots() -> Response[str]:
+        releases = node.store.read(list_releases)
+        lines = [
+            f"# {cfg.node.name}: a Co-op Flywheel node",
+            "User-Agent: *",
+            "Disallow: /api/",
+            "Allow: /releases/",
+        ]
+        usages = [b.content_usage for r in releases for b in r.buckets if b.content_usage]
+        lines.append(f"Content-Usage: {bucket_content_usage(usages) if usages else cfg.defaults.ai_use}")
+        for release in releases:
+            for bucket in release.buckets:
+                if bucket.content_usage:
+                    lines.append(
+                        f"Content-Usage: /releases/{release.name}/{bucket.name}/ {bucket.content_usage}"
+                    )
+        return Response("\n".join(lines) + "\n", media_type="text/plain")
+
+    @get(["/api/v1/releases", "/releases"], sync_to_thread=False)
+    def releases_index() -> Response[bytes]:
+        return _json(node.store.read(list_releases))
+
+    @get(["/api/v1/releases/{version:str}", "/releases/{version:str}"], sync_to_thread=False)
+    def release_info(version: str) -> Response[bytes]:
+        number = _release_version(version)
+        return _json(node.store.read(lambda c: get_release(c, number)))
+
+    @get("/releases/{version:str}/{path:path}", sync_to_thread=False)
+    def release_file(version: str, path: str) -> File:
+        number = _release_version(version)
+        summary = node.store.read(lambda c: get_release(c, number))
+        relative = path.lstrip("/")
+        known = {f.path for f in summary.files} | {"SHA256SUMS"}
+        if relative not in known:
+            raise NotFoundError(f"release {summary.name} has no file {relative!r}", field="path")
+        target = node.data.releases_path / summary.name / relative
+        headers: dict[str, str] = {}
+        bucket = summary.bucket(relative.split("/", 1)[0])
+        if bucket is not None and bucket.content_usage:
+            headers["Content-Usage"] = bucket.content_usage
+        media = {
+            "jsonl": "application/jsonl",
+            "parquet": "application/vnd.apache.parquet",
+            "md": "text/markdown",
+        }
+        return File(
+            path=Path(target),
+            filename=Path(relative).name,
+            content_disposition_type="inline",
+            media_type=media.get(relative.rsplit(".", 1)[-1], "application/octet-stream"),
+            headers=headers,
+        )
+
+    # -- members ------------------------------------------------------------------
+
+    @post("/api/v1/contributions", status_code=201)
+    async def contribute(request: Request[Any, Any, Any]) -> Response[bytes]:
+        """Share one chat. Returns 201 only once it is safely stored."""
+        member = signed_in(request)
+        _require_json(request)
+        body = await request.body()
+        data = decode_body(_CONTRIBUTION, body)
+        submission, notices = node.build_submission(data, channel=Channel.API, member=member)
+        return await _store(request, member, submission, notices, body)
+
+    async def _store(
+        request: Request[Any, Any, Any],
+        member: Member,
+        submission: Any,
+        notices: tuple[str, ...],
+        body: bytes,
+    ) -> Response[bytes]:
+        idem = _idempotency(request, f"m{member.id}", body)
+        uid = uuid7()
+        now = node.now()
+        client = _client(request)
+        result = await node.store.awrite(
+            lambda c: contrib.insert_contribution(
+                c,
+                uid=uid,
+                member=member,
+                submission=submission,
+                now=now,
+                idempotency=idem,
+                client=client,
+            )
+        )
+        if result.created:
+            scheduler.poke()
+        return _json(
+            {
+                "uid": result.uid,
+                "state": result.state,
+                "created": result.created,
+                "notices": notices,
+                "links": {"self": f"/api/v1/contributions/{result.uid}"},
+            },
+            status=201 if result.created else 200,
+            headers={"Location": f"/api/v1/contributions/{result.uid}"},
+        )
+
+    @post("/api/v1/contributions/ingest", status_code=201)
+    async def ingest(request: Request[Any, Any, Any]) -> Response[bytes]:
+        """A chat shared from Open WebUI by an integration on behalf of its user."""
+        integration = auth.integration(request)
+        limit_token(f"i{integration.id}")
+        _require_json(request)
+        body = await request.body()
+        data = decode_body(_INGEST, body)
+        if not data.user.id.strip():
+            raise InputError("user.id must not be empty", field="user.id")
+        now = node.now()
+        member = await node.store.awrite(
+            lambda c: ensure_external_member(
+                c,
+                provider="openwebui",
+                external_id=data.user.id,
+                name=data.user.name,
+                email=data.user.email,
+                salt=node.salt,
+                now=now,
+            )
+        )
+        submission, notices = node.build_submission(data, channel=Channel.OPENWEBUI, member=member)
+        return await _store(request, member, submission, notices, body)
+
+    @get("/api/v1/me", sync_to_thread=False)
+    def me(request: Request[Any, Any, Any]) -> Response[bytes]:
+        member = signed_in(request)
+        return _json({"name": member.name, "role": member.role})
+
+    @get("/api/v1/me/contributions", sync_to_thread=False)
+    def my_contributions(request: Request[Any, Any, Any]) -> Response[bytes]:
+        member = signed_in(request)
+        return _json(node.store.read(lambda c: contrib.list_member_contributions(c, member.id)))
+
+    @get("/api/v1/me/contributions.jsonl", sync_to_thread=False)
+    def my_export(request: Request[Any, Any, Any]) -> Stream:
+        """Every contribution of mine, as JSON lines (data portability)."""
+        member = signed_in(request)
+        lines = node.store.read(lambda c: list(contrib.iter_member_records(c, member.id)))
+        return Stream(
+            iter(lines),
+            media_type="application/jsonl",
+            headers={"Content-Disposition": 'attachment; filename="my-contributions.jsonl"'},
+        )
+
+    @get("/api/v1/contributions/{uid:str}", sync_to_thread=False)
+    def contribution(request: Request[Any, Any, Any], uid: str) -> Response[bytes]:
+        member = signed_in(request)
+        detail = node.store.read(lambda c: contrib.get_contribution(c, uid))
+        if detail is None or (detail.member_id != member.id and not member.is_admin):
+            raise NotFoundError(f"no contribution {uid} of yours", field="uid")
+        return _json({"contribution": detail.view, "submission": detail.submission, "record": detail.record})
+
+    @patch("/api/v1/contributions/{uid:str}")
+    async def edit(request: Request[Any, Any, Any], uid: str) -> Response[bytes]:
+        """Rectify: before release in place; after release as a new record (the old one tombstoned)."""
+        member = signed_in(request)
+        _require_json(request)
+        data = decode_body(_EDIT, await request.body())
+        new_uid, state, notices = await asyncio.to_thread(node.edit, member, uid, data, uuid7())
+        scheduler.poke()
+        return _json(
+            {
+                "uid": new_uid,
+                "state": state,
+                "replaces": uid if new_uid != uid else None,
+                "notices": notices,
+            }
+        )
+
+    @delete("/api/v1/contributions/{uid:str}", status_code=200)
+    async def withdraw(request: Request[Any, Any, Any], uid: str) -> Response[bytes]:
+        """Erase: out of the waiting room at once; excluded from every future release."""
+        member = signed_in(request)
+        now = node.now()
+        target = None if member.is_admin else member
+        state = await node.store.awrite(
+            lambda c: contrib.withdraw_contribution(c, uid=uid, member=target, now=now)
+        )
+        return _json({"uid": uid, "state": state})
+
+    @post("/api/v1/redact/preview", status_code=200)
+    async def preview(request: Request[Any, Any, Any]) -> Response[bytes]:
+        """What the redactor would replace in a text, with the spans it found."""
+        signed_in(request)
+        _require_json(request)
+        data = decode_body(_PREVIEW, await request.body())
+        result = redact(data.text)
+        return _json({"text": result.text, "hits": result.hits, "counts": result.counts()})
+
+    @post("/api/v1/metrics/events", status_code=202)
+    async def events(request: Request[Any, Any, Any]) -> Response[bytes]:
+        """An integration reports stages the node cannot see (eligible chats, prompts shown)."""
+        integration = auth.integration(request)
+        limit_token(f"i{integration.id}")
+        _require_json(request)
+        data = decode_body(_EVENT, await request.body())
+        channel = parse_enum(Channel, data.channel, field="channel")
+        stage = parse_enum(Stage, data.stage, field="stage")
+        if stage not in _REPORTABLE:
+            raise InputError("only eligible, captured and prompt_shown may be reported", field="stage")
+        if not 1 <= data.count <= 100_000:
+            raise InputError("count must be between 1 and 100000", field="count")
+        now = node.now()
+        await node.store.awrite(
+            lambda c: contrib.bump_stage(c, now=now, channel=channel.value, stage=stage, n=data.count)
+        )
+        return _json({"accepted": data.count}, status=202)
+
+    # -- admins ----------------------------------------------------------------------
+
+    @get("/api/v1/admin/waiting-room", sync_to_thread=False)
+    def waiting_room(request: Request[Any, Any, Any]) -> Response[bytes]:
+        signed_in(request, admin=True)
+        return _json(node.store.read(lambda c: contrib.list_by_state(c, contrib.S.WAITING)))
+
+    @get("/api/v1/admin/quarantine", sync_to_thread=False)
+    def quarantine(request: Request[Any, Any, Any]) -> Response[bytes]:
+        signed_in(request, admin=True)
+        return _json(node.store.read(lambda c: contrib.list_by_state(c, contrib.S.QUARANTINED)))
+
+    @get("/api/v1/admin/quarantine/{uid:str}", sync_to_thread=False)
+    def quarantine_item(request: Request[Any, Any, Any], uid: str) -> Response[bytes]:
+        """A quarantined entry as submitted, with what the redactor found in each message."""
+        signed_in(request, admin=True)
+        detail = node.store.read(lambda c: contrib.get_contribution(c, uid))
+        if detail is None or detail.view.state is not contrib.S.QUARANTINED:
+            raise NotFoundError(f"no quarantined contribution {uid}", field="uid")
+        hits = []
+        if detail.submission is not None:
+            hits = [redact(m.content).hits for m in detail.submission.chat.messages]
+        return _json({"contribution": detail.view, "submission": detail.submission, "hits": hits})
+
+    @post("/api/v1/admin/quarantine/{uid:str}/{decision:str}", status_code=200)
+    async def decide(request: Request[Any, Any, Any], uid: str, decision: str) -> Response[bytes]:
+        admin = signed_in(request, admin=True)
+        choice = parse_enum(Decision, decision, field="decision")
+        state = await asyncio.to_thread(node.decide_quarantine, uid, choice, admin=admin.name)
+        return _json({"uid": uid, "state": state, "decided_by": admin.name})
+
+    @post("/api/v1/admin/process", status_code=200)
+    async def process(request: Request[Any, Any, Any]) -> Response[bytes]:
+        signed_in(request, admin=True)
+        report = await asyncio.to_thread(node.process_pending)
+        return _json(report)
+
+    @post("/api/v1/admin/releases", status_code=201)
+    async def release(request: Request[Any, Any, Any]) -> Response[bytes]:
+        signed_in(request, admin=True)
+        summary = await asyncio.to_thread(node.cut_release)
+        return _json(summary, status=201, headers={"Location": f"/releases/{summary.name}"})
+
+    @get("/api/v1/admin/retention", sync_to_thread=False)
+    def retention(request: Request[Any, Any, Any]) -> Response[bytes]:
+        signed_in(request, admin=True)
+        return _json(node.retention_report())
+
+    async def start() -> None:
+        if background:
+            scheduler.start()
+
+    async def stop() -> None:
+        await scheduler.stop()
+
+    return Litestar(
+        route_handlers=[
+            node_info,
+            healthz,
+            metrics_text,
+            metrics_json,
+            robots,
+            releases_index,
+            release_info,
+            release_file,
+            contribute,
+            ingest,
+            me,
+            my_contributions,
+            my_export,
+            contribution,
+            edit,
+            withdraw,
+            preview,
+            events,
+            waiting_room,
+            quarantine,
+            quarantine_item,
+            decide,
+            process,
+            release,
+            retention,
+        ],
+        before_request=limit_ip,
+        exception_handlers=exception_handlers(),
+        request_max_body_size=cfg.limits.max_body_bytes,
+        on_startup=[start],
+        on_shutdown=[stop],
+        openapi_config=OpenAPIConfig(
+            title=f"Co-op Flywheel node: {cfg.node.name}", version="1", path="/schema"
+        ),
+        logging_config=None,
+    )

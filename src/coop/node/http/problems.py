@@ -1,0 +1,191 @@
+"""RFC 9457 problem details: the one place that maps errors to HTTP statuses.
+
+Every error response names the offending ``field`` where there is one, so a
+client (or a person) can tell which part of the request to fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Final, TypeVar
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+from coop.governance import GovernanceError
+from coop.node.errors import (
+    AuthError,
+    BusyError,
+    ConflictError,
+    ForbiddenError,
+    InputError,
+    MalformedError,
+    MediaTypeError,
+    NodeError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    StateError,
+    StorageError,
+    UnsupportedFormatError,
+)
+
+__all__ = ["PROBLEM_JSON", "decode_body", "exception_handlers", "problem_response"]
+
+log = logging.getLogger("coop.http")
+
+PROBLEM_JSON: Final = "application/problem+json"
+T = TypeVar("T")
+
+# (status, type slug, title); the most specific class wins (checked in order).
+_MAP: Final[list[tuple[type[Exception], int, str, str]]] = [
+    (MalformedError, 400, "malformed-request", "The request body cannot be read"),
+    (MediaTypeError, 415, "unsupported-media-type", "Unsupported media type"),
+    (PayloadTooLargeError, 413, "too-large", "Too large"),
+    (ConflictError, 409, "idempotency-conflict", "Idempotency-Key reused"),
+    (UnsupportedFormatError, 422, "unsupported-format", "Unrecognised content"),
+    (InputError, 422, "invalid-field", "Invalid request"),
+    (AuthError, 401, "unauthenticated", "Authentication required"),
+    (ForbiddenError, 403, "forbidden", "Not allowed"),
+    (NotFoundError, 404, "not-found", "Not found"),
+    (StateError, 409, "wrong-state", "Not possible in the current state"),
+    (RateLimitedError, 429, "rate-limited", "Too many requests"),
+    (BusyError, 503, "busy", "Busy"),
+    (StorageError, 500, "storage", "Storage failure"),
+]
+_ENCODER: Final = msgspec.json.Encoder()
+_AT: Final = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_FIELD: Final = re.compile(r"(?:required|unknown) field `(?P<name>[^`]+)`")
+
+
+def problem_response(
+    request: Request[Any, Any, Any] | None,
+    *,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[bytes]:
+    body: dict[str, object] = {
+        "type": f"/problems/{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if request is not None:
+        body["instance"] = request.url.path
+    if field is not None:
+        body["field"] = field
+        body["errors"] = [{"field": field, "detail": detail}]
+    return Response(_ENCODER.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _node_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    assert isinstance(exc, NodeError | GovernanceError)
+    headers: dict[str, str] = {}
+    if isinstance(exc, GovernanceError):
+        status, slug, title = 422, "invalid-field", "Invalid request"
+    else:
+        status, slug, title = next((s, g, t) for k, s, g, t in _MAP if isinstance(exc, k))
+    detail = exc.message
+    if isinstance(exc, RateLimitedError):
+        headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, BusyError):
+        headers["Retry-After"] = "5"
+    elif isinstance(exc, AuthError):
+        headers["WWW-Authenticate"] = 'Bearer realm="coop"'
+    elif isinstance(exc, StorageError):
+        log.error("storage failure on %s: %s", request.url.path, exc.message)
+        detail = "the node could not read or write its database; nothing was changed"
+    return problem_response(
+        request,
+        status=status,
+        slug=slug,
+        title=title,
+        detail=detail,
+        field=exc.field,
+        headers=headers,
+    )
+
+
+def _http_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    field = None
+    detail = exc.detail
+    if status == 413:
+        field, detail = "body", "the request body is over the node's size limit"
+    elif status == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    elif status == 404:
+        detail = f"nothing at {request.url.path}"
+    elif status == 400 and isinstance(exc.extra, list) and exc.extra:
+        first = exc.extra[0]
+        if isinstance(first, dict):
+            field = str(first.get("key") or "") or None
+            detail = f"{detail}: {first.get('message', '')}".strip(": ")
+    slug = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(status, "http-error")
+    headers = {k: v for k, v in (exc.headers or {}).items()}
+    return problem_response(
+        request,
+        status=status,
+        slug=slug,
+        title=_title(status),
+        detail=detail,
+        field=field,
+        headers=headers,
+    )
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        request,
+        status=500,
+        slug="internal",
+        title="Internal error",
+        detail="the node failed unexpectedly; nothing was changed",
+    )
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def exception_handlers() -> dict[int | type[Exception], Any]:
+    return {
+        NodeError: _node_error,
+        GovernanceError: _node_error,
+        HTTPException: _http_error,
+        Exception: _unexpected,
+    }
+
+
+def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+    """Decode a JSON body, translating msgspec's errors into ones that name the field."""
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _AT.search(message)
+        path = match.group("path") if match else ""
+        text = _AT.sub("", message)
+        named = _FIELD.search(text)
+        if named:
+            path = f"{path}.{named.group('name')}" if path else named.group("name")
+        raise InputError(f"{text}", field=path or "body") from None
+    except UnicodeDecodeError:
+        raise MalformedError("the body is not valid UTF-8", field="body") from None
+    except RecursionError:
+        raise MalformedError("the JSON body is nested too deeply", field="body") from None
+    except msgspec.DecodeError as exc:
+        raise MalformedError(f"the body is not valid JSON: {exc}", field="body") from None

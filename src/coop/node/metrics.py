@@ -1,0 +1,109 @@
+"""Record-generation metrics: stage counts and yields per intake channel, published per window.
+
+The stages follow the record-generation model: E eligible -> C captured ->
+S share prompt shown -> A consent -> T transform ok -> P published.  The node
+counts C, A, T and P itself; an integration reports E and S (and C for chats
+it captured but the member did not send) through the events endpoint.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from itertools import pairwise
+from typing import Final
+
+import msgspec
+
+from coop.node.contributions import Stage
+
+__all__ = ["STAGE_ORDER", "WINDOWS", "MetricsReport", "collect", "prometheus"]
+
+STAGE_ORDER: Final = (
+    Stage.ELIGIBLE,
+    Stage.CAPTURED,
+    Stage.PROMPT_SHOWN,
+    Stage.CONSENT,
+    Stage.TRANSFORM_OK,
+    Stage.PUBLISHED,
+)
+WINDOWS: Final = {"1d": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
+
+
+class MetricsReport(msgspec.Struct, frozen=True):
+    stages: dict[str, dict[str, int]]  # channel -> stage -> count (all time)
+    yields: dict[str, dict[str, float | None]]  # channel -> "captured/eligible" -> ratio
+    published: dict[str, dict[str, int]]  # channel -> window -> count
+    states: dict[str, int]  # contribution state -> count now
+    releases: int
+
+
+def collect(conn: sqlite3.Connection, *, now: int) -> MetricsReport:
+    stages: dict[str, dict[str, int]] = {}
+    for channel, stage, n in conn.execute(
+        "SELECT channel, stage, sum(n) FROM stage_counts GROUP BY channel, stage ORDER BY channel"
+    ):
+        stages.setdefault(channel, {s.value: 0 for s in STAGE_ORDER})[stage] = int(n)
+    yields: dict[str, dict[str, float | None]] = {}
+    for channel, counts in stages.items():
+        yields[channel] = {}
+        for before, after in pairwise(STAGE_ORDER):
+            denominator = counts.get(before.value, 0)
+            yields[channel][f"{after.value}/{before.value}"] = (
+                round(counts.get(after.value, 0) / denominator, 4) if denominator else None
+            )
+    published: dict[str, dict[str, int]] = {}
+    today = now - now % 86_400
+    for name, span in WINDOWS.items():
+        # Counts are kept per day: a window of d days is today and the d-1 days before.
+        since = today - span + 86_400
+        for channel, n in conn.execute(
+            "SELECT channel, sum(n) FROM stage_counts WHERE stage = ? AND day >= ? GROUP BY channel",
+            (Stage.PUBLISHED.value, since),
+        ):
+            published.setdefault(channel, {w: 0 for w in WINDOWS})[name] = int(n)
+    states = {
+        state: int(n) for state, n in conn.execute("SELECT state, count(*) FROM contributions GROUP BY state")
+    }
+    (releases,) = conn.execute("SELECT count(*) FROM releases").fetchone()
+    return MetricsReport(
+        stages=stages, yields=yields, published=published, states=states, releases=int(releases)
+    )
+
+
+def prometheus(report: MetricsReport) -> str:
+    """The Prometheus text exposition format (version 0.0.4)."""
+    lines = [
+        "# HELP coop_stage_total Contributions reaching each stage of the record-generation model.",
+        "# TYPE coop_stage_total counter",
+    ]
+    for channel, counts in sorted(report.stages.items()):
+        for stage, n in counts.items():
+            lines.append(f'coop_stage_total{{channel="{channel}",stage="{stage}"}} {n}')
+    lines += [
+        "# HELP coop_stage_yield Share of the previous stage that reached this one.",
+        "# TYPE coop_stage_yield gauge",
+    ]
+    for channel, ratios in sorted(report.yields.items()):
+        for step, value in ratios.items():
+            if value is not None:
+                to, frm = step.split("/")
+                lines.append(f'coop_stage_yield{{channel="{channel}",from="{frm}",to="{to}"}} {value}')
+    lines += [
+        "# HELP coop_published_window Records first published in the window.",
+        "# TYPE coop_published_window gauge",
+    ]
+    for channel, windows in sorted(report.published.items()):
+        for window, n in windows.items():
+            lines.append(f'coop_published_window{{channel="{channel}",window="{window}"}} {n}')
+    lines += [
+        "# HELP coop_contributions Contributions by state.",
+        "# TYPE coop_contributions gauge",
+    ]
+    for state, n in sorted(report.states.items()):
+        lines.append(f'coop_contributions{{state="{state}"}} {n}')
+    lines += [
+        "# HELP coop_releases Releases cut.",
+        "# TYPE coop_releases counter",
+        f"coop_releases {report.releases}",
+    ]
+    return "\n".join(lines) + "\n"

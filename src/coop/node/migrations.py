@@ -1,0 +1,132 @@
+"""Numbered schema migrations, applied in order inside one transaction each.
+
+Never edit a released migration: add the next number.  ``PRAGMA user_version``
+holds the last one applied.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Final
+
+__all__ = ["MIGRATIONS", "migrate"]
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: members, integrations, the contribution pipeline, releases, metrics, security data.
+    """
+    CREATE TABLE members (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL CHECK (role IN ('member', 'admin')),
+        provider TEXT NOT NULL,
+        external_id TEXT NOT NULL,
+        email TEXT,
+        token_hash TEXT UNIQUE,
+        contributor_hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        UNIQUE (provider, external_id)
+    );
+    CREATE TABLE integrations (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        key_hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE contributions (
+        seq INTEGER PRIMARY KEY,
+        uid TEXT NOT NULL UNIQUE,
+        member_id INTEGER NOT NULL REFERENCES members (id),
+        state TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        license TEXT NOT NULL,
+        ai_use TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        eval TEXT NOT NULL,
+        language TEXT,
+        tags TEXT NOT NULL,
+        submission BLOB,
+        record BLOB,
+        record_sha256 TEXT,
+        dedup_key TEXT,
+        pii TEXT,
+        reason TEXT,
+        claim INTEGER,
+        accepted_tick INTEGER,
+        left_tick INTEGER,
+        released_in INTEGER,
+        supersedes TEXT,
+        superseded_by TEXT,
+        decided_by TEXT,
+        withdrawn_at INTEGER
+    );
+    CREATE INDEX contributions_by_state ON contributions (state, seq);
+    CREATE INDEX contributions_by_member ON contributions (member_id, seq);
+    CREATE INDEX contributions_by_dedup ON contributions (dedup_key) WHERE dedup_key IS NOT NULL;
+    CREATE INDEX contributions_by_left_tick ON contributions (left_tick) WHERE left_tick IS NOT NULL;
+    CREATE TABLE idempotency (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        request_sha256 TEXT NOT NULL,
+        uid TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE tombstones (
+        uid TEXT PRIMARY KEY,
+        at INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        replaced_by TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE releases (
+        version INTEGER PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        record_count INTEGER NOT NULL,
+        summary BLOB NOT NULL
+    );
+    CREATE TABLE stage_counts (
+        day INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (day, channel, stage)
+    ) WITHOUT ROWID;
+    CREATE TABLE security_events (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        ip TEXT,
+        user_agent TEXT,
+        member_id INTEGER,
+        action TEXT NOT NULL
+    );
+    CREATE INDEX security_events_by_at ON security_events (at);
+    CREATE TABLE ticks (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+    INSERT INTO ticks (id, n) VALUES (1, 0);
+    """,
+)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration not yet applied; return the schema version reached."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > len(MIGRATIONS):
+        raise sqlite3.DatabaseError(
+            f"database schema {version} is newer than this program ({len(MIGRATIONS)})"
+        )
+    for number in range(version + 1, len(MIGRATIONS) + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[number - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    return [part.strip() for part in script.split(";") if part.strip()]

@@ -1,0 +1,165 @@
+"""Processing one waiting-room entry into a record, or into quarantine.
+
+Pure: the caller passes the entry, its uid, time and contributor hash; the
+store applies the outcome in one transaction.  Processing the same entry
+twice gives the same outcome, so a batch killed halfway is simply re-run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections import Counter
+from typing import Final
+
+import msgspec
+
+from coop.governance import (
+    Channel,
+    Checks,
+    Feedback,
+    Message,
+    Provenance,
+    Record,
+    Role,
+    canonical_bytes,
+    sha256_hex,
+)
+from coop.node.intake.redaction import redact
+from coop.node.submission import Submission
+
+__all__ = ["Accepted", "Outcome", "Quarantined", "dedup_key", "process_entry"]
+
+_SPACES: Final = re.compile(r"\s+")
+_SUBMISSION: Final = msgspec.json.Decoder(Submission)
+
+
+class Accepted(msgspec.Struct, frozen=True):
+    record: Record
+    record_bytes: bytes
+    record_sha256: str
+    dedup_key: str
+    pii: dict[str, int]
+
+
+class Quarantined(msgspec.Struct, frozen=True):
+    reason: str
+    pii: dict[str, int]
+
+
+Outcome = Accepted | Quarantined
+
+
+def process_entry(
+    raw_submission: bytes,
+    *,
+    uid: str,
+    created_at: int,
+    contributor_hash: str,
+    threshold: int,
+) -> Outcome:
+    """Validate, redact and build the record; quarantine what needs a person's eyes."""
+    try:
+        sub = _SUBMISSION.decode(raw_submission)
+    except (msgspec.DecodeError, ValueError) as exc:
+        return Quarantined(reason=f"malformed entry: {exc}", pii={})
+    problem = _validate(sub)
+    if problem is not None:
+        return Quarantined(reason=f"validation failed: {problem}", pii={})
+    counts: Counter[str] = Counter()
+
+    def clean(text: str | None) -> str | None:
+        if text is None:
+            return None
+        result = redact(text)
+        counts.update(result.counts())
+        return result.text
+
+    messages = tuple(
+        Message(role=m.role, content=clean(m.content) or "", model=m.model, timestamp=m.timestamp)
+        for m in sub.chat.messages
+    )
+    feedback = tuple(
+        Feedback(
+            message_index=f.message_index,
+            rating=f.rating,
+            reason=clean(f.reason),
+            comment=clean(f.comment),
+            tags=f.tags,
+        )
+        for f in sub.chat.feedback
+    )
+    note = clean(sub.note)
+    correction = clean(sub.correction)
+    pii = dict(sorted(counts.items()))
+    total = sum(pii.values())
+    if total > threshold:
+        detail = ", ".join(f"{kind}: {n}" for kind, n in pii.items())
+        return Quarantined(
+            reason=f"{total} pieces of personal data found ({detail}); more than {threshold} "
+            "needs an admin's review",
+            pii=pii,
+        )
+    conversation = canonical_bytes({"messages": messages, "feedback": feedback})
+    record = Record(
+        uid=uid,
+        created_at=created_at,
+        route=sub.channel,
+        model=sub.chat.model or next((m.model for m in messages if m.model), None),
+        models=sub.chat.models,
+        content=messages,
+        feedback=feedback,
+        label=sub.label,
+        note=note,
+        correction=correction,
+        tags=sub.tags,
+        language=sub.language,
+        license=sub.license,
+        ai_use=sub.ai_use,
+        eval=sub.eval,
+        attribution=sub.attribution,
+        contributor_hash=contributor_hash,
+        scope=sub.scope,
+        provenance=Provenance(
+            source=sub.source,
+            prompt_shown=sub.prompt_shown,
+            format=sub.chat.format.value,
+            checks=Checks(pii=pii, content_sha256=sha256_hex(conversation)),
+        ),
+    )
+    data = canonical_bytes(record)
+    return Accepted(
+        record=record,
+        record_bytes=data,
+        record_sha256=sha256_hex(data),
+        dedup_key=dedup_key(messages),
+        pii=pii,
+    )
+
+
+def dedup_key(messages: tuple[Message, ...]) -> str:
+    """Hash of the conversation with case, width and spacing normalised away."""
+    digest = hashlib.sha256()
+    for message in messages:
+        text = _SPACES.sub(" ", unicodedata.normalize("NFKC", message.content)).strip().casefold()
+        digest.update(message.role.value.encode())
+        digest.update(b"\x1f")
+        digest.update(text.encode("utf-8", errors="surrogatepass"))
+        digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
+def _validate(sub: Submission) -> str | None:
+    roles = {m.role for m in sub.chat.messages}
+    if Role.USER not in roles:
+        return "the chat has no user turn"
+    if Role.ASSISTANT not in roles:
+        return "the chat has no assistant turn to judge"
+    if any(not m.content.strip() for m in sub.chat.messages):
+        return "the chat has an empty message"
+    if any(not 0 <= f.message_index < len(sub.chat.messages) for f in sub.chat.feedback):
+        return "feedback points at a message the chat does not have"
+    if sub.channel not in Channel:  # pragma: no cover - the decoder already enforces it
+        return f"unknown channel {sub.channel}"
+    return None

@@ -1,0 +1,494 @@
+"""Cutting a release: an immutable snapshot of public records, one bucket per licence.
+
+A release ``vN`` is written into a hidden temporary directory, streamed from
+one read snapshot of the database (never the whole release in memory),
+checksummed, fsynced, renamed into place, and only then recorded in the
+database.  Serving trusts the database, so a release killed halfway is never
+visible; the next cut removes its leftovers.
+
+If a record left the published set (withdrawn, rectified) while the files
+were being written, the cut starts again rather than publish it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import IO, Final
+
+import msgspec
+import pyarrow as pa
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from coop.governance import AiUse, License, Preference, parse_ai_use
+from coop.node.contributions import Stage, bump_stage
+from coop.node.errors import BusyError, NotFoundError, StorageError
+from coop.node.intake.redaction import PiiType
+from coop.node.store import Store
+
+__all__ = [
+    "BucketSummary",
+    "FileEntry",
+    "ReleaseSummary",
+    "bucket_content_usage",
+    "cut_release",
+    "get_release",
+    "list_releases",
+    "record_schema",
+]
+
+_FLUSH_BYTES: Final = 16 * 1024 * 1024
+_ROW_GROUP: Final = 65_536
+_MAX_ATTEMPTS: Final = 3
+
+
+class FileEntry(msgspec.Struct, frozen=True):
+    path: str
+    sha256: str
+    bytes: int
+
+
+class BucketSummary(msgspec.Struct, frozen=True):
+    name: str
+    license: License
+    records: int
+    content_usage: str
+    labels: dict[str, int]
+    languages: dict[str, int]
+    files: tuple[FileEntry, ...]
+
+
+class ReleaseSummary(msgspec.Struct, frozen=True):
+    version: int
+    name: str
+    coop: str
+    node_id: str
+    created_at: int
+    records: int
+    buckets: tuple[BucketSummary, ...]
+    tombstones: int
+    files: tuple[FileEntry, ...]
+
+    def bucket(self, name: str) -> BucketSummary | None:
+        return next((b for b in self.buckets if b.name == name), None)
+
+
+_SUMMARY_ENCODER: Final = msgspec.json.Encoder(order="sorted")
+_SUMMARY_DECODER: Final = msgspec.json.Decoder(ReleaseSummary)
+
+
+def record_schema() -> pa.Schema:
+    """The Parquet schema of a record (the same fields as the JSONL lines)."""
+    message = pa.struct(
+        [
+            ("role", pa.string()),
+            ("content", pa.string()),
+            ("model", pa.string()),
+            ("timestamp", pa.int64()),
+        ]
+    )
+    feedback = pa.struct(
+        [
+            ("message_index", pa.int64()),
+            ("rating", pa.int64()),
+            ("reason", pa.string()),
+            ("comment", pa.string()),
+            ("tags", pa.list_(pa.string())),
+        ]
+    )
+    pii = pa.struct([(kind.value, pa.int64()) for kind in PiiType])
+    return pa.schema(
+        [
+            ("uid", pa.string()),
+            ("type", pa.string()),
+            ("created_at", pa.int64()),
+            ("route", pa.string()),
+            ("model", pa.string()),
+            ("models", pa.list_(pa.string())),
+            ("content", pa.list_(message)),
+            ("feedback", pa.list_(feedback)),
+            ("label", pa.string()),
+            ("note", pa.string()),
+            ("correction", pa.string()),
+            ("tags", pa.list_(pa.string())),
+            ("language", pa.string()),
+            ("license", pa.string()),
+            ("ai_use", pa.string()),
+            ("eval", pa.string()),
+            ("attribution", pa.struct([("mode", pa.string()), ("name", pa.string())])),
+            ("contributor_hash", pa.string()),
+            ("scope", pa.string()),
+            (
+                "provenance",
+                pa.struct(
+                    [
+                        ("source", pa.string()),
+                        ("prompt_shown", pa.bool_()),
+                        ("format", pa.string()),
+                        ("checks", pa.struct([("pii", pii), ("content_sha256", pa.string())])),
+                    ]
+                ),
+            ),
+        ]
+    )
+
+
+def bucket_content_usage(preferences: list[str]) -> str:
+    """The Content-Usage of a bucket: the most restrictive of its records' preferences.
+
+    A label is ``y`` only if every record says ``y``; ``n`` if any says ``n``
+    (keeping a CC signal only when every refusal carries the same one);
+    otherwise the bucket states nothing for it.  Each row keeps its own
+    ``ai_use`` too.
+    """
+    parsed = [parse_ai_use(p).value for p in preferences]
+    out: dict[str, Preference] = {}
+    for attr in ("train_ai", "search"):
+        prefs = [getattr(p, attr) for p in parsed]
+        refusals = [p for p in prefs if p is not None and not p.allow]
+        if refusals:
+            signals = {p.exceptions for p in refusals}
+            out[attr] = Preference(allow=False, exceptions=signals.pop() if len(signals) == 1 else None)
+        elif prefs and all(p is not None for p in prefs):
+            out[attr] = Preference(allow=True)
+    return AiUse(train_ai=out.get("train_ai"), search=out.get("search")).to_header()
+
+
+class _HashingWriter:
+    """A binary file that hashes what it writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: IO[bytes] = path.open("wb")
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+
+    def close(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+
+
+def _file_entry(root: Path, path: Path) -> FileEntry:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return FileEntry(
+        path=path.relative_to(root).as_posix(), sha256=digest.hexdigest(), bytes=path.stat().st_size
+    )
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_bucket(
+    out: Path, name: str, records: Iterator[bytes], schema: pa.Schema
+) -> tuple[int, list[FileEntry]]:
+    """Stream one bucket's records into JSONL and Parquet; return the count and files."""
+    folder = out / name
+    folder.mkdir()
+    jsonl = _HashingWriter(folder / "data.jsonl")
+    parquet_path = folder / "data.parquet"
+    writer = pq.ParquetWriter(parquet_path, schema, compression="zstd")
+    parse_options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    pending: list[bytes] = []
+    pending_size = 0
+    count = 0
+
+    def flush() -> None:
+        nonlocal pending_size
+        if not pending:
+            return
+        block = b"".join(pending)
+        table = pa_json.read_json(
+            io.BytesIO(block),
+            read_options=pa_json.ReadOptions(block_size=max(len(block), 1 << 20)),
+            parse_options=parse_options,
+        )
+        writer.write_table(table, row_group_size=_ROW_GROUP)
+        pending.clear()
+        pending_size = 0
+
+    try:
+        for data in records:
+            line = data + b"\n"
+            jsonl.write(line)
+            pending.append(line)
+            pending_size += len(line)
+            count += 1
+            if pending_size >= _FLUSH_BYTES:
+                flush()
+        flush()
+    finally:
+        writer.close()
+        jsonl.close()
+    _fsync_file(parquet_path)
+    files = [
+        FileEntry(path=f"{name}/data.jsonl", sha256=jsonl.digest.hexdigest(), bytes=jsonl.size),
+        _file_entry(out, parquet_path),
+    ]
+    return count, files
+
+
+def _card(summary: ReleaseSummary) -> str:
+    """The dataset card: YAML metadata (one `configs` entry per bucket) and plain words."""
+    buckets = [b for b in summary.buckets if b.records]
+    languages = sorted({lang for b in buckets for lang in b.languages if lang != "unknown"})
+    lines = ["---", f"pretty_name: {_yaml_str(summary.coop + ' co-op chats')}"]
+    licences = [b.license.value.lower() for b in buckets] or ["other"]
+    lines.append("license:")
+    lines += [f"- {lic}" for lic in licences]
+    if languages:
+        lines.append("language:")
+        lines += [f"- {_yaml_str(lang)}" for lang in languages]
+    lines += ["tags:", "- chat", "- human-feedback", "- data-co-op"]
+    if buckets:
+        lines.append("configs:")
+        for index, bucket in enumerate(buckets):
+            lines += [
+                f"- config_name: {bucket.name}",
+                "  data_files:",
+                "  - split: train",
+                f"    path: {bucket.name}/*.parquet",
+            ]
+            if index == 0:
+                lines.append("  default: true")
+    lines.append("---")
+    lines += [
+        "",
+        f"# {summary.coop}: release {summary.name}",
+        "",
+        f"{summary.records} chats shared by members of the {summary.coop} data co-op, each",
+        "labelled **good** or **fail** by the person who had the conversation, with their",
+        "ratings, notes and corrections. Personal data found in the text was replaced by",
+        "typed placeholders such as `[EMAIL]` before release.",
+        "",
+        "| bucket | licence | records | Content-Usage |",
+        "| --- | --- | --- | --- |",
+    ]
+    for bucket in summary.buckets:
+        lines.append(
+            f"| `{bucket.name}` | {bucket.license.value} | {bucket.records} | `{bucket.content_usage or '(none)'}` |"
+        )
+    lines += [
+        "",
+        "## Loading one bucket",
+        "",
+        "```python",
+        "import datasets",
+        f'ds = datasets.load_dataset("path/to/{summary.name}", "cc-by-sa", split="train")',
+        "```",
+        "",
+        "Each licence is its own bucket: ShareAlike records are never mixed with others.",
+        "",
+        "## The members' choices travel with every record",
+        "",
+        "- `license`: the licence the member chose (SPDX id).",
+        "- `ai_use`: the member's AI-use preference (IETF aipref vocabulary, the same text as",
+        "  the `Content-Usage` header). A bucket's `Content-Usage` is the most restrictive of its",
+        "  records; honour each row's own `ai_use` when you use rows one by one.",
+        "- `attribution`: how the member asked to be credited (`username`, `pseudonym`,",
+        "  `anonymous`); `contributor_hash` is a keyed hash, not an identifier you can reverse.",
+        "",
+        "## Withdrawals",
+        "",
+        f"`tombstones.jsonl` lists the {summary.tombstones} records withdrawn by their members.",
+        "They are left out of this and every future release. If you hold an earlier release,",
+        "delete the listed records from your copy.",
+        "",
+        "## Checksums",
+        "",
+        "`SHA256SUMS` covers every file (`sha256sum -c SHA256SUMS`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _yaml_str(value: str) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _snapshot_records(conn: sqlite3.Connection, licence: License) -> Iterator[bytes]:
+    cursor = conn.execute(
+        "SELECT record FROM contributions WHERE state IN ('accepted', 'released') AND scope = 'public'"
+        " AND license = ? ORDER BY seq",
+        (licence.value,),
+    )
+    for (data,) in cursor:
+        yield bytes(data)
+
+
+def _write_release(
+    conn: sqlite3.Connection, tmp: Path, *, version: int, coop: str, node_id: str, now: int
+) -> tuple[ReleaseSummary, int]:
+    """Write every artifact from one read snapshot; return the summary and the snapshot tick."""
+    schema = record_schema()
+    conn.execute("BEGIN")
+    try:
+        (tick,) = conn.execute("SELECT n FROM ticks WHERE id = 1").fetchone()
+        buckets: list[BucketSummary] = []
+        for licence in License:
+            stats = conn.execute(
+                "SELECT ai_use, label, coalesce(language, 'unknown'), count(*) FROM contributions"
+                " WHERE state IN ('accepted', 'released') AND scope = 'public' AND license = ?"
+                " GROUP BY ai_use, label, language",
+                (licence.value,),
+            ).fetchall()
+            if not stats:
+                continue
+            labels: dict[str, int] = {}
+            languages: dict[str, int] = {}
+            for _, label, language, n in stats:
+                labels[label] = labels.get(label, 0) + n
+                languages[language] = languages.get(language, 0) + n
+            count, files = _write_bucket(tmp, licence.bucket, _snapshot_records(conn, licence), schema)
+            buckets.append(
+                BucketSummary(
+                    name=licence.bucket,
+                    license=licence,
+                    records=count,
+                    content_usage=bucket_content_usage(sorted({row[0] for row in stats})),
+                    labels=dict(sorted(labels.items())),
+                    languages=dict(sorted(languages.items())),
+                    files=tuple(files),
+                )
+            )
+        tombstones = _HashingWriter(tmp / "tombstones.jsonl")
+        encoder = msgspec.json.Encoder(order="sorted")
+        n_tomb = 0
+        for uid, at, reason, replaced_by in conn.execute(
+            "SELECT uid, at, reason, replaced_by FROM tombstones ORDER BY uid"
+        ):
+            item = {"uid": uid, "withdrawn_at": at, "reason": reason}
+            if replaced_by:
+                item["replaced_by"] = replaced_by
+            tombstones.write(encoder.encode(item) + b"\n")
+            n_tomb += 1
+        tombstones.close()
+    finally:
+        conn.execute("COMMIT")
+    summary = ReleaseSummary(
+        version=version,
+        name=f"v{version}",
+        coop=coop,
+        node_id=node_id,
+        created_at=now,
+        records=sum(b.records for b in buckets),
+        buckets=tuple(buckets),
+        tombstones=n_tomb,
+        files=(),
+    )
+    (tmp / "release.json").write_bytes(_SUMMARY_ENCODER.encode(summary))
+    (tmp / "README.md").write_text(_card(summary), encoding="utf-8")
+    entries = [f for b in buckets for f in b.files]
+    entries += [_file_entry(tmp, tmp / name) for name in ("README.md", "release.json", "tombstones.jsonl")]
+    entries.sort(key=lambda e: e.path)
+    sums = "".join(f"{e.sha256}  {e.path}\n" for e in entries)
+    (tmp / "SHA256SUMS").write_text(sums, encoding="ascii")
+    for name in ("README.md", "release.json", "SHA256SUMS"):
+        _fsync_file(tmp / name)
+    for bucket in buckets:
+        _fsync_dir(tmp / bucket.name)
+    _fsync_dir(tmp)
+    return msgspec.structs.replace(summary, files=tuple(entries)), int(tick)
+
+
+def _commit_release(conn: sqlite3.Connection, *, summary: ReleaseSummary, tick: int, now: int) -> bool:
+    """Record the release if nothing it holds left the published set meanwhile."""
+    moved = conn.execute("SELECT 1 FROM contributions WHERE left_tick > ? LIMIT 1", (tick,)).fetchone()
+    if moved is not None:
+        return False
+    version = summary.version
+    for channel, n in conn.execute(
+        "SELECT channel, count(*) FROM contributions WHERE state = 'accepted' AND scope = 'public'"
+        " AND accepted_tick <= ? GROUP BY channel",
+        (tick,),
+    ).fetchall():
+        bump_stage(conn, now=now, channel=channel, stage=Stage.PUBLISHED, n=n)
+    conn.execute(
+        "UPDATE contributions SET state = 'released', released_in = ?"
+        " WHERE state = 'accepted' AND scope = 'public' AND accepted_tick <= ?",
+        (version, tick),
+    )
+    conn.execute(
+        "INSERT INTO releases (version, created_at, record_count, summary) VALUES (?, ?, ?, ?)",
+        (version, now, summary.records, _SUMMARY_ENCODER.encode(summary)),
+    )
+    return True
+
+
+def cut_release(store: Store, releases: Path, *, coop: str, node_id: str, now: int) -> ReleaseSummary:
+    """Cut the next release; the caller holds the release lock."""
+    for _ in range(_MAX_ATTEMPTS):
+        version = store.read(_latest_version) + 1
+        _clear_leftovers(releases, version)
+        tmp = releases / f".v{version}.tmp"
+        tmp.mkdir(parents=True)
+        try:
+            summary, tick = _write_release(
+                store.reader(), tmp, version=version, coop=coop, node_id=node_id, now=now
+            )
+            final = releases / summary.name
+            tmp.rename(final)
+            _fsync_dir(releases)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if store.write(partial(_commit_release, summary=summary, tick=tick, now=now)):
+            return summary
+        shutil.rmtree(final, ignore_errors=True)  # records moved meanwhile: cut again
+    raise BusyError("records kept changing while the release was written; try again")
+
+
+def _latest_version(conn: sqlite3.Connection) -> int:
+    (version,) = conn.execute("SELECT coalesce(max(version), 0) FROM releases").fetchone()
+    return int(version)
+
+
+def _clear_leftovers(releases: Path, version: int) -> None:
+    """Remove what a killed cut left: temp folders and folders the database never recorded."""
+    if not releases.exists():
+        raise StorageError(f"{releases} is missing")
+    for path in releases.iterdir():
+        if (path.name.startswith(".v") and path.name.endswith(".tmp")) or (
+            path.name.startswith("v") and path.name[1:].isdigit() and int(path.name[1:]) >= version
+        ):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def list_releases(conn: sqlite3.Connection) -> list[ReleaseSummary]:
+    rows = conn.execute("SELECT summary FROM releases ORDER BY version").fetchall()
+    return [_SUMMARY_DECODER.decode(row[0]) for row in rows]
+
+
+def get_release(conn: sqlite3.Connection, version: int) -> ReleaseSummary:
+    row = conn.execute("SELECT summary FROM releases WHERE version = ?", (version,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no release v{version}", field="version")
+    return _SUMMARY_DECODER.decode(row[0])

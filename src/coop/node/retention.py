@@ -1,0 +1,94 @@
+"""What the node holds, for how long, and the automatic purge of what has expired.
+
+Security data (IP address and user agent, kept for rate limiting and abuse)
+goes after ``retention.security_days``; Idempotency-Keys after the same
+period.  The waiting room holds items until processed, quarantine until an
+admin decides, records until withdrawn; a withdrawal erases the content at
+once and keeps only a tombstone (uid and date) so copies can be deleted.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import msgspec
+
+from coop.node.config import Config, RetentionConfig
+
+__all__ = ["PurgeReport", "RetentionItem", "purge", "report"]
+
+_DAY = 86_400
+
+
+class RetentionItem(msgspec.Struct, frozen=True):
+    category: str
+    count: int
+    oldest: int | None  # unix seconds of the oldest item held
+    until: int | None  # when the oldest item goes, where a date is known
+    rule: str
+
+
+class PurgeReport(msgspec.Struct, frozen=True):
+    security_events: int
+    idempotency_keys: int
+
+
+def purge(conn: sqlite3.Connection, *, now: int, config: RetentionConfig) -> PurgeReport:
+    cutoff = now - config.security_days * _DAY
+    events = conn.execute("DELETE FROM security_events WHERE at < ?", (cutoff,)).rowcount
+    keys = conn.execute("DELETE FROM idempotency WHERE created_at < ?", (cutoff,)).rowcount
+    return PurgeReport(security_events=events, idempotency_keys=keys)
+
+
+def report(conn: sqlite3.Connection, *, now: int, config: Config) -> list[RetentionItem]:
+    days = config.retention.security_days
+    items: list[RetentionItem] = []
+
+    def add(
+        category: str, sql: str, rule: str, keep: int | None = None, args: tuple[object, ...] = ()
+    ) -> None:
+        count, oldest = conn.execute(sql, args).fetchone()
+        until = None if oldest is None or keep is None else int(oldest) + keep
+        items.append(
+            RetentionItem(category=category, count=int(count), oldest=oldest, until=until, rule=rule)
+        )
+
+    add(
+        "security data (IP, user agent)",
+        "SELECT count(*), min(at) FROM security_events",
+        f"purged automatically after {days} days",
+        days * _DAY,
+    )
+    add(
+        "idempotency keys",
+        "SELECT count(*), min(created_at) FROM idempotency",
+        f"purged automatically after {days} days",
+        days * _DAY,
+    )
+    for state, rule in (
+        (
+            "waiting_room",
+            f"until processed (every {config.pipeline.interval_seconds:g} s while serving)",
+        ),
+        ("processing", "until the current batch finishes"),
+        ("quarantined", "until an admin releases or rejects it"),
+        ("accepted", "until released or withdrawn by its member"),
+        ("released", "until withdrawn by its member"),
+    ):
+        add(
+            f"contributions: {state}",
+            "SELECT count(*), min(updated_at) FROM contributions WHERE state = ?",
+            rule,
+            args=(state,),
+        )
+    add(
+        "erased (withdrawn, rejected, duplicate): metadata only, no content",
+        "SELECT count(*), min(updated_at) FROM contributions WHERE state IN ('withdrawn', 'rejected', 'duplicate')",
+        "content erased at once; uid, state and dates kept",
+    )
+    add(
+        "tombstones",
+        "SELECT count(*), min(at) FROM tombstones",
+        "kept so that every later release and mirror can delete the record",
+    )
+    return items

@@ -1,0 +1,191 @@
+"""The running node: data directory, config, store and the operations built on them.
+
+The HTTP app, the CLI and the scheduler all act through :class:`Node`, so a
+rule (a lock, a limit, a clock) lives in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+
+from coop.governance import Channel
+from coop.node import contributions as contrib
+from coop.node import metrics, retention
+from coop.node.accounts import Member
+from coop.node.config import Config
+from coop.node.contributions import BatchReport, Decision
+from coop.node.datadir import DataDir, Identity
+from coop.node.intake.chat import Limits
+from coop.node.pipeline import Accepted, process_entry
+from coop.node.release import ReleaseSummary, cut_release
+from coop.node.store import Store
+from coop.node.submission import (
+    ContributionRequest,
+    ContributionState,
+    EditRequest,
+    IngestRequest,
+    Submission,
+    apply_edit,
+    build_submission,
+)
+
+__all__ = ["Node"]
+
+log = logging.getLogger("coop.node")
+
+_MAX_BATCHES_PER_RUN = 10_000
+
+
+class Node:
+    """One co-op node opened from its data directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.data = DataDir.open(root)
+        self.config: Config = self.data.config()
+        self.identity: Identity = self.data.identity()
+        self.salt = self.data.salt()
+        self.store = Store(self.data.db_path, synchronous=self.config.storage.synchronous)
+        self.limits = Limits(
+            max_messages=self.config.limits.max_messages,
+            max_message_chars=self.config.limits.max_message_chars,
+        )
+
+    def close(self) -> None:
+        self.store.close()
+
+    @staticmethod
+    def now() -> int:
+        return int(time.time())
+
+    # -- intake -------------------------------------------------------------
+
+    def build_submission(
+        self, request: ContributionRequest | IngestRequest, *, channel: Channel, member: Member
+    ) -> tuple[Submission, tuple[str, ...]]:
+        return build_submission(
+            request,
+            channel=channel,
+            username=member.name,
+            pseudonym=f"member-{member.contributor_hash[:8]}",
+            defaults=self.config.defaults,
+            terms_version=self.config.node.terms_version,
+            limits=self.limits,
+            max_note_chars=self.config.limits.max_note_chars,
+        )
+
+    def edit(
+        self, member: Member, uid: str, edit: EditRequest, new_uid: str
+    ) -> tuple[str, ContributionState, tuple[str, ...]]:
+        """Rectify a member's contribution (see :func:`contributions.edit_contribution`)."""
+        current, _ = self.store.read(lambda c: contrib.current_submission(c, uid, member))
+        edited, notices = apply_edit(
+            current,
+            edit,
+            username=member.name,
+            max_note_chars=self.config.limits.max_note_chars,
+            limits=self.limits,
+        )
+        now = self.now()
+        new, state = self.store.write(
+            lambda c: contrib.edit_contribution(
+                c, uid=uid, member=member, edited=edited, new_uid=new_uid, now=now
+            )
+        )
+        return new, state, notices
+
+    # -- pipeline -------------------------------------------------------------
+
+    @contextmanager
+    def processor_lock(self) -> Iterator[None]:
+        with self.data.lock("processor", purpose="the pipeline (coop serve or coop process)"):
+            recovered = self.store.write(contrib.recover_claims)
+            if recovered:
+                log.info("returned %d entries left mid-processing to the waiting room", recovered)
+            yield
+
+    def process_pending(self, *, max_batches: int = _MAX_BATCHES_PER_RUN) -> BatchReport:
+        """Process the waiting room in batches; the caller holds :meth:`processor_lock`."""
+        total = BatchReport()
+        threshold = self.config.pipeline.quarantine_pii_threshold
+        for _ in range(max_batches):
+            claim = secrets.randbits(52)
+            batch = self.store.write(
+                partial(contrib.claim_batch, claim=claim, limit=self.config.pipeline.batch_size)
+            )
+            if not batch:
+                break
+            outcomes = [
+                (
+                    item.seq,
+                    process_entry(
+                        item.submission,
+                        uid=item.uid,
+                        created_at=item.created_at,
+                        contributor_hash=item.contributor_hash,
+                        threshold=threshold,
+                    ),
+                )
+                for item in batch
+            ]
+            now = self.now()
+            report = self.store.write(partial(contrib.finish_batch, claim=claim, outcomes=outcomes, now=now))
+            total = BatchReport(
+                accepted=total.accepted + report.accepted,
+                quarantined=total.quarantined + report.quarantined,
+                duplicate=total.duplicate + report.duplicate,
+                skipped=total.skipped + report.skipped,
+            )
+        return total
+
+    def decide_quarantine(self, uid: str, decision: Decision, *, admin: str) -> ContributionState:
+        """Release a quarantined entry (still redacted) or reject it (erased)."""
+        entry = self.store.read(lambda c: contrib.quarantined_entry(c, uid))
+        outcome: Accepted | None = None
+        if decision is Decision.RELEASE:
+            # The admin's review replaces the PII threshold; validation still applies.
+            result = process_entry(
+                entry.submission,
+                uid=uid,
+                created_at=entry.created_at,
+                contributor_hash=entry.contributor_hash,
+                threshold=2**62,
+            )
+            outcome = result if isinstance(result, Accepted) else None
+        now = self.now()
+        return self.store.write(
+            lambda c: contrib.decide_quarantine(
+                c, uid=uid, decision=decision, admin=admin, outcome=outcome, now=now
+            )
+        )
+
+    # -- releases ---------------------------------------------------------------
+
+    def cut_release(self) -> ReleaseSummary:
+        with self.data.lock("release", purpose="a release cut"):
+            return cut_release(
+                self.store,
+                self.data.releases_path,
+                coop=self.config.node.name,
+                node_id=self.identity.node_id,
+                now=self.now(),
+            )
+
+    # -- housekeeping -------------------------------------------------------------
+
+    def purge_expired(self) -> retention.PurgeReport:
+        now = self.now()
+        return self.store.write(lambda c: retention.purge(c, now=now, config=self.config.retention))
+
+    def retention_report(self) -> list[retention.RetentionItem]:
+        now = self.now()
+        return self.store.read(lambda c: retention.report(c, now=now, config=self.config))
+
+    def metrics(self) -> metrics.MetricsReport:
+        now = self.now()
+        return self.store.read(lambda c: metrics.collect(c, now=now))

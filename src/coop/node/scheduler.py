@@ -1,0 +1,92 @@
+"""The background work of a serving node: the pipeline and the retention purge.
+
+The scheduler holds the processor lock for the life of the server (so a
+``coop process`` run alongside is refused, not interleaved), processes the
+waiting room whenever it is poked or every ``pipeline.interval_seconds``,
+and purges expired security data once an hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Final
+
+from coop.node.errors import BusyError, NodeError
+
+if TYPE_CHECKING:
+    from coop.node.runtime import Node
+
+__all__ = ["Scheduler"]
+
+log = logging.getLogger("coop.scheduler")
+
+_PURGE_EVERY: Final = 3600.0
+_LOCK_RETRY: Final = 1.0
+# Between runs, leave the CPU to intake for a moment even when poked continuously.
+_MIN_GAP: Final = 0.25
+
+
+class Scheduler:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stack = ExitStack()
+
+    def poke(self) -> None:
+        """Ask for a pipeline run soon (after new contributions)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="coop-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._stack.close()
+
+    async def _acquire(self) -> None:
+        while True:
+            try:
+                self._stack.enter_context(self.node.processor_lock())
+                return
+            except BusyError as exc:
+                log.warning("waiting for the pipeline lock: %s", exc.message)
+                await asyncio.sleep(_LOCK_RETRY)
+
+    async def _run(self) -> None:
+        await self._acquire()
+        interval = self.node.config.pipeline.interval_seconds
+        last_purge = 0.0
+        while True:
+            self._wake.clear()
+            try:
+                report = await asyncio.to_thread(self.node.process_pending)
+                if report.accepted or report.quarantined or report.duplicate:
+                    log.info(
+                        "processed: %d accepted, %d quarantined, %d duplicates",
+                        report.accepted,
+                        report.quarantined,
+                        report.duplicate,
+                    )
+                if time.monotonic() - last_purge > _PURGE_EVERY:
+                    purged = await asyncio.to_thread(self.node.purge_expired)
+                    last_purge = time.monotonic()
+                    if purged.security_events or purged.idempotency_keys:
+                        log.info(
+                            "retention: purged %d security events, %d idempotency keys",
+                            purged.security_events,
+                            purged.idempotency_keys,
+                        )
+            except NodeError as exc:
+                log.error("pipeline run failed: %s", exc.message)
+            await asyncio.sleep(_MIN_GAP)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)

@@ -1,0 +1,192 @@
+"""The node's SQLite store: one writer (group commit), per-thread readers, typed results.
+
+Write operations are plain functions of a connection, run by the
+:class:`~coop.node.writer.Writer`; reads use a per-thread read-only
+connection.  Nothing here returns a cursor.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from coop.governance import contributor_hash
+from coop.node.accounts import Integration, Member, Role, hash_secret, new_secret
+from coop.node.errors import InputError, StorageError
+from coop.node.migrations import migrate
+from coop.node.writer import Writer, connect
+
+__all__ = [
+    "Store",
+    "add_integration",
+    "add_member",
+    "ensure_external_member",
+    "integration_by_key",
+    "member_by_token",
+    "next_tick",
+]
+
+T = TypeVar("T")
+
+
+class Store:
+    """Connections to one node database."""
+
+    def __init__(self, path: Path, *, synchronous: str = "full") -> None:
+        self.path = path
+        setup = connect(path, synchronous=synchronous)
+        try:
+            migrate(setup)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot prepare database {path}: {exc}") from exc
+        finally:
+            setup.close()
+        self.writer = Writer(path, synchronous=synchronous)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read connection (sees every committed write)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, readonly=True)
+            self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
+        return conn
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return fn(self.reader())
+        except sqlite3.Error as exc:
+            raise StorageError(f"database read failed: {exc}") from exc
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return self.writer.call(_translating(fn))
+
+    async def awrite(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self.writer.run(_translating(fn))
+
+    def close(self) -> None:
+        self.writer.close()
+        with self._lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+
+def _translating(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+    def run(conn: sqlite3.Connection) -> T:
+        try:
+            return fn(conn)
+        except sqlite3.IntegrityError as exc:
+            raise StorageError(f"constraint failed: {exc}") from exc
+
+    return run
+
+
+def next_tick(conn: sqlite3.Connection) -> int:
+    """A database-wide counter of changes to what a release may contain."""
+    (n,) = conn.execute("UPDATE ticks SET n = n + 1 WHERE id = 1 RETURNING n").fetchone()
+    return int(n)
+
+
+_MEMBER_COLUMNS = "id, name, role, provider, contributor_hash"
+
+
+def _member(row: tuple[int, str, str, str, str]) -> Member:
+    return Member(id=row[0], name=row[1], role=Role(row[2]), provider=row[3], contributor_hash=row[4])
+
+
+def add_member(
+    conn: sqlite3.Connection, *, name: str, role: Role, salt: bytes, now: int
+) -> tuple[Member, str]:
+    """A local member with a new bearer token; the token is returned once and stored hashed."""
+    name = name.strip()
+    if not name or len(name) > 64 or not name.isprintable():
+        raise InputError("a member name must be 1 to 64 printable characters", field="name")
+    if conn.execute("SELECT 1 FROM members WHERE name = ?", (name,)).fetchone():
+        raise InputError(f"a member named {name!r} already exists", field="name")
+    token = new_secret("coop_")
+    external_id = new_secret("local_")
+    chash = contributor_hash(salt, "local", external_id)
+    cur = conn.execute(
+        "INSERT INTO members (name, role, provider, external_id, token_hash, contributor_hash, created_at)"
+        " VALUES (?, ?, 'local', ?, ?, ?, ?)",
+        (name, role.value, external_id, hash_secret(token), chash, now),
+    )
+    member_id = cur.lastrowid
+    assert member_id is not None
+    return Member(id=member_id, name=name, role=role, provider="local", contributor_hash=chash), token
+
+
+def ensure_external_member(
+    conn: sqlite3.Connection,
+    *,
+    provider: str,
+    external_id: str,
+    name: str | None,
+    email: str | None,
+    salt: bytes,
+    now: int,
+) -> Member:
+    """The member for a user of an integration (Open WebUI), created on first contribution.
+
+    The raw id and e-mail stay in this table; everything else sees the HMAC.
+    """
+    row = conn.execute(
+        f"SELECT {_MEMBER_COLUMNS} FROM members WHERE provider = ? AND external_id = ?",
+        (provider, external_id),
+    ).fetchone()
+    if row:
+        return _member(row)
+    chash = contributor_hash(salt, provider, external_id)
+    base = (name or "").strip()[:48] or f"{provider}-{chash[:8]}"
+    handle = base
+    suffix = 1
+    while conn.execute("SELECT 1 FROM members WHERE name = ?", (handle,)).fetchone():
+        suffix += 1
+        handle = f"{base}-{suffix}"
+    cur = conn.execute(
+        "INSERT INTO members (name, role, provider, external_id, email, contributor_hash, created_at)"
+        " VALUES (?, 'member', ?, ?, ?, ?, ?)",
+        (handle, provider, external_id, email, chash, now),
+    )
+    assert cur.lastrowid is not None
+    return Member(id=cur.lastrowid, name=handle, role=Role.MEMBER, provider=provider, contributor_hash=chash)
+
+
+def member_by_token(conn: sqlite3.Connection, token: str) -> Member | None:
+    row = conn.execute(
+        f"SELECT {_MEMBER_COLUMNS} FROM members WHERE token_hash = ?", (hash_secret(token),)
+    ).fetchone()
+    return None if row is None else _member(row)
+
+
+def member_by_name(conn: sqlite3.Connection, name: str) -> Member | None:
+    row = conn.execute(f"SELECT {_MEMBER_COLUMNS} FROM members WHERE name = ?", (name,)).fetchone()
+    return None if row is None else _member(row)
+
+
+def add_integration(conn: sqlite3.Connection, *, name: str, now: int) -> tuple[Integration, str]:
+    name = name.strip()
+    if not name or len(name) > 64:
+        raise InputError("an integration name must be 1 to 64 characters", field="name")
+    if conn.execute("SELECT 1 FROM integrations WHERE name = ?", (name,)).fetchone():
+        raise InputError(f"an integration named {name!r} already exists", field="name")
+    key = new_secret("coopkey_")
+    cur = conn.execute(
+        "INSERT INTO integrations (name, key_hash, created_at) VALUES (?, ?, ?)",
+        (name, hash_secret(key), now),
+    )
+    assert cur.lastrowid is not None
+    return Integration(id=cur.lastrowid, name=name), key
+
+
+def integration_by_key(conn: sqlite3.Connection, key: str) -> Integration | None:
+    row = conn.execute("SELECT id, name FROM integrations WHERE key_hash = ?", (hash_secret(key),)).fetchone()
+    return None if row is None else Integration(id=row[0], name=row[1])

@@ -1,0 +1,351 @@
+"""A contribution as it arrives: the wire request, its validation, and the waiting-room entry.
+
+``build_submission`` turns a decoded request into a :class:`Submission`
+(choices resolved against the co-op's defaults, content parsed), or raises an
+error that names the offending field.  It is pure: the caller passes the
+member, the defaults and the clock.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Final, TypeVar
+
+import msgspec
+
+from coop.governance import (
+    Attribution,
+    AttributionMode,
+    Channel,
+    Defaults,
+    EvalConsent,
+    GovernanceError,
+    Label,
+    License,
+    Scope,
+    Source,
+    parse_ai_use,
+    parse_attribution,
+    parse_enum,
+)
+from coop.node.errors import InputError, PayloadTooLargeError
+from coop.node.intake.chat import IntakeFormat, Limits, ParsedChat
+from coop.node.intake.formats import parse_content, select_chat
+
+__all__ = [
+    "ContributionRequest",
+    "ContributionState",
+    "EditRequest",
+    "IngestRequest",
+    "IngestUser",
+    "Submission",
+    "apply_edit",
+    "build_submission",
+    "content_bytes",
+]
+
+_E = TypeVar("_E", bound=enum.StrEnum)
+
+_LANGUAGE: Final = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_TAG: Final = re.compile(r"^[\w][\w .:/+#-]{0,63}$", re.UNICODE)
+
+
+class ContributionState(enum.StrEnum):
+    WAITING = "waiting_room"
+    PROCESSING = "processing"
+    ACCEPTED = "accepted"
+    RELEASED = "released"
+    QUARANTINED = "quarantined"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+    WITHDRAWN = "withdrawn"
+
+    @property
+    def editable(self) -> bool:
+        """Before release a member edits in place; after, an edit makes a new record."""
+        return self in _EDITABLE
+
+    @property
+    def live(self) -> bool:
+        """Accepted or released: part of what the node publishes."""
+        return self in (ContributionState.ACCEPTED, ContributionState.RELEASED)
+
+
+_EDITABLE: Final = frozenset(
+    {ContributionState.WAITING, ContributionState.QUARANTINED, ContributionState.ACCEPTED}
+)
+
+
+class ContributionRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of ``POST /api/v1/contributions`` (and what the CLI sends)."""
+
+    label: str
+    content: msgspec.Raw
+    consent: bool = False
+    format: str | None = None
+    chat_id: str | None = None
+    license: str | None = None
+    ai_use: str | None = None
+    eval: str | None = None
+    scope: str | None = None
+    attribution: str | None = None
+    terms_version: str | None = None
+    note: str | None = None
+    correction: str | None = None
+    tags: list[str] = msgspec.field(default_factory=list)
+    language: str | None = None
+    source: str = "natural"
+    prompt_shown: bool = False
+    channel: str = "api"  # the client says which intake route it is (api, cli, web)
+
+
+class IngestUser(msgspec.Struct):
+    """The Open WebUI user, as its action passes ``__user__`` (only ``id`` is required)."""
+
+    id: str
+    name: str | None = None
+    email: str | None = None
+
+
+class IngestRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of ``POST /api/v1/contributions/ingest`` from an Open WebUI integration."""
+
+    user: IngestUser
+    label: str
+    chat: msgspec.Raw
+    consent: bool = False
+    license: str | None = None
+    ai_use: str | None = None
+    eval: str | None = None
+    scope: str | None = None
+    attribution: str | None = None
+    terms_version: str | None = None
+    note: str | None = None
+    correction: str | None = None
+    tags: list[str] = msgspec.field(default_factory=list)
+    language: str | None = None
+    prompt_shown: bool = True
+
+
+class EditRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A member's correction of their own contribution; absent fields stay as they are."""
+
+    label: str | None = None
+    license: str | None = None
+    ai_use: str | None = None
+    eval: str | None = None
+    scope: str | None = None
+    attribution: str | None = None
+    note: str | None = None
+    correction: str | None = None
+    tags: list[str] | None = None
+    language: str | None = None
+
+
+class Submission(msgspec.Struct, frozen=True, kw_only=True):
+    """What the waiting room holds: the parsed chat and every choice, resolved."""
+
+    chat: ParsedChat
+    channel: Channel
+    label: Label
+    license: License
+    ai_use: str
+    eval: EvalConsent
+    scope: Scope
+    attribution: Attribution
+    terms_version: str
+    note: str | None = None
+    correction: str | None = None
+    tags: tuple[str, ...] = ()
+    language: str | None = None
+    source: Source = Source.NATURAL
+    prompt_shown: bool = False
+
+
+def content_bytes(raw: msgspec.Raw | bytes) -> bytes:
+    """The bytes to parse: a JSON string is the text of a file; anything else is JSON itself."""
+    data = bytes(raw)
+    stripped = data.lstrip()
+    if stripped.startswith(b'"'):
+        try:
+            text = msgspec.json.decode(stripped, type=str)
+        except msgspec.DecodeError as exc:
+            raise InputError(f"content is not a valid JSON string: {exc}", field="content") from None
+        return text.encode("utf-8", errors="surrogatepass")
+    return data
+
+
+def build_submission(
+    request: ContributionRequest | IngestRequest,
+    *,
+    channel: Channel,
+    username: str | None,
+    pseudonym: str,
+    defaults: Defaults,
+    terms_version: str,
+    limits: Limits,
+    max_note_chars: int,
+) -> tuple[Submission, tuple[str, ...]]:
+    """Validate a request and resolve its choices; return it with notices for the member.
+
+    ``channel`` is the route the request came by; a contribution request may
+    name a more specific one (``cli``, ``web``) for the metrics.
+    """
+    notices: list[str] = []
+    if not request.consent:
+        raise InputError(
+            "consent is required: set consent to true to agree to the co-op's terms",
+            field="consent",
+        )
+    if request.terms_version is not None and request.terms_version != terms_version:
+        raise InputError(
+            f"you agreed to terms version {request.terms_version!r}, but the current terms are "
+            f"{terms_version!r}: read them again and resubmit",
+            field="terms_version",
+        )
+    if isinstance(request, ContributionRequest):
+        fmt = None if request.format is None else parse_enum(IntakeFormat, request.format, field="format")
+        chats = parse_content(content_bytes(request.content), fmt, limits=limits)
+        chat = select_chat(chats, request.chat_id)
+        source = _enum(Source, request.source, "source")
+        channel = _client_channel(request.channel)
+    else:
+        try:
+            chats = parse_content(content_bytes(request.chat), None, limits=limits)
+        except InputError as exc:
+            # The integration sends the chat as `chat`; name the field it knows.
+            if exc.field is not None and exc.field.startswith("content"):
+                exc.field = "chat" + exc.field[len("content") :]
+            raise
+        chat = select_chat(chats, None)
+        source = Source.PROMPTED if request.prompt_shown else Source.NATURAL
+    try:
+        ai_use_text = defaults.ai_use if request.ai_use is None else request.ai_use
+        parsed = parse_ai_use(ai_use_text, field="ai_use")
+        notices.extend(parsed.notices)
+        if request.attribution is not None:
+            attribution = parse_attribution(request.attribution, username=username)
+        elif defaults.attribution is AttributionMode.PSEUDONYM:
+            # The default pseudonym is stable per member and reveals nothing about them.
+            attribution = Attribution(AttributionMode.PSEUDONYM, pseudonym)
+        elif defaults.attribution is AttributionMode.USERNAME and username:
+            attribution = Attribution(AttributionMode.USERNAME, username)
+        else:
+            attribution = Attribution(AttributionMode.ANONYMOUS)
+    except GovernanceError as exc:
+        raise InputError(exc.message, field=exc.field) from None
+    submission = Submission(
+        chat=chat,
+        channel=channel,
+        label=_enum(Label, request.label, "label"),
+        license=defaults.license if request.license is None else _enum(License, request.license, "license"),
+        ai_use=parsed.value.to_header(),
+        eval=defaults.eval if request.eval is None else _enum(EvalConsent, request.eval, "eval"),
+        scope=defaults.scope if request.scope is None else _enum(Scope, request.scope, "scope"),
+        attribution=attribution,
+        terms_version=terms_version,
+        note=_text(request.note, "note", max_note_chars),
+        correction=_text(request.correction, "correction", max_note_chars),
+        tags=_tags(list(chat.tags) + list(request.tags), limits),
+        language=_language(request.language),
+        source=source,
+        prompt_shown=request.prompt_shown,
+    )
+    if not parsed.value.to_header():
+        notices.append("no AI-use preference stated: the data carries no Content-Usage signal")
+    return submission, tuple(notices)
+
+
+def apply_edit(
+    submission: Submission,
+    edit: EditRequest,
+    *,
+    username: str | None,
+    max_note_chars: int,
+    limits: Limits,
+) -> tuple[Submission, tuple[str, ...]]:
+    """A rectified copy of ``submission``: the member's new choices replace the old ones."""
+    notices: tuple[str, ...] = ()
+    changes: dict[str, object] = {}
+    try:
+        if edit.label is not None:
+            changes["label"] = _enum(Label, edit.label, "label")
+        if edit.license is not None:
+            changes["license"] = _enum(License, edit.license, "license")
+        if edit.eval is not None:
+            changes["eval"] = _enum(EvalConsent, edit.eval, "eval")
+        if edit.scope is not None:
+            changes["scope"] = _enum(Scope, edit.scope, "scope")
+        if edit.ai_use is not None:
+            parsed = parse_ai_use(edit.ai_use, field="ai_use")
+            changes["ai_use"] = parsed.value.to_header()
+            notices = parsed.notices
+        if edit.attribution is not None:
+            changes["attribution"] = parse_attribution(edit.attribution, username=username)
+    except GovernanceError as exc:
+        raise InputError(exc.message, field=exc.field) from None
+    if edit.note is not None:
+        changes["note"] = _text(edit.note, "note", max_note_chars)
+    if edit.correction is not None:
+        changes["correction"] = _text(edit.correction, "correction", max_note_chars)
+    if edit.tags is not None:
+        changes["tags"] = _tags(edit.tags, limits)
+    if edit.language is not None:
+        changes["language"] = _language(edit.language)
+    if not changes:
+        raise InputError("nothing to change: name at least one field", field="body")
+    return msgspec.structs.replace(submission, **changes), notices
+
+
+def _enum(kind: type[_E], value: str, field: str) -> _E:
+    try:
+        return parse_enum(kind, value, field=field)
+    except GovernanceError as exc:
+        raise InputError(exc.message, field=exc.field) from None
+
+
+def _client_channel(value: str) -> Channel:
+    channel = _enum(Channel, value, "channel")
+    if channel is Channel.OPENWEBUI:
+        raise InputError("Open WebUI chats come through the ingest endpoint", field="channel")
+    return channel
+
+
+def _text(value: str | None, field: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) > limit:
+        raise PayloadTooLargeError(f"{field} is longer than {limit} characters", field=field)
+    return value or None
+
+
+def _tags(tags: list[str], limits: Limits) -> tuple[str, ...]:
+    out: list[str] = []
+    for index, tag in enumerate(tags):
+        tag = tag.strip()
+        if not tag:
+            continue
+        if len(tag) > limits.max_tag_chars or not _TAG.match(tag):
+            raise InputError(
+                f"tag {tag[:80]!r} must be 1 to {limits.max_tag_chars} letters, digits, spaces or . : / + # -",
+                field=f"tags[{index}]",
+            )
+        if tag not in out:
+            out.append(tag)
+    if len(out) > limits.max_tags:
+        raise PayloadTooLargeError(f"at most {limits.max_tags} tags", field="tags")
+    return tuple(out)
+
+
+def _language(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if not _LANGUAGE.match(value):
+        raise InputError(
+            f"{value[:40]!r} is not a BCP 47 language tag (like 'en', 'id' or 'pt-BR')",
+            field="language",
+        )
+    return value

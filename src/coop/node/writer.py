@@ -1,0 +1,151 @@
+"""One writer thread per process, committing in groups.
+
+Every write is a function of a connection, queued here.  The thread takes
+whatever is queued (no waiting for more: a fixed delay costs more than it
+saves), runs each job in its own savepoint inside one transaction, commits
+once, and only then completes the jobs' futures.  So a caller that awaits
+its job knows the change is durable, and one failing job rolls back alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from coop.node.errors import StorageError
+
+__all__ = ["Writer", "connect"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_MAX_GROUP: Final = 512
+_STOP: Final = object()
+
+
+def connect(path: Path, *, synchronous: str = "full", readonly: bool = False) -> sqlite3.Connection:
+    """Open a connection with the node's pragmas; transactions are managed explicitly."""
+    try:
+        if readonly:
+            conn = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
+        else:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        if not readonly:
+            # page_size only takes effect on a new database (before WAL is set).
+            conn.execute("PRAGMA page_size = 8192")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA cache_size = -16000")
+        return conn
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open database {path}: {exc}") from exc
+
+
+class _Job:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        self.fn = fn
+        self.future: Future[Any] = Future()
+
+
+class Writer:
+    """The single writer of a process: group commit over one connection."""
+
+    def __init__(self, path: Path, *, synchronous: str = "full") -> None:
+        self._conn = connect(path, synchronous=synchronous)
+        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="coop-writer", daemon=True)
+        self._closed = False
+        self.groups = 0
+        self.jobs = 0
+        self._thread.start()
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
+        if self._closed:
+            raise StorageError("the writer is closed")
+        job = _Job(fn)
+        self._queue.put(job)
+        return job.future
+
+    def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a write and wait for its commit (from a thread)."""
+        return self.submit(fn).result()
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a write and await its commit (from the event loop)."""
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join()
+        self._conn.close()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch: list[_Job] = [first]  # type: ignore[list-item]
+            stop = False
+            while len(batch) < _MAX_GROUP:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)  # type: ignore[arg-type]
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Job]) -> None:
+        conn = self._conn
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = job.fn(conn)
+                except BaseException as failure:  # noqa: BLE001 - handed to the job's caller
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((job, None, failure))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((job, result, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.exception("group commit failed")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = StorageError(f"database write failed: {exc}")
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            return
+        self.groups += 1
+        self.jobs += len(batch)
+        for job, result, problem in outcomes:
+            if problem is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(problem)
