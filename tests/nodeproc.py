@@ -58,24 +58,12 @@ class NodeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> NodeProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "coop.node.cli",
-                "serve",
-                str(self.root),
-                "--port",
-                str(self.port),
-                "--server",
-                self.server,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=ENV,
-            start_new_session=True,
-        )
+        command = [sys.executable, "-m", "coop.node.cli", "serve", str(self.root)]
+        command += ["--port", str(self.port), "--server", self.server]
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
