@@ -64,7 +64,7 @@ class Scheduler:
     async def _run(self) -> None:
         await self._acquire()
         interval = self.node.config.pipeline.interval_seconds
-        last_purge = 0.0
+        last_purge: float | None = None
         while True:
             self._wake.clear()
             try:
@@ -76,7 +76,7 @@ class Scheduler:
                         report.quarantined,
                         report.duplicate,
                     )
-                if time.monotonic() - last_purge > _PURGE_EVERY:
+                if last_purge is None or time.monotonic() - last_purge > _PURGE_EVERY:
                     purged = await asyncio.to_thread(self.node.purge_expired)
                     last_purge = time.monotonic()
                     if purged.security_events or purged.idempotency_keys:
