@@ -17,6 +17,7 @@ from typing import Any, Final
 import msgspec
 from litestar import Litestar, Request, Response, delete, get, patch, post
 from litestar.openapi import OpenAPIConfig
+from litestar.params import FromPath
 from litestar.response import File, Stream
 
 from coop.governance import Channel, parse_enum
@@ -30,6 +31,7 @@ from coop.node.errors import (
     RateLimitedError,
 )
 from coop.node.http.auth import Authenticator
+from coop.node.http.openapi import with_body
 from coop.node.http.problems import decode_body, exception_handlers
 from coop.node.http.ratelimit import RateLimiter
 from coop.node.ids import uuid7
@@ -186,12 +188,12 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         return _json(node.store.read(list_releases))
 
     @get(["/api/v1/releases/{version:str}", "/releases/{version:str}"], sync_to_thread=False)
-    def release_info(version: str) -> Response[bytes]:
+    def release_info(version: FromPath[str]) -> Response[bytes]:
         number = _release_version(version)
         return _json(node.store.read(lambda c: get_release(c, number)))
 
     @get("/releases/{version:str}/{path:path}", sync_to_thread=False)
-    def release_file(version: str, path: str) -> File:
+    def release_file(version: FromPath[str], path: FromPath[str]) -> File:
         number = _release_version(version)
         summary = node.store.read(lambda c: get_release(c, number))
         relative = path.lstrip("/")
@@ -218,7 +220,7 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
 
     # -- members ------------------------------------------------------------------
 
-    @post("/api/v1/contributions", status_code=201)
+    @post("/api/v1/contributions", status_code=201, operation_class=with_body(ContributionRequest))
     async def contribute(request: Request[Any, Any, Any]) -> Response[bytes]:
         """Share one chat. Returns 201 only once it is safely stored."""
         member = signed_in(request)
@@ -264,7 +266,7 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
             headers={"Location": f"/api/v1/contributions/{result.uid}"},
         )
 
-    @post("/api/v1/contributions/ingest", status_code=201)
+    @post("/api/v1/contributions/ingest", status_code=201, operation_class=with_body(IngestRequest))
     async def ingest(request: Request[Any, Any, Any]) -> Response[bytes]:
         """A chat shared from Open WebUI by an integration on behalf of its user."""
         integration = auth.integration(request)
@@ -311,15 +313,15 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         )
 
     @get("/api/v1/contributions/{uid:str}", sync_to_thread=False)
-    def contribution(request: Request[Any, Any, Any], uid: str) -> Response[bytes]:
+    def contribution(request: Request[Any, Any, Any], uid: FromPath[str]) -> Response[bytes]:
         member = signed_in(request)
         detail = node.store.read(lambda c: contrib.get_contribution(c, uid))
         if detail is None or (detail.member_id != member.id and not member.is_admin):
             raise NotFoundError(f"no contribution {uid} of yours", field="uid")
         return _json({"contribution": detail.view, "submission": detail.submission, "record": detail.record})
 
-    @patch("/api/v1/contributions/{uid:str}")
-    async def edit(request: Request[Any, Any, Any], uid: str) -> Response[bytes]:
+    @patch("/api/v1/contributions/{uid:str}", operation_class=with_body(EditRequest))
+    async def edit(request: Request[Any, Any, Any], uid: FromPath[str]) -> Response[bytes]:
         """Rectify: before release in place; after release as a new record (the old one tombstoned)."""
         member = signed_in(request)
         _require_json(request)
@@ -336,7 +338,7 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         )
 
     @delete("/api/v1/contributions/{uid:str}", status_code=200)
-    async def withdraw(request: Request[Any, Any, Any], uid: str) -> Response[bytes]:
+    async def withdraw(request: Request[Any, Any, Any], uid: FromPath[str]) -> Response[bytes]:
         """Erase: out of the waiting room at once; excluded from every future release."""
         member = signed_in(request)
         now = node.now()
@@ -346,7 +348,7 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         )
         return _json({"uid": uid, "state": state})
 
-    @post("/api/v1/redact/preview", status_code=200)
+    @post("/api/v1/redact/preview", status_code=200, operation_class=with_body(PreviewRequest))
     async def preview(request: Request[Any, Any, Any]) -> Response[bytes]:
         """What the redactor would replace in a text, with the spans it found."""
         signed_in(request)
@@ -355,7 +357,7 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         result = redact(data.text)
         return _json({"text": result.text, "hits": result.hits, "counts": result.counts()})
 
-    @post("/api/v1/metrics/events", status_code=202)
+    @post("/api/v1/metrics/events", status_code=202, operation_class=with_body(EventRequest))
     async def events(request: Request[Any, Any, Any]) -> Response[bytes]:
         """An integration reports stages the node cannot see (eligible chats, prompts shown)."""
         integration = auth.integration(request)
@@ -387,7 +389,7 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         return _json(node.store.read(lambda c: contrib.list_by_state(c, contrib.S.QUARANTINED)))
 
     @get("/api/v1/admin/quarantine/{uid:str}", sync_to_thread=False)
-    def quarantine_item(request: Request[Any, Any, Any], uid: str) -> Response[bytes]:
+    def quarantine_item(request: Request[Any, Any, Any], uid: FromPath[str]) -> Response[bytes]:
         """A quarantined entry as submitted, with what the redactor found in each message."""
         signed_in(request, admin=True)
         detail = node.store.read(lambda c: contrib.get_contribution(c, uid))
@@ -399,7 +401,9 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         return _json({"contribution": detail.view, "submission": detail.submission, "hits": hits})
 
     @post("/api/v1/admin/quarantine/{uid:str}/{decision:str}", status_code=200)
-    async def decide(request: Request[Any, Any, Any], uid: str, decision: str) -> Response[bytes]:
+    async def decide(
+        request: Request[Any, Any, Any], uid: FromPath[str], decision: FromPath[str]
+    ) -> Response[bytes]:
         admin = signed_in(request, admin=True)
         choice = parse_enum(Decision, decision, field="decision")
         state = await asyncio.to_thread(node.decide_quarantine, uid, choice, admin=admin.name)
