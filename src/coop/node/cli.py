@@ -297,8 +297,9 @@ def _request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> http
             if response.status_code < 500 or attempt == _RETRIES - 1:
                 return _checked(response)
             last = RemoteError(_problem_text(response), status=response.status_code)
-        time.sleep(delay)
-        delay *= 2
+        if attempt < _RETRIES - 1:
+            time.sleep(delay)
+            delay *= 2
     if isinstance(last, RemoteError):
         raise last
     raise UnreachableError(f"cannot reach {client.base_url}: {last}") from last

@@ -315,6 +315,8 @@ def withdraw_contribution(
             "INSERT OR IGNORE INTO tombstones (uid, at, reason) VALUES (?, ?, 'withdrawn')",
             (uid, now),
         )
+    # A withdrawn chat may be shared again later: its retry key must not answer for it.
+    conn.execute("DELETE FROM idempotency WHERE uid = ?", (uid,))
     return S.WITHDRAWN
 
 

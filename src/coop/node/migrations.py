@@ -74,6 +74,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         created_at INTEGER NOT NULL,
         PRIMARY KEY (scope, key)
     ) WITHOUT ROWID;
+    CREATE INDEX idempotency_by_uid ON idempotency (uid);
     CREATE TABLE tombstones (
         uid TEXT PRIMARY KEY,
         at INTEGER NOT NULL,

@@ -29,7 +29,7 @@ from coop.governance import (
     parse_attribution,
     parse_enum,
 )
-from coop.node.errors import InputError, PayloadTooLargeError
+from coop.node.errors import InputError, MalformedError, PayloadTooLargeError
 from coop.node.intake.chat import IntakeFormat, Limits, ParsedChat
 from coop.node.intake.formats import parse_content, select_chat
 
@@ -170,6 +170,8 @@ def content_bytes(raw: msgspec.Raw | bytes) -> bytes:
     if stripped.startswith(b'"'):
         try:
             text = msgspec.json.decode(stripped, type=str)
+        except UnicodeDecodeError:
+            raise MalformedError("content is not valid UTF-8", field="content") from None
         except msgspec.DecodeError as exc:
             raise InputError(f"content is not a valid JSON string: {exc}", field="content") from None
         return text.encode("utf-8", errors="surrogatepass")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -20,9 +22,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath
 from litestar.response import File, Stream
 
-from coop.governance import Channel, parse_enum
+from coop.governance import Channel, contributor_hash, parse_enum
 from coop.node import contributions as contrib
-from coop.node.accounts import Member
+from coop.node.accounts import Member, Role
 from coop.node.contributions import ClientInfo, Decision, Idempotency, Stage
 from coop.node.errors import (
     InputError,
@@ -41,7 +43,7 @@ from coop.node.release import bucket_content_usage, get_release, list_releases
 from coop.node.runtime import Node
 from coop.node.scheduler import Scheduler
 from coop.node.store import ensure_external_member
-from coop.node.submission import ContributionRequest, EditRequest, IngestRequest
+from coop.node.submission import ContributionRequest, EditRequest, IngestRequest, Submission
 
 __all__ = ["create_app"]
 
@@ -228,30 +230,29 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         body = await request.body()
         data = decode_body(_CONTRIBUTION, body)
         submission, notices = node.build_submission(data, channel=Channel.API, member=member)
-        return await _store(request, member, submission, notices, body)
+        return await _store(request, member, submission, notices, f"m{member.id}", body)
 
     async def _store(
         request: Request[Any, Any, Any],
-        member: Member,
-        submission: Any,
+        member: Member | Callable[[sqlite3.Connection], Member],
+        submission: Submission,
         notices: tuple[str, ...],
+        idempotency_scope: str,
         body: bytes,
     ) -> Response[bytes]:
-        idem = _idempotency(request, f"m{member.id}", body)
+        """Store a validated contribution; ``member`` may be resolved inside the same transaction."""
+        idem = _idempotency(request, idempotency_scope, body)
         uid = uuid7()
         now = node.now()
         client = _client(request)
-        result = await node.store.awrite(
-            lambda c: contrib.insert_contribution(
-                c,
-                uid=uid,
-                member=member,
-                submission=submission,
-                now=now,
-                idempotency=idem,
-                client=client,
+
+        def write(conn: sqlite3.Connection) -> contrib.InsertResult:
+            who = member if isinstance(member, Member) else member(conn)
+            return contrib.insert_contribution(
+                conn, uid=uid, member=who, submission=submission, now=now, idempotency=idem, client=client
             )
-        )
+
+        result = await node.store.awrite(write)
         if result.created:
             scheduler.poke()
         return _json(
@@ -268,7 +269,11 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
 
     @post("/api/v1/contributions/ingest", status_code=201, operation_class=with_body(IngestRequest))
     async def ingest(request: Request[Any, Any, Any]) -> Response[bytes]:
-        """A chat shared from Open WebUI by an integration on behalf of its user."""
+        """A chat shared from Open WebUI by an integration on behalf of its user.
+
+        The user's member row is created in the same transaction as the
+        contribution: a refused request keeps nothing about them.
+        """
         integration = auth.integration(request)
         limit_token(f"i{integration.id}")
         _require_json(request)
@@ -276,10 +281,17 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         data = decode_body(_INGEST, body)
         if not data.user.id.strip():
             raise InputError("user.id must not be empty", field="user.id")
+        chash = contributor_hash(node.salt, "openwebui", data.user.id)
+        shown = (data.user.name or "").strip() or None
+        provisional = Member(
+            id=0, name=shown or "", role=Role.MEMBER, provider="openwebui", contributor_hash=chash
+        )
+        submission, notices = node.build_submission(data, channel=Channel.OPENWEBUI, member=provisional)
         now = node.now()
-        member = await node.store.awrite(
-            lambda c: ensure_external_member(
-                c,
+
+        def member(conn: sqlite3.Connection) -> Member:
+            return ensure_external_member(
+                conn,
                 provider="openwebui",
                 external_id=data.user.id,
                 name=data.user.name,
@@ -287,9 +299,8 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
                 salt=node.salt,
                 now=now,
             )
-        )
-        submission, notices = node.build_submission(data, channel=Channel.OPENWEBUI, member=member)
-        return await _store(request, member, submission, notices, body)
+
+        return await _store(request, member, submission, notices, f"i{integration.id}:{chash}", body)
 
     @get("/api/v1/me", sync_to_thread=False)
     def me(request: Request[Any, Any, Any]) -> Response[bytes]:

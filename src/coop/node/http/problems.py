@@ -173,6 +173,11 @@ def exception_handlers() -> dict[int | type[Exception], Any]:
 def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     """Decode a JSON body, translating msgspec's errors into ones that name the field."""
     try:
+        # msgspec does not look inside fields kept raw (content, chat): check UTF-8 once for all.
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedError(f"the body is not valid UTF-8 (byte {exc.start})", field="body") from None
+    try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
         message = str(exc)

@@ -102,8 +102,7 @@ def select_chat(chats: Sequence[ParsedChat], chat_id: str | None) -> ParsedChat:
         ids = [chat.source_id or "(no id)" for chat in chats[:_SHOWN_IDS]]
         more = ", …" if len(chats) > _SHOWN_IDS else ""
         raise InputError(
-            f"the export holds {len(chats)} chats; choose one with chat_id "
-            f"(ids: {', '.join(ids)}{more})",
+            f"the export holds {len(chats)} chats; choose one with chat_id (ids: {', '.join(ids)}{more})",
             field="chat_id",
         )
     for chat in chats:

@@ -157,9 +157,7 @@ def parse_messages(data: bytes, *, limits: Limits = LIMITS) -> ParsedChat:
         items, prefix, model = body.messages, "content.messages", body.model
         tags = read_tags(body.tags, field="content.tags", limits=limits)
     if len(items) > limits.max_messages:
-        raise PayloadTooLargeError(
-            f"{len(items)} messages; the limit is {limits.max_messages}", field=prefix
-        )
+        raise PayloadTooLargeError(f"{len(items)} messages; the limit is {limits.max_messages}", field=prefix)
     messages: list[Message] = []
     for i, item in enumerate(items):
         role = read_role(item.role, field=f"{prefix}[{i}].role")

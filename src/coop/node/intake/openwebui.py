@@ -234,9 +234,7 @@ def _branch(chat: _Chat, field: str, limits: Limits) -> list[tuple[str, _Message
     ]
 
 
-def _walk(
-    history: _History, current: str, field: str, limits: Limits
-) -> list[tuple[str, _Message]]:
+def _walk(history: _History, current: str, field: str, limits: Limits) -> list[tuple[str, _Message]]:
     """Follow ``parentId`` from ``current`` to the root; a dangling parent ends the walk."""
     branch: list[tuple[str, _Message]] = []
     seen: set[str] = set()
@@ -272,9 +270,7 @@ def _conversation(
             rated = _feedback(item.annotation, len(messages), f"{field}.annotation", limits)
             if rated is not None:
                 feedback.append(rated)
-        messages.append(
-            Message(role, text, model=item.model or None, timestamp=unix_seconds(item.timestamp))
-        )
+        messages.append(Message(role, text, model=item.model or None, timestamp=unix_seconds(item.timestamp)))
     return tuple(messages), tuple(feedback)
 
 

@@ -62,8 +62,7 @@ def parse_text(text: str, *, limits: Limits = LIMITS) -> ParsedChat:
     for n, message in enumerate(messages, start=1):
         if len(message.content) > limits.max_message_chars:
             raise PayloadTooLargeError(
-                f"turn {n} is {len(message.content)} characters; "
-                f"the limit is {limits.max_message_chars}",
+                f"turn {n} is {len(message.content)} characters; the limit is {limits.max_message_chars}",
                 field="content",
             )
     return ParsedChat(format=IntakeFormat.TEXT, messages=messages)
