@@ -419,19 +419,21 @@ _DIGIT_RUN: Final = re.compile(r"[0-9]+")
 _DOTTED_QUAD: Final = re.compile(r"(?:[0-9]{1,3}\.){3}[0-9]{1,3}")  # an address, never a phone
 
 
-def _phones(text: str, lo: int, hi: int, out: list[_Span]) -> None:
-    if text.find("+", lo, hi) >= 0:
-        for m in _PHONE_INTL.finditer(text, lo, hi):
-            # E.164 caps a number at 15 digits: drop trailing groups beyond that.
-            count, end = 0, m.start()
-            for run in _DIGIT_RUN.finditer(m[0]):
-                if count + len(run[0]) > 15:
-                    break
-                count, end = count + len(run[0]), m.start() + run.end()
-            if end < m.end() and text[end] == ")":
-                end += 1
-            if count >= 8 and text.count(".", m.start(), end) != 1:  # one dot: an amount
-                out.append((m.start(), end, PiiType.PHONE))
+def _international_phones(text: str, lo: int, hi: int, out: list[_Span]) -> None:
+    for m in _PHONE_INTL.finditer(text, lo, hi):
+        # E.164 caps a number at 15 digits: drop trailing groups beyond that.
+        count, end = 0, m.start()
+        for run in _DIGIT_RUN.finditer(m[0]):
+            if count + len(run[0]) > 15:
+                break
+            count, end = count + len(run[0]), m.start() + run.end()
+        if end < m.end() and text[end] == ")":
+            end += 1
+        if count >= 8 and text.count(".", m.start(), end) != 1:  # one dot: an amount
+            out.append((m.start(), end, PiiType.PHONE))
+
+
+def _national_phones(text: str, lo: int, hi: int, out: list[_Span]) -> None:
     for m in _PHONE_NANP.finditer(text, lo, hi):
         out.append((m.start(), m.end(), PiiType.PHONE))
     for m in _PHONE_NATIONAL.finditer(text, lo, hi):
@@ -445,6 +447,7 @@ def _phones(text: str, lo: int, hi: int, out: list[_Span]) -> None:
 _ETH: Final = re.compile(r"0[xX](?<![\w\]]..)[0-9a-fA-F]{40}(?![\w\[])")
 
 _B58_INDEX: Final = {c: i for i, c in enumerate("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")}
+_B58_LETTERS: Final = frozenset(_B58_INDEX) - frozenset("123456789")
 _BTC_LEGACY: Final = re.compile(r"[13](?<![\w\]].)[1-9A-HJ-NP-Za-km-z]{25,34}(?![\w\[])")
 
 _BECH32_INDEX: Final = {c: i for i, c in enumerate("qpzry9x8gf2tvdw0s3jn54khce6mua7l")}
@@ -541,7 +544,11 @@ def _numbers(text: str, folded: str, out: list[_Span]) -> None:
     size, cued = len(text), None
     for island in _ISLAND.finditer(text):
         start, end, chunk = island.start(), island.end(), island[0]
-        if "1" in chunk or "3" in chunk:
+        # A legacy Bitcoin address's first letter ends the island it starts in
+        # (or the address is 26 digits and more, all in the island).
+        if ("1" in chunk or "3" in chunk) and (
+            (end < size and text[end] in _B58_LETTERS) or len(chunk) >= 26
+        ):
             _btc_legacy(text, start, end, out)
         # An IBAN's check digits always open an island, right after the country.
         if start > 1 and text[start - 1] in _UPPERCASE:
@@ -556,14 +563,19 @@ def _numbers(text: str, folded: str, out: list[_Span]) -> None:
         # Two characters either side: the "+" or "(" that opens a phone number,
         # and what the patterns' boundary look-arounds inspect.
         lo, hi = (start - 2 if start > 2 else 0), (end + 2 if end + 2 < size else size)
+        # Each rule needs at least so many digits: the island holds them all.
         if chunk.count(".") >= 3:
             _ipv4s(text, lo, hi, out)
-        if digits >= 7:
-            _cards(text, lo, hi, out)
+        if digits >= 8 and text.find("+", lo, end) >= 0:
+            _international_phones(text, lo, hi, out)
+        if digits >= 9:
             _ssns(text, lo, hi, out)
-            _phones(text, lo, hi, out)
+            _national_phones(text, lo, hi, out)
+        if digits >= 13:
+            _cards(text, lo, hi, out)
+        if digits >= 7:
             if cued is None:
-                cued = any(word in folded for word in _CUE_WORDS)
+                cued = any(map(folded.__contains__, _CUE_WORDS))
             if cued:
                 _cued_numbers(text, lo, hi, out)
 
