@@ -17,6 +17,7 @@ import httpx
 import tomli_w
 
 from coop.node.datadir import DataDir
+
 from nodeproc import NodeProcess, coop
 
 __all__ = [

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+
 from harness import (
     add_member,
     assert_problem,
@@ -26,7 +27,6 @@ from harness import (
     pipeline_held,
     running,
 )
-
 from nodeproc import NodeProcess, coop, free_port
 
 pytestmark = pytest.mark.integration

@@ -117,6 +117,7 @@ def _fill_waiting_room(root: Path, count: int) -> None:
     from coop.node.ids import uuid7
     from coop.node.runtime import Node
     from coop.node.submission import ContributionRequest
+
     from factories import make_member
 
     node = Node(root)

@@ -9,6 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
+
+from coop.node.ids import uuid7
+
 from harness import (
     add_member,
     assert_problem,
@@ -19,8 +22,6 @@ from harness import (
     running,
     wait_for_state,
 )
-
-from coop.node.ids import uuid7
 from nodeproc import NodeProcess
 
 pytestmark = pytest.mark.integration

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+
 from harness import (
     add_member,
     assert_problem,
@@ -20,7 +21,6 @@ from harness import (
     running,
     wait_for_state,
 )
-
 from nodeproc import NodeProcess
 
 pytestmark = pytest.mark.integration

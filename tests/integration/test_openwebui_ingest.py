@@ -15,8 +15,8 @@ import httpx
 import msgspec
 import pyarrow.parquet as pq
 import pytest
-from harness import add_member, assert_problem, bearer, code_word, init_node, running, wait_for_state
 
+from harness import add_member, assert_problem, bearer, code_word, init_node, running, wait_for_state
 from nodeproc import NodeProcess, coop
 
 pytestmark = pytest.mark.integration

@@ -26,9 +26,7 @@ scalars = (
 )
 json_values = st.recursive(
     scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=20,
 )
 
@@ -40,13 +38,10 @@ def mostly(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 ids = st.sampled_from(["a", "b", "c", "d", ""])
 roles = mostly(st.sampled_from(["user", "assistant", "system", "tool", "User", "bot", ""]))
-parts = st.fixed_dictionaries(
-    {"type": st.sampled_from(["text", "image_url"]), "text": st.text(max_size=10)}
-)
+parts = st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url"]), "text": st.text(max_size=10)})
 content = mostly(st.text(max_size=30) | st.lists(mostly(parts), max_size=3))
 timestamps = mostly(
-    st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
+    st.integers(min_value=-(2**70), max_value=2**70) | st.floats(allow_nan=False, allow_infinity=False)
 )
 tags = mostly(
     st.lists(
@@ -213,6 +208,4 @@ def test_parse_content_history_tree_gives_the_branch_to_current_id(
 
     assert [m.content for m in parsed.messages] == [f"message {i}" for i in branch]
     assert [m.role.value for m in parsed.messages] == [message_roles[i] for i in branch]
-    assert [f.message_index for f in parsed.feedback] == [
-        k for k, i in enumerate(branch) if i in rated
-    ]
+    assert [f.message_index for f in parsed.feedback] == [k for k, i in enumerate(branch) if i in rated]

@@ -15,6 +15,7 @@ from coop.node.errors import BusyError, ConflictError, NotFoundError, StateError
 from coop.node.ids import uuid7
 from coop.node.runtime import Node
 from coop.node.submission import ContributionRequest, ContributionState, EditRequest
+
 from factories import chat_text, contribute, make_member, make_node, process
 
 S = ContributionState

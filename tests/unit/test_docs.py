@@ -26,6 +26,23 @@ def test_readme_documents_setting(setting: str) -> None:
     assert f"`{setting}`" in README
 
 
+def _governance_settings() -> list[str]:
+    from coop.governance import Settings
+
+    names = []
+    for section, value in msgspec.to_builtins(Settings()).items():
+        if isinstance(value, dict):
+            names += [f"{section}.{key}" for key in value]
+        else:
+            names.append(section)
+    return names
+
+
+@pytest.mark.parametrize("setting", _governance_settings())
+def test_readme_documents_collective_setting(setting: str) -> None:
+    assert f"`{setting}`" in README
+
+
 def _commands() -> list[str]:
     parser = _parser()
     action = next(a for a in parser._actions if a.dest == "command")

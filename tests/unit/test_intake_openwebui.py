@@ -81,9 +81,7 @@ def row(inner: dict[str, Any], chat_id: str = "chat-1", **extra: Any) -> dict[st
 
 def simple_chat(n: int = 2) -> dict[str, Any]:
     roles = ["user", "assistant"]
-    items = [
-        message(f"m{i}", f"m{i - 1}" if i else None, roles[i % 2], f"turn {i}") for i in range(n)
-    ]
+    items = [message(f"m{i}", f"m{i - 1}" if i else None, roles[i % 2], f"turn {i}") for i in range(n)]
     return chat(items)
 
 
@@ -157,9 +155,7 @@ def test_parse_openwebui_byte_order_mark_and_whitespace_are_ignored() -> None:
     assert parsed.source_id == "chat-1"
 
 
-@pytest.mark.parametrize(
-    "name", ["openwebui-export.json", "openwebui-chat.json", "openwebui-export.ndjson"]
-)
+@pytest.mark.parametrize("name", ["openwebui-export.json", "openwebui-chat.json", "openwebui-export.ndjson"])
 def test_parse_openwebui_samples_parse_without_user_ids(name: str) -> None:
     data = (SAMPLES / name).read_bytes()
 
@@ -207,9 +203,7 @@ def regenerated(current: str) -> dict[str, Any]:
         ("a2", ["Why is my starter flat?", "Keep it warmer."]),
     ],
 )
-def test_parse_openwebui_branch_follows_current_id_to_the_root(
-    current: str, contents: list[str]
-) -> None:
+def test_parse_openwebui_branch_follows_current_id_to_the_root(current: str, contents: list[str]) -> None:
     parsed = one(encode([row(regenerated(current))]))
 
     assert [m.content for m in parsed.messages] == contents

@@ -225,9 +225,7 @@ MESSAGE_ERRORS: list[tuple[str, bytes, str, str]] = [
     [case[1:] for case in MESSAGE_ERRORS],
     ids=[case[0] for case in MESSAGE_ERRORS],
 )
-def test_parse_messages_bad_input_raises_naming_the_field(
-    data: bytes, field: str, message: str
-) -> None:
+def test_parse_messages_bad_input_raises_naming_the_field(data: bytes, field: str, message: str) -> None:
     with pytest.raises(InputError, match=message) as caught:
         parse_messages(data)
 
@@ -329,9 +327,7 @@ def test_detect_format_unreadable_content_raises_naming_the_field(
         ("messages.json", IntakeFormat.MESSAGES, 1),
     ],
 )
-def test_parse_content_samples_are_detected_and_parsed(
-    name: str, fmt: IntakeFormat, count: int
-) -> None:
+def test_parse_content_samples_are_detected_and_parsed(name: str, fmt: IntakeFormat, count: int) -> None:
     data = (SAMPLES / name).read_bytes()
 
     chats = parse_content(data)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from factories import make_node
 from litestar.testing import TestClient
 
 from coop.node.http.app import create_app
+
+from factories import make_node
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from coop.node import release as release_module
 from coop.node.contributions import withdraw_contribution
 from coop.node.release import bucket_content_usage
 from coop.node.runtime import Node
+
 from factories import contribute, make_member, make_node, process
 
 

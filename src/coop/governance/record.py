@@ -19,6 +19,7 @@ import msgspec
 from coop.governance.errors import InvalidValueError
 
 __all__ = [
+    "ANONYMOUS_PREFIX",
     "MAX_TAGS",
     "Attribution",
     "AttributionMode",
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 MAX_TAGS: Final = 32
+ANONYMOUS_PREFIX: Final = "anonymous-"
 
 _E = TypeVar("_E", bound=enum.StrEnum)
 
@@ -221,6 +223,9 @@ def parse_attribution(value: str, *, username: str | None, field: str = "attribu
         name = value[len(prefix) :].strip()
         if not name or len(name) > 64 or not name.isprintable():
             raise InvalidValueError("a pseudonym must be 1 to 64 printable characters", field=field)
+        if name.lower().startswith(ANONYMOUS_PREFIX):
+            # Payouts name anonymous contributors so; a pseudonym must not pass for one.
+            raise InvalidValueError(f"a pseudonym may not start with {ANONYMOUS_PREFIX!r}", field=field)
         return Attribution(AttributionMode.PSEUDONYM, name)
     raise InvalidValueError(f"{value!r} is not one of: username, pseudonym:NAME, anonymous", field=field)
 

@@ -25,8 +25,9 @@ from typing import Any, Final, NoReturn
 import httpx
 import msgspec
 
-from coop.governance import GovernanceError
+from coop.governance import GovernanceError, PolicyError
 from coop.node.accounts import Role
+from coop.node.collective import audit
 from coop.node.contributions import Decision
 from coop.node.contributions import get_contribution as _get_contribution
 from coop.node.contributions import list_by_state as _list_by_state
@@ -48,8 +49,9 @@ from coop.node.submission import ContributionState
 __all__ = ["EXIT_CODES", "main"]
 
 # Exit codes: 1 unexpected, 2 bad input or usage, 3 busy, 4 not found or wrong state,
-# 5 authentication or permission, 6 cannot reach the node, 7 storage.
+# 5 authentication or permission, 6 cannot reach the node, 7 storage, 9 audit chain broken.
 EXIT_CODES: Final[list[tuple[type[Exception], int]]] = [
+    (PolicyError, 4),
     (InputError, 2),
     (GovernanceError, 2),
     (BusyError, 3),
@@ -139,9 +141,14 @@ def cmd_member_add(args: argparse.Namespace) -> int:
     def run(node: Any) -> int:
         role = Role.ADMIN if args.admin else Role.MEMBER
         now = node.now()
-        member, token = node.store.write(
-            lambda c: add_member(c, name=args.name, role=role, salt=node.salt, now=now)
-        )
+
+        def write(conn: Any) -> tuple[Any, str]:
+            member, token = add_member(conn, name=args.name, role=role, salt=node.salt, now=now)
+            audit(conn, seed=node.seed, at=now, actor=LOCAL_ADMIN, action="member.add",
+                  payload={"name": member.name, "role": member.role.value})  # fmt: skip
+            return member, token
+
+        member, token = node.store.write(write)
         if args.json:
             _print_json({"name": member.name, "role": member.role, "token": token})
         else:
@@ -156,7 +163,14 @@ def cmd_integration_add(args: argparse.Namespace) -> int:
 
     def run(node: Any) -> int:
         now = node.now()
-        integration, key = node.store.write(lambda c: add_integration(c, name=args.name, now=now))
+
+        def write(conn: Any) -> tuple[Any, str]:
+            integration, key = add_integration(conn, name=args.name, now=now)
+            audit(conn, seed=node.seed, at=now, actor=LOCAL_ADMIN, action="integration.add",
+                  payload={"name": integration.name})  # fmt: skip
+            return integration, key
+
+        integration, key = node.store.write(write)
         if args.json:
             _print_json({"name": integration.name, "key": key})
         else:
@@ -268,6 +282,227 @@ def cmd_retention(args: argparse.Namespace) -> int:
         for item in items:
             until = f", oldest goes {_when(item.until)}" if item.until else ""
             print(f"{item.category}: {item.count} (oldest {_when(item.oldest)}{until}) - {item.rule}")
+        return 0
+
+    return _with_node(args, run)
+
+
+# -- collective governance ---------------------------------------------------------------
+
+LOCAL_ADMIN: Final = "local-admin"
+
+
+def _assignments(pairs: list[str]) -> dict[str, object]:
+    """KEY=VALUE pairs; a VALUE that reads as JSON (true, 500, ["tax"], null) is taken as such."""
+    changes: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{pair!r} is not KEY=VALUE (e.g. embargo.on=true)", field="KEY=VALUE")
+        try:
+            value: object = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            value = raw
+        changes[key.strip()] = value
+    return changes
+
+
+def _show_settings(view: Any, as_json: bool) -> None:
+    if as_json:
+        _print_json(view)
+        return
+    print(f"settings version {view.version} ({view.via}, by {view.actor or '-'} at {_when(view.at or None)})")
+    print(f"digest {view.digest}")
+    for section, value in msgspec.to_builtins(view.settings).items():
+        if isinstance(value, dict) and section != "rules":
+            for key, item in value.items():
+                print(f"  {section}.{key} = {msgspec.json.encode(item).decode()}")
+        elif section == "rules":
+            for cls, rule in value["classes"].items():
+                how = (
+                    "an admin alone"
+                    if rule["admin_alone"]
+                    else (
+                        f"a vote (quorum {rule['quorum_percent']}%, yes > {rule['threshold_percent']}%,"
+                        f" {rule['voting_days']} days)"
+                    )
+                )
+                print(f"  rules.classes.{cls}: changed by {how}")
+        else:
+            print(f"  {section} = {msgspec.json.encode(value).decode()}")
+
+
+def _local_actor() -> Any:
+    from coop.node.collective import Actor
+
+    return Actor(LOCAL_ADMIN, admin=True)
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    def run(node: Any) -> int:
+        if args.action == "show":
+            _show_settings(node.settings(), args.json)
+            return 0
+        if not args.pairs:
+            raise InputError("name at least one KEY=VALUE (e.g. defaults.license=CC0-1.0)", field="KEY=VALUE")
+        view = node.change_settings(_assignments(args.pairs), actor=_local_actor())
+        _show_settings(view, args.json)
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_embargo(args: argparse.Namespace) -> int:
+    def run(node: Any) -> int:
+        on = args.state == "on"
+        embargo = {
+            "on": on,
+            "tags": (args.tag or []) if on else [],
+            "languages": (args.language or []) if on else [],
+        }
+        view = node.change_settings({"embargo": embargo}, actor=_local_actor())
+        if args.json:
+            _print_json({"version": view.version, "embargo": view.settings.embargo})
+        else:
+            e = view.settings.embargo
+            scope = (
+                "the whole co-op"
+                if e.whole
+                else ", ".join([f"tag {t}" for t in e.tags] + [f"language {lang}" for lang in e.languages])
+            )
+            print(f"embargo {'on for ' + scope if e.on else 'off'} (settings version {view.version})")
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_freeze(args: argparse.Namespace) -> int:
+    def run(node: Any) -> int:
+        view = node.change_settings({"quality_freeze": args.state == "on"}, actor=_local_actor())
+        if args.json:
+            _print_json({"version": view.version, "quality_freeze": view.settings.quality_freeze})
+        else:
+            print(
+                f"quality freeze {'on' if view.settings.quality_freeze else 'off'} (settings version {view.version})"
+            )
+        return 0
+
+    return _with_node(args, run)
+
+
+def _show_proposal(view: Any) -> None:
+    print(
+        f"proposal {view.id} [{view.status.value}] by {view.opened_by}: {view.reason}\n"
+        f"  changes {msgspec.json.encode(view.changes).decode()}\n"
+        f"  yes {view.yes}, no {view.no}, abstain {view.abstain}, not voted {view.missing} "
+        f"(electorate {view.electorate}; quorum {view.quorum_needed} votes, yes > {view.threshold_percent}%)"
+        f"; closes {_when(view.closes_at)}"
+    )
+
+
+def cmd_propose(args: argparse.Namespace) -> int:
+    def run(node: Any) -> int:
+        from coop.node.collective import Actor
+
+        view = node.propose(
+            _assignments(args.pairs),
+            reason=args.reason,
+            actor=Actor(args.by, admin=True),
+            voting_days=args.days,
+        )
+        if args.json:
+            _print_json(view)
+        else:
+            print(view.id)
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_proposals(args: argparse.Namespace) -> int:
+    def run(node: Any) -> int:
+        from coop.node.collective import list_proposals
+
+        node.close_expired_proposals()
+        items = node.store.read(list_proposals)
+        if args.json:
+            _print_json(items)
+        else:
+            for item in items:
+                _show_proposal(item)
+            if not items:
+                print("no proposals")
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_vote(args: argparse.Namespace) -> int:
+    def run(node: Any) -> int:
+        from coop.governance import Choice
+        from coop.node.store import member_by_name
+
+        member = node.store.read(lambda c: member_by_name(c, args.voter))
+        if member is None:
+            raise NotFoundError(f"no member named {args.voter!r}", field="--as")
+        view = node.vote(args.proposal, member, Choice(args.choice))
+        if args.json:
+            _print_json(view)
+        else:
+            _show_proposal(view)
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    def run(node: Any) -> int:
+        from coop.node.collective import audit_entries
+
+        if args.action == "verify":
+            report = node.verify_audit()
+            if args.json:
+                _print_json({"ok": bool(report), **msgspec.to_builtins(report)})
+            elif report:
+                print(f"audit chain intact: {report.checked} entries, every one signed by this node")
+            if not report:
+                if not args.json:
+                    sys.stderr.write(
+                        f"coop: error: audit chain broken at entry {report.first_bad}: {report.problem}\n"
+                    )
+                return 9
+            return 0
+        entries = node.store.read(lambda c: audit_entries(c, after=args.after, limit=args.limit))
+        if args.json:
+            _print_json(entries)
+        else:
+            for e in entries:
+                print(
+                    f"{e.seq:>5}  {_when(e.at)}  {e.actor:<16} {e.action:<18} {msgspec.json.encode(e.payload).decode()}"
+                )
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_payouts(args: argparse.Namespace) -> int:
+    def run(node: Any) -> int:
+        digits = args.release[1:] if args.release.startswith("v") else args.release
+        if not digits.isdigit():
+            raise InputError(f"{args.release!r} is not a release (v1, v2, ...)", field="--release")
+        view = node.payout(int(digits), amount=args.amount, currency=args.currency, actor=LOCAL_ADMIN)
+        if args.json:
+            _print_json(view)
+            return 0
+        ledger = view.ledger
+        print(f"payout {view.id} for {ledger.release}: {ledger.amount} {ledger.currency} over {ledger.records} records"
+              f" ({ledger.excluded_withdrawn} withdrawn, paid nothing)")  # fmt: skip
+        for line in ledger.lines:
+            print(
+                f"  {line.payee:<32} {line.amount:>14} {ledger.currency}  ({line.records} records, weight {line.weight})"
+            )
+        folder = node.data.root / "payouts"
+        print(f"ledger: {folder}/payout-{view.id}-{ledger.release}.csv and .json")
         return 0
 
     return _with_node(args, run)
@@ -524,6 +759,53 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("metrics", cmd_metrics, "Stage counts and yields of the record-generation model.")
     p.add_argument("dir", metavar="DIR")
+
+    p = add("settings", cmd_settings, "Show or change the co-op's settings (as the local admin).")
+    p.add_argument("action", choices=["show", "set"])
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument(
+        "pairs", metavar="KEY=VALUE", nargs="*", help="e.g. defaults.license=CC0-1.0 embargo.on=true"
+    )
+
+    p = add("embargo", cmd_embargo, "Switch the embargo on (whole co-op, or by --tag / --language) or off.")
+    p.add_argument("state", choices=["on", "off"])
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--tag", action="append", help="embargo records with this tag (repeatable)")
+    p.add_argument("--language", action="append", help="embargo records in this language (repeatable)")
+
+    p = add("freeze", cmd_freeze, "Switch the quality freeze on or off.")
+    p.add_argument("state", choices=["on", "off"])
+    p.add_argument("dir", metavar="DIR")
+
+    p = add("propose", cmd_propose, "Put a change of settings to the vote; prints the proposal id.")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("pairs", metavar="KEY=VALUE", nargs="+")
+    p.add_argument("--reason", required=True, help="why, in words members will read")
+    p.add_argument("--days", type=int, help="voting time (default: the rule of the setting)")
+    p.add_argument("--by", default=LOCAL_ADMIN, help="who proposes (recorded in the audit log)")
+
+    p = add("proposals", cmd_proposals, "List proposals with their tallies.")
+    p.add_argument("dir", metavar="DIR")
+
+    p = add("vote", cmd_vote, "Cast a member's vote on a proposal.")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("proposal", metavar="ID", type=int)
+    p.add_argument("choice", choices=["yes", "no", "abstain"])
+    p.add_argument("--as", dest="voter", required=True, metavar="NAME", help="the member voting")
+
+    p = add("audit", cmd_audit, "Show the audit log, or verify its chain and signatures.")
+    p.add_argument("action", choices=["show", "verify"])
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--after", type=int, default=0, help="entries after this sequence number")
+    p.add_argument("--limit", type=int, default=1000)
+
+    p = add(
+        "payouts", cmd_payouts, "Split an amount paid for a release between contributors and the commons."
+    )
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--release", required=True, metavar="vN")
+    p.add_argument("--amount", required=True, help="decimal text, e.g. 1000.00")
+    p.add_argument("--currency", required=True, help="ISO 4217 code, e.g. EUR")
 
     p = add("retention", cmd_retention, "What the node holds and until when.")
     p.add_argument("dir", metavar="DIR")

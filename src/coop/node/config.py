@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import tomli_w
 
-from coop.governance import Defaults, GovernanceError
+from coop.governance import GovernanceError
 from coop.node.errors import StorageError
 
 __all__ = [
@@ -68,7 +68,6 @@ class StorageConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     node: NodeSection
-    defaults: Defaults = Defaults()
     limits: LimitsConfig = LimitsConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
     retention: RetentionConfig = RetentionConfig()

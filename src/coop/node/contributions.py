@@ -130,6 +130,7 @@ class Claimed(msgspec.Struct, frozen=True):
 
 
 class BatchReport(msgspec.Struct, frozen=True):
+    paused: bool = False  # the quality freeze is on: nothing was processed
     accepted: int = 0
     quarantined: int = 0
     duplicate: int = 0

@@ -18,6 +18,7 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import IO, Final
@@ -27,7 +28,8 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from coop.governance import AiUse, License, Preference, parse_ai_use
+from coop.governance import AiUse, Embargo, License, PolicyError, Preference, parse_ai_use
+from coop.node.collective import current_settings
 from coop.node.contributions import Stage, bump_stage
 from coop.node.errors import BusyError, NotFoundError, StorageError
 from coop.node.intake.redaction import PiiType
@@ -334,11 +336,75 @@ def _yaml_str(value: str) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def _snapshot_records(conn: sqlite3.Connection, licence: License) -> Iterator[bytes]:
+class _Selection(msgspec.Struct, frozen=True):
+    """Which rows a release holds, fixed inside its read snapshot."""
+
+    tick: int
+    settings_version: int
+    released: str  # SQL condition: every row in the release
+    new: str  # SQL condition: rows released for the first time (the commit marks them)
+    params: tuple[object, ...]
+
+
+def _embargo_condition(embargo: Embargo) -> tuple[str, tuple[object, ...]]:
+    if not embargo.on:
+        return "", ()
+    if embargo.whole:
+        return " AND 0", ()
+    parts: list[str] = []
+    params: list[object] = []
+    if embargo.languages:
+        parts.append(f"coalesce(language, '') IN ({', '.join('?' * len(embargo.languages))})")
+        params += embargo.languages
+    if embargo.tags:
+        parts.append(
+            f"EXISTS (SELECT 1 FROM json_each(tags) WHERE value IN ({', '.join('?' * len(embargo.tags))}))"
+        )
+        params += embargo.tags
+    return f" AND NOT ({' OR '.join(parts)})", tuple(params)
+
+
+def _month_start(now: int) -> int:
+    moment = datetime.fromtimestamp(now, UTC)
+    return int(moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
+
+
+def _select(conn: sqlite3.Connection, *, now: int) -> _Selection:
+    """Decide what the release holds: public, live, not embargoed, new ones within the monthly cap."""
+    (tick,) = conn.execute("SELECT n FROM ticks WHERE id = 1").fetchone()
+    view = current_settings(conn)
+    settings = view.settings
+    if settings.quality_freeze:
+        raise PolicyError("the quality freeze is on: no release until it is lifted", field="quality_freeze")
+    embargo, params = _embargo_condition(settings.embargo)
+    base = f"scope = 'public'{embargo}"
+    cap = settings.volume_cap.monthly_records
+    within_cap = ""
+    if cap is not None:
+        (used,) = conn.execute(
+            "SELECT coalesce(sum(new_records), 0) FROM releases WHERE created_at >= ?", (_month_start(now),)
+        ).fetchone()
+        remaining = max(cap - int(used), 0)
+        if remaining == 0:
+            within_cap = " AND 0"
+        else:
+            row = conn.execute(
+                f"SELECT seq FROM contributions WHERE state = 'accepted' AND {base} ORDER BY seq LIMIT 1 OFFSET ?",
+                (*params, remaining - 1),
+            ).fetchone()
+            if row is not None:
+                within_cap = f" AND seq <= {int(row[0])}"
+    new = f"state = 'accepted'{within_cap} AND {base}"
+    released = f"(state = 'released' OR (state = 'accepted'{within_cap})) AND {base}"
+    return _Selection(
+        tick=int(tick), settings_version=view.version, released=released, new=new, params=params
+    )
+
+
+def _snapshot_records(conn: sqlite3.Connection, selection: _Selection, licence: License) -> Iterator[bytes]:
     cursor = conn.execute(
-        "SELECT record FROM contributions WHERE state IN ('accepted', 'released') AND scope = 'public'"
-        " AND license = ? ORDER BY seq",
-        (licence.value,),
+        f"SELECT record FROM contributions WHERE {selection.released} AND license = ? ORDER BY seq",
+        (*selection.params, licence.value),
     )
     for (data,) in cursor:
         yield bytes(data)
@@ -346,19 +412,18 @@ def _snapshot_records(conn: sqlite3.Connection, licence: License) -> Iterator[by
 
 def _write_release(
     conn: sqlite3.Connection, tmp: Path, *, version: int, coop: str, node_id: str, now: int
-) -> tuple[ReleaseSummary, int]:
-    """Write every artifact from one read snapshot; return the summary and the snapshot tick."""
+) -> tuple[ReleaseSummary, _Selection]:
+    """Write every artifact from one read snapshot; return the summary and what it selected."""
     schema = record_schema()
     conn.execute("BEGIN")
     try:
-        (tick,) = conn.execute("SELECT n FROM ticks WHERE id = 1").fetchone()
+        selection = _select(conn, now=now)
         buckets: list[BucketSummary] = []
         for licence in License:
             stats = conn.execute(
                 "SELECT ai_use, label, coalesce(language, 'unknown'), count(*) FROM contributions"
-                " WHERE state IN ('accepted', 'released') AND scope = 'public' AND license = ?"
-                " GROUP BY ai_use, label, language",
-                (licence.value,),
+                f" WHERE {selection.released} AND license = ? GROUP BY ai_use, label, language",
+                (*selection.params, licence.value),
             ).fetchall()
             if not stats:
                 continue
@@ -367,7 +432,8 @@ def _write_release(
             for _, label, language, n in stats:
                 labels[label] = labels.get(label, 0) + n
                 languages[language] = languages.get(language, 0) + n
-            count, files = _write_bucket(tmp, licence.bucket, _snapshot_records(conn, licence), schema)
+            records = _snapshot_records(conn, selection, licence)
+            count, files = _write_bucket(tmp, licence.bucket, records, schema)
             buckets.append(
                 BucketSummary(
                     name=licence.bucket,
@@ -416,29 +482,32 @@ def _write_release(
     for bucket in buckets:
         _fsync_dir(tmp / bucket.name)
     _fsync_dir(tmp)
-    return msgspec.structs.replace(summary, files=tuple(entries)), int(tick)
+    return msgspec.structs.replace(summary, files=tuple(entries)), selection
 
 
-def _commit_release(conn: sqlite3.Connection, *, summary: ReleaseSummary, tick: int, now: int) -> bool:
-    """Record the release if nothing it holds left the published set meanwhile."""
-    moved = conn.execute("SELECT 1 FROM contributions WHERE left_tick > ? LIMIT 1", (tick,)).fetchone()
-    if moved is not None:
+def _commit_release(
+    conn: sqlite3.Connection, *, summary: ReleaseSummary, selection: _Selection, now: int
+) -> bool:
+    """Record the release if nothing it holds changed meanwhile (records or settings)."""
+    moved = conn.execute(
+        "SELECT 1 FROM contributions WHERE left_tick > ? LIMIT 1", (selection.tick,)
+    ).fetchone()
+    if moved is not None or current_settings(conn).version != selection.settings_version:
         return False
-    version = summary.version
+    # Rows accepted after the snapshot are not in the files: the tick keeps them out.
+    new = f"{selection.new} AND accepted_tick <= ?"
+    params = (*selection.params, selection.tick)
     for channel, n in conn.execute(
-        "SELECT channel, count(*) FROM contributions WHERE state = 'accepted' AND scope = 'public'"
-        " AND accepted_tick <= ? GROUP BY channel",
-        (tick,),
+        f"SELECT channel, count(*) FROM contributions WHERE {new} GROUP BY channel", params
     ).fetchall():
         bump_stage(conn, now=now, channel=channel, stage=Stage.PUBLISHED, n=n)
+    marked = conn.execute(
+        f"UPDATE contributions SET state = 'released', released_in = ? WHERE {new}",
+        (summary.version, *params),
+    ).rowcount
     conn.execute(
-        "UPDATE contributions SET state = 'released', released_in = ?"
-        " WHERE state = 'accepted' AND scope = 'public' AND accepted_tick <= ?",
-        (version, tick),
-    )
-    conn.execute(
-        "INSERT INTO releases (version, created_at, record_count, summary) VALUES (?, ?, ?, ?)",
-        (version, now, summary.records, _SUMMARY_ENCODER.encode(summary)),
+        "INSERT INTO releases (version, created_at, record_count, summary, new_records) VALUES (?, ?, ?, ?, ?)",
+        (summary.version, now, summary.records, _SUMMARY_ENCODER.encode(summary), marked),
     )
     return True
 
@@ -451,7 +520,7 @@ def cut_release(store: Store, releases: Path, *, coop: str, node_id: str, now: i
         tmp = releases / f".v{version}.tmp"
         tmp.mkdir(parents=True)
         try:
-            summary, tick = _write_release(
+            summary, selection = _write_release(
                 store.reader(), tmp, version=version, coop=coop, node_id=node_id, now=now
             )
             final = releases / summary.name
@@ -460,9 +529,9 @@ def cut_release(store: Store, releases: Path, *, coop: str, node_id: str, now: i
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if store.write(partial(_commit_release, summary=summary, tick=tick, now=now)):
+        if store.write(partial(_commit_release, summary=summary, selection=selection, now=now)):
             return summary
-        shutil.rmtree(final, ignore_errors=True)  # records moved meanwhile: cut again
+        shutil.rmtree(final, ignore_errors=True)  # records or settings moved meanwhile: cut again
     raise BusyError("records kept changing while the release was written; try again")
 
 

@@ -8,22 +8,26 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-from coop.governance import Channel
+from coop.governance import ChainReport, Channel, Choice, compute_payouts
+from coop.node import collective, metrics, retention
 from coop.node import contributions as contrib
-from coop.node import metrics, retention
+from coop.node import payouts as payout_files
 from coop.node.accounts import Member
+from coop.node.collective import Actor, ProposalView, SettingsView
 from coop.node.config import Config
 from coop.node.contributions import BatchReport, Decision
 from coop.node.datadir import DataDir, Identity
 from coop.node.intake.chat import Limits
 from coop.node.pipeline import Accepted, process_entry
-from coop.node.release import ReleaseSummary, cut_release
+from coop.node.release import ReleaseSummary, cut_release, get_release
 from coop.node.store import Store
 from coop.node.submission import (
     ContributionRequest,
@@ -50,11 +54,14 @@ class Node:
         self.config: Config = self.data.config()
         self.identity: Identity = self.data.identity()
         self.salt = self.data.salt()
+        self.seed = bytes(self.data.signing_key())
         self.store = Store(self.data.db_path, synchronous=self.config.storage.synchronous)
         self.limits = Limits(
             max_messages=self.config.limits.max_messages,
             max_message_chars=self.config.limits.max_message_chars,
         )
+        now = self.now()
+        self.store.write(lambda c: collective.ensure_settings(c, seed=self.seed, at=now))
 
     def close(self) -> None:
         self.store.close()
@@ -73,7 +80,7 @@ class Node:
             channel=channel,
             username=member.name,
             pseudonym=f"member-{member.contributor_hash[:8]}",
-            defaults=self.config.defaults,
+            defaults=self.settings().settings.defaults,
             terms_version=self.config.node.terms_version,
             limits=self.limits,
             max_note_chars=self.config.limits.max_note_chars,
@@ -110,7 +117,12 @@ class Node:
             yield
 
     def process_pending(self, *, max_batches: int = _MAX_BATCHES_PER_RUN) -> BatchReport:
-        """Process the waiting room in batches; the caller holds :meth:`processor_lock`."""
+        """Process the waiting room in batches; the caller holds :meth:`processor_lock`.
+
+        While the quality freeze is on nothing is processed: entries wait, safe.
+        """
+        if self.settings().settings.quality_freeze:
+            return BatchReport(paused=True)
         total = BatchReport()
         threshold = self.config.pipeline.quarantine_pii_threshold
         for _ in range(max_batches):
@@ -158,23 +170,113 @@ class Node:
             )
             outcome = result if isinstance(result, Accepted) else None
         now = self.now()
-        return self.store.write(
-            lambda c: contrib.decide_quarantine(
-                c, uid=uid, decision=decision, admin=admin, outcome=outcome, now=now
+
+        def write(conn: sqlite3.Connection) -> ContributionState:
+            state = contrib.decide_quarantine(
+                conn, uid=uid, decision=decision, admin=admin, outcome=outcome, now=now
             )
-        )
+            collective.audit(
+                conn,
+                seed=self.seed,
+                at=now,
+                actor=admin,
+                action=f"quarantine.{decision.value}",
+                payload={"uid": uid, "state": state.value},
+            )
+            return state
+
+        return self.store.write(write)
 
     # -- releases ---------------------------------------------------------------
 
-    def cut_release(self) -> ReleaseSummary:
+    def cut_release(self, *, actor: str = "local-admin") -> ReleaseSummary:
         with self.data.lock("release", purpose="a release cut"):
-            return cut_release(
+            summary = cut_release(
                 self.store,
                 self.data.releases_path,
                 coop=self.config.node.name,
                 node_id=self.identity.node_id,
                 now=self.now(),
             )
+        self.store.write(
+            lambda c: collective.audit(
+                c,
+                seed=self.seed,
+                at=summary.created_at,
+                actor=actor,
+                action="release.cut",
+                payload={
+                    "release": summary.name,
+                    "records": summary.records,
+                    "tombstones": summary.tombstones,
+                },
+            )
+        )
+        return summary
+
+    # -- collective governance ------------------------------------------------------
+
+    def settings(self) -> SettingsView:
+        return self.store.read(collective.current_settings)
+
+    def change_settings(self, changes: dict[str, Any], *, actor: Actor) -> SettingsView:
+        now = self.now()
+        return self.store.write(
+            lambda c: collective.change_settings(c, changes=changes, actor=actor, at=now, seed=self.seed)
+        )
+
+    def propose(
+        self, changes: dict[str, Any], *, reason: str, actor: Actor, voting_days: int | None = None
+    ) -> ProposalView:
+        now = self.now()
+        return self.store.write(
+            lambda c: collective.open_proposal(
+                c,
+                changes=changes,
+                reason=reason,
+                actor=actor,
+                at=now,
+                seed=self.seed,
+                voting_days=voting_days,
+            )
+        )
+
+    def vote(self, proposal_id: int, member: Member, choice: Choice) -> ProposalView:
+        # Proposals whose time is up are closed (and audited) before any vote is counted.
+        self.close_expired_proposals()
+        now = self.now()
+        return self.store.write(
+            lambda c: collective.cast_vote(
+                c, proposal_id=proposal_id, member=member, choice=choice, at=now, seed=self.seed
+            )
+        )
+
+    def close_expired_proposals(self) -> list[int]:
+        now = self.now()
+        return self.store.write(lambda c: collective.close_expired(c, at=now, seed=self.seed))
+
+    def verify_audit(self) -> ChainReport:
+        return self.store.read(lambda c: collective.verify_audit(c, self.identity.public_key))
+
+    def payout(self, version: int, *, amount: str, currency: str, actor: str) -> payout_files.PayoutView:
+        """Split ``amount`` over the records of release ``version`` as the settings say; store and audit it."""
+        summary = self.store.read(lambda c: get_release(c, version))
+        withdrawn = set(
+            self.store.read(lambda c: [uid for (uid,) in c.execute("SELECT uid FROM tombstones")])
+        )
+        split = self.settings().settings.payout
+        records = payout_files.release_payout_records(
+            self.data.releases_path / summary.name, summary, withdrawn
+        )
+        ledger = compute_payouts(summary.name, records, amount=amount, currency=currency, split=split)
+        now = self.now()
+        view = self.store.write(
+            lambda c: payout_files.record_payout(
+                c, ledger=ledger, version=version, actor=actor, at=now, seed=self.seed
+            )
+        )
+        payout_files.write_ledger_files(self.data.root / "payouts", view)
+        return view
 
     # -- housekeeping -------------------------------------------------------------
 

@@ -69,6 +69,9 @@ class Scheduler:
             self._wake.clear()
             try:
                 report = await asyncio.to_thread(self.node.process_pending)
+                closed = await asyncio.to_thread(self.node.close_expired_proposals)
+                if closed:
+                    log.info("proposals closed at the end of their voting time: %s", closed)
                 if report.accepted or report.quarantined or report.duplicate:
                     log.info(
                         "processed: %d accepted, %d quarantined, %d duplicates",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from coop.governance import contributor_hash
+from coop.governance import ANONYMOUS_PREFIX, contributor_hash
 from coop.node.accounts import Integration, Member, Role, hash_secret, new_secret
 from coop.node.errors import InputError, StorageError
 from coop.node.migrations import migrate
@@ -109,6 +109,8 @@ def add_member(
     name = name.strip()
     if not name or len(name) > 64 or not name.isprintable():
         raise InputError("a member name must be 1 to 64 printable characters", field="name")
+    if name.lower().startswith(ANONYMOUS_PREFIX):
+        raise InputError(f"a member name may not start with {ANONYMOUS_PREFIX!r}", field="name")
     if conn.execute("SELECT 1 FROM members WHERE name = ?", (name,)).fetchone():
         raise InputError(f"a member named {name!r} already exists", field="name")
     token = new_secret("coop_")
@@ -146,6 +148,8 @@ def ensure_external_member(
         return _member(row)
     chash = contributor_hash(salt, provider, external_id)
     base = (name or "").strip()[:48] or f"{provider}-{chash[:8]}"
+    if base.lower().startswith(ANONYMOUS_PREFIX):
+        base = f"{provider}-{base}"
     handle = base
     suffix = 1
     while conn.execute("SELECT 1 FROM members WHERE name = ?", (handle,)).fetchone():

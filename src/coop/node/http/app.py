@@ -33,6 +33,7 @@ from coop.node.errors import (
     RateLimitedError,
 )
 from coop.node.http.auth import Authenticator
+from coop.node.http.governance import governance_handlers
 from coop.node.http.openapi import with_body
 from coop.node.http.problems import decode_body, exception_handlers
 from coop.node.http.ratelimit import RateLimiter
@@ -149,7 +150,7 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
                 "fingerprint": node.identity.fingerprint,
                 "name": cfg.node.name,
                 "terms_version": cfg.node.terms_version,
-                "defaults": cfg.defaults,
+                "defaults": node.settings().settings.defaults,
                 "limits": cfg.limits,
             }
         )
@@ -176,7 +177,8 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
             "Allow: /releases/",
         ]
         usages = [b.content_usage for r in releases for b in r.buckets if b.content_usage]
-        lines.append(f"Content-Usage: {bucket_content_usage(usages) if usages else cfg.defaults.ai_use}")
+        fallback = node.settings().settings.defaults.ai_use
+        lines.append(f"Content-Usage: {bucket_content_usage(usages) if usages else fallback}")
         for release in releases:
             for bucket in release.buckets:
                 if bucket.content_usage:
@@ -428,8 +430,8 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
 
     @post("/api/v1/admin/releases", status_code=201)
     async def release(request: Request[Any, Any, Any]) -> Response[bytes]:
-        signed_in(request, admin=True)
-        summary = await asyncio.to_thread(node.cut_release)
+        admin = signed_in(request, admin=True)
+        summary = await asyncio.to_thread(node.cut_release, actor=admin.name)
         return _json(summary, status=201, headers={"Location": f"/releases/{summary.name}"})
 
     @get("/api/v1/admin/retention", sync_to_thread=False)
@@ -471,6 +473,7 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
             process,
             release,
             retention,
+            *governance_handlers(node, signed_in, _require_json),
         ],
         before_request=limit_ip,
         exception_handlers=exception_handlers(),

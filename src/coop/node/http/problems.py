@@ -14,7 +14,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from coop.governance import GovernanceError
+from coop.governance import GovernanceError, PolicyError
 from coop.node.errors import (
     AuthError,
     BusyError,
@@ -87,7 +87,9 @@ def problem_response(
 def _node_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     assert isinstance(exc, NodeError | GovernanceError)
     headers: dict[str, str] = {}
-    if isinstance(exc, GovernanceError):
+    if isinstance(exc, PolicyError):
+        status, slug, title = 409, "refused-by-policy", "Refused by the co-op's settings"
+    elif isinstance(exc, GovernanceError):
         status, slug, title = 422, "invalid-field", "Invalid request"
     else:
         status, slug, title = next((s, g, t) for k, s, g, t in _MAP if isinstance(exc, k))

@@ -1,0 +1,454 @@
+"""Collective governance in the store: settings versions, proposals and votes, the audit chain.
+
+Every change and every vote is written in the same transaction as its audit
+entry, so the log cannot miss an action that took effect, nor record one
+that did not.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from typing import Any, Final
+
+import msgspec
+
+from coop.governance import (
+    AuditEntry,
+    ChainReport,
+    Choice,
+    InvalidValueError,
+    PolicyError,
+    ProposalStatus,
+    SettingClass,
+    Settings,
+    append_entry,
+    apply_changes,
+    changed_classes,
+    decide,
+    settings_digest,
+    tally,
+    verify_chain,
+)
+from coop.node.accounts import Member
+from coop.node.errors import ForbiddenError, NotFoundError, StateError
+from coop.node.store import next_tick
+
+__all__ = [
+    "Actor",
+    "ProposalView",
+    "SettingsView",
+    "audit",
+    "audit_entries",
+    "audit_head",
+    "cast_vote",
+    "change_settings",
+    "close_expired",
+    "current_settings",
+    "ensure_settings",
+    "get_proposal",
+    "list_proposals",
+    "open_proposal",
+    "verify_audit",
+]
+
+_SETTINGS: Final = msgspec.json.Decoder(Settings)
+_ENCODER: Final = msgspec.json.Encoder(order="sorted")
+_DAY: Final = 86_400
+
+
+class Actor(msgspec.Struct, frozen=True):
+    """Who acts, by public handle; ``admin`` says whether they may act alone where rules allow."""
+
+    name: str
+    admin: bool
+
+
+class SettingsView(msgspec.Struct, frozen=True):
+    version: int
+    digest: str
+    at: int
+    actor: str
+    via: str
+    settings: Settings
+
+
+class ProposalView(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    status: ProposalStatus
+    opened_by: str
+    opened_at: int
+    closes_at: int
+    reason: str
+    changes: dict[str, Any]
+    classes: list[str]
+    quorum_percent: int
+    threshold_percent: int
+    electorate: int
+    yes: int
+    no: int
+    abstain: int
+    missing: int
+    quorum_needed: int
+    decided_at: int | None = None
+    settings_version: int | None = None
+
+
+# -- the audit chain ------------------------------------------------------------------
+
+
+def _entry(row: tuple[Any, ...]) -> AuditEntry:
+    seq, at, actor, action, payload, prev, digest, signature = row
+    return AuditEntry(
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        payload=msgspec.json.decode(payload),
+        prev=prev,
+        hash=digest,
+        signature=signature,
+    )
+
+
+_AUDIT_COLUMNS: Final = "seq, at, actor, action, payload, prev, hash, signature"
+
+
+def audit_head(conn: sqlite3.Connection) -> AuditEntry | None:
+    row = conn.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    return None if row is None else _entry(row)
+
+
+def audit(
+    conn: sqlite3.Connection, *, seed: bytes, at: int, actor: str, action: str, payload: Any
+) -> AuditEntry:
+    """Append a signed entry (call inside the transaction of the change it records)."""
+    entry = append_entry(audit_head(conn), at=at, actor=actor, action=action, payload=payload, seed=seed)
+    conn.execute(
+        f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            entry.seq,
+            entry.at,
+            entry.actor,
+            entry.action,
+            _ENCODER.encode(entry.payload),
+            entry.prev,
+            entry.hash,
+            entry.signature,
+        ),
+    )
+    return entry
+
+
+def audit_entries(conn: sqlite3.Connection, *, after: int = 0, limit: int | None = None) -> list[AuditEntry]:
+    rows = conn.execute(
+        f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+        (after, -1 if limit is None else limit),
+    ).fetchall()
+    return [_entry(row) for row in rows]
+
+
+def _iter_entries(conn: sqlite3.Connection) -> Iterator[AuditEntry]:
+    # ORDER BY rowid, not seq: a reordered table must show up as reordered.
+    for row in conn.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit_log ORDER BY rowid"):
+        yield _entry(row)
+
+
+def verify_audit(conn: sqlite3.Connection, public_key: bytes) -> ChainReport:
+    return verify_chain(_iter_entries(conn), public_key)
+
+
+# -- settings ----------------------------------------------------------------------------
+
+
+def current_settings(conn: sqlite3.Connection) -> SettingsView:
+    row = conn.execute(
+        "SELECT version, digest, at, actor, via, body FROM settings ORDER BY version DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return SettingsView(
+            version=0, digest=settings_digest(Settings()), at=0, actor="", via="", settings=Settings()
+        )
+    return SettingsView(
+        version=row[0], digest=row[1], at=row[2], actor=row[3], via=row[4], settings=_SETTINGS.decode(row[5])
+    )
+
+
+def _store_settings(
+    conn: sqlite3.Connection, settings: Settings, *, at: int, actor: str, via: str
+) -> SettingsView:
+    (version,) = conn.execute("SELECT coalesce(max(version), 0) + 1 FROM settings").fetchone()
+    digest = settings_digest(settings)
+    conn.execute(
+        "INSERT INTO settings (version, at, actor, via, body, digest) VALUES (?, ?, ?, ?, ?, ?)",
+        (version, at, actor, via, _ENCODER.encode(settings), digest),
+    )
+    next_tick(conn)  # a release in progress must notice (embargo, cap)
+    return SettingsView(version=version, digest=digest, at=at, actor=actor, via=via, settings=settings)
+
+
+def ensure_settings(
+    conn: sqlite3.Connection, *, seed: bytes, at: int, initial: Settings | None = None
+) -> SettingsView:
+    """Version 1 of the settings, recorded as the first audit entry, if there is none yet."""
+    view = current_settings(conn)
+    if view.version:
+        return view
+    view = _store_settings(conn, initial or Settings(), at=at, actor="system", via="init")
+    audit(
+        conn,
+        seed=seed,
+        at=at,
+        actor="system",
+        action="settings.init",
+        payload={"version": 1, "digest": view.digest},
+    )
+    return view
+
+
+def change_settings(
+    conn: sqlite3.Connection, *, changes: dict[str, Any], actor: Actor, at: int, seed: bytes
+) -> SettingsView:
+    """An admin's direct change, where the decision rules allow one to act alone."""
+    if not actor.admin:
+        raise ForbiddenError(
+            "only the co-op's admins change settings directly; propose it instead", field="changes"
+        )
+    current = current_settings(conn)
+    classes = changed_classes(changes)
+    rule = current.settings.rules.combined(classes)
+    if not rule.admin_alone:
+        needs = sorted(c.value for c in classes if not current.settings.rules.rule(c).admin_alone)
+        raise PolicyError(
+            f"changing {', '.join(needs)} needs a vote: open a proposal", field=next(iter(sorted(changes)))
+        )
+    updated = apply_changes(current.settings, changes)
+    if updated == current.settings:
+        return current
+    view = _store_settings(conn, updated, at=at, actor=actor.name, via="admin")
+    audit(
+        conn,
+        seed=seed,
+        at=at,
+        actor=actor.name,
+        action="settings.change",
+        payload={"version": view.version, "digest": view.digest, "changes": changes, "via": "admin"},
+    )
+    return view
+
+
+# -- proposals and votes -------------------------------------------------------------------
+
+_PROPOSAL_COLUMNS: Final = (
+    "id, status, opened_by, opened_at, closes_at, reason, changes, classes, quorum_percent,"
+    " threshold_percent, electorate, decided_at, settings_version"
+)
+
+
+def _proposal(conn: sqlite3.Connection, row: tuple[Any, ...]) -> ProposalView:
+    (pid, status, opened_by, opened_at, closes_at, reason, changes, classes, quorum, threshold,
+     electorate, decided_at, version) = row  # fmt: skip
+    choices = [Choice(c) for (c,) in conn.execute("SELECT choice FROM votes WHERE proposal_id = ?", (pid,))]
+    count = tally(choices, electorate=electorate, quorum_percent=quorum, threshold_percent=threshold)
+    return ProposalView(
+        id=pid,
+        status=ProposalStatus(status),
+        opened_by=opened_by,
+        opened_at=opened_at,
+        closes_at=closes_at,
+        reason=reason,
+        changes=msgspec.json.decode(changes),
+        classes=json.loads(classes),
+        quorum_percent=quorum,
+        threshold_percent=threshold,
+        electorate=electorate,
+        yes=count.yes,
+        no=count.no,
+        abstain=count.abstain,
+        missing=count.missing,
+        quorum_needed=count.quorum_needed,
+        decided_at=decided_at,
+        settings_version=version,
+    )
+
+
+def get_proposal(conn: sqlite3.Connection, proposal_id: int) -> ProposalView:
+    row = conn.execute(f"SELECT {_PROPOSAL_COLUMNS} FROM proposals WHERE id = ?", (proposal_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no proposal {proposal_id}", field="proposal")
+    return _proposal(conn, row)
+
+
+def list_proposals(conn: sqlite3.Connection) -> list[ProposalView]:
+    rows = conn.execute(f"SELECT {_PROPOSAL_COLUMNS} FROM proposals ORDER BY id DESC").fetchall()
+    return [_proposal(conn, row) for row in rows]
+
+
+def _electorate(conn: sqlite3.Connection, at: int) -> int:
+    """Members entitled to vote: local members (with a token) who joined by then."""
+    (n,) = conn.execute(
+        "SELECT count(*) FROM members WHERE provider = 'local' AND created_at <= ?", (at,)
+    ).fetchone()
+    return int(n)
+
+
+def open_proposal(
+    conn: sqlite3.Connection,
+    *,
+    changes: dict[str, Any],
+    reason: str,
+    actor: Actor,
+    at: int,
+    seed: bytes,
+    voting_days: int | None = None,
+) -> ProposalView:
+    reason = reason.strip()
+    if not reason or len(reason) > 2000:
+        raise InvalidValueError("say in 1 to 2000 characters why", field="reason")
+    current = current_settings(conn).settings
+    classes = changed_classes(changes)
+    apply_changes(current, changes)  # refuse now what could never be applied
+    rule = current.rules.combined(classes)
+    days = rule.voting_days if voting_days is None else voting_days
+    if not 1 <= days <= 365:
+        raise InvalidValueError("voting lasts 1 to 365 days", field="voting_days")
+    electorate = _electorate(conn, at)
+    cur = conn.execute(
+        "INSERT INTO proposals (opened_at, closes_at, opened_by, reason, changes, classes, quorum_percent,"
+        " threshold_percent, electorate, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')",
+        (
+            at,
+            at + days * _DAY,
+            actor.name,
+            reason,
+            _ENCODER.encode(changes),
+            json.dumps(sorted(c.value for c in classes)),
+            rule.quorum_percent,
+            rule.threshold_percent,
+            electorate,
+        ),
+    )
+    pid = cur.lastrowid
+    assert pid is not None
+    audit(
+        conn,
+        seed=seed,
+        at=at,
+        actor=actor.name,
+        action="proposal.open",
+        payload={
+            "proposal": pid,
+            "changes": changes,
+            "reason": reason,
+            "closes_at": at + days * _DAY,
+            "electorate": electorate,
+            "quorum_percent": rule.quorum_percent,
+            "threshold_percent": rule.threshold_percent,
+        },
+    )
+    return get_proposal(conn, pid)
+
+
+def _settle(conn: sqlite3.Connection, view: ProposalView, *, at: int, seed: bytes) -> ProposalView:
+    """Apply a proposal that has passed, or close one whose time is up."""
+    count = tally(
+        [Choice.YES] * view.yes + [Choice.NO] * view.no + [Choice.ABSTAIN] * view.abstain,
+        electorate=view.electorate,
+        quorum_percent=view.quorum_percent,
+        threshold_percent=view.threshold_percent,
+    )
+    status = decide(count, now=at, closes_at=view.closes_at)
+    if status is ProposalStatus.OPEN:
+        return view
+    version = None
+    counts = {"yes": count.yes, "no": count.no, "abstain": count.abstain, "electorate": count.electorate}
+    if status is ProposalStatus.PASSED:
+        current = current_settings(conn)
+        updated = apply_changes(current.settings, view.changes)
+        via = f"proposal {view.id}"
+        settings = _store_settings(conn, updated, at=at, actor=view.opened_by, via=via)
+        version = settings.version
+        audit(
+            conn,
+            seed=seed,
+            at=at,
+            actor=f"proposal {view.id}",
+            action="proposal.passed",
+            payload={"proposal": view.id, **counts},
+        )
+        audit(
+            conn,
+            seed=seed,
+            at=at,
+            actor=f"proposal {view.id}",
+            action="settings.change",
+            payload={"version": version, "digest": settings.digest, "changes": view.changes, "via": via},
+        )
+    else:
+        audit(
+            conn,
+            seed=seed,
+            at=at,
+            actor=f"proposal {view.id}",
+            action="proposal.expired",
+            payload={"proposal": view.id, **counts},
+        )
+    conn.execute(
+        "UPDATE proposals SET status = ?, decided_at = ?, settings_version = ? WHERE id = ?",
+        (status.value, at, version, view.id),
+    )
+    return get_proposal(conn, view.id)
+
+
+def cast_vote(
+    conn: sqlite3.Connection, *, proposal_id: int, member: Member, choice: Choice, at: int, seed: bytes
+) -> ProposalView:
+    view = get_proposal(conn, proposal_id)
+    if view.status is ProposalStatus.OPEN and at >= view.closes_at:
+        # Close it first (in its own transaction: see Node.vote); a vote now is too late.
+        raise StateError(f"voting on proposal {proposal_id} has closed (its time is up)", field="proposal")
+    if view.status is not ProposalStatus.OPEN:
+        raise StateError(
+            f"voting on proposal {proposal_id} has closed ({view.status.value})", field="proposal"
+        )
+    row = conn.execute("SELECT provider, created_at FROM members WHERE id = ?", (member.id,)).fetchone()
+    if row is None or row[0] != "local" or row[1] > view.opened_at:
+        raise ForbiddenError(
+            f"{member.name} is not entitled to vote on proposal {proposal_id} (members when it opened)",
+            field="voter",
+        )
+    if conn.execute(
+        "SELECT 1 FROM votes WHERE proposal_id = ? AND member_id = ?", (proposal_id, member.id)
+    ).fetchone():
+        raise StateError(f"{member.name} has already voted on proposal {proposal_id}", field="voter")
+    conn.execute(
+        "INSERT INTO votes (proposal_id, member_id, choice, at) VALUES (?, ?, ?, ?)",
+        (proposal_id, member.id, choice.value, at),
+    )
+    audit(
+        conn,
+        seed=seed,
+        at=at,
+        actor=member.name,
+        action="vote.cast",
+        payload={"proposal": proposal_id, "choice": choice.value},
+    )
+    return _settle(conn, get_proposal(conn, proposal_id), at=at, seed=seed)
+
+
+def close_expired(conn: sqlite3.Connection, *, at: int, seed: bytes) -> list[int]:
+    """Close every open proposal whose voting time has ended; returns their ids."""
+    rows = conn.execute(
+        f"SELECT {_PROPOSAL_COLUMNS} FROM proposals WHERE status = 'open' AND closes_at <= ? ORDER BY id",
+        (at,),
+    ).fetchall()
+    closed = []
+    for row in rows:
+        _settle(conn, _proposal(conn, row), at=at, seed=seed)
+        closed.append(int(row[0]))
+    return closed
+
+
+def setting_class_names() -> list[str]:
+    return [c.value for c in SettingClass]

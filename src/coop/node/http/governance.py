@@ -1,0 +1,204 @@
+"""HTTP routes of collective governance: settings, proposals and votes, the audit log, payouts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgspec
+from litestar import Request, Response, get, post, put
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath, FromQuery
+
+from coop.governance import Choice, parse_enum
+from coop.node.accounts import Member
+from coop.node.collective import Actor, audit_entries, audit_head, get_proposal, list_proposals
+from coop.node.errors import InputError, NotFoundError
+from coop.node.http.openapi import with_body
+from coop.node.http.problems import decode_body
+from coop.node.payouts import list_payouts
+from coop.node.runtime import Node
+
+__all__ = ["governance_handlers"]
+
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+class SettingsChange(msgspec.Struct, forbid_unknown_fields=True):
+    """Dotted setting paths (or whole sections) and their new values."""
+
+    changes: dict[str, Any]
+
+
+class ProposalRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A change put to the vote, with the reason members will read."""
+
+    changes: dict[str, Any]
+    reason: str
+    voting_days: int | None = None
+
+
+class VoteRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """yes, no or abstain."""
+
+    choice: str
+
+
+class PayoutRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The release paid for, the amount as decimal text (never a float) and the ISO 4217 currency."""
+
+    release: str
+    amount: str
+    currency: str
+
+
+_CHANGE: Final = msgspec.json.Decoder(SettingsChange)
+_PROPOSAL: Final = msgspec.json.Decoder(ProposalRequest)
+_VOTE: Final = msgspec.json.Decoder(VoteRequest)
+_PAYOUT: Final = msgspec.json.Decoder(PayoutRequest)
+
+
+def _json(value: object, status: int = 200) -> Response[bytes]:
+    return Response(_ENCODER.encode(value), status_code=status, media_type="application/json")
+
+
+def _release_number(text: str) -> int:
+    digits = text[1:] if text.startswith("v") else text
+    if not digits.isdigit() or len(digits) > 9:
+        raise InputError(f"{text!r} is not a release (they are named v1, v2, ...)", field="release")
+    return int(digits)
+
+
+def governance_handlers(
+    node: Node,
+    signed_in: Callable[..., Member],
+    require_json: Callable[[Request[Any, Any, Any]], None],
+) -> list[HTTPRouteHandler]:
+    """The governance routes, sharing the app's authentication and rate limits."""
+
+    def state() -> dict[str, object]:
+        view = node.settings()
+        head = node.store.read(audit_head)
+        return {
+            "settings_version": view.version,
+            "settings_digest": view.digest,
+            "embargo": view.settings.embargo,
+            "quality_freeze": view.settings.quality_freeze,
+            "audit_head": None if head is None else {"seq": head.seq, "hash": head.hash},
+        }
+
+    @get("/api/v1/governance/settings", sync_to_thread=False)
+    def settings() -> Response[bytes]:
+        """The co-op's current settings, with who changed them last and how."""
+        return _json(node.settings())
+
+    @get("/api/v1/governance/state", sync_to_thread=False)
+    def governance_state() -> Response[bytes]:
+        """What a manifest carries: settings digest, embargo, quality freeze, audit head."""
+        return _json(state())
+
+    @put("/api/v1/governance/settings", operation_class=with_body(SettingsChange))
+    async def change(request: Request[Any, Any, Any]) -> Response[bytes]:
+        """An admin's direct change, where the decision rules let an admin act alone."""
+        admin = signed_in(request, admin=True)
+        require_json(request)
+        data = decode_body(_CHANGE, await request.body())
+        view = await asyncio.to_thread(
+            node.change_settings, data.changes, actor=Actor(admin.name, admin=True)
+        )
+        return _json(view)
+
+    @post("/api/v1/governance/proposals", status_code=201, operation_class=with_body(ProposalRequest))
+    async def propose(request: Request[Any, Any, Any]) -> Response[bytes]:
+        member = signed_in(request)
+        require_json(request)
+        data = decode_body(_PROPOSAL, await request.body())
+        view = await asyncio.to_thread(
+            node.propose,
+            data.changes,
+            reason=data.reason,
+            actor=Actor(member.name, admin=member.is_admin),
+            voting_days=data.voting_days,
+        )
+        return _json(view, status=201)
+
+    @get("/api/v1/governance/proposals", sync_to_thread=False)
+    def proposals(request: Request[Any, Any, Any]) -> Response[bytes]:
+        signed_in(request)
+        return _json(node.store.read(list_proposals))
+
+    @get("/api/v1/governance/proposals/{proposal:int}", sync_to_thread=False)
+    def proposal(request: Request[Any, Any, Any], proposal: FromPath[int]) -> Response[bytes]:
+        signed_in(request)
+        return _json(node.store.read(lambda c: get_proposal(c, proposal)))
+
+    @post(
+        "/api/v1/governance/proposals/{proposal:int}/votes",
+        status_code=201,
+        operation_class=with_body(VoteRequest),
+    )
+    async def vote(request: Request[Any, Any, Any], proposal: FromPath[int]) -> Response[bytes]:
+        """Cast yes, no or abstain; the change takes effect once quorum and threshold are met."""
+        member = signed_in(request)
+        require_json(request)
+        data = decode_body(_VOTE, await request.body())
+        choice = parse_enum(Choice, data.choice, field="choice")
+        view = await asyncio.to_thread(node.vote, proposal, member, choice)
+        return _json(view, status=201)
+
+    @get("/api/v1/governance/audit", sync_to_thread=False)
+    def audit_log(
+        request: Request[Any, Any, Any], after: FromQuery[int] = 0, limit: FromQuery[int] = 200
+    ) -> Response[bytes]:
+        """The signed, hash-chained log of every change and vote (members may read it)."""
+        signed_in(request)
+        if limit < 1 or limit > 1000:
+            raise InputError("limit is 1 to 1000", field="limit")
+        return _json(node.store.read(lambda c: audit_entries(c, after=after, limit=limit)))
+
+    @get("/api/v1/governance/audit/verify", sync_to_thread=False)
+    def audit_verify(request: Request[Any, Any, Any]) -> Response[bytes]:
+        signed_in(request)
+        report = node.verify_audit()
+        return _json({"ok": bool(report), **msgspec.to_builtins(report)})
+
+    @post("/api/v1/governance/payouts", status_code=201, operation_class=with_body(PayoutRequest))
+    async def payout(request: Request[Any, Any, Any]) -> Response[bytes]:
+        """Split an amount paid for a release between its contributors and the commons."""
+        admin = signed_in(request, admin=True)
+        require_json(request)
+        data = decode_body(_PAYOUT, await request.body())
+        version = _release_number(data.release)
+        view = await asyncio.to_thread(
+            node.payout, version, amount=data.amount, currency=data.currency, actor=admin.name
+        )
+        return _json(view, status=201)
+
+    @get("/api/v1/governance/payouts", sync_to_thread=False)
+    def payouts(request: Request[Any, Any, Any]) -> Response[bytes]:
+        signed_in(request, admin=True)
+        return _json(node.store.read(list_payouts))
+
+    @get("/api/v1/governance/payouts/{payout_id:int}/csv", sync_to_thread=False, media_type="text/csv")
+    def payout_csv(request: Request[Any, Any, Any], payout_id: FromPath[int]) -> Response[str]:
+        signed_in(request, admin=True)
+        found = next((p for p in node.store.read(list_payouts) if p.id == payout_id), None)
+        if found is None:
+            raise NotFoundError(f"no payout {payout_id}", field="payout")
+        return Response(found.ledger.to_csv(), media_type="text/csv")
+
+    return [
+        settings,
+        governance_state,
+        change,
+        propose,
+        proposals,
+        proposal,
+        vote,
+        audit_log,
+        audit_verify,
+        payout,
+        payouts,
+        payout_csv,
+    ]

@@ -1,0 +1,83 @@
+"""The audit chain: any altered, removed or reordered entry is named; only this node's key signs."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from nacl.signing import SigningKey
+
+from coop.governance import AuditEntry, append_entry, verify_chain
+
+SEED = bytes(range(32))
+KEY = bytes(SigningKey(SEED).verify_key)
+
+
+def _chain(n: int) -> list[AuditEntry]:
+    entries: list[AuditEntry] = []
+    for i in range(n):
+        head = entries[-1] if entries else None
+        entries.append(
+            append_entry(
+                head, at=1000 + i, actor="ada", action="settings.change", payload={"n": i}, seed=SEED
+            )
+        )
+    return entries
+
+
+def test_verify_chain_intact_chain_checks() -> None:
+    report = verify_chain(_chain(5), KEY)
+    assert report
+    assert report.checked == 5
+
+
+def test_verify_chain_altered_payload_names_entry() -> None:
+    entries = _chain(5)
+    entries[2] = msgspec.structs.replace(entries[2], payload={"n": 99})
+    report = verify_chain(entries, KEY)
+    assert not report
+    assert report.first_bad == 3
+    assert "altered" in (report.problem or "")
+
+
+def test_verify_chain_altered_actor_names_entry() -> None:
+    entries = _chain(3)
+    entries[0] = msgspec.structs.replace(entries[0], actor="mallory")
+    assert verify_chain(entries, KEY).first_bad == 1
+
+
+def test_verify_chain_removed_entry_names_the_gap() -> None:
+    entries = _chain(5)
+    del entries[1]
+    report = verify_chain(entries, KEY)
+    assert report.first_bad == 2
+    assert "missing" in (report.problem or "")
+
+
+def test_verify_chain_reordered_entries_are_caught() -> None:
+    entries = _chain(4)
+    entries[1], entries[2] = entries[2], entries[1]
+    report = verify_chain(entries, KEY)
+    assert report.first_bad == 2
+
+
+def test_verify_chain_rehashed_forgery_fails_signature() -> None:
+    # Someone who edits an entry and recomputes every hash still cannot sign as the node.
+    forged: list[AuditEntry] = []
+    other = bytes(range(1, 33))
+    for entry in _chain(3):
+        head = forged[-1] if forged else None
+        forged.append(
+            append_entry(
+                head, at=entry.at, actor=entry.actor, action=entry.action, payload={"x": 1}, seed=other
+            )
+        )
+    report = verify_chain(forged, KEY)
+    assert report.first_bad == 1
+    assert "not signed" in (report.problem or "")
+
+
+@pytest.mark.parametrize("signature", ["", "zz", "00" * 64])
+def test_verify_chain_bad_signature_text_is_not_a_crash(signature: str) -> None:
+    entries = _chain(2)
+    entries[1] = msgspec.structs.replace(entries[1], signature=signature)
+    assert verify_chain(entries, KEY).first_bad == 2
