@@ -193,10 +193,12 @@ def test_processor_killed_mid_batch_rerun_finishes_the_batch(node_dir: Path) -> 
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         broken = conn.execute(
-            "SELECT count(*) FROM contributions WHERE state = 'accepted' AND (record IS NULL OR record_sha256 IS NULL)"
+            "SELECT count(*) FROM contributions LEFT JOIN contents t USING (seq)"
+            " WHERE state = 'accepted' AND (t.record IS NULL OR record_sha256 IS NULL)"
         ).fetchone()[0]
         stale = conn.execute(
-            "SELECT count(*) FROM contributions WHERE state IN ('waiting_room', 'processing') AND record IS NOT NULL"
+            "SELECT count(*) FROM contributions LEFT JOIN contents t USING (seq)"
+            " WHERE state IN ('waiting_room', 'processing') AND t.record IS NOT NULL"
         ).fetchone()[0]
     finally:
         conn.close()

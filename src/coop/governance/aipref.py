@@ -20,6 +20,7 @@ label with a value other than ``y``/``n`` raises :class:`InvalidValueError`.
 from __future__ import annotations
 
 import enum
+import functools
 from typing import Final
 
 import msgspec
@@ -45,6 +46,7 @@ class UsageLabel(enum.StrEnum):
 
 
 CC_SIGNALS: Final = frozenset({"cc-cr", "cc-cr-dc", "cc-cr-ec", "cc-cr-op"})
+_CURRENT_LABELS: Final = frozenset(label.value for label in UsageLabel)
 
 # Labels of older drafts and of the seed text, and what each now means.
 LEGACY_LABELS: Final[dict[str, tuple[UsageLabel, ...]]] = {
@@ -117,8 +119,12 @@ class ParsedAiUse(msgspec.Struct, frozen=True):
     notices: tuple[str, ...] = ()
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_ai_use(text: str, *, field: str = "ai_use") -> ParsedAiUse:
-    """Read a preference; raise on syntax errors, report ignored parts as notices."""
+    """Read a preference; raise on syntax errors, report ignored parts as notices.
+
+    Results are cached: the same few preferences arrive with almost every contribution.
+    """
     if len(text) > MAX_LENGTH:
         raise AiPrefSyntaxError(
             f"preference is longer than {MAX_LENGTH} characters", field=field, position=MAX_LENGTH
@@ -129,7 +135,7 @@ def parse_ai_use(text: str, *, field: str = "ai_use") -> ParsedAiUse:
     mapped: dict[UsageLabel, tuple[str, Preference]] = {}
     for key, (item, params) in members.items():
         targets: tuple[UsageLabel, ...]
-        if key in {m.value for m in UsageLabel}:
+        if key in _CURRENT_LABELS:
             targets = (UsageLabel(key),)
         elif key in LEGACY_LABELS:
             targets = LEGACY_LABELS[key]

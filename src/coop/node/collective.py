@@ -50,6 +50,7 @@ __all__ = [
     "get_proposal",
     "list_proposals",
     "open_proposal",
+    "settings_version",
     "verify_audit",
 ]
 
@@ -160,6 +161,11 @@ def verify_audit(conn: sqlite3.Connection, public_key: bytes) -> ChainReport:
 
 
 # -- settings ----------------------------------------------------------------------------
+
+
+def settings_version(conn: sqlite3.Connection) -> int:
+    (version,) = conn.execute("SELECT coalesce(max(version), 0) FROM settings").fetchone()
+    return int(version)
 
 
 def current_settings(conn: sqlite3.Connection) -> SettingsView:

@@ -202,9 +202,9 @@ def insert_contribution(
                 )
             (state,) = conn.execute("SELECT state FROM contributions WHERE uid = ?", (row[1],)).fetchone()
             return InsertResult(uid=row[1], created=False, state=ContributionState(state))
-    conn.execute(
+    cur = conn.execute(
         "INSERT INTO contributions (uid, member_id, state, channel, created_at, updated_at, label,"
-        " license, ai_use, scope, eval, language, tags, submission)"
+        " license, ai_use, scope, eval, prompt_shown, language, tags)"
         " VALUES (?, ?, 'waiting_room', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             uid,
@@ -217,21 +217,22 @@ def insert_contribution(
             submission.ai_use,
             submission.scope.value,
             submission.eval.value,
+            int(submission.prompt_shown),
             submission.language,
             json.dumps(list(submission.tags)),
-            _SUBMISSION_ENCODER.encode(submission),
         ),
+    )
+    conn.execute(
+        "INSERT INTO contents (seq, submission) VALUES (?, ?)",
+        (cur.lastrowid, _SUBMISSION_ENCODER.encode(submission)),
     )
     if idempotency is not None:
         conn.execute(
             "INSERT INTO idempotency (scope, key, request_sha256, uid, created_at) VALUES (?, ?, ?, ?, ?)",
             (idempotency.scope, idempotency.key, idempotency.request_sha256, uid, now),
         )
-    channel = submission.channel.value
-    bump_stage(conn, now=now, channel=channel, stage=Stage.CAPTURED)
-    bump_stage(conn, now=now, channel=channel, stage=Stage.CONSENT)
-    if submission.prompt_shown:
-        bump_stage(conn, now=now, channel=channel, stage=Stage.PROMPT_SHOWN)
+    # Captured, consent and prompt-shown are counted from these rows (see metrics.collect):
+    # nothing more to write on this hot path.
     if client is not None:
         conn.execute(
             "INSERT INTO security_events (at, ip, user_agent, member_id, action) VALUES (?, ?, ?, ?, ?)",
@@ -259,7 +260,8 @@ def list_by_state(
 
 def get_contribution(conn: sqlite3.Connection, uid: str) -> ContributionDetail | None:
     row = conn.execute(
-        f"SELECT {_VIEW_COLUMNS}, member_id, submission, record FROM contributions WHERE uid = ?",
+        f"SELECT {_VIEW_COLUMNS}, member_id, t.submission, t.record FROM contributions"
+        " LEFT JOIN contents t USING (seq) WHERE uid = ?",
         (uid,),
     ).fetchone()
     if row is None:
@@ -284,7 +286,8 @@ def _owned(conn: sqlite3.Connection, uid: str, member: Member | None) -> tuple[i
 def iter_member_records(conn: sqlite3.Connection, member_id: int) -> Iterator[bytes]:
     """Every contribution of a member as one JSON line each (data portability)."""
     cursor = conn.execute(
-        f"SELECT {_VIEW_COLUMNS}, submission, record FROM contributions WHERE member_id = ? ORDER BY seq",
+        f"SELECT {_VIEW_COLUMNS}, t.submission, t.record FROM contributions"
+        " LEFT JOIN contents t USING (seq) WHERE member_id = ? ORDER BY seq",
         (member_id,),
     )
     encoder = msgspec.json.Encoder()
@@ -307,10 +310,11 @@ def withdraw_contribution(
         return state
     left_tick = next_tick(conn) if state.live else None
     conn.execute(
-        "UPDATE contributions SET state = 'withdrawn', submission = NULL, record = NULL, claim = NULL,"
+        "UPDATE contributions SET state = 'withdrawn', claim = NULL,"
         " withdrawn_at = ?, updated_at = ?, left_tick = coalesce(?, left_tick) WHERE seq = ?",
         (now, now, left_tick, seq),
     )
+    _erase(conn, seq)
     if state.live:
         conn.execute(
             "INSERT OR IGNORE INTO tombstones (uid, at, reason) VALUES (?, ?, 'withdrawn')",
@@ -319,6 +323,10 @@ def withdraw_contribution(
     # A withdrawn chat may be shared again later: its retry key must not answer for it.
     conn.execute("DELETE FROM idempotency WHERE uid = ?", (uid,))
     return S.WITHDRAWN
+
+
+def _erase(conn: sqlite3.Connection, seq: int) -> None:
+    conn.execute("UPDATE contents SET submission = NULL, record = NULL WHERE seq = ?", (seq,))
 
 
 def edit_contribution(
@@ -330,11 +338,13 @@ def edit_contribution(
     new_uid: str,
     now: int,
 ) -> tuple[str, ContributionState]:
-    """Rectify: before release in place (back to the waiting room); after, a new record.
+    """Rectify: in place while nothing published it (back to the waiting room); once a
+    release or a manifest has published it, as a new record, the old one tombstoned.
 
     Returns the uid that now carries the member's data and its state.
     """
     seq, state, _ = _owned(conn, uid, member)
+    (listed,) = conn.execute("SELECT listed_seq FROM contributions WHERE seq = ?", (seq,)).fetchone()
     columns = (
         edited.label.value,
         edited.license.value,
@@ -343,30 +353,34 @@ def edit_contribution(
         edited.eval.value,
         edited.language,
         json.dumps(list(edited.tags)),
-        _SUBMISSION_ENCODER.encode(edited),
     )
-    if state in (S.WAITING, S.PROCESSING, S.QUARANTINED, S.ACCEPTED):
+    content = _SUBMISSION_ENCODER.encode(edited)
+    published = state is S.RELEASED or (state is S.ACCEPTED and listed is not None)
+    if state in (S.WAITING, S.PROCESSING, S.QUARANTINED, S.ACCEPTED) and not published:
         left_tick = next_tick(conn) if state.live else None
         conn.execute(
             "UPDATE contributions SET label = ?, license = ?, ai_use = ?, scope = ?, eval = ?,"
-            " language = ?, tags = ?, submission = ?, state = 'waiting_room', record = NULL,"
+            " language = ?, tags = ?, state = 'waiting_room',"
             " record_sha256 = NULL, dedup_key = NULL, pii = NULL, reason = NULL, claim = NULL,"
             " updated_at = ?, left_tick = coalesce(?, left_tick) WHERE seq = ?",
             (*columns, now, left_tick, seq),
         )
+        conn.execute("UPDATE contents SET submission = ?, record = NULL WHERE seq = ?", (content, seq))
         return uid, S.WAITING
-    if state is S.RELEASED:
-        conn.execute(
+    if published:
+        cur = conn.execute(
             "INSERT INTO contributions (uid, member_id, state, channel, created_at, updated_at, label,"
-            " license, ai_use, scope, eval, language, tags, submission, supersedes)"
-            " VALUES (?, ?, 'waiting_room', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " license, ai_use, scope, eval, language, tags, supersedes)"
+            " VALUES (?, ?, 'waiting_room', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (new_uid, member.id, edited.channel.value, now, now, *columns, uid),
         )
+        conn.execute("INSERT INTO contents (seq, submission) VALUES (?, ?)", (cur.lastrowid, content))
         conn.execute(
-            "UPDATE contributions SET state = 'withdrawn', submission = NULL, record = NULL,"
-            " withdrawn_at = ?, updated_at = ?, superseded_by = ?, left_tick = ? WHERE seq = ?",
+            "UPDATE contributions SET state = 'withdrawn', withdrawn_at = ?, updated_at = ?,"
+            " superseded_by = ?, left_tick = ? WHERE seq = ?",
             (now, now, new_uid, next_tick(conn), seq),
         )
+        _erase(conn, seq)
         conn.execute(
             "INSERT OR IGNORE INTO tombstones (uid, at, reason, replaced_by) VALUES (?, ?, 'rectified', ?)",
             (uid, now, new_uid),
@@ -380,7 +394,9 @@ def current_submission(
 ) -> tuple[Submission, ContributionState]:
     """The stored submission of a member's contribution, for editing."""
     _owned(conn, uid, member)
-    row = conn.execute("SELECT submission, state FROM contributions WHERE uid = ?", (uid,)).fetchone()
+    row = conn.execute(
+        "SELECT t.submission, state FROM contributions LEFT JOIN contents t USING (seq) WHERE uid = ?", (uid,)
+    ).fetchone()
     state = ContributionState(row[1])
     if row[0] is None:
         raise StateError(f"a {state.value} contribution has no content left to edit", field="uid")
@@ -390,8 +406,9 @@ def current_submission(
 def quarantined_entry(conn: sqlite3.Connection, uid: str) -> Claimed:
     """The stored entry of a quarantined contribution, for an admin's decision."""
     row = conn.execute(
-        "SELECT c.seq, c.uid, c.created_at, m.contributor_hash, c.submission, c.state"
-        " FROM contributions c JOIN members m ON m.id = c.member_id WHERE c.uid = ?",
+        "SELECT c.seq, c.uid, c.created_at, m.contributor_hash, t.submission, c.state"
+        " FROM contributions c JOIN members m ON m.id = c.member_id LEFT JOIN contents t ON t.seq = c.seq"
+        " WHERE c.uid = ?",
         (uid,),
     ).fetchone()
     if row is None:
@@ -414,8 +431,8 @@ def recover_claims(conn: sqlite3.Connection) -> int:
 
 def claim_batch(conn: sqlite3.Connection, *, claim: int, limit: int) -> list[Claimed]:
     rows = conn.execute(
-        "SELECT c.seq, c.uid, c.created_at, m.contributor_hash, c.submission"
-        " FROM contributions c JOIN members m ON m.id = c.member_id"
+        "SELECT c.seq, c.uid, c.created_at, m.contributor_hash, t.submission"
+        " FROM contributions c JOIN members m ON m.id = c.member_id JOIN contents t ON t.seq = c.seq"
         " WHERE c.state = 'waiting_room' ORDER BY c.seq LIMIT ?",
         (limit,),
     ).fetchall()
@@ -472,17 +489,17 @@ def _accept(
     ).fetchone()
     if same is not None:
         conn.execute(
-            "UPDATE contributions SET state = 'duplicate', reason = ?, submission = NULL, claim = NULL,"
+            "UPDATE contributions SET state = 'duplicate', reason = ?, claim = NULL,"
             " updated_at = ? WHERE seq = ?",
             (f"the same conversation is already record {same[0]}", now, seq),
         )
+        _erase(conn, seq)
         return False
     conn.execute(
-        "UPDATE contributions SET state = 'accepted', record = ?, record_sha256 = ?, dedup_key = ?,"
+        "UPDATE contributions SET state = 'accepted', record_sha256 = ?, dedup_key = ?,"
         " pii = ?, reason = NULL, claim = NULL, accepted_tick = ?, updated_at = ?,"
         " decided_by = coalesce(?, decided_by) WHERE seq = ?",
         (
-            outcome.record_bytes,
             outcome.record_sha256,
             outcome.dedup_key,
             json.dumps(outcome.pii),
@@ -492,6 +509,7 @@ def _accept(
             seq,
         ),
     )
+    conn.execute("UPDATE contents SET record = ? WHERE seq = ?", (outcome.record_bytes, seq))
     bump_stage(conn, now=now, channel=channel, stage=Stage.TRANSFORM_OK)
     return True
 
@@ -511,10 +529,10 @@ def decide_quarantine(
         raise StateError(f"{uid} is {state.value}, not quarantined", field="uid")
     if decision is Decision.REJECT:
         conn.execute(
-            "UPDATE contributions SET state = 'rejected', submission = NULL, decided_by = ?,"
-            " updated_at = ? WHERE seq = ?",
+            "UPDATE contributions SET state = 'rejected', decided_by = ?, updated_at = ? WHERE seq = ?",
             (admin, now, seq),
         )
+        _erase(conn, seq)
         return S.REJECTED
     if outcome is None:
         raise StateError(f"{uid} cannot be released: it failed validation", field="uid")

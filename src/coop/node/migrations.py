@@ -12,7 +12,8 @@ from typing import Final
 __all__ = ["MIGRATIONS", "migrate"]
 
 MIGRATIONS: Final[tuple[str, ...]] = (
-    # 1: members, integrations, the contribution pipeline, releases, metrics, security data.
+    # 1: members, integrations, the contribution pipeline (metadata and contents apart),
+    #    releases, metrics, security data.
     """
     CREATE TABLE members (
         id INTEGER PRIMARY KEY,
@@ -45,10 +46,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         ai_use TEXT NOT NULL,
         scope TEXT NOT NULL,
         eval TEXT NOT NULL,
+        prompt_shown INTEGER NOT NULL DEFAULT 0,
         language TEXT,
         tags TEXT NOT NULL,
-        submission BLOB,
-        record BLOB,
         record_sha256 TEXT,
         dedup_key TEXT,
         pii TEXT,
@@ -57,10 +57,17 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         accepted_tick INTEGER,
         left_tick INTEGER,
         released_in INTEGER,
+        listed_seq INTEGER,
         supersedes TEXT,
         superseded_by TEXT,
         decided_by TEXT,
         withdrawn_at INTEGER
+    );
+    -- The content, apart: state changes rewrite small rows, never the chats themselves.
+    CREATE TABLE contents (
+        seq INTEGER PRIMARY KEY REFERENCES contributions (seq),
+        submission BLOB,
+        record BLOB
     );
     CREATE INDEX contributions_by_state ON contributions (state, seq);
     CREATE INDEX contributions_by_member ON contributions (member_id, seq);

@@ -17,7 +17,6 @@ import io
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -209,53 +208,75 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_bucket(
-    out: Path, name: str, records: Iterator[bytes], schema: pa.Schema
-) -> tuple[int, list[FileEntry]]:
-    """Stream one bucket's records into JSONL and Parquet; return the count and files."""
-    folder = out / name
-    folder.mkdir()
-    jsonl = _HashingWriter(folder / "data.jsonl")
-    parquet_path = folder / "data.parquet"
-    writer = pq.ParquetWriter(parquet_path, schema, compression="zstd")
-    parse_options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-    pending: list[bytes] = []
-    pending_size = 0
-    count = 0
+class _BucketWriter:
+    """One bucket's JSONL and Parquet files, written as records stream by, with its statistics."""
 
-    def flush() -> None:
-        nonlocal pending_size
-        if not pending:
+    def __init__(self, out: Path, licence: License, schema: pa.Schema) -> None:
+        self.out = out
+        self.licence = licence
+        folder = out / licence.bucket
+        folder.mkdir()
+        self.jsonl = _HashingWriter(folder / "data.jsonl")
+        self.parquet_path = folder / "data.parquet"
+        self.parquet = pq.ParquetWriter(self.parquet_path, schema, compression="zstd")
+        self.parse_options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.count = 0
+        self.labels: dict[str, int] = {}
+        self.languages: dict[str, int] = {}
+        self.preferences: set[str] = set()
+
+    def add(self, data: bytes, *, label: str, language: str, ai_use: str) -> None:
+        line = data + b"\n"
+        self.jsonl.write(line)
+        self.pending.append(line)
+        self.pending_size += len(line)
+        self.count += 1
+        self.labels[label] = self.labels.get(label, 0) + 1
+        self.languages[language] = self.languages.get(language, 0) + 1
+        self.preferences.add(ai_use)
+        if self.pending_size >= _FLUSH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
             return
-        block = b"".join(pending)
+        block = b"".join(self.pending)
         table = pa_json.read_json(
             io.BytesIO(block),
             read_options=pa_json.ReadOptions(block_size=max(len(block), 1 << 20)),
-            parse_options=parse_options,
+            parse_options=self.parse_options,
         )
-        writer.write_table(table, row_group_size=_ROW_GROUP)
-        pending.clear()
-        pending_size = 0
+        self.parquet.write_table(table, row_group_size=_ROW_GROUP)
+        self.pending.clear()
+        self.pending_size = 0
 
-    try:
-        for data in records:
-            line = data + b"\n"
-            jsonl.write(line)
-            pending.append(line)
-            pending_size += len(line)
-            count += 1
-            if pending_size >= _FLUSH_BYTES:
-                flush()
-        flush()
-    finally:
-        writer.close()
-        jsonl.close()
-    _fsync_file(parquet_path)
-    files = [
-        FileEntry(path=f"{name}/data.jsonl", sha256=jsonl.digest.hexdigest(), bytes=jsonl.size),
-        _file_entry(out, parquet_path),
-    ]
-    return count, files
+    def close(self) -> BucketSummary:
+        try:
+            self._flush()
+        finally:
+            self.parquet.close()
+            self.jsonl.close()
+        _fsync_file(self.parquet_path)
+        name = self.licence.bucket
+        files = (
+            FileEntry(path=f"{name}/data.jsonl", sha256=self.jsonl.digest.hexdigest(), bytes=self.jsonl.size),
+            _file_entry(self.out, self.parquet_path),
+        )
+        return BucketSummary(
+            name=name,
+            license=self.licence,
+            records=self.count,
+            content_usage=bucket_content_usage(sorted(self.preferences)),
+            labels=dict(sorted(self.labels.items())),
+            languages=dict(sorted(self.languages.items())),
+            files=files,
+        )
+
+    def abort(self) -> None:
+        self.parquet.close()
+        self.jsonl.file.close()
 
 
 def _card(summary: ReleaseSummary) -> str:
@@ -401,15 +422,6 @@ def _select(conn: sqlite3.Connection, *, now: int) -> _Selection:
     )
 
 
-def _snapshot_records(conn: sqlite3.Connection, selection: _Selection, licence: License) -> Iterator[bytes]:
-    cursor = conn.execute(
-        f"SELECT record FROM contributions WHERE {selection.released} AND license = ? ORDER BY seq",
-        (*selection.params, licence.value),
-    )
-    for (data,) in cursor:
-        yield bytes(data)
-
-
 def _write_release(
     conn: sqlite3.Connection, tmp: Path, *, version: int, coop: str, node_id: str, now: int
 ) -> tuple[ReleaseSummary, _Selection]:
@@ -418,33 +430,25 @@ def _write_release(
     conn.execute("BEGIN")
     try:
         selection = _select(conn, now=now)
-        buckets: list[BucketSummary] = []
-        for licence in License:
-            stats = conn.execute(
-                "SELECT ai_use, label, coalesce(language, 'unknown'), count(*) FROM contributions"
-                f" WHERE {selection.released} AND license = ? GROUP BY ai_use, label, language",
-                (*selection.params, licence.value),
-            ).fetchall()
-            if not stats:
-                continue
-            labels: dict[str, int] = {}
-            languages: dict[str, int] = {}
-            for _, label, language, n in stats:
-                labels[label] = labels.get(label, 0) + n
-                languages[language] = languages.get(language, 0) + n
-            records = _snapshot_records(conn, selection, licence)
-            count, files = _write_bucket(tmp, licence.bucket, records, schema)
-            buckets.append(
-                BucketSummary(
-                    name=licence.bucket,
-                    license=licence,
-                    records=count,
-                    content_usage=bucket_content_usage(sorted({row[0] for row in stats})),
-                    labels=dict(sorted(labels.items())),
-                    languages=dict(sorted(languages.items())),
-                    files=tuple(files),
-                )
-            )
+        # One pass in table order (no sort, no second scan), every bucket written side by side.
+        writers: dict[str, _BucketWriter] = {}
+        rows = conn.execute(
+            "SELECT license, label, coalesce(language, 'unknown'), ai_use,"
+            " (SELECT record FROM contents WHERE contents.seq = contributions.seq)"
+            f" FROM contributions NOT INDEXED WHERE {selection.released} ORDER BY seq",
+            selection.params,
+        )
+        try:
+            for licence_text, label, language, ai_use, data in rows:
+                writer = writers.get(licence_text)
+                if writer is None:
+                    writer = writers[licence_text] = _BucketWriter(tmp, License(licence_text), schema)
+                writer.add(bytes(data), label=label, language=language, ai_use=ai_use)
+        except BaseException:
+            for writer in writers.values():
+                writer.abort()
+            raise
+        buckets = [writers[licence.value].close() for licence in License if licence.value in writers]
         tombstones = _HashingWriter(tmp / "tombstones.jsonl")
         encoder = msgspec.json.Encoder(order="sorted")
         n_tomb = 0

@@ -55,6 +55,7 @@ class Node:
         self.identity: Identity = self.data.identity()
         self.salt = self.data.salt()
         self.seed = bytes(self.data.signing_key())
+        self._settings: SettingsView | None = None
         self.store = Store(self.data.db_path, synchronous=self.config.storage.synchronous)
         self.limits = Limits(
             max_messages=self.config.limits.max_messages,
@@ -217,7 +218,13 @@ class Node:
     # -- collective governance ------------------------------------------------------
 
     def settings(self) -> SettingsView:
-        return self.store.read(collective.current_settings)
+        """The current settings: one indexed lookup per call, decoded again only when they change."""
+        version = self.store.read(collective.settings_version)
+        cached = self._settings
+        if cached is None or cached.version != version:
+            cached = self.store.read(collective.current_settings)
+            self._settings = cached
+        return cached
 
     def change_settings(self, changes: dict[str, Any], *, actor: Actor) -> SettingsView:
         now = self.now()

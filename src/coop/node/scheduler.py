@@ -26,8 +26,6 @@ log = logging.getLogger("coop.scheduler")
 
 _PURGE_EVERY: Final = 3600.0
 _LOCK_RETRY: Final = 1.0
-# Between runs, leave the CPU to intake for a moment even when poked continuously.
-_MIN_GAP: Final = 0.25
 
 
 class Scheduler:
@@ -67,8 +65,10 @@ class Scheduler:
         last_purge: float | None = None
         while True:
             self._wake.clear()
+            busy = False
             try:
                 report = await asyncio.to_thread(self.node.process_pending)
+                busy = bool(report.accepted or report.quarantined or report.duplicate or report.skipped)
                 closed = await asyncio.to_thread(self.node.close_expired_proposals)
                 if closed:
                     log.info("proposals closed at the end of their voting time: %s", closed)
@@ -90,6 +90,10 @@ class Scheduler:
                         )
             except NodeError as exc:
                 log.error("pipeline run failed: %s", exc.message)
-            await asyncio.sleep(_MIN_GAP)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            if busy:
+                # Intake is flowing: run once per interval, in larger batches.
+                await asyncio.sleep(interval)
+            else:
+                # Quiet: the next contribution's poke starts a run at once.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=interval)

@@ -72,11 +72,12 @@ class Store:
         return await self.writer.run(_translating(fn))
 
     def close(self) -> None:
-        self.writer.close()
+        # Readers first: the writer, closing last, checkpoints the WAL into the database.
         with self._lock:
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
+        self.writer.close()
 
 
 def _translating(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:

@@ -1,0 +1,77 @@
+"""Errors raised by the federation package.
+
+The tree::
+
+    FederationError
+    ├── ManifestError       a manifest that must not be stored or forwarded (bad data or policy)
+    ├── RequestAuthError        a peer request whose signature, digest or freshness fails (401)
+    └── PeerError              a peer that cannot be used right now
+        ├── PeerUnreachableError       connection refused, reset, DNS...
+        ├── PeerTimeoutError           the deadline passed (a slow-drip peer)
+        └── ResponseTooLargeError  the response went over its byte cap
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "FederationError",
+    "ManifestError",
+    "PeerError",
+    "PeerTimeoutError",
+    "PeerUnreachableError",
+    "Reason",
+    "RequestAuthError",
+    "ResponseTooLargeError",
+]
+
+
+class Reason(enum.StrEnum):
+    """Why a manifest was refused."""
+
+    TOO_LARGE = "too_large"
+    MALFORMED = "malformed"
+    UNKNOWN_KEY = "unknown_key"
+    BAD_SIGNATURE = "bad_signature"
+    ROTATION_UNSIGNED = "rotation_not_signed_by_both_keys"
+    ORIGIN_MISMATCH = "origin_mismatch"
+    SEQ_OUT_OF_RANGE = "seq_out_of_range"
+    EXPIRED = "expired"
+    ROLLBACK = "rollback"
+    GAP = "gap"
+    BAD_MERKLE_ROOT = "bad_merkle_root"
+
+
+class FederationError(Exception):
+    """Root of every error raised by :mod:`coop.federation`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ManifestError(FederationError):
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RequestAuthError(FederationError):
+    """A peer request that fails authentication; answered with 401."""
+
+
+class PeerError(FederationError):
+    """A peer that could not be used (the sync switches to another)."""
+
+
+class PeerUnreachableError(PeerError):
+    pass
+
+
+class PeerTimeoutError(PeerError):
+    pass
+
+
+class ResponseTooLargeError(PeerError):
+    pass

@@ -1,0 +1,475 @@
+"""The gossip state machine: manifests in, decisions out; what to ask peers for and what to give.
+
+:class:`Book` holds what a node knows of every origin it federates with:
+the verified manifest chain (head, high-water mark), the folded set of
+entries, equivocation evidence, tombstones and mirrored record bytes.  It
+reads and writes through a :class:`BookStore` (in memory here, SQLite in the
+node) and never touches the network or the clock: callers pass ``now``.
+
+Rules, for each manifest received (after :func:`check_manifest`):
+
+* same origin and sequence as a stored one, same hash: a no-op, not rebroadcast;
+* same origin and sequence, different hash: **equivocation** -- both kept as
+  evidence, the origin flagged as forked, no winner picked;
+* the next sequence whose ``prev`` is not the head's hash: equivocation too;
+* a sequence at or below the high-water mark that is not stored: rollback;
+* beyond the next sequence: a gap (pull the chain in order);
+* the newest manifest of a batch must not be expired (older links may be);
+* the folded set must match every bucket's count and Merkle root.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final, Protocol
+
+import msgspec
+
+from coop.federation.errors import ManifestError, Reason
+from coop.federation.manifest import (
+    DEFAULT_LIMITS,
+    GENESIS,
+    Entry,
+    Limits,
+    Manifest,
+    Tombstone,
+    Verified,
+    bucket_roots,
+    check_manifest,
+)
+from coop.governance import License, Scope, canonical_bytes, sha256_hex
+
+__all__ = [
+    "MIRRORABLE_LICENCES",
+    "Accepted",
+    "Book",
+    "BookStore",
+    "Decision",
+    "DigestItem",
+    "Duplicate",
+    "Effects",
+    "Equivocation",
+    "Head",
+    "MemoryBookStore",
+    "Rejected",
+    "Want",
+    "digest_summary",
+    "wants",
+]
+
+# Every licence we take permits redistribution; a future non-redistributable one stays home.
+MIRRORABLE_LICENCES: Final = frozenset({License.CC0, License.CC_BY, License.CC_BY_SA})
+_MAX_SERVE: Final = 64
+
+
+class Head(msgspec.Struct, frozen=True):
+    """An origin's verified chain head: high-water sequence, its hash, the current key."""
+
+    seq: int
+    hash: str
+    key: str
+    forked: bool = False
+    embargo_whole: bool = False
+
+
+class DigestItem(msgspec.Struct, frozen=True, array_like=True):
+    seq: int
+    hash: str
+    evidence: tuple[str, ...] = ()
+
+
+class Want(msgspec.Struct, frozen=True, array_like=True):
+    """Manifests of ``origin`` after sequence ``after``, and evidence envelopes by hash."""
+
+    origin: str
+    after: int
+    evidence: tuple[str, ...] = ()
+
+
+class Effects(msgspec.Struct, frozen=True):
+    """One atomic change to apply to a book's store."""
+
+    origin: str
+    store: tuple[tuple[int, str, bytes, bool], ...]  # (seq, hash, envelope, in_chain)
+    head: Head | None = None
+    added: tuple[Entry, ...] = ()
+    tombstones: tuple[Tombstone, ...] = ()
+    forked: bool = False
+
+
+class Accepted(msgspec.Struct, frozen=True):
+    origin: str
+    seq: int
+    hash: str
+
+
+class Duplicate(msgspec.Struct, frozen=True):
+    origin: str
+    seq: int
+    hash: str
+
+
+class Equivocation(msgspec.Struct, frozen=True):
+    origin: str
+    seq: int
+    hashes: tuple[str, ...]
+
+
+class Rejected(msgspec.Struct, frozen=True):
+    reason: Reason
+    detail: str
+    origin: str | None = None
+    seq: int | None = None
+
+
+Decision = Accepted | Duplicate | Equivocation | Rejected
+
+
+class BookStore(Protocol):
+    """Where a book keeps what it knows (memory for the simulator, SQLite for a node)."""
+
+    def heads(self) -> dict[str, Head]: ...
+
+    def hashes_at(self, origin: str, seq: int) -> set[str]: ...
+
+    def entries(self, origin: str) -> dict[str, Entry]: ...
+
+    def evidence(self) -> dict[str, list[tuple[int, str]]]: ...
+
+    def chain_after(self, origin: str, after: int, limit: int) -> list[bytes]: ...
+
+    def envelopes(self, origin: str, hashes: Sequence[str]) -> list[bytes]: ...
+
+    def apply(self, effects: Effects) -> None: ...
+
+    def tombstoned(self, origin: str) -> set[str]: ...
+
+    def records(self, hashes: Sequence[str]) -> dict[str, bytes]: ...
+
+    def put_records(self, items: Sequence[tuple[str, Entry, bytes]]) -> None: ...
+
+
+def digest_summary(digest: Mapping[str, DigestItem]) -> str:
+    """One hash for the whole digest: equal summaries mean nothing to exchange."""
+    return sha256_hex(canonical_bytes(dict(digest)))
+
+
+def wants(
+    local: Mapping[str, DigestItem], remote: Mapping[str, DigestItem], pinned: Iterable[str]
+) -> list[Want]:
+    """What to pull from a peer, evidence first."""
+    out: list[Want] = []
+    for origin in sorted(set(pinned) & set(remote)):
+        theirs, ours = remote[origin], local.get(origin)
+        after = ours.seq if ours else 0
+        missing = tuple(sorted(set(theirs.evidence) - set(ours.evidence if ours else ())))
+        if theirs.seq > after or missing:
+            out.append(
+                Want(origin=origin, after=after if theirs.seq > after else theirs.seq, evidence=missing)
+            )
+    out.sort(key=lambda w: (not w.evidence, w.origin))
+    return out
+
+
+def fold(entries: Mapping[str, Entry], manifest: Manifest) -> dict[str, Entry]:
+    folded = dict(entries)
+    for entry in manifest.added():
+        folded[entry.uid] = entry
+    for tomb in manifest.tombstones:
+        folded.pop(tomb.uid, None)
+    return folded
+
+
+class Book:
+    """What one node knows of its federation, and the rules for changing it."""
+
+    def __init__(
+        self, self_id: str, pinned: Mapping[str, str], store: BookStore, *, limits: Limits = DEFAULT_LIMITS
+    ) -> None:
+        self.self_id = self_id
+        self.pinned = dict(pinned)  # origin -> the key it was pinned with (its id)
+        self.store = store
+        self.limits = limits
+
+    # -- digests ------------------------------------------------------------------
+
+    def digest(self) -> dict[str, DigestItem]:
+        evidence = self.store.evidence()
+        out = {}
+        for origin, head in self.store.heads().items():
+            if origin in self.pinned or origin == self.self_id:
+                hashes = tuple(sorted(h for _, h in evidence.get(origin, ())))
+                out[origin] = DigestItem(seq=head.seq, hash=head.hash, evidence=hashes)
+        for origin, items in evidence.items():
+            if origin not in out and (origin in self.pinned or origin == self.self_id):
+                out[origin] = DigestItem(seq=0, hash=GENESIS, evidence=tuple(sorted(h for _, h in items)))
+        return out
+
+    def summary(self) -> str:
+        return digest_summary(self.digest())
+
+    def wants(self, remote: Mapping[str, DigestItem]) -> list[Want]:
+        return wants(self.digest(), remote, set(self.pinned) | {self.self_id})
+
+    def serve(self, requested: Sequence[Want], *, max_items: int = _MAX_SERVE) -> list[bytes]:
+        """Envelopes a peer asked for: evidence pairs first, then chains in order, bounded."""
+        out: list[bytes] = []
+        known = set(self.pinned) | {self.self_id}
+        evidence = self.store.evidence()
+        for want in requested:
+            if want.origin not in known or len(out) >= max_items:
+                continue
+            if want.evidence:
+                seqs = {seq for seq, h in evidence.get(want.origin, ()) if h in want.evidence}
+                # Send each conflicting pair whole: evidence is only evidence beside its twin.
+                pair_hashes = sorted(
+                    {h for seq, h in evidence.get(want.origin, ()) if seq in seqs}
+                    | {h for seq in seqs for h in self.store.hashes_at(want.origin, seq)}
+                )
+                out += self.store.envelopes(want.origin, pair_hashes)
+        for want in requested:
+            if want.origin in known and len(out) < max_items:
+                out += self.store.chain_after(want.origin, want.after, max_items - len(out))
+        return out[:max_items]
+
+    def trusted_keys(self) -> dict[str, str]:
+        heads = self.store.heads()
+        keys = {key: origin for origin, key in self.pinned.items() if origin not in heads}
+        keys.update({head.key: origin for origin, head in heads.items() if origin in self.pinned})
+        return keys
+
+    # -- receiving ----------------------------------------------------------------
+
+    def receive(self, envelopes: Iterable[bytes], *, now: int) -> list[Decision]:
+        """Verify and apply manifests from a peer, in sequence order per origin."""
+        pending = list(dict.fromkeys(envelopes))
+        decisions: list[Decision] = []
+        failures: dict[bytes, ManifestError] = {}
+        # A key rotation accepted in one pass makes later manifests verifiable in the next;
+        # stop when a pass verifies nothing new (at most one pass per envelope).
+        for _ in range(len(pending)):
+            trusted = self.trusted_keys()
+            ready: list[Verified] = []
+            rest: list[bytes] = []
+            for data in pending:
+                try:
+                    ready.append(check_manifest(data, trusted=trusted, limits=self.limits))
+                except ManifestError as exc:
+                    failures[data] = exc
+                    rest.append(data)
+            if not ready:
+                break
+            decisions += self._apply_verified(ready, now=now)
+            pending = rest
+            if not pending:
+                break
+        for data in pending:
+            failure = failures[data]
+            decisions.append(Rejected(reason=failure.reason, detail=failure.message))
+        return decisions
+
+    def _apply_verified(self, batch: list[Verified], *, now: int) -> list[Decision]:
+        decisions: list[Decision] = []
+        groups: dict[tuple[str, int], dict[str, Verified]] = defaultdict(dict)
+        for item in batch:
+            groups[(item.manifest.origin, item.manifest.seq)][item.hash] = item
+        newest: dict[str, int] = {}
+        for origin, seq in groups:
+            newest[origin] = max(newest.get(origin, 0), seq)
+        for (origin, seq), items in sorted(groups.items()):
+            if origin not in self.pinned:
+                decisions.append(Rejected(Reason.UNKNOWN_KEY, "origin is not a pinned member", origin, seq))
+                continue
+            stored = self.store.hashes_at(origin, seq)
+            fresh = {h: v for h, v in items.items() if h not in stored}
+            for h in items:
+                if h in stored:
+                    decisions.append(Duplicate(origin=origin, seq=seq, hash=h))
+            if not fresh:
+                continue
+            if len(stored | set(fresh)) > 1:
+                decisions.append(self._equivocation(origin, seq, stored, list(fresh.values())))
+                continue
+            (item,) = fresh.values()
+            decisions.append(self._next(item, latest=seq == newest[origin], now=now))
+        return decisions
+
+    def _equivocation(self, origin: str, seq: int, stored: set[str], fresh: list[Verified]) -> Equivocation:
+        self.store.apply(
+            Effects(
+                origin=origin,
+                store=tuple((seq, v.hash, v.envelope, False) for v in fresh),
+                forked=True,
+            )
+        )
+        return Equivocation(origin=origin, seq=seq, hashes=tuple(sorted(stored | {v.hash for v in fresh})))
+
+    def _next(self, item: Verified, *, latest: bool, now: int) -> Decision:
+        m = item.manifest
+        head = self.store.heads().get(m.origin)
+        high = head.seq if head else 0
+        if m.seq <= high:
+            return Rejected(Reason.ROLLBACK, f"sequence {m.seq} is not after {high}", m.origin, m.seq)
+        if m.seq > high + 1:
+            return Rejected(Reason.GAP, f"sequence {m.seq} does not follow {high}", m.origin, m.seq)
+        if latest and now >= m.expires_at:
+            return Rejected(Reason.EXPIRED, f"manifest {m.seq} expired", m.origin, m.seq)
+        if head is not None and m.prev != head.hash:
+            # A successor to a history we do not hold: the origin signed two histories.
+            self.store.apply(
+                Effects(origin=m.origin, store=((m.seq, item.hash, item.envelope, False),), forked=True)
+            )
+            return Equivocation(origin=m.origin, seq=m.seq, hashes=(item.hash,))
+        folded = fold(self.store.entries(m.origin), m)
+        if bucket_roots(folded) != m.roots:
+            return Rejected(
+                Reason.BAD_MERKLE_ROOT, "the folded set does not match the roots", m.origin, m.seq
+            )
+        new_head = Head(
+            seq=m.seq,
+            hash=item.hash,
+            key=m.rotate_to or m.key,
+            forked=head.forked if head else False,
+            embargo_whole=m.state.embargo.whole,
+        )
+        self.store.apply(
+            Effects(
+                origin=m.origin,
+                store=((m.seq, item.hash, item.envelope, True),),
+                head=new_head,
+                added=tuple(m.added()),
+                tombstones=m.tombstones,
+            )
+        )
+        return Accepted(origin=m.origin, seq=m.seq, hash=item.hash)
+
+    # -- records ----------------------------------------------------------------------
+
+    def record_wants(self, *, limit: int = 1000) -> list[tuple[str, Entry]]:
+        """Records this node may mirror and lacks: (origin, entry), bounded."""
+        out: list[tuple[str, Entry]] = []
+        for origin, head in sorted(self.store.heads().items()):
+            if origin == self.self_id or origin not in self.pinned or head.forked:
+                continue
+            gone = self.store.tombstoned(origin)
+            candidates = [
+                e for e in self.store.entries(origin).values() if mirrorable(e) and e.uid not in gone
+            ]
+            held = self.store.records([e.hash for e in candidates])
+            out += [(origin, e) for e in candidates if e.hash not in held]
+            if len(out) >= limit:
+                break
+        return out[:limit]
+
+    def receive_records(self, wanted: Sequence[tuple[str, Entry]], got: Mapping[str, bytes]) -> list[str]:
+        """Keep record bytes whose hash matches the entry; return the hashes refused."""
+        good: list[tuple[str, Entry, bytes]] = []
+        refused: list[str] = []
+        for origin, entry in wanted:
+            data = got.get(entry.hash)
+            if data is None:
+                continue
+            if sha256_hex(data) != entry.hash:
+                refused.append(entry.hash)
+                continue
+            good.append((origin, entry, data))
+        if good:
+            self.store.put_records(good)
+        return refused
+
+
+def mirrorable(entry: Entry) -> bool:
+    """May a peer hold a copy? Federation or public scope, and a licence that allows it."""
+    return entry.scope in (Scope.FEDERATION, Scope.PUBLIC) and entry.license in MIRRORABLE_LICENCES
+
+
+class MemoryBookStore:
+    """A book's store in memory: the simulator's and the tests' twin of the node's SQLite one."""
+
+    def __init__(self) -> None:
+        self._heads: dict[str, Head] = {}
+        self._manifests: dict[tuple[str, int], dict[str, tuple[bytes, bool]]] = defaultdict(dict)
+        self._entries: dict[str, dict[str, Entry]] = defaultdict(dict)
+        self._tombstones: dict[str, set[str]] = defaultdict(set)
+        self._records: dict[str, tuple[str, Entry, bytes]] = {}
+        self._evidence: dict[str, list[tuple[int, str]]] = defaultdict(list)
+
+    def heads(self) -> dict[str, Head]:
+        return dict(self._heads)
+
+    def hashes_at(self, origin: str, seq: int) -> set[str]:
+        return set(self._manifests.get((origin, seq), {}))
+
+    def entries(self, origin: str) -> dict[str, Entry]:
+        return dict(self._entries.get(origin, {}))
+
+    def evidence(self) -> dict[str, list[tuple[int, str]]]:
+        return {k: list(v) for k, v in self._evidence.items() if v}
+
+    def chain_after(self, origin: str, after: int, limit: int) -> list[bytes]:
+        head = self._heads.get(origin)
+        out: list[bytes] = []
+        if head is None:
+            return out
+        for seq in range(after + 1, head.seq + 1):
+            for data, in_chain in self._manifests.get((origin, seq), {}).values():
+                if in_chain:
+                    out.append(data)
+            if len(out) >= limit:
+                break
+        return out[:limit]
+
+    def envelopes(self, origin: str, hashes: Sequence[str]) -> list[bytes]:
+        wanted = set(hashes)
+        return [
+            data
+            for (o, _), items in sorted(self._manifests.items())
+            if o == origin
+            for h, (data, _) in sorted(items.items())
+            if h in wanted
+        ]
+
+    def apply(self, effects: Effects) -> None:
+        origin = effects.origin
+        for seq, digest, data, in_chain in effects.store:
+            self._manifests[(origin, seq)][digest] = (data, in_chain)
+        if effects.forked:
+            for seq, _, _, in_chain in effects.store:
+                if in_chain:
+                    continue
+                # Every manifest at a conflicting sequence is evidence, the chain's own included.
+                for digest in self._manifests[(origin, seq)]:
+                    if (seq, digest) not in self._evidence[origin]:
+                        self._evidence[origin].append((seq, digest))
+            head = self._heads.get(origin)
+            if head is not None:
+                self._heads[origin] = msgspec.structs.replace(head, forked=True)
+        if effects.head is not None:
+            self._heads[origin] = effects.head
+        entries = self._entries[origin]
+        for entry in effects.added:
+            entries[entry.uid] = entry
+        gone = {tomb.uid for tomb in effects.tombstones}
+        for uid in gone:
+            entries.pop(uid, None)
+        self._tombstones[origin] |= gone
+        if gone:
+            # A tombstone deletes the mirrored copy, and nothing brings it back.
+            self._records = {
+                h: v for h, v in self._records.items() if not (v[0] == origin and v[1].uid in gone)
+            }
+
+    def tombstoned(self, origin: str) -> set[str]:
+        return set(self._tombstones.get(origin, ()))
+
+    def records(self, hashes: Sequence[str]) -> dict[str, bytes]:
+        return {h: self._records[h][2] for h in hashes if h in self._records}
+
+    def put_records(self, items: Sequence[tuple[str, Entry, bytes]]) -> None:
+        for origin, entry, data in items:
+            if entry.uid not in self._tombstones.get(origin, set()):
+                self._records[entry.hash] = (origin, entry, data)
+
+    def mirrored(self) -> dict[str, tuple[str, Entry, bytes]]:
+        return dict(self._records)

@@ -1,0 +1,315 @@
+"""Release manifests: the signed, canonical summary of one node's published records.
+
+Manifests form a hash chain per origin.  Each lists, per licence bucket, the
+records added since the previous one (uid, hash of its canonical bytes,
+licence, AI-use preference, eval consent, scope) and the tombstones since
+then, and states the count and Merkle root of each bucket's *whole* set
+after them.  Folding the chain gives the full set, and a one-record change
+costs one entry on the wire.  Each also carries the embargo and
+quality-freeze state and the digest of the co-op's settings.  ``node``-scope
+records never appear, not even as hashes.
+
+It travels in a DSSE envelope.  :func:`build_manifest` makes the payload
+bytes and :func:`seal_manifest` signs them; :func:`check_manifest` verifies an
+envelope against the keys a node trusts, *before* decoding the payload, and
+checks everything a single manifest can show on its own.  What needs history
+(the chain, rollback, equivocation) is :mod:`coop.federation.gossip`'s job.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+import msgspec
+
+from coop.federation.errors import ManifestError, Reason
+from coop.federation.merkle import merkle_root
+from coop.governance import (
+    MAX_SAFE_INTEGER,
+    Embargo,
+    EvalConsent,
+    GovernanceError,
+    License,
+    Scope,
+    canonical_bytes,
+    sha256_hex,
+)
+from coop.governance.envelope import open_envelope, seal, valid_signers
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "GENESIS",
+    "MANIFEST_TYPE",
+    "PAYLOAD_TYPE",
+    "BucketManifest",
+    "BucketRoot",
+    "Entry",
+    "GovernanceState",
+    "Limits",
+    "Manifest",
+    "Tombstone",
+    "Verified",
+    "bucket_roots",
+    "build_manifest",
+    "check_manifest",
+    "entry_bytes",
+    "seal_manifest",
+]
+
+PAYLOAD_TYPE: Final = "application/vnd.coop-flywheel.manifest+json"
+MANIFEST_TYPE: Final = "coop-flywheel/manifest/1"
+GENESIS: Final = "0" * 64
+_HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
+_BUCKET_NAMES: Final = frozenset(licence.bucket for licence in License)
+
+
+class Entry(msgspec.Struct, frozen=True, array_like=True):
+    """One record a peer may know about (compact: an array on the wire)."""
+
+    uid: str
+    hash: str
+    license: License
+    ai_use: str
+    eval: EvalConsent
+    scope: Scope
+
+
+class BucketManifest(msgspec.Struct, frozen=True):
+    """Entries of one licence bucket added (or replaced) since the previous manifest."""
+
+    name: str
+    license: License
+    entries: tuple[Entry, ...]
+
+
+class BucketRoot(msgspec.Struct, frozen=True, array_like=True):
+    """The whole bucket after this manifest: how many entries and their Merkle root."""
+
+    name: str
+    count: int
+    root: str
+
+
+class Tombstone(msgspec.Struct, frozen=True, array_like=True):
+    uid: str
+    at: int
+
+
+class GovernanceState(msgspec.Struct, frozen=True):
+    settings_digest: str
+    embargo: Embargo
+    quality_freeze: bool
+    audit_seq: int
+    audit_head: str
+
+
+class Manifest(msgspec.Struct, frozen=True, kw_only=True):
+    """The payload.  New fields always get defaults (older peers keep reading it)."""
+
+    type: str = MANIFEST_TYPE
+    origin: str  # the node id: its first Ed25519 public key, hex
+    key: str  # the key that signs this manifest (hex)
+    coop: str
+    seq: int
+    prev: str  # sha256 of the previous manifest's payload bytes (GENESIS for seq 1)
+    issued_at: int
+    expires_at: int
+    release: str | None = None
+    buckets: tuple[BucketManifest, ...] = ()
+    roots: tuple[BucketRoot, ...] = ()
+    tombstones: tuple[Tombstone, ...] = ()
+    state: GovernanceState
+    rotate_to: str | None = None  # a new key: valid only when signed by this key and the new one
+
+    def added(self) -> list[Entry]:
+        return [entry for bucket in self.buckets for entry in bucket.entries]
+
+
+class Limits(msgspec.Struct, frozen=True):
+    max_bytes: int = 64 * 1024 * 1024
+    max_entries: int = 1_000_000
+    max_tombstones: int = 1_000_000
+    max_lifetime: int = 90 * 86_400
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+class Verified(msgspec.Struct, frozen=True):
+    """A manifest whose signature and content checked; ``envelope`` is kept as received."""
+
+    manifest: Manifest
+    hash: str
+    envelope: bytes
+
+
+_MANIFEST: Final = msgspec.json.Decoder(Manifest)
+_ENCODE_ENTRY: Final = msgspec.json.Encoder(order="sorted")
+
+
+def entry_bytes(entry: Entry) -> bytes:
+    return _ENCODE_ENTRY.encode(entry)
+
+
+def build_manifest(
+    *,
+    origin: str,
+    key: str,
+    coop: str,
+    seq: int,
+    prev: str,
+    issued_at: int,
+    lifetime: int,
+    release: str | None,
+    added: Sequence[Entry],
+    complete: Mapping[str, Entry],
+    tombstones: Sequence[Tombstone],
+    state: GovernanceState,
+    rotate_to: str | None = None,
+) -> bytes:
+    """The canonical payload bytes.
+
+    ``added`` are the entries new (or replaced) since the previous manifest;
+    ``complete`` is the whole set after this one (uid -> entry), for the roots.
+    """
+    by_licence: dict[License, list[Entry]] = {}
+    for entry in added:
+        if entry.scope is Scope.NODE:
+            raise ValueError(f"node-scope record {entry.uid} cannot be in a manifest")
+        by_licence.setdefault(entry.license, []).append(entry)
+    buckets = [
+        BucketManifest(
+            name=licence.bucket,
+            license=licence,
+            entries=tuple(sorted(by_licence[licence], key=lambda e: e.uid)),
+        )
+        for licence in License
+        if licence in by_licence
+    ]
+    manifest = Manifest(
+        origin=origin,
+        key=key,
+        coop=coop,
+        seq=seq,
+        prev=prev,
+        issued_at=issued_at,
+        expires_at=issued_at + lifetime,
+        release=release,
+        buckets=tuple(buckets),
+        roots=bucket_roots(complete),
+        tombstones=tuple(sorted(tombstones, key=lambda t: t.uid)),
+        state=state,
+        rotate_to=rotate_to,
+    )
+    return canonical_bytes(manifest)
+
+
+def bucket_roots(complete: Mapping[str, Entry]) -> tuple[BucketRoot, ...]:
+    """Count and Merkle root per licence bucket of a whole set (entries sorted by uid)."""
+    by_licence: dict[License, list[Entry]] = {}
+    for entry in complete.values():
+        by_licence.setdefault(entry.license, []).append(entry)
+    roots = []
+    for licence in License:
+        items = sorted(by_licence.get(licence, ()), key=lambda e: e.uid)
+        if items:
+            roots.append(
+                BucketRoot(
+                    name=licence.bucket, count=len(items), root=merkle_root([entry_bytes(e) for e in items])
+                )
+            )
+    return tuple(roots)
+
+
+def seal_manifest(payload: bytes, seeds: Sequence[bytes]) -> bytes:
+    """Sign the payload bytes (with both keys when rotating) into envelope bytes."""
+    return seal(payload, PAYLOAD_TYPE, seeds)
+
+
+def check_manifest(data: bytes, *, trusted: Mapping[str, str], limits: Limits = DEFAULT_LIMITS) -> Verified:
+    """Verify an envelope against trusted keys (key hex -> origin) and check its content.
+
+    Raises :class:`ManifestError` with the reason; nothing here depends on
+    what the node already holds, so it can run before any state is touched.
+    """
+    try:
+        envelope, payload = open_envelope(data, payload_type=PAYLOAD_TYPE, max_bytes=limits.max_bytes)
+    except GovernanceError as exc:
+        reason = Reason.TOO_LARGE if exc.field == "size" else Reason.MALFORMED
+        raise ManifestError(reason, exc.message) from None
+    claimed = {s.keyid for s in envelope.signatures}
+    known = {k: bytes.fromhex(k) for k in claimed if k in trusted and _HEX64.match(k)}
+    if not known:
+        raise ManifestError(Reason.UNKNOWN_KEY, "signed by no key this node trusts")
+    good = valid_signers(envelope, payload, known)
+    if not good:
+        raise ManifestError(Reason.BAD_SIGNATURE, "no valid signature over the payload bytes")
+    try:
+        manifest = _MANIFEST.decode(payload)
+    except (
+        msgspec.DecodeError,
+        msgspec.ValidationError,
+        UnicodeDecodeError,
+        RecursionError,
+        GovernanceError,
+    ) as exc:
+        raise ManifestError(Reason.MALFORMED, f"payload is not a manifest: {exc}") from None
+    if manifest.type != MANIFEST_TYPE:
+        raise ManifestError(Reason.MALFORMED, f"unknown manifest type {manifest.type!r}")
+    if manifest.key not in good:
+        raise ManifestError(Reason.BAD_SIGNATURE, "not signed by the key the manifest names")
+    if trusted.get(manifest.key) != manifest.origin:
+        raise ManifestError(Reason.ORIGIN_MISMATCH, "the signing key does not belong to this origin")
+    if manifest.rotate_to is not None and manifest.rotate_to not in valid_signers(
+        envelope, payload, {manifest.rotate_to: _key_bytes(manifest.rotate_to)}
+    ):
+        raise ManifestError(Reason.ROTATION_UNSIGNED, "a key rotation must be signed by the new key too")
+    _check_content(manifest, limits)
+    return Verified(manifest=manifest, hash=sha256_hex(payload), envelope=data)
+
+
+def _key_bytes(text: str) -> bytes:
+    if not _HEX64.match(text):
+        raise ManifestError(Reason.MALFORMED, "rotate_to is not a hex Ed25519 key")
+    return bytes.fromhex(text)
+
+
+def _check_content(manifest: Manifest, limits: Limits) -> None:
+    if not 1 <= manifest.seq <= MAX_SAFE_INTEGER - 1:
+        raise ManifestError(Reason.SEQ_OUT_OF_RANGE, f"sequence {manifest.seq} is out of range")
+    if not _HEX64.match(manifest.prev) or not _HEX64.match(manifest.origin):
+        raise ManifestError(Reason.MALFORMED, "origin and prev must be 64 lowercase hex digits")
+    if manifest.seq == 1 and manifest.prev != GENESIS:
+        raise ManifestError(Reason.MALFORMED, "the first manifest must start the chain")
+    lifetime = manifest.expires_at - manifest.issued_at
+    if not 0 < lifetime <= limits.max_lifetime:
+        raise ManifestError(Reason.MALFORMED, f"lifetime {lifetime} s is out of range")
+    total = sum(len(b.entries) for b in manifest.buckets)
+    if (
+        total > limits.max_entries
+        or len(manifest.tombstones) > limits.max_tombstones
+        or sum(r.count for r in manifest.roots) > limits.max_entries
+    ):
+        raise ManifestError(Reason.TOO_LARGE, "too many entries or tombstones")
+    names = [b.name for b in manifest.buckets]
+    if len(set(names)) != len(names):
+        raise ManifestError(Reason.MALFORMED, "a bucket is listed twice")
+    for bucket in manifest.buckets:
+        if bucket.name != bucket.license.bucket:
+            raise ManifestError(Reason.MALFORMED, f"bucket {bucket.name} does not match its licence")
+        previous = ""
+        for entry in bucket.entries:
+            if entry.license is not bucket.license:
+                raise ManifestError(Reason.MALFORMED, f"{entry.uid} is in the wrong licence bucket")
+            if entry.scope is Scope.NODE:
+                raise ManifestError(Reason.MALFORMED, f"{entry.uid} has node scope and must not be listed")
+            if entry.uid <= previous:
+                raise ManifestError(Reason.MALFORMED, f"bucket {bucket.name} is not sorted by uid")
+            if not _HEX64.match(entry.hash):
+                raise ManifestError(Reason.MALFORMED, f"{entry.uid} has no valid hash")
+            previous = entry.uid
+    for root in manifest.roots:
+        if root.name not in _BUCKET_NAMES or not _HEX64.match(root.root) or root.count < 1:
+            raise ManifestError(Reason.MALFORMED, f"root of bucket {root.name!r} is malformed")

@@ -1,0 +1,308 @@
+"""A deterministic, seeded simulator of a federation: N nodes running the real state machine.
+
+Every node is a :class:`~coop.federation.gossip.Book` with its in-memory
+store and a :class:`~coop.federation.protocol.Responder`; nodes exchange the
+real protocol messages through an in-memory network that drops messages,
+crashes nodes, partitions groups and heals them.  Byzantine nodes drop,
+replay, forge or equivocate.  Same seed, same run.
+
+Request signatures (RFC 9421) are not used here: the in-memory network is
+the trust boundary of the simulation; they are tested on their own and over
+real HTTP.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+import msgspec
+
+from coop.federation.errors import PeerUnreachableError
+from coop.federation.gossip import Accepted, Book, MemoryBookStore, mirrorable
+from coop.federation.manifest import (
+    GENESIS,
+    Entry,
+    GovernanceState,
+    Tombstone,
+    build_manifest,
+    seal_manifest,
+)
+from coop.federation.protocol import PATHS, Responder, SyncReport, sync_with
+from coop.federation.transport import Request, Response
+from coop.governance import Embargo, EvalConsent, License, Scope, canonical_bytes, public_key, sha256_hex
+
+__all__ = ["Behaviour", "Federation", "SimNode"]
+
+_STEPS: Final = {path: step for step, path in PATHS.items()}
+_STATE: Final = GovernanceState(
+    settings_digest="0" * 64, embargo=Embargo(), quality_freeze=False, audit_seq=0, audit_head="0" * 64
+)
+LIFETIME: Final = 30 * 86_400
+
+
+class Behaviour(enum.StrEnum):
+    HONEST = "honest"
+    DROP = "drop"  # answers nothing useful
+    REPLAY = "replay"  # serves only its oldest manifests, again and again
+    FORGE = "forge"  # serves altered manifests and record bytes that do not match
+    EQUIVOCATE = "equivocate"  # as an origin, tells different peers different histories
+
+
+class SimNode:
+    """One simulated node: a key, a book, its own records and manifests."""
+
+    def __init__(self, index: int, seed: bytes, behaviour: Behaviour) -> None:
+        self.index = index
+        self.seed = seed
+        self.current = seed  # the key that signs now (changes with a rotation)
+        self.id = public_key(seed).hex()
+        self.behaviour = behaviour
+        self.store = MemoryBookStore()
+        self.book = Book(self.id, {}, self.store)
+        self.own: dict[str, tuple[Entry, bytes]] = {}
+        self.tombstones: list[Tombstone] = []
+        self.seq = 0
+        self.prev = GENESIS
+        self.listed: dict[str, Entry] = {}
+        self.alive = True
+        self.responder = Responder(self.book, self)
+
+    # -- RecordSource -------------------------------------------------------------------
+
+    def fetch(self, hashes: list[str]) -> tuple[dict[str, bytes], list[str]]:
+        own = {entry.hash: data for entry, data in self.own.values() if mirrorable(entry)}
+        found = {h: own[h] for h in hashes if h in own}
+        found.update(self.store.records([h for h in hashes if h not in found]))
+        if self.behaviour is Behaviour.FORGE:
+            found = {h: data + b" " for h, data in found.items()}
+        return found, [h for h in hashes if h not in found]
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def add_record(self, rng: random.Random, *, scope: Scope = Scope.PUBLIC) -> Entry:
+        uid = f"{self.index:04d}-{len(self.own):06d}-{rng.getrandbits(32):08x}"
+        data = canonical_bytes({"uid": uid, "origin": self.id, "text": f"chat {uid}"})
+        entry = Entry(
+            uid=uid,
+            hash=sha256_hex(data),
+            license=rng.choice(list(License)),
+            ai_use="train-ai=y",
+            eval=EvalConsent.YES,
+            scope=scope,
+        )
+        self.own[uid] = (entry, data)
+        return entry
+
+    def withdraw(self, uid: str, now: int) -> None:
+        self.own.pop(uid, None)
+        if uid in self.listed:
+            self.tombstones.append(Tombstone(uid=uid, at=now))
+
+    def publish(self, now: int, *, rotate_to_seed: bytes | None = None, deliver: bool = True) -> bytes:
+        """Issue the next manifest (the records added and withdrawn since the last one).
+
+        With ``rotate_to_seed`` it announces a new key, signed by the old and the new one.
+        """
+        added = [e for e, _ in self.own.values() if e.scope is not Scope.NODE and e.uid not in self.listed]
+        gone = {t.uid for t in self.tombstones}
+        complete = {uid: e for uid, e in self.listed.items() if uid not in gone}
+        complete.update({e.uid: e for e in added})
+        rotate_to = None if rotate_to_seed is None else public_key(rotate_to_seed).hex()
+        payload = build_manifest(
+            origin=self.id,
+            key=public_key(self.current).hex(),
+            coop=f"coop-{self.index}",
+            seq=self.seq + 1,
+            prev=self.prev,
+            issued_at=now,
+            lifetime=LIFETIME,
+            release=f"v{self.seq + 1}",
+            added=added,
+            complete=complete,
+            tombstones=self.tombstones,
+            state=_STATE,
+            rotate_to=rotate_to,
+        )
+        seeds = [self.current] if rotate_to_seed is None else [self.current, rotate_to_seed]
+        envelope = seal_manifest(payload, seeds)
+        if deliver:
+            decisions = self.book.receive([envelope], now=now)
+            if not decisions or not isinstance(decisions[0], Accepted):
+                raise RuntimeError(f"node {self.index} refused its own manifest: {decisions}")
+        self.seq += 1
+        self.prev = sha256_hex(payload)
+        self.listed = complete
+        self.tombstones = []
+        if rotate_to_seed is not None:
+            self.current = rotate_to_seed
+        return envelope
+
+    def fork(self, now: int, rng: random.Random) -> tuple[bytes, bytes]:
+        """Two valid manifests with the same sequence and different content (equivocation)."""
+        seq, prev, listed, tombstones = self.seq, self.prev, dict(self.listed), list(self.tombstones)
+        self.add_record(rng)
+        first = self.publish(now, deliver=False)
+        self.seq, self.prev, self.listed, self.tombstones = seq, prev, listed, tombstones
+        self.add_record(rng)
+        second = self.publish(now, deliver=False)
+        return first, second
+
+
+class Federation:
+    """N nodes, a lossy in-memory network between them, and the clock of the simulation."""
+
+    def __init__(
+        self,
+        n: int,
+        *,
+        seed: int,
+        fanout: int = 3,
+        loss: float = 0.0,
+        behaviours: Mapping[int, Behaviour] | None = None,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.fanout = fanout
+        self.loss = loss
+        self.now = 1_800_000_000
+        self.round = 0
+        self.partition: dict[int, int] = {}
+        behaviours = behaviours or {}
+        self.nodes = [
+            SimNode(i, self.rng.randbytes(32), behaviours.get(i, Behaviour.HONEST)) for i in range(n)
+        ]
+        pins = {node.id: node.id for node in self.nodes}  # each node's id is its first key
+        for node in self.nodes:
+            node.book.pinned = dict(pins)
+        self.by_url = {self.url(node): node for node in self.nodes}
+        self.requests = 0
+        self.bytes = 0
+
+    @staticmethod
+    def url(node: SimNode) -> str:
+        return f"sim://node{node.index}"
+
+    @property
+    def honest(self) -> list[SimNode]:
+        return [n for n in self.nodes if n.behaviour is Behaviour.HONEST]
+
+    # -- the network ---------------------------------------------------------------------
+
+    def send(self, caller: SimNode, request: Request, *, timeout: float, max_bytes: int) -> Response:
+        base, _, path = request.url.partition("/federation")
+        peer = self.by_url[base]
+        reachable = peer.alive and self.partition.get(peer.index, 0) == self.partition.get(caller.index, 0)
+        if not reachable or self.rng.random() < self.loss:
+            raise PeerUnreachableError(f"{request.url} unreachable")
+        step = _STEPS["/federation" + path]
+        self.requests += 1
+        self.bytes += len(request.body)
+        body = self._answer(peer, step, request.body)
+        if self.rng.random() < self.loss:  # the answer can be lost too
+            raise PeerUnreachableError(f"{request.url}: answer lost")
+        self.bytes += len(body)
+        return Response(status=200, headers={}, body=body)
+
+    def _answer(self, peer: SimNode, step: str, body: bytes) -> bytes:
+        behaviour = peer.behaviour
+        if behaviour is Behaviour.DROP and step in ("manifests", "records", "push"):
+            return msgspec.json.encode(
+                {"manifests": [], "records": {}, "refused": []} if step != "push" else {}
+            )
+        answer = peer.responder.handle(step, body, now=self.now)
+        if behaviour is Behaviour.REPLAY and step == "manifests":
+            oldest = [peer.store.chain_after(o, 0, 1) for o in sorted(peer.store.heads())]
+            return msgspec.json.encode({"manifests": [msgspec.Raw(m) for group in oldest for m in group]})
+        if behaviour is Behaviour.FORGE and step == "manifests":
+            served = msgspec.json.decode(answer)["manifests"]
+            forged = [_tamper(msgspec.json.encode(m)) for m in served]
+            return msgspec.json.encode({"manifests": [msgspec.Raw(m) for m in forged]})
+        return answer
+
+    def equivocate(self, index: int) -> None:
+        """Node ``index`` tells half the honest nodes one history and half another."""
+        node = self.nodes[index]
+        first, second = node.fork(self.now, self.rng)
+        targets = [n for n in self.nodes if n is not node]
+        self.rng.shuffle(targets)
+        half = len(targets) // 2
+        for target in targets[:half]:
+            target.book.receive([first], now=self.now)
+        for target in targets[half:]:
+            target.book.receive([second], now=self.now)
+
+    # -- running ---------------------------------------------------------------------------
+
+    def step(self, *, records: bool = True) -> list[SyncReport]:
+        """One gossip round: every live node syncs with ``fanout`` peers chosen at random."""
+        self.round += 1
+        self.now += 10
+        reports = []
+        order = [n for n in self.nodes if n.alive]
+        self.rng.shuffle(order)
+        for node in order:
+            others = [p for p in self.nodes if p is not node]
+            for peer in self.rng.sample(others, min(self.fanout, len(others))):
+                transport = _Bound(self, node)
+                reports.append(
+                    sync_with(
+                        self.url(peer),
+                        node.book,
+                        transport,
+                        signer=lambda *_: {},
+                        now=self.now,
+                        records=records,
+                    )
+                )
+        return reports
+
+    def converged(self, nodes: Iterable[SimNode] | None = None, *, records: bool = True) -> bool:
+        """Every given node (default: honest and alive) holds the same manifests, evidence and mirrors."""
+        group = [n for n in (nodes if nodes is not None else self.honest) if n.alive]
+        if not group:
+            return True
+        views = [self.view(n, records=records) for n in group]
+        return all(v == views[0] for v in views[1:])
+
+    def view(self, node: SimNode, *, records: bool = True) -> tuple[object, ...]:
+        heads = {o: (h.seq, h.hash, h.forked) for o, h in node.store.heads().items()}
+        evidence = {o: sorted(v) for o, v in node.store.evidence().items()}
+        tombstones = {o: sorted(node.store.tombstoned(o)) for o in heads}
+        mirrored: object = ()
+        if records:
+            own_hashes = {e.hash for e, _ in node.own.values()}
+            mirrored = sorted(set(node.store.mirrored()) | own_hashes)
+        return (heads, evidence, tombstones, mirrored)
+
+    def rounds_until_converged(
+        self, *, limit: int = 100, nodes: Iterable[SimNode] | None = None, records: bool = True
+    ) -> int | None:
+        group = list(nodes) if nodes is not None else None
+        for _ in range(limit):
+            if self.converged(group, records=records):
+                return self.round
+            self.step(records=records)
+        return self.round if self.converged(group, records=records) else None
+
+
+class _Bound:
+    """The network as one node sees it (who is calling matters for partitions)."""
+
+    def __init__(self, federation: Federation, caller: SimNode) -> None:
+        self.federation = federation
+        self.caller = caller
+
+    def send(self, request: Request, *, timeout: float, max_bytes: int) -> Response:
+        return self.federation.send(self.caller, request, timeout=timeout, max_bytes=max_bytes)
+
+
+def _tamper(envelope: bytes) -> bytes:
+    """Alter a manifest after signing: flip one character of its base64 payload."""
+    data = msgspec.json.decode(envelope)
+    payload = data["payload"]
+    index = len(payload) // 2
+    data["payload"] = payload[:index] + ("A" if payload[index] != "A" else "B") + payload[index + 1 :]
+    return msgspec.json.encode(data)

@@ -1,0 +1,94 @@
+"""DSSE envelopes: signed payloads that travel and are stored exactly as signed.
+
+An envelope is ``{"payloadType", "payload" (base64), "signatures": [{"keyid", "sig"}]}``;
+each signature covers the DSSE pre-authentication encoding (PAE) of the payload
+type and the payload bytes, so the bytes are verified *before* anything
+decodes them.  Key ids are the hex Ed25519 public keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+import msgspec
+
+from coop.governance.errors import InvalidValueError
+from coop.governance.signing import public_key, sign, verify
+
+__all__ = ["Envelope", "EnvelopeSignature", "open_envelope", "pae", "seal", "valid_signers"]
+
+_ENCODER: Final = msgspec.json.Encoder(order="sorted")
+
+
+class EnvelopeSignature(msgspec.Struct, frozen=True):
+    keyid: str
+    sig: str
+
+
+class Envelope(msgspec.Struct, frozen=True, rename="camel"):
+    payload_type: str
+    payload: str
+    signatures: tuple[EnvelopeSignature, ...]
+
+
+_DECODER: Final = msgspec.json.Decoder(Envelope)
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1 pre-authentication encoding of a type and a body."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
+
+
+def seal(payload: bytes, payload_type: str, seeds: Sequence[bytes]) -> bytes:
+    """The envelope bytes for ``payload``, signed by each key seed given."""
+    message = pae(payload_type, payload)
+    signatures = tuple(
+        EnvelopeSignature(keyid=public_key(seed).hex(), sig=base64.b64encode(sign(seed, message)).decode())
+        for seed in seeds
+    )
+    envelope = Envelope(
+        payload_type=payload_type, payload=base64.b64encode(payload).decode(), signatures=signatures
+    )
+    return _ENCODER.encode(envelope)
+
+
+def open_envelope(data: bytes, *, payload_type: str, max_bytes: int) -> tuple[Envelope, bytes]:
+    """Parse an envelope and its payload bytes (not yet trusted: check :func:`valid_signers`)."""
+    if len(data) > max_bytes:
+        raise InvalidValueError(
+            f"envelope of {len(data)} bytes is over the {max_bytes} byte limit", field="size"
+        )
+    try:
+        envelope = _DECODER.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidValueError(f"not a DSSE envelope: {exc}", field="envelope") from None
+    if envelope.payload_type != payload_type:
+        raise InvalidValueError(
+            f"payload type {envelope.payload_type!r} is not {payload_type!r}", field="payloadType"
+        )
+    try:
+        payload = base64.b64decode(envelope.payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidValueError("payload is not base64", field="payload") from None
+    return envelope, payload
+
+
+def valid_signers(envelope: Envelope, payload: bytes, keys: Mapping[str, bytes]) -> set[str]:
+    """The key ids among ``keys`` whose signature over exactly these bytes is valid."""
+    message = pae(envelope.payload_type, payload)
+    good: set[str] = set()
+    for signature in envelope.signatures:
+        key = keys.get(signature.keyid)
+        if key is None:
+            continue
+        try:
+            raw = base64.b64decode(signature.sig, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if verify(key, message, raw):
+            good.add(signature.keyid)
+    return good
