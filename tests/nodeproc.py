@@ -49,7 +49,7 @@ def coop(
 class NodeProcess:
     """`coop serve DIR` in its own process group, so kill -9 takes all of it."""
 
-    def __init__(self, root: Path, *, port: int | None = None, server: str = "uvicorn") -> None:
+    def __init__(self, root: Path, *, port: int | None = None, server: str = "granian") -> None:
         self.root = root
         self.port = port or free_port()
         self.server = server

@@ -71,6 +71,7 @@ class Head(msgspec.Struct, frozen=True):
     key: str
     forked: bool = False
     embargo_whole: bool = False
+    coop: str = ""
 
 
 class DigestItem(msgspec.Struct, frozen=True, array_like=True):
@@ -332,6 +333,7 @@ class Book:
             key=m.rotate_to or m.key,
             forked=head.forked if head else False,
             embargo_whole=m.state.embargo.whole,
+            coop=m.coop,
         )
         self.store.apply(
             Effects(

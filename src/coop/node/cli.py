@@ -688,7 +688,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--server", choices=["granian", "uvicorn"], default="uvicorn", help="the ASGI server")
+    p.add_argument("--server", choices=["granian", "uvicorn"], default="granian", help="the ASGI server")
 
     member = sub.add_parser("member", help="Manage members.").add_subparsers(
         dest="action", required=True, parser_class=_Parser

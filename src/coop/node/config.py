@@ -18,6 +18,7 @@ from coop.node.errors import StorageError
 
 __all__ = [
     "Config",
+    "FederationConfig",
     "LimitsConfig",
     "NodeSection",
     "PipelineConfig",
@@ -66,6 +67,14 @@ class StorageConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     synchronous: str = "full"
 
 
+class FederationConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    interval_seconds: float = 5.0
+    fanout: int = 3
+    manifest_lifetime_days: int = 30
+    request_timeout_seconds: float = 10.0
+    max_response_bytes: int = 128 * 1024 * 1024
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     node: NodeSection
     limits: LimitsConfig = LimitsConfig()
@@ -73,6 +82,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retention: RetentionConfig = RetentionConfig()
     pipeline: PipelineConfig = PipelineConfig()
     storage: StorageConfig = StorageConfig()
+    federation: FederationConfig = FederationConfig()
 
     def __post_init__(self) -> None:
         if self.storage.synchronous not in ("full", "normal"):

@@ -32,6 +32,7 @@ __all__ = [
     "Decision",
     "Idempotency",
     "InsertResult",
+    "NewContribution",
     "Stage",
     "bump_stage",
     "claim_batch",
@@ -41,6 +42,7 @@ __all__ = [
     "finish_batch",
     "get_contribution",
     "insert_contribution",
+    "insert_contributions",
     "iter_member_records",
     "list_by_state",
     "list_member_contributions",
@@ -178,6 +180,17 @@ def bump_stage(conn: sqlite3.Connection, *, now: int, channel: str, stage: Stage
     )
 
 
+class NewContribution(msgspec.Struct, frozen=True):
+    """One contribution on its way into the waiting room."""
+
+    uid: str
+    member: Member
+    submission: Submission
+    now: int
+    idempotency: Idempotency | None = None
+    client: ClientInfo | None = None
+
+
 def insert_contribution(
     conn: sqlite3.Connection,
     *,
@@ -189,56 +202,95 @@ def insert_contribution(
     client: ClientInfo | None,
 ) -> InsertResult:
     """Put a contribution in the waiting room (or return the earlier one for a retried key)."""
-    if idempotency is not None:
-        row = conn.execute(
-            "SELECT request_sha256, uid FROM idempotency WHERE scope = ? AND key = ?",
-            (idempotency.scope, idempotency.key),
-        ).fetchone()
-        if row is not None:
-            if row[0] != idempotency.request_sha256:
-                raise ConflictError(
-                    "this Idempotency-Key was already used for a different contribution",
-                    field="Idempotency-Key",
-                )
+    (result,) = insert_contributions(
+        conn, [NewContribution(uid, member, submission, now, idempotency, client)]
+    )
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def insert_contributions(
+    conn: sqlite3.Connection, items: list[NewContribution]
+) -> list[InsertResult | ConflictError]:
+    """Many contributions in a few statements (the intake's group commit); one result each.
+
+    A retried Idempotency-Key answers with the contribution it made before; a key reused
+    for a different body is a :class:`ConflictError` for that item only.
+    """
+    results: list[InsertResult | ConflictError | None] = [None] * len(items)
+    fresh: list[int] = []
+    seen: dict[tuple[str, str], tuple[str, str]] = {}  # keys earlier in this batch: (sha, uid)
+    for index, item in enumerate(items):
+        key = item.idempotency
+        if key is None:
+            fresh.append(index)
+            continue
+        earlier = seen.get((key.scope, key.key))
+        row = (
+            earlier
+            or conn.execute(
+                "SELECT request_sha256, uid FROM idempotency WHERE scope = ? AND key = ?",
+                (key.scope, key.key),
+            ).fetchone()
+        )
+        if row is None:
+            seen[(key.scope, key.key)] = (key.request_sha256, item.uid)
+            fresh.append(index)
+        elif row[0] != key.request_sha256:
+            results[index] = ConflictError(
+                "this Idempotency-Key was already used for a different contribution", field="Idempotency-Key"
+            )
+        elif earlier is not None:
+            results[index] = InsertResult(uid=row[1], created=False, state=S.WAITING)
+        else:
             (state,) = conn.execute("SELECT state FROM contributions WHERE uid = ?", (row[1],)).fetchone()
-            return InsertResult(uid=row[1], created=False, state=ContributionState(state))
-    cur = conn.execute(
+            results[index] = InsertResult(uid=row[1], created=False, state=ContributionState(state))
+    new = [items[i] for i in fresh]
+    conn.executemany(
         "INSERT INTO contributions (uid, member_id, state, channel, created_at, updated_at, label,"
         " license, ai_use, scope, eval, prompt_shown, language, tags)"
         " VALUES (?, ?, 'waiting_room', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            uid,
-            member.id,
-            submission.channel.value,
-            now,
-            now,
-            submission.label.value,
-            submission.license.value,
-            submission.ai_use,
-            submission.scope.value,
-            submission.eval.value,
-            int(submission.prompt_shown),
-            submission.language,
-            json.dumps(list(submission.tags)),
-        ),
+        [
+            (
+                it.uid,
+                it.member.id,
+                it.submission.channel.value,
+                it.now,
+                it.now,
+                it.submission.label.value,
+                it.submission.license.value,
+                it.submission.ai_use,
+                it.submission.scope.value,
+                it.submission.eval.value,
+                int(it.submission.prompt_shown),
+                it.submission.language,
+                json.dumps(list(it.submission.tags)),
+            )
+            for it in new
+        ],
     )
-    conn.execute(
-        "INSERT INTO contents (seq, submission) VALUES (?, ?)",
-        (cur.lastrowid, _SUBMISSION_ENCODER.encode(submission)),
+    conn.executemany(
+        "INSERT INTO contents (seq, submission) SELECT seq, ? FROM contributions WHERE uid = ?",
+        [(_SUBMISSION_ENCODER.encode(it.submission), it.uid) for it in new],
     )
-    if idempotency is not None:
-        conn.execute(
-            "INSERT INTO idempotency (scope, key, request_sha256, uid, created_at) VALUES (?, ?, ?, ?, ?)",
-            (idempotency.scope, idempotency.key, idempotency.request_sha256, uid, now),
-        )
+    conn.executemany(
+        "INSERT INTO idempotency (scope, key, request_sha256, uid, created_at) VALUES (?, ?, ?, ?, ?)",
+        [
+            (it.idempotency.scope, it.idempotency.key, it.idempotency.request_sha256, it.uid, it.now)
+            for it in new
+            if it.idempotency is not None
+        ],
+    )
     # Captured, consent and prompt-shown are counted from these rows (see metrics.collect):
-    # nothing more to write on this hot path.
-    if client is not None:
-        conn.execute(
-            "INSERT INTO security_events (at, ip, user_agent, member_id, action) VALUES (?, ?, ?, ?, ?)",
-            (now, client.ip, client.user_agent, member.id, "contribute"),
-        )
-    return InsertResult(uid=uid, created=True, state=S.WAITING)
+    # nothing more to write on this hot path but the security data.
+    conn.executemany(
+        "INSERT INTO security_events (at, ip, user_agent, member_id, action) VALUES (?, ?, ?, ?, 'contribute')",
+        [(it.now, it.client.ip, it.client.user_agent, it.member.id) for it in new if it.client is not None],
+    )
+    for i in fresh:
+        results[i] = InsertResult(uid=items[i].uid, created=True, state=S.WAITING)
+    return [r for r in results if r is not None]
 
 
 def list_member_contributions(conn: sqlite3.Connection, member_id: int) -> list[ContributionView]:

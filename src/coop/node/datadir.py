@@ -14,9 +14,9 @@ Layout::
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Final
 import msgspec
 from nacl.signing import SigningKey
 
+from coop.governance import fingerprint, public_key
 from coop.node.config import Config, NodeSection, load_config, write_config
 from coop.node.errors import BusyError, StorageError
 
@@ -60,6 +61,10 @@ class DataDir:
         return self.root / "keys" / "node.key"
 
     @property
+    def node_id_path(self) -> Path:
+        return self.root / "keys" / "node.id"
+
+    @property
     def salt_path(self) -> Path:
         return self.root / "keys" / "salt"
 
@@ -84,7 +89,10 @@ class DataDir:
         except OSError as exc:
             raise StorageError(f"cannot create {root}: {exc}") from exc
         data = cls(root)
-        _write_secret(data.key_path, bytes(SigningKey.generate()))
+        key = SigningKey.generate()
+        _write_secret(data.key_path, bytes(key))
+        # The node id is its first public key, kept even after the key is rotated.
+        data.node_id_path.write_text(bytes(key.verify_key).hex() + "\n", encoding="ascii")
         _write_secret(data.salt_path, secrets.token_bytes(32))
         write_config(data.config_path, Config(node=NodeSection(name=name)))
         return data
@@ -106,23 +114,52 @@ class DataDir:
         return _read_secret(self.salt_path, 32)
 
     def identity(self) -> Identity:
+        """The node id (its first key, for ever) and the key that signs now."""
         public = bytes(self.signing_key().verify_key)
-        digest = hashlib.sha256(public).hexdigest()
-        fingerprint = ":".join(digest[i : i + 4] for i in range(0, 16, 4))
-        return Identity(node_id=public.hex(), public_key=public, fingerprint=fingerprint)
+        try:
+            node_id = self.node_id_path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            node_id = public.hex()
+        return Identity(node_id=node_id, public_key=public, fingerprint=fingerprint(public))
+
+    def rotate_key(self) -> tuple[bytes, bytes]:
+        """A new signing key in place of the current one; the old is kept beside it.
+
+        Returns (old seed, new seed).  The caller announces the rotation in a manifest
+        signed by both before anything else is signed with the new key.
+        """
+        old = bytes(self.signing_key())
+        new = bytes(SigningKey.generate())
+        retired = self.key_path.with_name(f"node.key.{public_key(old).hex()[:16]}.retired")
+        if not retired.exists():
+            _write_secret(retired, old)
+        pending = self.key_path.with_name("node.key.new")
+        pending.unlink(missing_ok=True)
+        _write_secret(pending, new)
+        os.replace(pending, self.key_path)
+        return old, new
 
     @contextmanager
-    def lock(self, name: str, *, purpose: str) -> Iterator[None]:
-        """Hold an advisory lock; the kernel releases it if the process dies (kill -9)."""
+    def lock(self, name: str, *, purpose: str, wait: float = 0.0) -> Iterator[None]:
+        """Hold an advisory lock; the kernel releases it if the process dies (kill -9).
+
+        With ``wait``, try again for that many seconds before giving up.
+        """
         self.locks_path.mkdir(mode=0o700, exist_ok=True)
         path = self.locks_path / f"{name}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-                raise BusyError(f"{purpose} is already running ({holder})") from None
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() < deadline:
+                        time.sleep(0.05)
+                        continue
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+                    raise BusyError(f"{purpose} is already running ({holder})") from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
             yield

@@ -67,6 +67,11 @@ class Node:
     def close(self) -> None:
         self.store.close()
 
+    def reload_identity(self) -> None:
+        """After a key rotation: sign with the new key from now on."""
+        self.identity = self.data.identity()
+        self.seed = bytes(self.data.signing_key())
+
     @staticmethod
     def now() -> int:
         return int(time.time())

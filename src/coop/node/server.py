@@ -27,7 +27,7 @@ class ServerKind(enum.StrEnum):
     UVICORN = "uvicorn"
 
 
-def serve(root: Path, *, host: str, port: int, kind: ServerKind = ServerKind.UVICORN) -> None:
+def serve(root: Path, *, host: str, port: int, kind: ServerKind = ServerKind.GRANIAN) -> None:
     node = Node(root)
     app = create_app(node)
     # Everything built so far lives as long as the server: keep it out of every collection,

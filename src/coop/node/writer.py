@@ -20,6 +20,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -57,19 +58,31 @@ def connect(path: Path, *, synchronous: str = "full", readonly: bool = False) ->
         raise StorageError(f"cannot open database {path}: {exc}") from exc
 
 
+class _Gathered:
+    """Items of one kind waiting for the same job: the writer takes them all at once."""
+
+    __slots__ = ("fn", "items")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection, list[Any]], list[Any]]) -> None:
+        self.fn = fn
+        self.items: list[tuple[Any, asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
+
+
 class _Job:
-    __slots__ = ("fn", "future", "loop", "waiter")
+    __slots__ = ("fn", "future", "gathered", "loop", "waiter")
 
     def __init__(
         self,
         fn: Callable[[sqlite3.Connection], Any],
         loop: asyncio.AbstractEventLoop | None = None,
         waiter: asyncio.Future[Any] | None = None,
+        gathered: _Gathered | None = None,
     ) -> None:
         self.fn = fn
-        self.future: Future[Any] | None = None if loop is not None else Future()
+        self.future: Future[Any] | None = None if loop is not None or gathered is not None else Future()
         self.loop = loop
         self.waiter = waiter
+        self.gathered = gathered
 
 
 def _settle_waiters(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
@@ -91,6 +104,8 @@ class Writer:
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="coop-writer", daemon=True)
         self._closed = False
+        self._gathering: dict[str, _Gathered] = {}
+        self._gather_lock = threading.Lock()
         self.groups = 0
         self.jobs = 0
         self._thread.start()
@@ -115,6 +130,37 @@ class Writer:
         waiter: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Job(fn, loop, waiter))
         return await waiter
+
+    async def run_gathered(
+        self, kind: str, fn: Callable[[sqlite3.Connection, list[Any]], list[Any]], item: Any
+    ) -> Any:
+        """Await one item of a kind written many at a time: ``fn(conn, items)`` returns one
+        result per item (an exception instance fails that item alone)."""
+        if self._closed:
+            raise StorageError("the writer is closed")
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        with self._gather_lock:
+            gathered = self._gathering.get(kind)
+            if gathered is None:
+                fresh = self._gathering[kind] = _Gathered(fn)
+                self._queue.put(_Job(partial(self._take, kind, fresh), gathered=fresh))
+                gathered = fresh
+            gathered.items.append((item, loop, waiter))
+        return await waiter
+
+    def _take(self, kind: str, gathered: _Gathered, conn: sqlite3.Connection) -> _Gathered:
+        with self._gather_lock:
+            # From here on, new items of this kind start the next job.
+            if self._gathering.get(kind) is gathered:
+                del self._gathering[kind]
+        results = gathered.fn(conn, [item for item, _, _ in gathered.items])
+        if len(results) != len(gathered.items):
+            raise StorageError(f"{kind}: {len(results)} results for {len(gathered.items)} items")
+        gathered.items = [
+            (result, loop, waiter) for result, (_, loop, waiter) in zip(results, gathered.items, strict=True)
+        ]
+        return gathered
 
     def close(self) -> None:
         if self._closed:
@@ -145,7 +191,10 @@ class Writer:
                     stop = True
                     break
                 batch.append(item)  # type: ignore[arg-type]
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except Exception:  # the writer must outlive any one group
+                log.exception("writer: a group could not be completed")
             if stop:
                 return
 
@@ -183,6 +232,13 @@ class Writer:
             asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]
         ] = {}
         for job, result, problem in outcomes:
+            if job.gathered is not None:
+                for outcome, loop, waiter in job.gathered.items:
+                    if problem is None and isinstance(outcome, BaseException):
+                        by_loop.setdefault(loop, []).append((waiter, None, outcome))
+                    else:
+                        by_loop.setdefault(loop, []).append((waiter, outcome, problem))
+                continue
             if job.loop is not None and job.waiter is not None:
                 by_loop.setdefault(job.loop, []).append((job.waiter, result, problem))
                 continue

@@ -248,13 +248,22 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         now = node.now()
         client = _client(request)
 
-        def write(conn: sqlite3.Connection) -> contrib.InsertResult:
-            who = member if isinstance(member, Member) else member(conn)
-            return contrib.insert_contribution(
-                conn, uid=uid, member=who, submission=submission, now=now, idempotency=idem, client=client
-            )
+        result: contrib.InsertResult
+        if isinstance(member, Member):
+            # The hot path: written many at a time with whatever else is arriving.
+            item = contrib.NewContribution(uid, member, submission, now, idem, client)
+            result = await node.store.writer.run_gathered("intake", contrib.insert_contributions, item)
+        else:
+            resolve = member
 
-        result = await node.store.awrite(write)
+            def write(conn: sqlite3.Connection) -> contrib.InsertResult:
+                # The integration's user is created in the contribution's own transaction.
+                who = resolve(conn)
+                return contrib.insert_contribution(
+                    conn, uid=uid, member=who, submission=submission, now=now, idempotency=idem, client=client
+                )
+
+            result = await node.store.awrite(write)
         if result.created:
             scheduler.poke()
         return _json(

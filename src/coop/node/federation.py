@@ -1,0 +1,647 @@
+"""The node's side of federation: the SQLite book store, own manifests, peers, the gossip loop.
+
+The rules live in :mod:`coop.federation` (the book, the protocol); this module
+keeps what they decide in the node's database, issues the node's own
+manifests from its records and settings, serves record bytes to peers under
+the node's own rules (never ``node`` scope, never embargoed, never
+withdrawn), and runs rounds of gossip over the httpx transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import sqlite3
+import threading
+from collections.abc import Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from coop.federation import (
+    Book,
+    Effects,
+    Entry,
+    GovernanceState,
+    Head,
+    HttpxTransport,
+    ReplayCache,
+    Responder,
+    SyncReport,
+    Tombstone,
+    build_manifest,
+    seal_manifest,
+    sign_request,
+    sync_with,
+    verify_request,
+)
+from coop.federation.manifest import PAYLOAD_TYPE
+from coop.governance import EvalConsent, License, Scope, public_key
+from coop.governance.envelope import open_envelope
+from coop.node.collective import audit, audit_head
+from coop.node.errors import InputError, NotFoundError
+
+if TYPE_CHECKING:
+    from coop.node.runtime import Node
+
+__all__ = [
+    "FederationService",
+    "IssueReport",
+    "OriginView",
+    "PeerView",
+    "SqliteBookStore",
+]
+
+log = logging.getLogger("coop.federation")
+
+_DAY: Final = 86_400
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _entry(row: Sequence[Any]) -> Entry:
+    return Entry(
+        uid=row[0],
+        hash=row[1],
+        license=License(row[2]),
+        ai_use=row[3],
+        eval=EvalConsent(row[4]),
+        scope=Scope(row[5]),
+    )
+
+
+class SqliteBookStore:
+    """A :class:`~coop.federation.gossip.BookStore` in the node's database."""
+
+    def __init__(self, node: Node) -> None:
+        self.store = node.store
+
+    def heads(self) -> dict[str, Head]:
+        rows = self.store.read(
+            lambda c: c.execute(
+                "SELECT origin, seq, hash, key, forked, embargo_whole, coop FROM fed_origins"
+            ).fetchall()
+        )
+        return {
+            r[0]: Head(seq=r[1], hash=r[2], key=r[3], forked=bool(r[4]), embargo_whole=bool(r[5]), coop=r[6])
+            for r in rows
+        }
+
+    def hashes_at(self, origin: str, seq: int) -> set[str]:
+        rows = self.store.read(
+            lambda c: c.execute(
+                "SELECT hash FROM fed_manifests WHERE origin = ? AND seq = ?", (origin, seq)
+            ).fetchall()
+        )
+        return {r[0] for r in rows}
+
+    def entries(self, origin: str) -> dict[str, Entry]:
+        rows = self.store.read(
+            lambda c: c.execute(
+                "SELECT uid, hash, license, ai_use, eval, scope FROM fed_entries WHERE origin = ?", (origin,)
+            ).fetchall()
+        )
+        return {r[0]: _entry(r) for r in rows}
+
+    def evidence(self) -> dict[str, list[tuple[int, str]]]:
+        rows = self.store.read(
+            lambda c: c.execute("SELECT origin, seq, hash FROM fed_manifests WHERE evidence = 1").fetchall()
+        )
+        out: dict[str, list[tuple[int, str]]] = {}
+        for origin, seq, digest in rows:
+            out.setdefault(origin, []).append((seq, digest))
+        return out
+
+    def chain_after(self, origin: str, after: int, limit: int) -> list[bytes]:
+        rows = self.store.read(
+            lambda c: c.execute(
+                "SELECT envelope FROM fed_manifests WHERE origin = ? AND seq > ? AND in_chain = 1 ORDER BY seq LIMIT ?",
+                (origin, after, limit),
+            ).fetchall()
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def envelopes(self, origin: str, hashes: Sequence[str]) -> list[bytes]:
+        if not hashes:
+            return []
+        rows = self.store.read(
+            lambda c: c.execute(
+                f"SELECT envelope FROM fed_manifests WHERE origin = ? AND hash IN ({_placeholders(len(hashes))})"
+                " ORDER BY seq, hash",
+                (origin, *hashes),
+            ).fetchall()
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def apply(self, effects: Effects) -> None:
+        self.store.write(lambda c: _apply(c, effects))
+
+    def tombstoned(self, origin: str) -> set[str]:
+        rows = self.store.read(
+            lambda c: c.execute("SELECT uid FROM fed_tombstones WHERE origin = ?", (origin,)).fetchall()
+        )
+        return {r[0] for r in rows}
+
+    def records(self, hashes: Sequence[str]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for start in range(0, len(hashes), 500):
+            chunk = list(hashes[start : start + 500])
+            rows = self.store.read(
+                lambda c, chunk=chunk: c.execute(  # type: ignore[misc]
+                    f"SELECT hash, record FROM mirror_records WHERE hash IN ({_placeholders(len(chunk))})",
+                    chunk,
+                ).fetchall()
+            )
+            out.update({r[0]: bytes(r[1]) for r in rows})
+        return out
+
+    def put_records(self, items: Sequence[tuple[str, Entry, bytes]]) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            for origin, entry, data in items:
+                conn.execute(
+                    "INSERT OR IGNORE INTO mirror_records (hash, origin, uid, license, ai_use, eval, scope, record,"
+                    " received_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, unixepoch()"
+                    " WHERE NOT EXISTS (SELECT 1 FROM fed_tombstones WHERE origin = ? AND uid = ?)",
+                    (
+                        entry.hash,
+                        origin,
+                        entry.uid,
+                        entry.license.value,
+                        entry.ai_use,
+                        entry.eval.value,
+                        entry.scope.value,
+                        data,
+                        origin,
+                        entry.uid,
+                    ),
+                )
+
+        self.store.write(write)
+
+
+def _mirror_rows(conn: sqlite3.Connection, chunk: list[str]) -> list[tuple[str, bytes]]:
+    return conn.execute(
+        f"SELECT hash, record FROM mirror_records WHERE hash IN ({_placeholders(len(chunk))})", chunk
+    ).fetchall()
+
+
+def _apply(conn: sqlite3.Connection, effects: Effects) -> None:
+    origin = effects.origin
+    for seq, digest, data, in_chain in effects.store:
+        conn.execute(
+            "INSERT OR IGNORE INTO fed_manifests (origin, seq, hash, envelope, in_chain, received_at)"
+            " VALUES (?, ?, ?, ?, ?, unixepoch())",
+            (origin, seq, digest, data, int(in_chain)),
+        )
+    if effects.forked:
+        for seq, _, _, in_chain in effects.store:
+            if not in_chain:
+                # Every manifest at a conflicting sequence is evidence, the chain's own included.
+                conn.execute(
+                    "UPDATE fed_manifests SET evidence = 1 WHERE origin = ? AND seq = ?", (origin, seq)
+                )
+        conn.execute("UPDATE fed_origins SET forked = 1 WHERE origin = ?", (origin,))
+    head = effects.head
+    if head is not None:
+        conn.execute(
+            "INSERT INTO fed_origins (origin, coop, seq, hash, key, forked, embargo_whole, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, unixepoch()) ON CONFLICT (origin) DO UPDATE SET coop = excluded.coop,"
+            " seq = excluded.seq, hash = excluded.hash, key = excluded.key,"
+            " forked = max(forked, excluded.forked), embargo_whole = excluded.embargo_whole,"
+            " updated_at = excluded.updated_at",
+            (origin, head.coop, head.seq, head.hash, head.key, int(head.forked), int(head.embargo_whole)),
+        )
+    conn.executemany(
+        "INSERT OR REPLACE INTO fed_entries (origin, uid, hash, license, ai_use, eval, scope) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (origin, e.uid, e.hash, e.license.value, e.ai_use, e.eval.value, e.scope.value)
+            for e in effects.added
+        ],
+    )
+    for tomb in effects.tombstones:
+        conn.execute("DELETE FROM fed_entries WHERE origin = ? AND uid = ?", (origin, tomb.uid))
+        conn.execute("INSERT OR IGNORE INTO fed_tombstones (origin, uid) VALUES (?, ?)", (origin, tomb.uid))
+        # A tombstone deletes the mirrored copy, and nothing brings it back.
+        conn.execute("DELETE FROM mirror_records WHERE origin = ? AND uid = ?", (origin, tomb.uid))
+
+
+class IssueReport(msgspec.Struct, frozen=True):
+    seq: int
+    hash: str
+    added: int
+    tombstones: int
+    release: str | None
+
+
+class PeerView(msgspec.Struct, frozen=True):
+    node_id: str
+    url: str
+    name: str | None
+    added_at: int
+    last_contact: int | None
+    last_error: str | None
+    contacts: int
+    failures: int
+    seq: int | None
+    forked: bool
+
+
+class OriginView(msgspec.Struct, frozen=True):
+    origin: str
+    coop: str
+    seq: int
+    hash: str
+    key: str
+    forked: bool
+    embargo_whole: bool
+    entries: int
+    mirrored: int
+    updated_at: int
+    self: bool
+
+
+class FederationService:
+    """One node's federation: its book, its manifests, its peers and its gossip rounds."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.self_id = node.identity.node_id
+        self.store = SqliteBookStore(node)
+        self.book = Book(self.self_id, {}, self.store)
+        self._lock = threading.RLock()  # one decision at a time: no race can split a sequence
+        self.replay = ReplayCache()
+        self.rng = random.Random(secrets.randbits(64))
+        self.refresh_pins()
+
+    # -- peers -------------------------------------------------------------------------------
+
+    def refresh_pins(self) -> None:
+        rows = self.node.store.read(lambda c: c.execute("SELECT node_id FROM peers").fetchall())
+        pins = {r[0]: r[0] for r in rows}
+        pins[self.self_id] = self.self_id
+        self.book.pinned = pins
+
+    def add_peer(self, url: str, node_id: str, *, name: str | None, actor: str) -> PeerView:
+        url = url.strip().rstrip("/")
+        if not url.startswith(("http://", "https://")) or len(url) > 500:
+            raise InputError("a peer URL starts with http:// or https://", field="URL")
+        node_id = node_id.strip().lower()
+        if len(node_id) != 64 or any(ch not in "0123456789abcdef" for ch in node_id):
+            raise InputError("a node id is 64 hex digits (coop identity show on the peer)", field="--key")
+        if node_id == self.self_id:
+            raise InputError("that is this node's own id", field="--key")
+        now = self.node.now()
+
+        def write(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM peers WHERE node_id = ? OR url = ?", (node_id, url)).fetchone():
+                raise InputError("this peer (id or URL) is already pinned", field="--key")
+            conn.execute(
+                "INSERT INTO peers (url, node_id, name, added_at) VALUES (?, ?, ?, ?)",
+                (url, node_id, name, now),
+            )
+            audit(
+                conn,
+                seed=self.node.seed,
+                at=now,
+                actor=actor,
+                action="peer.add",
+                payload={"node_id": node_id, "url": url},
+            )
+
+        self.node.store.write(write)
+        self.refresh_pins()
+        return next(p for p in self.peers() if p.node_id == node_id)
+
+    def peers(self) -> list[PeerView]:
+        rows = self.node.store.read(
+            lambda c: c.execute(
+                "SELECT p.node_id, p.url, p.name, p.added_at, p.last_contact, p.last_error, p.contacts, p.failures,"
+                " o.seq, coalesce(o.forked, 0) FROM peers p LEFT JOIN fed_origins o ON o.origin = p.node_id"
+                " ORDER BY p.id"
+            ).fetchall()
+        )
+        return [
+            PeerView(
+                node_id=r[0],
+                url=r[1],
+                name=r[2],
+                added_at=r[3],
+                last_contact=r[4],
+                last_error=r[5],
+                contacts=r[6],
+                failures=r[7],
+                seq=r[8],
+                forked=bool(r[9]),
+            )
+            for r in rows
+        ]
+
+    def key_of(self, keyid: str) -> bytes | None:
+        """The public key of a pinned peer signing a request (its id, or its rotated key)."""
+        if keyid in self.book.pinned and keyid != self.self_id:
+            return bytes.fromhex(keyid)
+        heads = self.store.heads()
+        for origin, head in heads.items():
+            if head.key == keyid and origin in self.book.pinned and origin != self.self_id:
+                return bytes.fromhex(keyid)
+        return None
+
+    # -- own manifests -------------------------------------------------------------------------
+
+    def issue(self, *, release: str | None = None, force: bool = False) -> IssueReport | None:
+        """Issue the next manifest if anything changed (records, tombstones, settings) or it nears expiry."""
+        with self._lock, self.node.data.lock("manifest", purpose="issuing a manifest", wait=30):
+            return self._issue(release=release, force=force)
+
+    def _issue(self, *, release: str | None, force: bool) -> IssueReport | None:
+        node = self.node
+        now = node.now()
+        settings = node.settings()
+        head = self.store.heads().get(self.self_id)
+        audit_entry = node.store.read(audit_head)
+        state = GovernanceState(
+            settings_digest=settings.digest,
+            embargo=settings.settings.embargo,
+            quality_freeze=settings.settings.quality_freeze,
+            audit_seq=0 if audit_entry is None else audit_entry.seq,
+            audit_head="0" * 64 if audit_entry is None else audit_entry.hash,
+        )
+        added, tombstones = node.store.read(lambda c: _pending(c, settings.settings.embargo))
+        lifetime = node.config.federation.manifest_lifetime_days * _DAY
+        previous = self._own_state(head)
+        stale = previous is None or previous[1] - now < lifetime // 4
+        changed = (
+            previous is None
+            or previous[0].settings_digest != state.settings_digest
+            or previous[0].embargo != state.embargo
+            or previous[0].quality_freeze != state.quality_freeze
+        )
+        if not (force or added or tombstones or changed or stale):
+            return None
+        complete = self.store.entries(self.self_id)
+        for tomb in tombstones:
+            complete.pop(tomb.uid, None)
+        complete.update({e.uid: e for e in added})
+        seq = 1 if head is None else head.seq + 1
+        payload = build_manifest(
+            origin=self.self_id,
+            key=node.identity.public_key.hex(),
+            coop=node.config.node.name,
+            seq=seq,
+            prev="0" * 64 if head is None else head.hash,
+            issued_at=now,
+            lifetime=lifetime,
+            release=release if release is not None else self._latest_release(),
+            added=added,
+            complete=complete,
+            tombstones=tombstones,
+            state=state,
+        )
+        envelope = seal_manifest(payload, [node.seed])
+        decision = self.book.receive([envelope], now=now)
+        if not decision or decision[0].__class__.__name__ != "Accepted":
+            raise RuntimeError(f"this node refused its own manifest: {decision}")
+        node.store.write(lambda c: _mark_listed(c, seq, [e.uid for e in added], [t.uid for t in tombstones]))
+        digest = self.store.heads()[self.self_id].hash
+        log.info("issued manifest %d (%d added, %d tombstones)", seq, len(added), len(tombstones))
+        return IssueReport(
+            seq=seq, hash=digest, added=len(added), tombstones=len(tombstones), release=release
+        )
+
+    def rotate_key(self, *, actor: str) -> IssueReport:
+        """Announce a new signing key in a manifest signed by the old and the new key."""
+        with self._lock, self.node.data.lock("manifest", purpose="issuing a manifest", wait=30):
+            node = self.node
+            now = node.now()
+            head = self.store.heads().get(self.self_id)
+            if head is None:
+                self._issue(release=None, force=True)
+                head = self.store.heads()[self.self_id]
+            old, new = node.data.rotate_key()
+            previous = self._own_state(head)
+            assert previous is not None
+            complete = self.store.entries(self.self_id)
+            payload = build_manifest(
+                origin=self.self_id,
+                key=public_key(old).hex(),
+                coop=node.config.node.name,
+                seq=head.seq + 1,
+                prev=head.hash,
+                issued_at=now,
+                lifetime=node.config.federation.manifest_lifetime_days * _DAY,
+                release=self._latest_release(),
+                added=[],
+                complete=complete,
+                tombstones=[],
+                state=previous[0],
+                rotate_to=public_key(new).hex(),
+            )
+            envelope = seal_manifest(payload, [old, new])
+            decision = self.book.receive([envelope], now=now)
+            if not decision or decision[0].__class__.__name__ != "Accepted":
+                raise RuntimeError(f"this node refused its own rotation: {decision}")
+            node.reload_identity()
+            node.store.write(
+                lambda c: audit(
+                    c,
+                    seed=node.seed,
+                    at=now,
+                    actor=actor,
+                    action="identity.rotate",
+                    payload={"old_key": public_key(old).hex(), "new_key": public_key(new).hex()},
+                )
+            )
+            digest = self.store.heads()[self.self_id].hash
+            return IssueReport(seq=head.seq + 1, hash=digest, added=0, tombstones=0, release=None)
+
+    def _own_state(self, head: Head | None) -> tuple[GovernanceState, int] | None:
+        if head is None:
+            return None
+        (data,) = self.store.envelopes(self.self_id, [head.hash])
+        _, payload = open_envelope(data, payload_type=PAYLOAD_TYPE, max_bytes=1 << 31)
+        manifest = msgspec.json.decode(payload, type=_StateOnly)
+        return manifest.state, manifest.expires_at
+
+    def _latest_release(self) -> str | None:
+        row = self.node.store.read(lambda c: c.execute("SELECT max(version) FROM releases").fetchone())
+        return None if row[0] is None else f"v{row[0]}"
+
+    # -- serving peers ---------------------------------------------------------------------------
+
+    def fetch(self, hashes: list[str]) -> tuple[dict[str, bytes], list[str]]:
+        """Record bytes for a peer: own shareable records and mirrors; everything else refused."""
+        embargo = self.node.settings().settings.embargo
+        wanted = list(dict.fromkeys(hashes))
+        found: dict[str, bytes] = {}
+        if wanted:
+            rows = self.node.store.read(
+                lambda c: c.execute(
+                    "SELECT c.record_sha256, t.record, c.language, c.tags FROM contributions c"
+                    " JOIN contents t ON t.seq = c.seq WHERE c.state IN ('accepted', 'released')"
+                    f" AND c.scope IN ('federation', 'public') AND c.record_sha256 IN ({_placeholders(len(wanted))})",
+                    wanted,
+                ).fetchall()
+            )
+            for digest, data, language, tags in rows:
+                if data is not None and not embargo.covers(tags=msgspec.json.decode(tags), language=language):
+                    found[digest] = bytes(data)
+            found.update(self.store.records([h for h in wanted if h not in found]))
+        return found, [h for h in wanted if h not in found]
+
+    def handle(self, step: str, method: str, url: str, headers: dict[str, str], body: bytes) -> bytes:
+        """Authenticate a peer's request (RFC 9421) and answer it."""
+        now = self.node.now()
+        keyid = verify_request(method, url, headers, body, key_of=self.key_of, now=now, replay=self.replay)
+        with self._lock:
+            answer = Responder(self.book, self).handle(step, body, now=now)
+        self.node.store.write(lambda c: _contact(c, keyid, None, now))
+        return answer
+
+    # -- gossip rounds -----------------------------------------------------------------------------
+
+    def signer(self, method: str, url: str, body: bytes) -> dict[str, str]:
+        return sign_request(
+            method, url, body, seed=self.node.seed, now=self.node.now(), nonce=secrets.token_urlsafe(18)
+        )
+
+    def sync_round(self, *, peers: Sequence[PeerView] | None = None) -> list[SyncReport]:
+        """Issue a manifest if something changed, then gossip with ``fanout`` peers at random."""
+        self.refresh_pins()
+        self.issue()
+        candidates = list(peers if peers is not None else self.peers())
+        fanout = self.node.config.federation.fanout
+        chosen = self.rng.sample(candidates, min(fanout, len(candidates)))
+        transport = HttpxTransport()
+        reports: list[SyncReport] = []
+        try:
+            for peer in chosen:
+                with self._lock:
+                    report = sync_with(
+                        peer.url,
+                        self.book,
+                        transport,
+                        signer=self.signer,
+                        now=self.node.now(),
+                        timeout=self.node.config.federation.request_timeout_seconds,
+                        max_bytes=self.node.config.federation.max_response_bytes,
+                    )
+                reports.append(report)
+                self.node.store.write(
+                    partial(_contact, node_id=peer.node_id, error=report.error, now=self.node.now())
+                )
+                if report.error:
+                    log.warning("gossip with %s failed: %s", peer.url, report.error)
+        finally:
+            transport.close()
+        return reports
+
+    # -- browsing ----------------------------------------------------------------------------------
+
+    def origins(self) -> list[OriginView]:
+        rows = self.node.store.read(
+            lambda c: c.execute(
+                "SELECT o.origin, o.coop, o.seq, o.hash, o.key, o.forked, o.embargo_whole, o.updated_at,"
+                " (SELECT count(*) FROM fed_entries e WHERE e.origin = o.origin),"
+                " (SELECT count(*) FROM mirror_records m WHERE m.origin = o.origin)"
+                " FROM fed_origins o ORDER BY o.coop, o.origin"
+            ).fetchall()
+        )
+        return [
+            OriginView(
+                origin=r[0],
+                coop=r[1],
+                seq=r[2],
+                hash=r[3],
+                key=r[4],
+                forked=bool(r[5]),
+                embargo_whole=bool(r[6]),
+                updated_at=r[7],
+                entries=r[8],
+                mirrored=r[9],
+                self=r[0] == self.self_id,
+            )
+            for r in rows
+        ]
+
+    def manifests(self, origin: str) -> list[dict[str, Any]]:
+        rows = self.node.store.read(
+            lambda c: c.execute(
+                "SELECT seq, hash, in_chain, evidence, received_at FROM fed_manifests WHERE origin = ? ORDER BY seq, hash",
+                (origin,),
+            ).fetchall()
+        )
+        if not rows:
+            raise NotFoundError(f"no manifests from {origin}", field="origin")
+        return [
+            {"seq": r[0], "hash": r[1], "in_chain": bool(r[2]), "evidence": bool(r[3]), "received_at": r[4]}
+            for r in rows
+        ]
+
+    def envelope(self, origin: str, seq: int) -> bytes:
+        rows = self.node.store.read(
+            lambda c: c.execute(
+                "SELECT envelope FROM fed_manifests WHERE origin = ? AND seq = ? ORDER BY in_chain DESC",
+                (origin, seq),
+            ).fetchall()
+        )
+        if not rows:
+            raise NotFoundError(f"no manifest {seq} from {origin}", field="seq")
+        return bytes(rows[0][0])
+
+    def mirrored(self, origin: str, *, after: str = "", limit: int = 200) -> list[dict[str, str]]:
+        rows = self.node.store.read(
+            lambda c: c.execute(
+                "SELECT uid, hash, license, ai_use, eval, scope FROM mirror_records WHERE origin = ? AND uid > ?"
+                " ORDER BY uid LIMIT ?",
+                (origin, after, limit),
+            ).fetchall()
+        )
+        keys = ("uid", "hash", "license", "ai_use", "eval", "scope")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+class _StateOnly(msgspec.Struct):
+    state: GovernanceState
+    expires_at: int
+
+
+def _pending(conn: sqlite3.Connection, embargo: Any) -> tuple[list[Entry], list[Tombstone]]:
+    """Records to list (live, federation or public, not embargoed, never listed) and tombstones to announce."""
+    rows = conn.execute(
+        "SELECT uid, record_sha256, license, ai_use, eval, scope, language, tags FROM contributions"
+        " WHERE state IN ('accepted', 'released') AND scope IN ('federation', 'public') AND listed_seq IS NULL"
+        " ORDER BY seq"
+    ).fetchall()
+    added = [
+        _entry(row) for row in rows if not embargo.covers(tags=msgspec.json.decode(row[7]), language=row[6])
+    ]
+    tombs = conn.execute(
+        "SELECT t.uid, t.at FROM tombstones t JOIN contributions c ON c.uid = t.uid"
+        " WHERE t.announced_seq IS NULL AND c.listed_seq IS NOT NULL"
+    ).fetchall()
+    return added, [Tombstone(uid=r[0], at=r[1]) for r in tombs]
+
+
+def _mark_listed(conn: sqlite3.Connection, seq: int, uids: list[str], tombstones: list[str]) -> None:
+    conn.executemany(
+        "UPDATE contributions SET listed_seq = ? WHERE uid = ? AND listed_seq IS NULL",
+        [(seq, u) for u in uids],
+    )
+    conn.executemany("UPDATE tombstones SET announced_seq = ? WHERE uid = ?", [(seq, u) for u in tombstones])
+
+
+def _contact(conn: sqlite3.Connection, node_id: str, error: str | None, now: int) -> None:
+    if error is None:
+        conn.execute(
+            "UPDATE peers SET last_contact = ?, last_error = NULL, contacts = contacts + 1 WHERE node_id = ?",
+            (now, node_id),
+        )
+    else:
+        conn.execute(
+            "UPDATE peers SET last_error = ?, failures = failures + 1 WHERE node_id = ?",
+            (error[:300], node_id),
+        )
