@@ -121,6 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from coop.node.server import ServerKind, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per gossip request is noise
     serve(Path(args.dir), host=args.host, port=args.port, kind=ServerKind(args.server))
     return 0
 
@@ -508,6 +509,99 @@ def cmd_payouts(args: argparse.Namespace) -> int:
     return _with_node(args, run)
 
 
+# -- federation --------------------------------------------------------------------------------
+
+
+def cmd_identity(args: argparse.Namespace) -> int:
+    def run(node: Any) -> int:
+        if args.action == "rotate":
+            report = node.federation.rotate_key(actor=LOCAL_ADMIN)
+            identity = node.identity
+            if args.json:
+                _print_json(
+                    {"node_id": identity.node_id, "public_key": identity.public_key.hex(), "manifest": report}
+                )
+            else:
+                print(
+                    f"new key {identity.public_key.hex()} announced in manifest {report.seq} (signed by both keys)"
+                )
+            return 0
+        identity = node.identity
+        info = {
+            "node_id": identity.node_id,
+            "public_key": identity.public_key.hex(),
+            "fingerprint": identity.fingerprint,
+            "coop": node.config.node.name,
+        }
+        if args.json:
+            _print_json(info)
+        else:
+            print(f"node id      {info['node_id']}")
+            print(f"signing key  {info['public_key']}")
+            print(f"fingerprint  {info['fingerprint']}")
+            print(f"co-op        {info['coop']}")
+            print(
+                f"peers pin it with: coop peers add DIR {node.config.node.public_url} --key {info['node_id']}"
+            )
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    def run(node: Any) -> int:
+        if args.action == "add":
+            if not args.url or not args.key:
+                raise InputError("coop peers add DIR URL --key NODE_ID", field="URL")
+            peer = node.federation.add_peer(args.url, args.key, name=args.name, actor=LOCAL_ADMIN)
+            if args.json:
+                _print_json(peer)
+            else:
+                print(f"pinned {peer.node_id[:16]}... at {peer.url}")
+            return 0
+        peers = node.federation.peers()
+        if args.json:
+            _print_json(peers)
+            return 0
+        if not peers:
+            print("no peers pinned yet: coop peers add DIR URL --key NODE_ID")
+        for peer in peers:
+            flags = " FORKED" if peer.forked else ""
+            seq = "-" if peer.seq is None else str(peer.seq)
+            error = f", last error: {peer.last_error}" if peer.last_error else ""
+            print(
+                f"{peer.node_id[:16]}  {peer.url}  seq {seq}  last contact {_when(peer.last_contact)}"
+                f"  ({peer.contacts} ok, {peer.failures} failed{error}){flags}"
+            )
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    def run(node: Any) -> int:
+        reports = node.federation.gossip_round(every_peer=True)
+        if args.json:
+            _print_json(reports)
+            return 0
+        if not reports:
+            print("no peers to sync with")
+        for r in reports:
+            if r.error:
+                print(f"{r.peer}: failed: {r.error}")
+            elif r.in_sync and not r.records:
+                print(f"{r.peer}: in sync")
+            else:
+                print(
+                    f"{r.peer}: {r.pulled.accepted} manifests in, {r.pushed.accepted} out, {r.records} records in"
+                    + (f", {r.pulled.equivocation} equivocations" if r.pulled.equivocation else "")
+                    + (f", {len(r.pulled.rejected)} rejected" if r.pulled.rejected else "")
+                )
+        return 1 if reports and all(r.error for r in reports) else 0
+
+    return _with_node(args, run)
+
+
 # -- commands against a running node ------------------------------------------------
 
 
@@ -806,6 +900,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--release", required=True, metavar="vN")
     p.add_argument("--amount", required=True, help="decimal text, e.g. 1000.00")
     p.add_argument("--currency", required=True, help="ISO 4217 code, e.g. EUR")
+
+    p = add("identity", cmd_identity, "Show this node's id and key, or rotate its signing key.")
+    p.add_argument("action", choices=["show", "rotate"])
+    p.add_argument("dir", metavar="DIR")
+
+    p = add("peers", cmd_peers, "Pin a peer co-op's node (add) or list the peers with their state.")
+    p.add_argument("action", choices=["add", "list"])
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("url", metavar="URL", nargs="?")
+    p.add_argument("--key", metavar="NODE_ID", help="the peer's node id (coop identity show on the peer)")
+    p.add_argument("--name", help="a name for people")
+
+    p = add("sync", cmd_sync, "Run one round of gossip with every peer now and report what moved.")
+    p.add_argument("dir", metavar="DIR")
 
     p = add("retention", cmd_retention, "What the node holds and until when.")
     p.add_argument("dir", metavar="DIR")

@@ -14,7 +14,7 @@ import random
 import secrets
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
@@ -22,6 +22,7 @@ import msgspec
 
 from coop.federation import (
     Book,
+    Decision,
     Effects,
     Entry,
     GovernanceState,
@@ -41,7 +42,7 @@ from coop.federation.manifest import PAYLOAD_TYPE
 from coop.governance import EvalConsent, License, Scope, public_key
 from coop.governance.envelope import open_envelope
 from coop.node.collective import audit, audit_head
-from coop.node.errors import InputError, NotFoundError
+from coop.node.errors import BusyError, InputError, NotFoundError
 
 if TYPE_CHECKING:
     from coop.node.runtime import Node
@@ -229,6 +230,24 @@ def _apply(conn: sqlite3.Connection, effects: Effects) -> None:
         conn.execute("DELETE FROM mirror_records WHERE origin = ? AND uid = ?", (origin, tomb.uid))
 
 
+class _LockedBook(Book):
+    """The book, one decision at a time: concurrent rounds and peer pushes cannot split a
+    sequence.  The lock covers decisions only, never a network call (two nodes syncing with
+    each other would otherwise wait on each other)."""
+
+    def __init__(self, *args: Any, lock: threading.RLock, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock = lock
+
+    def receive(self, envelopes: Iterable[bytes], *, now: int) -> list[Decision]:
+        with self._lock:
+            return super().receive(envelopes, now=now)
+
+    def receive_records(self, wanted: Sequence[tuple[str, Entry]], got: Mapping[str, bytes]) -> list[str]:
+        with self._lock:
+            return super().receive_records(wanted, got)
+
+
 class IssueReport(msgspec.Struct, frozen=True):
     seq: int
     hash: str
@@ -271,8 +290,8 @@ class FederationService:
         self.node = node
         self.self_id = node.identity.node_id
         self.store = SqliteBookStore(node)
-        self.book = Book(self.self_id, {}, self.store)
-        self._lock = threading.RLock()  # one decision at a time: no race can split a sequence
+        self._lock = threading.RLock()
+        self.book = _LockedBook(self.self_id, {}, self.store, lock=self._lock)
         self.replay = ReplayCache()
         self.rng = random.Random(secrets.randbits(64))
         self.refresh_pins()
@@ -496,8 +515,7 @@ class FederationService:
         """Authenticate a peer's request (RFC 9421) and answer it."""
         now = self.node.now()
         keyid = verify_request(method, url, headers, body, key_of=self.key_of, now=now, replay=self.replay)
-        with self._lock:
-            answer = Responder(self.book, self).handle(step, body, now=now)
+        answer = Responder(self.book, self).handle(step, body, now=now)
         self.node.store.write(lambda c: _contact(c, keyid, None, now))
         return answer
 
@@ -508,27 +526,36 @@ class FederationService:
             method, url, body, seed=self.node.seed, now=self.node.now(), nonce=secrets.token_urlsafe(18)
         )
 
-    def sync_round(self, *, peers: Sequence[PeerView] | None = None) -> list[SyncReport]:
-        """Issue a manifest if something changed, then gossip with ``fanout`` peers at random."""
+    def gossip_round(self, *, every_peer: bool = False) -> list[SyncReport]:
+        """Issue a manifest if something changed, then gossip with ``fanout`` peers at random
+        (or with every peer).  One round at a time per data directory, across processes."""
+        try:
+            with self.node.data.lock("gossip", purpose="a gossip round", wait=0 if not every_peer else 60):
+                return self._round(every_peer=every_peer)
+        except BusyError:
+            if every_peer:
+                raise
+            return []  # another process (coop sync) is gossiping for this node right now
+
+    def _round(self, *, every_peer: bool) -> list[SyncReport]:
         self.refresh_pins()
         self.issue()
-        candidates = list(peers if peers is not None else self.peers())
+        candidates = self.peers()
         fanout = self.node.config.federation.fanout
-        chosen = self.rng.sample(candidates, min(fanout, len(candidates)))
+        chosen = candidates if every_peer else self.rng.sample(candidates, min(fanout, len(candidates)))
         transport = HttpxTransport()
         reports: list[SyncReport] = []
         try:
             for peer in chosen:
-                with self._lock:
-                    report = sync_with(
-                        peer.url,
-                        self.book,
-                        transport,
-                        signer=self.signer,
-                        now=self.node.now(),
-                        timeout=self.node.config.federation.request_timeout_seconds,
-                        max_bytes=self.node.config.federation.max_response_bytes,
-                    )
+                report = sync_with(
+                    peer.url,
+                    self.book,
+                    transport,
+                    signer=self.signer,
+                    now=self.node.now(),
+                    timeout=self.node.config.federation.request_timeout_seconds,
+                    max_bytes=self.node.config.federation.max_response_bytes,
+                )
                 reports.append(report)
                 self.node.store.write(
                     partial(_contact, node_id=peer.node_id, error=report.error, now=self.node.now())

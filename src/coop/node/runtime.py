@@ -6,6 +6,7 @@ rule (a lock, a limit, a clock) lives in one place.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import sqlite3
@@ -25,6 +26,7 @@ from coop.node.collective import Actor, ProposalView, SettingsView
 from coop.node.config import Config
 from coop.node.contributions import BatchReport, Decision
 from coop.node.datadir import DataDir, Identity
+from coop.node.federation import FederationService
 from coop.node.intake.chat import Limits
 from coop.node.pipeline import Accepted, process_entry
 from coop.node.release import ReleaseSummary, cut_release, get_release
@@ -66,6 +68,11 @@ class Node:
 
     def close(self) -> None:
         self.store.close()
+
+    @functools.cached_property
+    def federation(self) -> FederationService:
+        """This node's federation (its book of peers' manifests, its own manifests, gossip)."""
+        return FederationService(self)
 
     def reload_identity(self) -> None:
         """After a key rotation: sign with the new key from now on."""

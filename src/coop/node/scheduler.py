@@ -33,6 +33,7 @@ class Scheduler:
         self.node = node
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._gossip: asyncio.Task[None] | None = None
         self._stack = ExitStack()
 
     def poke(self) -> None:
@@ -40,15 +41,40 @@ class Scheduler:
         self._wake.set()
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="coop-scheduler")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name="coop-scheduler")
+        self._gossip = loop.create_task(self._gossip_loop(), name="coop-gossip")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._gossip):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._gossip = None
         self._stack.close()
+
+    async def _gossip_loop(self) -> None:
+        """A round of gossip every ``federation.interval_seconds`` (and a manifest when something changed)."""
+        interval = self.node.config.federation.interval_seconds
+        while True:
+            try:
+                reports = await asyncio.to_thread(self.node.federation.gossip_round)
+                for report in reports:
+                    moved = report.pulled.accepted + report.pushed.accepted + report.records
+                    if moved:
+                        log.info(
+                            "gossip with %s: %d manifests in, %d out, %d records",
+                            report.peer,
+                            report.pulled.accepted,
+                            report.pushed.accepted,
+                            report.records,
+                        )
+            except NodeError as exc:
+                log.error("gossip round failed: %s", exc.message)
+            except Exception:  # a peer's bad answer must not stop gossip for good
+                log.exception("gossip round failed")
+            await asyncio.sleep(interval)
 
     async def _acquire(self) -> None:
         while True:

@@ -14,6 +14,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
+from coop.federation import FederationError, PeerError, RequestAuthError
 from coop.governance import GovernanceError, PolicyError
 from coop.node.errors import (
     AuthError,
@@ -163,8 +164,35 @@ def _title(status: int) -> str:
         return "Error"
 
 
+def _federation_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    assert isinstance(exc, FederationError)
+    if isinstance(exc, RequestAuthError):
+        return problem_response(
+            request,
+            status=401,
+            slug="peer-unauthenticated",
+            title="Peer request not authenticated",
+            detail=exc.message,
+            field="Signature",
+            headers={"WWW-Authenticate": 'Signature realm="coop"'},
+        )
+    if isinstance(exc, PeerError):
+        return problem_response(
+            request, status=502, slug="peer-error", title="Peer failed", detail=exc.message
+        )
+    return problem_response(
+        request,
+        status=400,
+        slug="malformed-peer-message",
+        title="Malformed peer message",
+        detail=exc.message,
+        field="body",
+    )
+
+
 def exception_handlers() -> dict[int | type[Exception], Any]:
     return {
+        FederationError: _federation_error,
         NodeError: _node_error,
         GovernanceError: _node_error,
         HTTPException: _http_error,
