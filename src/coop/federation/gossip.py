@@ -159,16 +159,22 @@ def digest_summary(digest: Mapping[str, DigestItem]) -> str:
 def wants(
     local: Mapping[str, DigestItem], remote: Mapping[str, DigestItem], pinned: Iterable[str]
 ) -> list[Want]:
-    """What to pull from a peer, evidence first."""
+    """What to pull from a peer, evidence first.
+
+    A peer ahead of us: its chain after our head.  A peer at our sequence with another
+    hash: its manifest at that sequence (two signed histories -- equivocation to record).
+    """
     out: list[Want] = []
     for origin in sorted(set(pinned) & set(remote)):
         theirs, ours = remote[origin], local.get(origin)
         after = ours.seq if ours else 0
         missing = tuple(sorted(set(theirs.evidence) - set(ours.evidence if ours else ())))
-        if theirs.seq > after or missing:
-            out.append(
-                Want(origin=origin, after=after if theirs.seq > after else theirs.seq, evidence=missing)
-            )
+        if theirs.seq > after:
+            out.append(Want(origin=origin, after=after, evidence=missing))
+        elif ours is not None and theirs.seq == ours.seq > 0 and theirs.hash != ours.hash:
+            out.append(Want(origin=origin, after=theirs.seq - 1, evidence=missing))
+        elif missing:
+            out.append(Want(origin=origin, after=theirs.seq, evidence=missing))
     out.sort(key=lambda w: (not w.evidence, w.origin))
     return out
 

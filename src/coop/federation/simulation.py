@@ -268,13 +268,19 @@ class Federation:
         return all(v == views[0] for v in views[1:])
 
     def view(self, node: SimNode, *, records: bool = True) -> tuple[object, ...]:
-        heads = {o: (h.seq, h.hash, h.forked) for o, h in node.store.heads().items()}
+        # A forked origin has no single head to agree on (no winner is picked): agreeing on the
+        # evidence is what counts.
+        heads = {o: ("forked",) if h.forked else (h.seq, h.hash) for o, h in node.store.heads().items()}
         evidence = {o: sorted(v) for o, v in node.store.evidence().items()}
         tombstones = {o: sorted(node.store.tombstoned(o)) for o in heads}
         mirrored: object = ()
         if records:
+            # A forked origin's records stop being mirrored where each node stood when it
+            # learnt of the fork: they are not part of what honest nodes must agree on.
+            forked = {o for o, h in node.store.heads().items() if h.forked}
             own_hashes = {e.hash for e, _ in node.own.values()}
-            mirrored = sorted(set(node.store.mirrored()) | own_hashes)
+            held = {h for h, (origin, _, _) in node.store.mirrored().items() if origin not in forked}
+            mirrored = sorted(held | own_hashes)
         return (heads, evidence, tombstones, mirrored)
 
     def rounds_until_converged(

@@ -515,7 +515,9 @@ def cmd_payouts(args: argparse.Namespace) -> int:
 def cmd_identity(args: argparse.Namespace) -> int:
     def run(node: Any) -> int:
         if args.action == "rotate":
-            report = node.federation.rotate_key(actor=LOCAL_ADMIN)
+            # A serving node would go on signing with the old key: rotate only while it is stopped.
+            with node.data.lock("processor", purpose="the node (coop serve); stop it before rotating its key"):
+                report = node.federation.rotate_key(actor=LOCAL_ADMIN)
             identity = node.identity
             if args.json:
                 _print_json(
