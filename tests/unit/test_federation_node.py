@@ -117,12 +117,7 @@ def test_rotate_key_peers_follow_the_new_key(tmp_path: Path) -> None:
         head = b.federation.store.heads()[a_id]
         assert head.seq == report.seq + 1
         assert head.key == a.identity.public_key.hex()
-        audit = [
-            e.action
-            for e in a.store.read(
-                lambda c: __import__("coop.node.collective", fromlist=["x"]).audit_entries(c)
-            )
-        ]
+        audit = [e.action for e in a.store.read(audit_entries)]
         assert "identity.rotate" in audit
     finally:
         a.close()
