@@ -122,6 +122,15 @@ def test_federation_converges_and_mirrors_only_what_may_travel(fed: Fed) -> None
             "SELECT record_sha256 FROM contributions WHERE uid = ?", (public,)
         ).fetchone()
     assert fed.mirrored("b", a)[public] == origin_hash
+    # A federated release on b: a's public record with its origin, never the federation-scope one.
+    out = coop("release", str(fed.roots["b"]), "--federated").stdout.strip()
+    assert out == "federated/v1"
+    rows = []
+    for path in (fed.roots["b"] / "releases" / "federated" / "v1").glob("*/data.jsonl"):
+        rows += [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["uid"], r["origin"]) for r in rows] == [(public, a)]
+    served = httpx.get(f"{fed.nodes['b'].url}/releases/federated/v1", timeout=10).json()
+    assert served["origins"] == [a]
     peers = json.loads(coop("peers", "list", str(fed.roots["b"]), "--json").stdout)
     assert {p["node_id"] for p in peers} == {fed.ids["a"], fed.ids["c"]}
     assert all(p["last_contact"] for p in peers)

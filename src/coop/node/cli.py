@@ -199,11 +199,11 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 def cmd_release(args: argparse.Namespace) -> int:
     def run(node: Any) -> int:
-        summary = node.cut_release()
+        summary = node.cut_federated_release() if args.federated else node.cut_release()
         if args.json:
             _print_json(summary)
         else:
-            print(summary.name)
+            print(f"federated/{summary.name}" if args.federated else summary.name)
         return 0
 
     return _with_node(args, run)
@@ -516,7 +516,9 @@ def cmd_identity(args: argparse.Namespace) -> int:
     def run(node: Any) -> int:
         if args.action == "rotate":
             # A serving node would go on signing with the old key: rotate only while it is stopped.
-            with node.data.lock("processor", purpose="the node (coop serve); stop it before rotating its key"):
+            with node.data.lock(
+                "processor", purpose="the node (coop serve); stop it before rotating its key"
+            ):
                 report = node.federation.rotate_key(actor=LOCAL_ADMIN)
             identity = node.identity
             if args.json:
@@ -832,6 +834,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("release", cmd_release, "Cut the next release; prints its version (vN).")
     p.add_argument("dir", metavar="DIR")
+    p.add_argument(
+        "--federated",
+        action="store_true",
+        help="combine this co-op's released records with the public records it mirrors (releases/federated/vN)",
+    )
 
     p = add("quarantine", cmd_quarantine, "Review quarantined contributions.")
     p.add_argument("action", choices=["list", "show", "release", "reject"])

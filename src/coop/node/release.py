@@ -39,8 +39,12 @@ __all__ = [
     "FileEntry",
     "ReleaseSummary",
     "bucket_content_usage",
+    "cut_federated_release",
     "cut_release",
+    "federated_schema",
+    "get_federated_release",
     "get_release",
+    "list_federated_releases",
     "list_releases",
     "record_schema",
 ]
@@ -76,6 +80,7 @@ class ReleaseSummary(msgspec.Struct, frozen=True):
     buckets: tuple[BucketSummary, ...]
     tombstones: int
     files: tuple[FileEntry, ...]
+    origins: tuple[str, ...] = ()  # a federated release: the co-ops whose records it combines
 
     def bucket(self, name: str) -> BucketSummary | None:
         return next((b for b in self.buckets if b.name == name), None)
@@ -303,9 +308,10 @@ def _card(summary: ReleaseSummary) -> str:
             if index == 0:
                 lines.append("  default: true")
     lines.append("---")
+    title = f"federated release {summary.name}" if summary.origins else f"release {summary.name}"
     lines += [
         "",
-        f"# {summary.coop}: release {summary.name}",
+        f"# {summary.coop}: {title}",
         "",
         f"{summary.records} chats shared by members of the {summary.coop} data co-op, each",
         "labelled **good** or **fail** by the person who had the conversation, with their",
@@ -321,6 +327,15 @@ def _card(summary: ReleaseSummary) -> str:
         )
     lines += [
         "",
+        *(
+            [
+                f"A federated release: records of {len(summary.origins)} co-ops, each row keeping",
+                "its `origin` (the node id of the co-op it came from), licence and AI-use preference.",
+                "",
+            ]
+            if summary.origins
+            else []
+        ),
         "## Loading one bucket",
         "",
         "```python",
@@ -474,19 +489,24 @@ def _write_release(
         tombstones=n_tomb,
         files=(),
     )
+    return _finish(tmp, summary), selection
+
+
+def _finish(tmp: Path, summary: ReleaseSummary) -> ReleaseSummary:
+    """Summary, card and checksums beside the bucket files; everything synced to disk."""
     (tmp / "release.json").write_bytes(_SUMMARY_ENCODER.encode(summary))
     (tmp / "README.md").write_text(_card(summary), encoding="utf-8")
-    entries = [f for b in buckets for f in b.files]
+    entries = [f for b in summary.buckets for f in b.files]
     entries += [_file_entry(tmp, tmp / name) for name in ("README.md", "release.json", "tombstones.jsonl")]
     entries.sort(key=lambda e: e.path)
     sums = "".join(f"{e.sha256}  {e.path}\n" for e in entries)
     (tmp / "SHA256SUMS").write_text(sums, encoding="ascii")
     for name in ("README.md", "release.json", "SHA256SUMS"):
         _fsync_file(tmp / name)
-    for bucket in buckets:
+    for bucket in summary.buckets:
         _fsync_dir(tmp / bucket.name)
     _fsync_dir(tmp)
-    return msgspec.structs.replace(summary, files=tuple(entries)), selection
+    return msgspec.structs.replace(summary, files=tuple(entries))
 
 
 def _commit_release(
@@ -564,4 +584,126 @@ def get_release(conn: sqlite3.Connection, version: int) -> ReleaseSummary:
     row = conn.execute("SELECT summary FROM releases WHERE version = ?", (version,)).fetchone()
     if row is None:
         raise NotFoundError(f"no release v{version}", field="version")
+    return _SUMMARY_DECODER.decode(row[0])
+
+
+class _Stats(msgspec.Struct):
+    label: str
+    ai_use: str
+    language: str | None = None
+
+
+_STATS: Final = msgspec.json.Decoder(_Stats)
+
+
+def federated_schema() -> pa.Schema:
+    return record_schema().append(pa.field("origin", pa.string()))
+
+
+def cut_federated_release(
+    store: Store, releases: Path, *, coop: str, node_id: str, now: int
+) -> ReleaseSummary:
+    """A release combining this co-op's published records with the public records it mirrors.
+
+    Each row keeps its ``origin`` (the node id of the co-op it came from), its licence and
+    its AI-use preference; buckets stay per licence, so ShareAlike never mixes.  A forked
+    origin contributes nothing.  Written like any release: hidden folder, checksums, rename.
+    """
+    folder = releases / "federated"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    version = (
+        store.read(
+            lambda c: int(c.execute("SELECT coalesce(max(version), 0) FROM federated_releases").fetchone()[0])
+        )
+        + 1
+    )
+    _clear_leftovers(folder, version)
+    tmp = folder / f".v{version}.tmp"
+    tmp.mkdir()
+    schema = federated_schema()
+    conn = store.reader()
+    origins: set[str] = set()
+    try:
+        conn.execute("BEGIN")
+        try:
+            embargo, params = _embargo_condition(current_settings(conn).settings.embargo)
+            own = conn.execute(
+                "SELECT license, label, coalesce(language, 'unknown'), ai_use,"
+                " (SELECT record FROM contents WHERE contents.seq = contributions.seq)"
+                f" FROM contributions NOT INDEXED WHERE state = 'released' AND scope = 'public'{embargo} ORDER BY seq",
+                params,
+            )
+            writers: dict[str, _BucketWriter] = {}
+
+            def add(origin: str, licence: str, data: bytes, label: str, language: str, ai_use: str) -> None:
+                writer = writers.get(licence)
+                if writer is None:
+                    writer = writers[licence] = _BucketWriter(tmp, License(licence), schema)
+                origins.add(origin)
+                writer.add(
+                    b'{"origin":"%s",' % origin.encode() + data[1:],
+                    label=label,
+                    language=language,
+                    ai_use=ai_use,
+                )
+
+            for licence, label, language, ai_use, data in own:
+                add(node_id, licence, bytes(data), label, language, ai_use)
+            mirrored = conn.execute(
+                "SELECT m.origin, m.license, m.record FROM mirror_records m JOIN fed_origins o ON o.origin = m.origin"
+                " WHERE m.scope = 'public' AND o.forked = 0 ORDER BY m.origin, m.uid"
+            )
+            for origin, licence, data in mirrored:
+                stats = _STATS.decode(data)
+                add(origin, licence, bytes(data), stats.label, stats.language or "unknown", stats.ai_use)
+            buckets = [writers[licence.value].close() for licence in License if licence.value in writers]
+            tombstones = _HashingWriter(tmp / "tombstones.jsonl")
+            encoder = msgspec.json.Encoder(order="sorted")
+            count = 0
+            for origin, uid in conn.execute(
+                "SELECT ?, uid FROM tombstones UNION ALL SELECT origin, uid FROM fed_tombstones ORDER BY 1, 2",
+                (node_id,),
+            ):
+                tombstones.write(encoder.encode({"origin": origin, "uid": uid}) + b"\n")
+                count += 1
+            tombstones.close()
+        finally:
+            conn.execute("COMMIT")
+        summary = ReleaseSummary(
+            version=version,
+            name=f"v{version}",
+            coop=coop,
+            node_id=node_id,
+            created_at=now,
+            records=sum(b.records for b in buckets),
+            buckets=tuple(buckets),
+            tombstones=count,
+            files=(),
+            origins=tuple(sorted(origins)),
+        )
+        summary = _finish(tmp, summary)
+        final = folder / summary.name
+        tmp.rename(final)
+        _fsync_dir(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    store.write(
+        lambda c: c.execute(
+            "INSERT INTO federated_releases (version, created_at, record_count, summary) VALUES (?, ?, ?, ?)",
+            (version, now, summary.records, _SUMMARY_ENCODER.encode(summary)),
+        )
+    )
+    return summary
+
+
+def list_federated_releases(conn: sqlite3.Connection) -> list[ReleaseSummary]:
+    rows = conn.execute("SELECT summary FROM federated_releases ORDER BY version").fetchall()
+    return [_SUMMARY_DECODER.decode(row[0]) for row in rows]
+
+
+def get_federated_release(conn: sqlite3.Connection, version: int) -> ReleaseSummary:
+    row = conn.execute("SELECT summary FROM federated_releases WHERE version = ?", (version,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no federated release v{version}", field="version")
     return _SUMMARY_DECODER.decode(row[0])

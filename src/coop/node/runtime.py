@@ -29,7 +29,7 @@ from coop.node.datadir import DataDir, Identity
 from coop.node.federation import FederationService
 from coop.node.intake.chat import Limits
 from coop.node.pipeline import Accepted, process_entry
-from coop.node.release import ReleaseSummary, cut_release, get_release
+from coop.node.release import ReleaseSummary, cut_federated_release, cut_release, get_release
 from coop.node.store import Store
 from coop.node.submission import (
     ContributionRequest,
@@ -226,6 +226,16 @@ class Node:
             )
         )
         return summary
+
+    def cut_federated_release(self) -> ReleaseSummary:
+        with self.data.lock("release", purpose="a release cut"):
+            return cut_federated_release(
+                self.store,
+                self.data.releases_path,
+                coop=self.config.node.name,
+                node_id=self.identity.node_id,
+                now=self.now(),
+            )
 
     # -- collective governance ------------------------------------------------------
 

@@ -41,7 +41,14 @@ from coop.node.http.ratelimit import RateLimiter
 from coop.node.ids import uuid7
 from coop.node.intake.redaction import redact
 from coop.node.metrics import prometheus
-from coop.node.release import bucket_content_usage, get_release, list_releases
+from coop.node.release import (
+    ReleaseSummary,
+    bucket_content_usage,
+    get_federated_release,
+    get_release,
+    list_federated_releases,
+    list_releases,
+)
 from coop.node.runtime import Node
 from coop.node.scheduler import Scheduler
 from coop.node.store import ensure_external_member
@@ -110,6 +117,32 @@ def _release_version(text: str) -> int:
     if not digits.isdigit() or len(digits) > 9:
         raise NotFoundError(f"{text!r} is not a release (they are named v1, v2, ...)", field="version")
     return int(digits)
+
+
+_MEDIA: Final = {
+    "jsonl": "application/jsonl",
+    "parquet": "application/vnd.apache.parquet",
+    "md": "text/markdown",
+}
+
+
+def _release_file(folder: Path, summary: ReleaseSummary, path: str) -> File:
+    """A file the release lists (nothing else, whatever the path), with its bucket's Content-Usage."""
+    relative = path.lstrip("/")
+    known = {f.path for f in summary.files} | {"SHA256SUMS"}
+    if relative not in known:
+        raise NotFoundError(f"release {summary.name} has no file {relative!r}", field="path")
+    headers: dict[str, str] = {}
+    bucket = summary.bucket(relative.split("/", 1)[0])
+    if bucket is not None and bucket.content_usage:
+        headers["Content-Usage"] = bucket.content_usage
+    return File(
+        path=folder / summary.name / relative,
+        filename=Path(relative).name,
+        content_disposition_type="inline",
+        media_type=_MEDIA.get(relative.rsplit(".", 1)[-1], "application/octet-stream"),
+        headers=headers,
+    )
 
 
 def create_app(node: Node, *, background: bool = True) -> Litestar:
@@ -201,27 +234,22 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
     def release_file(version: FromPath[str], path: FromPath[str]) -> File:
         number = _release_version(version)
         summary = node.store.read(lambda c: get_release(c, number))
-        relative = path.lstrip("/")
-        known = {f.path for f in summary.files} | {"SHA256SUMS"}
-        if relative not in known:
-            raise NotFoundError(f"release {summary.name} has no file {relative!r}", field="path")
-        target = node.data.releases_path / summary.name / relative
-        headers: dict[str, str] = {}
-        bucket = summary.bucket(relative.split("/", 1)[0])
-        if bucket is not None and bucket.content_usage:
-            headers["Content-Usage"] = bucket.content_usage
-        media = {
-            "jsonl": "application/jsonl",
-            "parquet": "application/vnd.apache.parquet",
-            "md": "text/markdown",
-        }
-        return File(
-            path=Path(target),
-            filename=Path(relative).name,
-            content_disposition_type="inline",
-            media_type=media.get(relative.rsplit(".", 1)[-1], "application/octet-stream"),
-            headers=headers,
-        )
+        return _release_file(node.data.releases_path, summary, path)
+
+    @get("/releases/federated", sync_to_thread=False)
+    def federated_index() -> Response[bytes]:
+        return _json(node.store.read(list_federated_releases))
+
+    @get("/releases/federated/{version:str}", sync_to_thread=False)
+    def federated_info(version: FromPath[str]) -> Response[bytes]:
+        number = _release_version(version)
+        return _json(node.store.read(lambda c: get_federated_release(c, number)))
+
+    @get("/releases/federated/{version:str}/{path:path}", sync_to_thread=False)
+    def federated_file(version: FromPath[str], path: FromPath[str]) -> File:
+        number = _release_version(version)
+        summary = node.store.read(lambda c: get_federated_release(c, number))
+        return _release_file(node.data.releases_path / "federated", summary, path)
 
     # -- members ------------------------------------------------------------------
 
@@ -466,6 +494,9 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
             releases_index,
             release_info,
             release_file,
+            federated_index,
+            federated_info,
+            federated_file,
             contribute,
             ingest,
             me,
