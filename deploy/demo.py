@@ -1,7 +1,7 @@
-"""`make demo`: a co-op node on 127.0.0.1, fed the sample chats, processed and released.
+"""`make demo`: three co-ops on 127.0.0.1 share chats, release them, and federate by gossip.
 
-Everything runs through the real command line and HTTP API, as a co-op
-would use them.  Set KEEP=1 to leave the node serving at the end.
+Everything runs through the real command line and HTTP API, as co-ops would
+use them.  Set KEEP=1 to leave the nodes serving at the end.
 """
 
 from __future__ import annotations
@@ -13,14 +13,18 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import httpx
+import tomli_w
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo-data"
 SAMPLES = ROOT / "samples"
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+COOPS = {"tax": "Tax Law Co-op", "care": "Nurses' Co-op", "farm": "Farmers' Co-op"}
 
 
 def say(text: str) -> None:
@@ -29,15 +33,10 @@ def say(text: str) -> None:
 
 def coop(*args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "coop.node.cli", *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        check=False,
+        [sys.executable, "-m", "coop.node.cli", *args], capture_output=True, text=True, env=ENV, check=False
     )
-    if result.stderr.strip():
-        print(result.stderr.rstrip(), file=sys.stderr)
     if result.returncode != 0:
+        print(result.stderr.rstrip(), file=sys.stderr)
         raise SystemExit(f"demo: `coop {args[0]}` failed (exit {result.returncode})")
     return result.stdout.strip()
 
@@ -48,115 +47,180 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def configure(root: Path, port: int) -> None:
+    path = root / "node.toml"
+    config = tomllib.loads(path.read_text())
+    config["node"]["public_url"] = f"http://127.0.0.1:{port}"
+    config["federation"] = {"interval_seconds": 1.0}
+    config["pipeline"] = {"interval_seconds": 1.0}
+    path.write_text(tomli_w.dumps(config))
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"demo: the node exited early; see {log}")
+            raise SystemExit(f"demo: a node exited early; see {log}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             time.sleep(0.2)
-    raise SystemExit(f"demo: the node did not start; see {log}")
+    raise SystemExit(f"demo: a node did not start; see {log}")
+
+
+def share(url: str, token: str, name: str, label: str, *extra: str) -> list[str]:
+    out = coop(
+        "contribute",
+        str(SAMPLES / name),
+        "--node",
+        url,
+        "--token",
+        token,
+        "--label",
+        label,
+        "--consent",
+        *extra,
+    )
+    return [line.split()[0] for line in out.splitlines()]
 
 
 def main() -> int:
     if DEMO.exists():
         shutil.rmtree(DEMO)
     DEMO.mkdir()
-    node_dir = DEMO / "tax-law-coop"
+    roots = {key: DEMO / key for key in COOPS}
+    ports = {key: free_port() for key in COOPS}
+    urls = {key: f"http://127.0.0.1:{port}" for key, port in ports.items()}
 
-    say("1. A co-op sets up its node")
-    node_id = coop("init", str(node_dir), "--name", "Tax Law Co-op")
-    print(f"node id {node_id}")
-    admin = coop("member", "add", str(node_dir), "ada", "--admin")
-    member = coop("member", "add", str(node_dir), "ben")
-    print("added admin 'ada' and member 'ben' (each got a bearer token)")
+    say("1. Three co-ops set up their nodes and pin each other's keys")
+    ids = {}
+    for key, name in COOPS.items():
+        ids[key] = coop("init", str(roots[key]), "--name", name)
+        configure(roots[key], ports[key])
+        print(f"{name:<16} node id {ids[key][:16]}...  {urls[key]}")
+    for key in COOPS:
+        for other in COOPS:
+            if other != key:
+                coop("peers", "add", str(roots[key]), urls[other], "--key", ids[other])
+    admins = {key: coop("member", "add", str(roots[key]), "ada", "--admin") for key in COOPS}
+    member = coop("member", "add", str(roots["tax"]), "ben")
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = DEMO / "node.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "coop.node.cli", "serve", str(node_dir), "--port", str(port)],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env=ENV,
-        start_new_session=True,
-    )
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        wait_ready(url, proc, log)
-        print(f"serving on {url} (log: {log.relative_to(ROOT)})")
-
-        say("2. Members share chats (coop contribute)")
-        shares = [
-            ("openwebui-export.json", "good", ["--license", "CC-BY-4.0", "--tag", "open-webui"]),
-            (
-                "openwebui-chat.json",
-                "fail",
-                ["--license", "CC-BY-SA-4.0", "--correction", "See the fix."],
-            ),
-            (
-                "openwebui-export.ndjson",
-                "good",
-                ["--license", "CC0-1.0", "--ai-use", "train-ai=n;exceptions=cc-cr, search=y"],
-            ),
-            ("good-chat.txt", "good", ["--license", "CC0-1.0", "--attribution", "username"]),
-            (
-                "fail-chat.txt",
-                "fail",
-                ["--license", "CC-BY-SA-4.0", "--ai-use", "train-genai=n", "--note", "wrong sum"],
-            ),
-            ("messages.json", "good", ["--license", "CC-BY-4.0", "--scope", "federation"]),
-            ("quarantine-chat.txt", "fail", ["--license", "CC-BY-4.0"]),
-        ]
-        for name, label, extra in shares:
-            token = admin if name.startswith("openwebui") else member
-            out = coop(
-                "contribute", str(SAMPLES / name), "--node", url, "--token", token,
-                "--label", label, "--consent", *extra,
-            )  # fmt: skip
-            print(
-                f"{name} ({label}): "
-                + ", ".join(line.split()[0][-12:] + " " + line.split()[1] for line in out.splitlines())
+        for key in COOPS:
+            log = DEMO / f"{key}.log"
+            procs[key] = subprocess.Popen(
+                [sys.executable, "-m", "coop.node.cli", "serve", str(roots[key]), "--port", str(ports[key])],
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+                env=ENV,
+                start_new_session=True,
             )
+        for key in COOPS:
+            wait_ready(urls[key], procs[key], DEMO / f"{key}.log")
+        print("all three serving (logs in demo-data/*.log)")
 
-        say("3. The pipeline redacts personal data and quarantines what needs review")
-        report = httpx.post(
-            f"{url}/api/v1/admin/process", headers={"Authorization": f"Bearer {admin}"}
-        ).json()
-        print(f"processed now: {report}")
-        time.sleep(0.5)
-        for line in coop("quarantine", "list", str(node_dir)).splitlines():
-            print(f"quarantined: {line}")
+        say("2. Members share chats: good and fail, all three licences, an Open WebUI export")
+        tax, care, farm = urls["tax"], urls["care"], urls["farm"]
+        shares = [
+            (tax, admins["tax"], "openwebui-export.json", "good", ["--license", "CC-BY-4.0", "--tag", "open-webui"]),
+            (tax, admins["tax"], "openwebui-chat.json", "fail", ["--license", "CC-BY-SA-4.0", "--correction", "See the fix."]),
+            (tax, member, "openwebui-export.ndjson", "good", ["--license", "CC0-1.0", "--ai-use", "train-ai=n;exceptions=cc-cr, search=y"]),
+            (tax, member, "good-chat.txt", "good", ["--license", "CC0-1.0", "--attribution", "username"]),
+            (tax, member, "fail-chat.txt", "fail", ["--license", "CC-BY-SA-4.0", "--ai-use", "train-genai=n", "--note", "wrong sum"]),
+            (tax, member, "messages.json", "good", ["--scope", "node"]),
+            (tax, member, "quarantine-chat.txt", "fail", ["--license", "CC-BY-4.0"]),
+            (care, admins["care"], "messages.json", "good", ["--license", "CC-BY-4.0", "--scope", "federation"]),
+            (farm, admins["farm"], "good-chat.txt", "good", ["--license", "CC0-1.0"]),
+        ]  # fmt: skip
+        for url, token, name, label, extra in shares:
+            uids = share(url, token, name, label, *extra)
+            where = next(COOPS[k] for k, u in urls.items() if u == url)
+            print(f"{where:<16} {name} ({label}, {' '.join(extra[:2])}): {len(uids)} contribution(s)")
 
-        say("4. An admin cuts a release (coop release)")
-        version = coop("release", str(node_dir))
-        release_dir = node_dir / "releases" / version
-        for line in (release_dir / "SHA256SUMS").read_text().splitlines():
-            print(f"  {line}")
+        say("3. The pipelines redact personal data and quarantine what needs review")
+        for key in COOPS:
+            httpx.post(
+                f"{urls[key]}/api/v1/admin/process", headers={"Authorization": f"Bearer {admins[key]}"}
+            )
+        for line in coop("quarantine", "list", str(roots["tax"])).splitlines():
+            print(f"quarantined at {COOPS['tax']}: {line}")
 
-        say("5. Where to look")
-        print(f"  dataset card     {release_dir.relative_to(ROOT)}/README.md")
-        print(f"  load a bucket    datasets.load_dataset('{release_dir.relative_to(ROOT)}', 'cc-by-sa')")
-        print(f"  release (HTTP)   {url}/releases/{version}")
-        print(f"  robots.txt       {url}/robots.txt   (Content-Usage per bucket)")
-        print(f"  metrics          {url}/metrics      and: coop metrics {node_dir.relative_to(ROOT)}")
-        print(f"  retention        coop retention {node_dir.relative_to(ROOT)}")
-        print(f"  API schema       {url}/schema")
+        say("4. Each co-op cuts a release; each release produces a signed manifest")
+        for key in COOPS:
+            release = httpx.post(
+                f"{urls[key]}/api/v1/admin/releases", headers={"Authorization": f"Bearer {admins[key]}"}
+            ).json()
+            print(f"{COOPS[key]:<16} {release['name']}: {release['records']} public records")
+
+        say("5. Gossip: each node pulls the others' manifests and mirrors what it may")
+        expected = _expected_mirrors(urls, roots, ids)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _converged(urls, ids, expected):
+            time.sleep(0.5)
+        for key in COOPS:
+            origins = httpx.get(f"{urls[key]}/api/v1/federation/origins").json()
+            held = ", ".join(
+                f"{o['coop']} seq {o['seq']} ({o['mirrored']} mirrored)" for o in origins if not o["self"]
+            )
+            print(f"{COOPS[key]:<16} holds: {held}")
+        print(
+            "node-scope records stayed home; federation-scope ones were mirrored but never released publicly"
+        )
+        federated = coop("release", str(roots["farm"]), "--federated")
+        print(f"{COOPS['farm']} cut a federated release: demo-data/farm/releases/{federated}")
+
+        say("6. Where to look")
+        version_dir = roots["tax"] / "releases" / "v1"
+        print(f"  dataset card     {version_dir.relative_to(ROOT)}/README.md")
+        print(f"  load a bucket    datasets.load_dataset('{version_dir.relative_to(ROOT)}', 'cc-by-sa')")
+        print(f"  releases (HTTP)  {tax}/releases/v1   and {tax}/robots.txt (Content-Usage)")
+        print(f"  federation       {farm}/api/v1/federation/origins")
+        print(f"  metrics          {tax}/metrics  and: coop metrics {roots['tax'].relative_to(ROOT)}")
+        print(f"  audit log        coop audit show {roots['tax'].relative_to(ROOT)}")
+        print(f"  API schema       {tax}/schema")
         print()
-        print(coop("metrics", str(node_dir)))
+        print(coop("metrics", str(roots["tax"])))
         if os.environ.get("KEEP") == "1":
-            print(f"\nThe node keeps serving on {url}; Ctrl-C to stop.")
-            proc.wait()
+            print("\nThe nodes keep serving; Ctrl-C to stop.")
+            for proc in procs.values():
+                proc.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs.values():
             proc.wait(timeout=15)
-    print(f"\nThe node was stopped; serve it again with: coop serve {node_dir.relative_to(ROOT)}")
+    print("\nThe nodes were stopped; serve one again with: coop serve demo-data/tax")
     return 0
+
+
+def _expected_mirrors(urls: dict[str, str], roots: dict[str, Path], ids: dict[str, str]) -> dict[str, int]:
+    """How many records each origin lists in its manifests (what every peer should mirror)."""
+    out = {}
+    for key, url in urls.items():
+        origins = httpx.get(f"{url}/api/v1/federation/origins").json()
+        own = next(o for o in origins if o["self"])
+        out[ids[key]] = int(own["entries"])
+    return out
+
+
+def _converged(urls: dict[str, str], ids: dict[str, str], expected: dict[str, int]) -> bool:
+    for key, url in urls.items():
+        try:
+            origins: list[dict[str, Any]] = httpx.get(f"{url}/api/v1/federation/origins", timeout=5).json()
+        except httpx.TransportError:
+            return False
+        seen = {o["origin"]: o for o in origins}
+        for other, node_id in ids.items():
+            if other == key:
+                continue
+            if node_id not in seen or seen[node_id]["mirrored"] < expected[node_id]:
+                return False
+    return True
 
 
 if __name__ == "__main__":
