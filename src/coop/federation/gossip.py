@@ -38,7 +38,7 @@ from coop.federation.manifest import (
     bucket_roots,
     check_manifest,
 )
-from coop.governance import License, Scope, canonical_bytes, sha256_hex
+from coop.governance import License, Scope, sha256_hex
 
 __all__ = [
     "MIRRORABLE_LICENCES",
@@ -151,9 +151,16 @@ class BookStore(Protocol):
     def put_records(self, items: Sequence[tuple[str, Entry, bytes]]) -> None: ...
 
 
+_SORTED: Final = msgspec.json.Encoder(order="sorted")
+
+
 def digest_summary(digest: Mapping[str, DigestItem]) -> str:
-    """One hash for the whole digest: equal summaries mean nothing to exchange."""
-    return sha256_hex(canonical_bytes(dict(digest)))
+    """One hash for the whole digest: equal summaries mean nothing to exchange.
+
+    The digest holds only hex strings and small integers, so sorted msgspec output is
+    already canonical; it is computed on every exchange, without the validating walk.
+    """
+    return sha256_hex(_SORTED.encode(dict(digest)))
 
 
 def wants(
@@ -198,6 +205,8 @@ class Book:
         self.pinned = dict(pinned)  # origin -> the key it was pinned with (its id)
         self.store = store
         self.limits = limits
+        # Origins whose every mirrorable record is held: skipped until a new manifest comes.
+        self._complete: set[str] = set()
 
     # -- digests ------------------------------------------------------------------
 
@@ -350,6 +359,7 @@ class Book:
                 tombstones=m.tombstones,
             )
         )
+        self._complete.discard(m.origin)
         return Accepted(origin=m.origin, seq=m.seq, hash=item.hash)
 
     # -- records ----------------------------------------------------------------------
@@ -358,14 +368,17 @@ class Book:
         """Records this node may mirror and lacks: (origin, entry), bounded."""
         out: list[tuple[str, Entry]] = []
         for origin, head in sorted(self.store.heads().items()):
-            if origin == self.self_id or origin not in self.pinned or head.forked:
+            if origin == self.self_id or origin not in self.pinned or head.forked or origin in self._complete:
                 continue
             gone = self.store.tombstoned(origin)
             candidates = [
                 e for e in self.store.entries(origin).values() if mirrorable(e) and e.uid not in gone
             ]
             held = self.store.records([e.hash for e in candidates])
-            out += [(origin, e) for e in candidates if e.hash not in held]
+            missing = [(origin, e) for e in candidates if e.hash not in held]
+            if not missing:
+                self._complete.add(origin)
+            out += missing
             if len(out) >= limit:
                 break
         return out[:limit]

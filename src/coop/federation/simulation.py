@@ -286,6 +286,7 @@ class Federation:
     def rounds_until_converged(
         self, *, limit: int = 100, nodes: Iterable[SimNode] | None = None, records: bool = True
     ) -> int | None:
+        """Step until converged; the federation's round count then (None if ``limit`` steps did not do)."""
         group = list(nodes) if nodes is not None else None
         for _ in range(limit):
             if self.converged(group, records=records):

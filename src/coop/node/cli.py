@@ -606,6 +606,60 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return _with_node(args, run)
 
 
+# -- federated evaluation ------------------------------------------------------------------------
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from coop.node import evalrun
+
+    action = args.eval_action
+    if action == "keygen":
+        public = evalrun.keygen(Path(args.file))
+        if args.json:
+            _print_json({"public_key": public, "file": args.file})
+        else:
+            print(public)
+        return 0
+    if action == "request":
+        report_path = evalrun.request(args)
+        check = evalrun.verify(report_path, trust=None)
+        print(evalrun.markdown(report_path))
+        print(f"signed report: {report_path} (and {report_path.with_suffix('.md')})", file=sys.stderr)
+        return 0 if check else 9
+    if action == "verify":
+        check = evalrun.verify(Path(args.report), trust=args.trust)
+        if args.json:
+            _print_json({"ok": bool(check), "problems": check.problems})
+        elif check:
+            report = check.report
+            assert report is not None
+            print(
+                f"report verified: {len(report.answers)} co-ops, {report.aggregate.records} records;"
+                " every signature checks and the aggregate is the sum of the attestations"
+            )
+        else:
+            for problem in check.problems:
+                sys.stderr.write(f"coop: error: {problem}\n")
+        return 0 if check else 9
+
+    def run(node: Any) -> int:
+        if action == "requests":
+            items = node.evaluation.requests()
+            if args.json:
+                _print_json(items)
+            for item in [] if args.json else items:
+                print(
+                    f"{item.hash[:16]}  {item.status:<9} {item.task:<16} {_when(item.received_at)}  {item.purpose}"
+                )
+            return 0
+        full = next((r.hash for r in node.evaluation.requests() if r.hash.startswith(args.hash)), args.hash)
+        view = node.evaluation.decide(full, approve=action == "approve", admin=LOCAL_ADMIN)
+        print(f"{view.hash[:16]} {view.status}")
+        return 0
+
+    return _with_node(args, run)
+
+
 # -- commands against a running node ------------------------------------------------
 
 
@@ -923,6 +977,52 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("sync", cmd_sync, "Run one round of gossip with every peer now and report what moved.")
     p.add_argument("dir", metavar="DIR")
+
+    evaluation = sub.add_parser("eval", help="Federated evaluation with Flower.").add_subparsers(
+        dest="eval_action", required=True, parser_class=_Parser
+    )
+
+    def eval_cmd(name: str, help_text: str) -> argparse.ArgumentParser:
+        q = evaluation.add_parser(name, help=help_text, description=help_text)
+        q.set_defaults(fn=cmd_eval)
+        q.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        return q
+
+    q = eval_cmd("keygen", "Make a requester key (Ed25519, mode 0600); prints its public key.")
+    q.add_argument("file", metavar="FILE")
+    q = eval_cmd("request", "Build, sign and run an evaluation request; prints the signed report.")
+    q.add_argument("--key", required=True, metavar="FILE", help="the requester key (coop eval keygen)")
+    q.add_argument("--task", required=True, help="the evaluator, e.g. label-agreement")
+    q.add_argument("--model", required=True, metavar="FILE", help="the model artifact")
+    q.add_argument(
+        "--target", action="append", required=True, metavar="NODE_ID", help="a co-op to ask (repeat)"
+    )
+    q.add_argument("--purpose", required=True, help="one line members will read")
+    q.add_argument("--label", action="append", choices=["good", "fail"], help="only records with this label")
+    q.add_argument("--tag", action="append", help="only records with this tag")
+    q.add_argument("--language", action="append", help="only records in this language")
+    q.add_argument("--local-node", action="append", metavar="URL,TOKEN_FILE",
+                   help="simulation engine: a SuperNode for the node at URL (repeat)")  # fmt: skip
+    q.add_argument("--superlink", metavar="HOST:PORT", help="deployment engine: the SuperLink's control API")
+    q.add_argument("--root-certificates", metavar="FILE", help="TLS root certificate of the SuperLink")
+    q.add_argument(
+        "--shared-dir", metavar="DIR", help="deployment: a folder the ServerApp can read and write"
+    )
+    q.add_argument("--out", required=True, metavar="REPORT", help="where to write the signed report (.json)")
+    q.add_argument("--timeout", type=float, default=120.0)
+    q = eval_cmd("verify", "Check every signature of a report and that its aggregate adds up.")
+    q.add_argument("report", metavar="REPORT")
+    q.add_argument(
+        "--trust", action="append", metavar="NODE_ID", help="only these co-ops may attest (repeat)"
+    )
+    q = eval_cmd("requests", "Evaluation requests this node has seen.")
+    q.add_argument("dir", metavar="DIR")
+    for verb in ("approve", "refuse"):
+        q = eval_cmd(
+            verb, f"{verb.capitalize()} an evaluation request (when the eval policy needs an admin)."
+        )
+        q.add_argument("dir", metavar="DIR")
+        q.add_argument("hash", metavar="HASH", help="the request hash (a prefix will do)")
 
     p = add("retention", cmd_retention, "What the node holds and until when.")
     p.add_argument("dir", metavar="DIR")

@@ -26,6 +26,7 @@ from coop.node.collective import Actor, ProposalView, SettingsView
 from coop.node.config import Config
 from coop.node.contributions import BatchReport, Decision
 from coop.node.datadir import DataDir, Identity
+from coop.node.evaluation import Evaluation
 from coop.node.federation import FederationService
 from coop.node.intake.chat import Limits
 from coop.node.pipeline import Accepted, process_entry
@@ -73,6 +74,11 @@ class Node:
     def federation(self) -> FederationService:
         """This node's federation (its book of peers' manifests, its own manifests, gossip)."""
         return FederationService(self)
+
+    @functools.cached_property
+    def evaluation(self) -> Evaluation:
+        """This node's answers to federated evaluation requests."""
+        return Evaluation(self)
 
     def reload_identity(self) -> None:
         """After a key rotation: sign with the new key from now on."""

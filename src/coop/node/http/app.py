@@ -33,6 +33,7 @@ from coop.node.errors import (
     RateLimitedError,
 )
 from coop.node.http.auth import Authenticator
+from coop.node.http.evaluation import evaluation_handlers
 from coop.node.http.federation import federation_handlers
 from coop.node.http.governance import governance_handlers
 from coop.node.http.openapi import with_body
@@ -516,6 +517,7 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
             retention,
             *governance_handlers(node, signed_in, _require_json),
             *federation_handlers(node, signed_in),
+            *evaluation_handlers(node, signed_in),
         ],
         before_request=limit_ip,
         exception_handlers=exception_handlers(),

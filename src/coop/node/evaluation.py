@@ -1,0 +1,297 @@
+"""The node's local evaluation interface: where federated evaluation meets the data.
+
+Flower's ClientApp is code the *requester* ships; it never touches the data.
+It can only call this interface (a loopback-only, token-authenticated HTTP
+endpoint of ``coop serve``), and the node decides everything here: the
+request's signature and target, the quality freeze and embargo, the eval
+policy (allowlist, admin approval, minimum records, noise and budget), which
+records are eligible (accepted, not withdrawn, eval consent ``y``, matching
+the filters, whatever their scope), and which evaluator runs, inside the
+node.  Only integer statistics leave, in an attestation the node signs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+
+from coop.eval import (
+    ArtifactError,
+    Attestation,
+    Decline,
+    EvalError,
+    NodeAnswer,
+    Noise,
+    RequestProblem,
+    RequestRefusedError,
+    UnknownEvaluatorError,
+    VerifiedRequest,
+    add_noise,
+    budget_left,
+    get_evaluator,
+    open_request,
+    seal_attestation,
+)
+from coop.governance import Approval, NoiseKind, Record
+from coop.node.collective import audit
+from coop.node.errors import NotFoundError, StateError
+
+if TYPE_CHECKING:
+    from coop.node.runtime import Node
+
+__all__ = ["EvalRequestView", "Evaluation", "ensure_eval_token"]
+
+log = logging.getLogger("coop.eval")
+
+_RECORD: Final = msgspec.json.Decoder(Record)
+
+
+class EvalRequestView(msgspec.Struct, frozen=True):
+    hash: str
+    requester: str
+    task: str
+    purpose: str
+    model_sha256: str
+    received_at: int
+    status: str
+    decided_by: str | None
+
+
+def ensure_eval_token(path: Path) -> str:
+    """The secret the SuperNode presents to the local interface (created once, mode 0600)."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, secrets.token_urlsafe(32).encode())
+        finally:
+            os.close(fd)
+    return path.read_text(encoding="ascii").strip()
+
+
+class Evaluation:
+    """Answers evaluation requests for one node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.token_path = node.data.root / "keys" / "eval.token"
+        self.token = ensure_eval_token(self.token_path)
+        self.rng = random.Random(secrets.randbits(64))
+
+    def answer(self, envelope: bytes, artifact: bytes) -> NodeAnswer:
+        node_id = self.node.identity.node_id
+        now = self.node.now()
+        try:
+            verified = open_request(envelope, now=now, artifact=artifact)
+        except RequestRefusedError as exc:
+            reason = (
+                Decline.MODEL_HASH_MISMATCH
+                if exc.problem is RequestProblem.MODEL_HASH_MISMATCH
+                else Decline.BAD_REQUEST
+            )
+            return self._decline(None, reason, exc.message, now)
+        request = verified.request
+        self._remember(verified, now)
+        if node_id not in request.targets:
+            return self._decline(
+                verified, Decline.NOT_TARGETED, "this co-op is not named in the request", now
+            )
+        settings = self.node.settings().settings
+        policy = settings.eval_policy
+        if settings.quality_freeze:
+            return self._decline(verified, Decline.QUALITY_FREEZE, "the co-op's quality freeze is on", now)
+        if settings.embargo.whole:
+            return self._decline(verified, Decline.EMBARGO, "the co-op's embargo is on", now)
+        if policy.requester_allowlist and request.requester not in policy.requester_allowlist:
+            return self._decline(
+                verified, Decline.NOT_ALLOWED, "the requester is not on the co-op's allowlist", now
+            )
+        status = self._status(verified.hash)
+        if status == "refused":
+            return self._decline(
+                verified, Decline.NOT_ALLOWED, "an admin of the co-op refused this request", now
+            )
+        if policy.approval is Approval.ADMIN and status != "approved":
+            return self._decline(
+                verified,
+                Decline.AWAITING_APPROVAL,
+                f"an admin must approve request {verified.hash[:16]}",
+                now,
+            )
+        try:
+            evaluator = get_evaluator(request.task)
+        except UnknownEvaluatorError as exc:
+            return self._decline(verified, Decline.UNKNOWN_TASK, exc.message, now)
+        try:
+            model = evaluator.load(artifact)
+        except ArtifactError as exc:
+            return self._decline(verified, Decline.MALFORMED_ARTIFACT, exc.message, now)
+        records = list(self._eligible(verified))
+        if len(records) < policy.min_records:
+            detail = f"{len(records)} eligible records; the co-op answers from {policy.min_records}"
+            return self._decline(verified, Decline.TOO_FEW_RECORDS, detail, now)
+        cost = 0 if policy.noise is NoiseKind.NONE else policy.epsilon_milli
+        spent = self._spent(request.requester)
+        if cost and not budget_left(policy.budget_milli, spent, cost):
+            return self._decline(
+                verified, Decline.BUDGET_SPENT, "this requester's privacy budget is spent", now
+            )
+        try:
+            statistics = evaluator.statistics(model, records)
+        except (EvalError, Exception) as exc:  # a crashing evaluator is a decline, not a failed run
+            log.exception("evaluator %s failed", request.task)
+            return self._decline(
+                verified, Decline.EVALUATOR_FAILED, f"{type(exc).__name__}: {exc}"[:300], now
+            )
+        noisy = add_noise(
+            statistics,
+            evaluator.statistic_sensitivity(),
+            kind=policy.noise,
+            epsilon_milli=policy.epsilon_milli,
+            rng=self.rng,
+        )
+        attestation = Attestation(
+            node_id=node_id,
+            request_hash=verified.hash,
+            task=request.task,
+            model_sha256=request.model_sha256,
+            records=noisy.get("n", len(records)),
+            statistics=noisy,
+            noise=Noise(kind=policy.noise.value, epsilon_milli=cost),
+            issued_at=now,
+        )
+        sealed = seal_attestation(attestation, self.node.seed)
+
+        def write(conn: sqlite3.Connection) -> None:
+            if cost:
+                conn.execute(
+                    "INSERT INTO eval_budget (requester, spent_milli) VALUES (?, ?)"
+                    " ON CONFLICT (requester) DO UPDATE SET spent_milli = spent_milli + excluded.spent_milli",
+                    (request.requester, cost),
+                )
+            conn.execute(
+                "INSERT INTO eval_answers (request_hash, at, outcome, records, detail) VALUES (?, ?, 'answered', ?, NULL)",
+                (verified.hash, now, len(records)),
+            )
+            audit(
+                conn,
+                seed=self.node.seed,
+                at=now,
+                actor=f"requester {request.requester[:16]}",
+                action="eval.answer",
+                payload={
+                    "request": verified.hash,
+                    "task": request.task,
+                    "records": len(records),
+                    "noise": cost,
+                },
+            )
+
+        self.node.store.write(write)
+        log.info(
+            "answered evaluation %s (%s) over %d records", verified.hash[:16], request.task, len(records)
+        )
+        return NodeAnswer(node_id=node_id, attestation=sealed.decode())
+
+    def _decline(
+        self, verified: VerifiedRequest | None, reason: Decline, detail: str, now: int
+    ) -> NodeAnswer:
+        node_id = self.node.identity.node_id
+        log.warning(
+            "declined evaluation %s: %s (%s)", verified.hash[:16] if verified else "-", reason.value, detail
+        )
+        if verified is not None:
+            self.node.store.write(
+                lambda c: c.execute(
+                    "INSERT INTO eval_answers (request_hash, at, outcome, records, detail) VALUES (?, ?, ?, 0, ?)",
+                    (verified.hash, now, reason.value, detail),
+                )
+            )
+        return NodeAnswer(node_id=node_id, decline=reason, detail=detail)
+
+    def _remember(self, verified: VerifiedRequest, now: int) -> None:
+        request = verified.request
+        self.node.store.write(
+            lambda c: c.execute(
+                "INSERT OR IGNORE INTO eval_requests (hash, requester, task, purpose, model_sha256, envelope,"
+                " received_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+                (verified.hash, request.requester, request.task, request.purpose, request.model_sha256,
+                 verified.envelope, now),
+            )
+        )  # fmt: skip
+
+    def _status(self, digest: str) -> str | None:
+        row = self.node.store.read(
+            lambda c: c.execute("SELECT status FROM eval_requests WHERE hash = ?", (digest,)).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    def _spent(self, requester: str) -> int:
+        row = self.node.store.read(
+            lambda c: c.execute(
+                "SELECT spent_milli FROM eval_budget WHERE requester = ?", (requester,)
+            ).fetchone()
+        )
+        return 0 if row is None else int(row[0])
+
+    def _eligible(self, verified: VerifiedRequest) -> Iterator[Record]:
+        """Accepted or released, not withdrawn, eval consent y, outside any embargo, matching the filters."""
+        embargo = self.node.settings().settings.embargo
+        filters = verified.request.filters
+        rows = self.node.store.read(
+            lambda c: c.execute(
+                "SELECT t.record FROM contributions c JOIN contents t ON t.seq = c.seq"
+                " WHERE c.state IN ('accepted', 'released') AND c.eval = 'y' ORDER BY c.seq"
+            ).fetchall()
+        )
+        for (data,) in rows:
+            if data is None:
+                continue
+            record = _RECORD.decode(data)
+            if embargo.covers(tags=record.tags, language=record.language):
+                continue
+            if filters.matches(record):
+                yield record
+
+    # -- admins -------------------------------------------------------------------------------
+
+    def requests(self) -> list[EvalRequestView]:
+        rows = self.node.store.read(
+            lambda c: c.execute(
+                "SELECT hash, requester, task, purpose, model_sha256, received_at, status, decided_by"
+                " FROM eval_requests ORDER BY received_at DESC"
+            ).fetchall()
+        )
+        return [EvalRequestView(*row) for row in rows]
+
+    def decide(self, digest: str, *, approve: bool, admin: str) -> EvalRequestView:
+        now = self.node.now()
+
+        def write(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT status FROM eval_requests WHERE hash = ?", (digest,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no evaluation request {digest}", field="hash")
+            if row[0] != "pending":
+                raise StateError(f"request {digest[:16]} was already {row[0]}", field="hash")
+            status = "approved" if approve else "refused"
+            conn.execute(
+                "UPDATE eval_requests SET status = ?, decided_by = ? WHERE hash = ?", (status, admin, digest)
+            )
+            audit(
+                conn,
+                seed=self.node.seed,
+                at=now,
+                actor=admin,
+                action=f"eval.{status}",
+                payload={"request": digest},
+            )
+
+        self.node.store.write(write)
+        return next(r for r in self.requests() if r.hash == digest)
