@@ -28,11 +28,11 @@ from typing import Final
 
 import httpx
 import msgspec
-from coop.eval.evaluators import get as get_evaluator
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
+from coop.eval.evaluators import get as get_evaluator
 from coop.eval.report import Decline, NodeAnswer, build_report
 from coop.eval.request import open_request
 
@@ -166,16 +166,16 @@ def run_eval(grid: Grid, job: EvalJob, *, now: int) -> bytes:
     answers: dict[str, NodeAnswer] = {}
     by_flower = {flower_id: coop_id for coop_id, flower_id in targets.items()}
     for reply in grid.send_and_receive(messages, timeout=job.timeout) if messages else ():
-        coop_id = by_flower.get(reply.metadata.src_node_id)
+        sender = by_flower.get(reply.metadata.src_node_id)
         value = _reply_value(reply, "answer", "answer")
-        if coop_id is None or not isinstance(value, bytes):
+        if sender is None or not isinstance(value, bytes):
             continue
         try:
             answer = _ANSWER.decode(value)
         except (msgspec.DecodeError, msgspec.ValidationError):
             continue
-        if answer.node_id == coop_id:
-            answers[coop_id] = answer
+        if answer.node_id == sender:
+            answers[sender] = answer
     for coop_id in request.targets:
         if coop_id not in answers:
             detail = "no SuperNode serves this co-op" if coop_id not in targets else "no answer in time"

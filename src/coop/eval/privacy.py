@@ -1,11 +1,15 @@
 """Privacy guards a node applies to its answer: noise on the statistics and a budget per requester.
 
 Flower's SecAgg+ and DP wrappers cover training updates, not evaluation
-metrics, so the noise here is the node's own.  Each statistic gets Laplace
-noise of scale ``k * sensitivity / epsilon`` (the budget split evenly over
-the ``k`` statistics, basic composition) or Gaussian noise with
-``sigma = sqrt(2 ln(1.25/delta)) * k * sensitivity / epsilon``; results are
-rounded and clipped at zero, so they stay counts.  Randomness is passed in.
+metrics, so the noise here is the node's own.  Statistics form groups: every
+``hist_*`` key is one group (one record lands in exactly one bin, so the
+whole histogram moves by at most 1 in L1), every other key its own group.
+The budget is split evenly over the ``g`` groups (basic composition); each
+key gets Laplace noise of scale ``g * sensitivity / epsilon`` or Gaussian
+noise with ``sigma = sqrt(2 ln(1.25/delta)) * g * sensitivity / epsilon``,
+``sensitivity`` being its group's.  Results are rounded and clipped at zero
+so they stay counts (which biases small counts upwards: noise is for
+protection, not for precision).  Randomness is passed in.
 """
 
 from __future__ import annotations
@@ -39,16 +43,24 @@ def add_noise(
     if kind is NoiseKind.NONE:
         return dict(statistics)
     epsilon = epsilon_milli / 1000.0
-    k = max(len(statistics), 1)
+    groups: dict[str, int] = {}
+    for key in statistics:
+        group = _group(key)
+        groups[group] = max(groups.get(group, 1), sensitivity.get(key, 1))
+    g = max(len(groups), 1)
     noisy: dict[str, int] = {}
     for key, value in statistics.items():
-        scale = k * max(sensitivity.get(key, 1), 1) / epsilon
+        scale = g * groups[_group(key)] / epsilon
         if kind is NoiseKind.LAPLACE:
             delta = _laplace(rng, scale)
         else:
             delta = rng.gauss(0.0, math.sqrt(2 * math.log(1.25 / DELTA)) * scale)
         noisy[key] = max(0, round(value + delta))
     return noisy
+
+
+def _group(key: str) -> str:
+    return "hist" if key.startswith("hist_") else key
 
 
 def budget_left(budget_milli: int, spent_milli: int, cost_milli: int) -> bool:

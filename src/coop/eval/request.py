@@ -152,7 +152,9 @@ def open_request(data: bytes, *, now: int, artifact: bytes | None = None) -> Ver
             RequestProblem.EXPIRED, "the request is not valid now (expired or from the future)"
         )
     if not request.targets or any(not _HEX64.match(t) for t in request.targets):
-        raise RequestRefusedError(RequestProblem.MALFORMED, "a request names the co-ops it targets by node id")
+        raise RequestRefusedError(
+            RequestProblem.MALFORMED, "a request names the co-ops it targets by node id"
+        )
     if artifact is not None and (
         len(artifact) != request.model_bytes or hashlib.sha256(artifact).hexdigest() != request.model_sha256
     ):

@@ -994,10 +994,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--key", required=True, metavar="FILE", help="the requester key (coop eval keygen)")
     q.add_argument("--task", required=True, help="the evaluator, e.g. label-agreement")
     q.add_argument("--model", required=True, metavar="FILE", help="the model artifact")
-    q.add_argument(
-        "--target", action="append", required=True, metavar="NODE_ID", help="a co-op to ask (repeat)"
-    )
-    q.add_argument("--purpose", required=True, help="one line members will read")
+    q.add_argument("--target", action="append", metavar="NODE_ID", help="a co-op to ask (repeat)")
+    q.add_argument("--purpose", help="one line members will read")
+    q.add_argument("--resubmit", metavar="REQUEST", help="run a request signed before (REPORT.request.json)")
     q.add_argument("--label", action="append", choices=["good", "fail"], help="only records with this label")
     q.add_argument("--tag", action="append", help="only records with this tag")
     q.add_argument("--language", action="append", help="only records in this language")

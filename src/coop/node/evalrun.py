@@ -1,0 +1,215 @@
+"""Running federated evaluation from the command line: requester keys, requests, reports.
+
+``coop eval request`` builds and signs the request, then runs the Flower
+ServerApp on either engine: the **simulation** engine (one virtual SuperNode
+per ``--local-node URL,TOKEN_FILE``) or the **deployment** engine (``flwr
+run`` against a SuperLink; the SuperNodes next to each co-op's node).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Final
+
+import msgspec
+
+from coop.eval import (
+    EvalError,
+    Filters,
+    ReportCheck,
+    build_request,
+    get_evaluator,
+    render_markdown,
+    verify_report,
+)
+from coop.eval.flower import EvalJob, LocalEndpoint, make_client_app, make_server_app
+from coop.eval.report import REPORT_TYPE, Report
+from coop.governance import GovernanceError, public_key
+from coop.governance.envelope import open_envelope
+from coop.node.errors import InputError, StorageError
+
+__all__ = ["keygen", "markdown", "request", "verify"]
+
+_LIFETIME: Final = 86_400
+DEPLOY_APP: Final = Path(__file__).resolve().parents[3] / "deploy" / "flower-app"
+
+
+def keygen(path: Path) -> str:
+    """A new requester key (an Ed25519 seed, mode 0600); returns its public key."""
+    if path.exists():
+        raise InputError(f"{path} exists: a key is never overwritten", field="FILE")
+    seed = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, seed)
+    finally:
+        os.close(fd)
+    return public_key(seed).hex()
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        seed = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the key {path}: {exc.strerror}", field="--key") from None
+    if len(seed) != 32:
+        raise InputError(f"{path} is not a requester key (coop eval keygen)", field="--key")
+    return seed
+
+
+def request(args: argparse.Namespace) -> Path:
+    seed = _read_key(Path(args.key))
+    try:
+        artifact = Path(args.model).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the model {args.model}: {exc.strerror}", field="--model") from None
+    evaluator = get_evaluator(args.task)  # an unknown task is refused here, before anything is sent
+    evaluator.load(artifact)  # and so is a malformed artifact
+    filters = Filters(
+        labels=tuple(args.label or ()), tags=tuple(args.tag or ()), languages=tuple(args.language or ())
+    )
+    out = Path(args.out)
+    if args.resubmit:
+        # The same signed request again (say, once a co-op's admin has approved it).
+        try:
+            envelope = Path(args.resubmit).read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {args.resubmit}: {exc.strerror}", field="--resubmit") from None
+    else:
+        if not args.target or not args.purpose:
+            raise InputError("a new request names --target and --purpose", field="--target")
+        envelope = build_request(
+            seed=seed,
+            task=args.task,
+            model_name=Path(args.model).name,
+            artifact=artifact,
+            targets=args.target,
+            purpose=args.purpose,
+            filters=filters,
+            now=int(time.time()),
+            lifetime=_LIFETIME,
+            nonce=secrets.token_hex(12),
+        )
+    out.with_suffix(".request.json").write_bytes(envelope)
+    job = EvalJob(
+        request=envelope,
+        artifact=artifact,
+        signer_seed=seed,
+        timeout=args.timeout,
+        wait_for_nodes=len(args.local_node or ()),
+    )
+    if args.superlink:
+        report = _deployment(args, job)
+    elif args.local_node:
+        report = _simulation(job, [_endpoint(text) for text in args.local_node])
+    else:
+        raise InputError("name --local-node (simulation) or --superlink (deployment)", field="--superlink")
+    out.write_bytes(report)
+    check = verify_report(report, finalize=evaluator.finalize)
+    if check.report is not None:
+        out.with_suffix(".md").write_text(render_markdown(check.report), encoding="utf-8")
+    return out
+
+
+def _endpoint(text: str) -> LocalEndpoint:
+    url, _, token_file = text.partition(",")
+    if not url.startswith("http") or not token_file:
+        raise InputError("--local-node takes URL,TOKEN_FILE", field="--local-node")
+    try:
+        token = Path(token_file).read_text(encoding="ascii").strip()
+    except OSError as exc:
+        raise InputError(f"cannot read {token_file}: {exc.strerror}", field="--local-node") from None
+    return LocalEndpoint(url=url.rstrip("/"), token=token)
+
+
+def _simulation(job: EvalJob, endpoints: list[LocalEndpoint]) -> bytes:
+    """Flower's simulation engine (Ray): one virtual SuperNode per co-op node."""
+    from flwr.simulation import run_simulation
+
+    reports: list[bytes] = []
+
+    def endpoint_of(context: object) -> LocalEndpoint:
+        partition = int(context.node_config["partition-id"])  # type: ignore[attr-defined]
+        return endpoints[partition]
+
+    run_simulation(
+        server_app=make_server_app(job, reports.append),
+        client_app=make_client_app(endpoint_of),
+        num_supernodes=len(endpoints),
+        backend_config={
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": {"num_cpus": 2, "include_dashboard": False},
+        },
+    )
+    if not reports:
+        raise StorageError("the simulation ended without a report (see the Flower log above)")
+    return reports[0]
+
+
+def _deployment(args: argparse.Namespace, job: EvalJob) -> bytes:
+    """Flower's deployment engine: `flwr run` against the SuperLink, with our app."""
+    shared = Path(args.shared_dir) if args.shared_dir else Path(tempfile.mkdtemp(prefix="coop-eval-"))
+    shared.mkdir(parents=True, exist_ok=True)
+    files = {"request": job.request, "artifact": job.artifact, "signer": job.signer_seed}
+    paths = {}
+    for name, data in files.items():
+        path = shared / name
+        path.write_bytes(data)
+        path.chmod(0o600)
+        paths[name] = path
+    report_path = shared / "report.json"
+    report_path.unlink(missing_ok=True)
+    run_config = " ".join(
+        [
+            f"coop-request-file='{paths['request']}'",
+            f"coop-artifact-file='{paths['artifact']}'",
+            f"coop-signer-key-file='{paths['signer']}'",
+            f"coop-report-file='{report_path}'",
+            f"coop-timeout={job.timeout}",
+        ]
+    )
+    federation = f"address='{args.superlink}'"
+    if args.root_certificates:
+        federation += f" root-certificates='{Path(args.root_certificates).resolve()}'"
+    else:
+        federation += " insecure=true"
+    flwr = shutil.which("flwr") or str(Path(sys.executable).with_name("flwr"))
+    command = [flwr, "run", str(DEPLOY_APP), "--run-config", run_config, "--federation-config", federation]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        raise StorageError(f"flwr run failed: {(result.stderr or result.stdout).strip()[-400:]}")
+    deadline = time.monotonic() + job.timeout * 3
+    while time.monotonic() < deadline:
+        if report_path.exists():
+            return report_path.read_bytes()
+        time.sleep(1.0)
+    raise StorageError(f"no report from the SuperLink within {job.timeout * 3:g} s")
+
+
+def verify(path: Path, *, trust: list[str] | None) -> ReportCheck:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", field="REPORT") from None
+    try:
+        _, payload = open_envelope(data, payload_type=REPORT_TYPE, max_bytes=64 * 1024 * 1024)
+        task = msgspec.json.decode(payload, type=Report).task
+        finalize = get_evaluator(task).finalize
+    except (GovernanceError, EvalError, msgspec.DecodeError, msgspec.ValidationError):
+        finalize = None  # an unreadable report is verify_report's to describe
+    return verify_report(data, finalize=finalize, trusted_nodes=frozenset(trust) if trust else None)
+
+
+def markdown(path: Path) -> str:
+    check = verify(path, trust=None)
+    if check.report is None:
+        return "\n".join(check.problems)
+    return render_markdown(check.report)
