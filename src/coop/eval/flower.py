@@ -24,7 +24,7 @@ import base64
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 import httpx
 import msgspec
@@ -38,6 +38,7 @@ from coop.eval.request import open_request
 
 __all__ = [
     "EvalJob",
+    "EvalSource",
     "LocalEndpoint",
     "app_client",
     "app_server",
@@ -87,7 +88,15 @@ def endpoint_from_node_config(context: Context) -> LocalEndpoint:
     return LocalEndpoint(url=url.rstrip("/"), token=token)
 
 
-def make_client_app(endpoint_of: Callable[[Context], LocalEndpoint]) -> ClientApp:
+class EvalSource(Protocol):
+    """What a ClientApp can reach: its co-op node's identity and its answers (never records)."""
+
+    def identity(self) -> str: ...
+
+    def answer(self, request: bytes, artifact: bytes) -> bytes: ...
+
+
+def make_client_app(endpoint_of: Callable[[Context], EvalSource]) -> ClientApp:
     app = ClientApp()
 
     @app.query("coop_identify")
@@ -137,8 +146,13 @@ def _reply_value(reply: Message, record: str, key: str) -> bytes | str | None:
     return value if isinstance(value, bytes | str) else None
 
 
-def run_eval(grid: Grid, job: EvalJob, *, now: int) -> bytes:
-    """Ask the named co-ops, collect what they sign, and return the signed report."""
+def run_eval(
+    grid: Grid, job: EvalJob, *, now: int, observe: Callable[[Message], None] | None = None
+) -> bytes:
+    """Ask the named co-ops, collect what they sign, and return the signed report.
+
+    ``observe`` sees every reply as it arrives (tests inspect what left the nodes).
+    """
     verified = open_request(job.request, now=now, artifact=job.artifact)
     request = verified.request
     nodes = _nodes(grid, job)
@@ -150,6 +164,8 @@ def run_eval(grid: Grid, job: EvalJob, *, now: int) -> bytes:
     ]
     names: dict[int, str] = {}
     for reply in grid.send_and_receive(asks, timeout=job.timeout):
+        if observe is not None:
+            observe(reply)
         value = _reply_value(reply, "identity", "node_id")
         if isinstance(value, str):
             names[reply.metadata.src_node_id] = value
@@ -166,6 +182,8 @@ def run_eval(grid: Grid, job: EvalJob, *, now: int) -> bytes:
     answers: dict[str, NodeAnswer] = {}
     by_flower = {flower_id: coop_id for coop_id, flower_id in targets.items()}
     for reply in grid.send_and_receive(messages, timeout=job.timeout) if messages else ():
+        if observe is not None:
+            observe(reply)
         sender = by_flower.get(reply.metadata.src_node_id)
         value = _reply_value(reply, "answer", "answer")
         if sender is None or not isinstance(value, bytes):
