@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Final
 
 import msgspec
+import tomli_w
 
 from coop.eval import (
     EvalError,
@@ -27,6 +28,7 @@ from coop.eval import (
     ReportCheck,
     build_request,
     get_evaluator,
+    open_request,
     render_markdown,
     verify_report,
 )
@@ -98,13 +100,16 @@ def request(args: argparse.Namespace) -> Path:
             lifetime=_LIFETIME,
             nonce=secrets.token_hex(12),
         )
+    verified = open_request(
+        envelope, now=int(time.time()), artifact=artifact
+    )  # refuses a stale or mismatched one
     out.with_suffix(".request.json").write_bytes(envelope)
     job = EvalJob(
         request=envelope,
         artifact=artifact,
         signer_seed=seed,
         timeout=args.timeout,
-        wait_for_nodes=len(args.local_node or ()),
+        wait_for_nodes=len(args.local_node or ()) or len(verified.request.targets),
     )
     if args.superlink:
         report = _deployment(args, job)
@@ -174,16 +179,29 @@ def _deployment(args: argparse.Namespace, job: EvalJob) -> bytes:
             f"coop-signer-key-file='{paths['signer']}'",
             f"coop-report-file='{report_path}'",
             f"coop-timeout={job.timeout}",
+            f"coop-wait-for-nodes={job.wait_for_nodes}",
         ]
     )
-    federation = f"address='{args.superlink}'"
+    # `flwr run APP CONNECTION` reads the SuperLink connection from FLWR_HOME/config.toml.
+    home = shared / "flwr-home"
+    home.mkdir(exist_ok=True)
+    connection: dict[str, object] = {"address": args.superlink}
     if args.root_certificates:
-        federation += f" root-certificates='{Path(args.root_certificates).resolve()}'"
+        connection["root-certificates"] = str(Path(args.root_certificates).resolve())
     else:
-        federation += " insecure=true"
+        connection["insecure"] = True
+    (home / "config.toml").write_text(
+        tomli_w.dumps({"superlink": {"default": "coop", "coop": connection}}), encoding="utf-8"
+    )
     flwr = shutil.which("flwr") or str(Path(sys.executable).with_name("flwr"))
-    command = [flwr, "run", str(DEPLOY_APP), "--run-config", run_config, "--federation-config", federation]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    command = [flwr, "run", str(DEPLOY_APP), "coop", "--run-config", run_config]
+    env = {
+        **os.environ,
+        "FLWR_HOME": str(home),
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+    }
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, env=env)
     if result.returncode != 0:
         raise StorageError(f"flwr run failed: {(result.stderr or result.stdout).strip()[-400:]}")
     deadline = time.monotonic() + job.timeout * 3
