@@ -171,7 +171,33 @@ def main() -> int:
         federated = coop("release", str(roots["farm"]), "--federated")
         print(f"{COOPS['farm']} cut a federated release: demo-data/farm/releases/{federated}")
 
-        say("6. Where to look")
+        say("6. A model builder asks the federation to evaluate a model (Flower, simulation engine)")
+        for key in ("tax", "care"):
+            coop("settings", "set", str(roots[key]), "eval_policy.min_records=1")
+        builder = DEMO / "builder"
+        builder.mkdir()
+        coop("eval", "keygen", str(builder / "requester.key"))
+        model = builder / "reward-model.npz"
+        model.write_bytes(_demo_model())
+        args = ["eval", "request", "--key", str(builder / "requester.key"), "--task", "label-agreement"]
+        args += [
+            "--model",
+            str(model),
+            "--purpose",
+            "Does our reward model agree with co-op members' labels?",
+        ]
+        args += ["--out", str(builder / "report.json"), "--timeout", "120"]
+        for key in COOPS:
+            args += [
+                "--target",
+                ids[key],
+                "--local-node",
+                f"{urls[key]},{roots[key] / 'keys' / 'eval.token'}",
+            ]
+        print(coop(*args))
+        print(coop("eval", "verify", str(builder / "report.json")))
+
+        say("7. Where to look")
         version_dir = roots["tax"] / "releases" / "v1"
         print(f"  dataset card     {version_dir.relative_to(ROOT)}/README.md")
         print(f"  load a bucket    datasets.load_dataset('{version_dir.relative_to(ROOT)}', 'cc-by-sa')")
@@ -180,6 +206,7 @@ def main() -> int:
         print(f"  metrics          {tax}/metrics  and: coop metrics {roots['tax'].relative_to(ROOT)}")
         print(f"  audit log        coop audit show {roots['tax'].relative_to(ROOT)}")
         print(f"  API schema       {tax}/schema")
+        print("  eval report      demo-data/builder/report.json (signed) and report.md")
         print()
         print(coop("metrics", str(roots["tax"])))
         if os.environ.get("KEEP") == "1":
@@ -196,6 +223,16 @@ def main() -> int:
             proc.wait(timeout=15)
     print("\nThe nodes were stopped; serve one again with: coop serve demo-data/tax")
     return 0
+
+
+def _demo_model() -> bytes:
+    """A tiny good/fail classifier, as a model builder would ship one."""
+    from coop.eval import build_label_agreement_model
+
+    good = ["thanks that works", "clear and correct answer", "helpful explanation", "exactly right"]
+    fail = ["that is wrong", "the sum is incorrect", "error in the answer", "this does not work"]
+    examples = [(text, True) for text in good] + [(text, False) for text in fail]
+    return build_label_agreement_model(examples * 10, dim=1024, seed=1)
 
 
 def _expected_mirrors(urls: dict[str, str], roots: dict[str, Path], ids: dict[str, str]) -> dict[str, int]:

@@ -77,6 +77,7 @@ class Attestation(msgspec.Struct, frozen=True, kw_only=True):
     statistics: dict[str, int]
     noise: Noise
     issued_at: int
+    coop: str = ""  # the co-op's name, for people reading the report
 
 
 class NodeAnswer(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +87,7 @@ class NodeAnswer(msgspec.Struct, frozen=True, kw_only=True):
     attestation: str | None = None  # the DSSE envelope as text, exactly as the node signed it
     decline: Decline | None = None
     detail: str | None = None
+    coop: str = ""
 
 
 class Aggregate(msgspec.Struct, frozen=True):
@@ -240,6 +242,12 @@ def _request_payload(envelope_text: str) -> bytes:
     return payload
 
 
+def _coop_name(answer: NodeAnswer) -> str:
+    if answer.attestation is not None:
+        return open_attestation(answer.attestation.encode())[0].coop
+    return answer.coop
+
+
 def render_markdown(report: Report, names: Mapping[str, str] | None = None) -> str:
     """The report for people: what was asked, who answered, the numbers."""
     names = names or {}
@@ -256,8 +264,9 @@ def render_markdown(report: Report, names: Mapping[str, str] | None = None) -> s
         "| co-op | answered | records | reason if declined | noise |",
         "| --- | --- | --- | --- | --- |",
     ]
+    labels = {a.node_id: names.get(a.node_id) or _coop_name(a) or a.node_id[:16] for a in report.answers}
     for answer in report.answers:
-        label = names.get(answer.node_id, answer.node_id[:16])
+        label = labels[answer.node_id]
         noise = report.noise.get(answer.node_id)
         noise_text = (
             "-"
@@ -275,7 +284,7 @@ def render_markdown(report: Report, names: Mapping[str, str] | None = None) -> s
         "",
         "## Metrics",
         "",
-        "| metric | aggregate | " + " | ".join(names.get(n, n[:8]) for n in report.per_node) + " |",
+        "| metric | aggregate | " + " | ".join(labels.get(n, n[:8]) for n in report.per_node) + " |",
     ]
     lines.append("| --- | --- | " + " | ".join("---" for _ in report.per_node) + " |")
     for metric, value in report.aggregate.metrics.items():

@@ -166,6 +166,7 @@ class Evaluation:
             statistics=noisy,
             noise=Noise(kind=policy.noise.value, epsilon_milli=cost),
             issued_at=now,
+            coop=self.node.config.node.name,
         )
         sealed = seal_attestation(attestation, self.node.seed)
 
@@ -214,7 +215,7 @@ class Evaluation:
                     (verified.hash, now, reason.value, detail),
                 )
             )
-        return NodeAnswer(node_id=node_id, decline=reason, detail=detail)
+        return NodeAnswer(node_id=node_id, decline=reason, detail=detail, coop=self.node.config.node.name)
 
     def _remember(self, verified: VerifiedRequest, now: int) -> None:
         request = verified.request
