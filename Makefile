@@ -8,6 +8,7 @@ export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_UPDATE_CHECK := 1
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
+export RAY_USAGE_STATS_ENABLED := 0
 
 .PHONY: demo test gate bench clean venv
 

@@ -139,6 +139,10 @@ def _simulation(job: EvalJob, endpoints: list[LocalEndpoint]) -> bytes:
     """Flower's simulation engine (Ray): one virtual SuperNode per co-op node."""
     from flwr.simulation import run_simulation
 
+    # Nothing of a run leaves this machine: no telemetry, no update checks, no usage stats.
+    for name in ("FLWR_TELEMETRY_ENABLED", "FLWR_DISABLE_UPDATE_CHECK", "RAY_USAGE_STATS_ENABLED"):
+        os.environ.setdefault(name, "1" if name == "FLWR_DISABLE_UPDATE_CHECK" else "0")
+
     reports: list[bytes] = []
 
     def endpoint_of(context: object) -> LocalEndpoint:
