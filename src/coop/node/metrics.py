@@ -2,9 +2,12 @@
 
 The stages follow the record-generation model: E eligible -> C captured ->
 S share prompt shown -> A consent -> T transform ok -> P published.  The node
-counts C, A and S from its contributions (no extra write on the intake path)
-and T and P as they happen; an integration reports E and S (and C for chats
-it captured but the member did not send) through the events endpoint.
+counts C and A from its contributions (no extra write on the intake path) and
+T and P as they happen.  S is counted only from the events an integration
+reports (one per prompt shown, whether the member then shares or not), so a
+prompted share is never counted twice; a contribution's own ``prompt_shown``
+flag only marks its source as prompted.  An integration also reports E (and C
+for chats it captured but the member did not send) through the events endpoint.
 """
 
 from __future__ import annotations
@@ -45,13 +48,12 @@ def collect(conn: sqlite3.Connection, *, now: int) -> MetricsReport:
     ):
         stages.setdefault(channel, {s.value: 0 for s in STAGE_ORDER})[stage] = int(n)
     # Every stored contribution was captured with consent; a rectification is not a new one.
-    for channel, n, shown in conn.execute(
-        "SELECT channel, count(*), sum(prompt_shown) FROM contributions WHERE supersedes IS NULL GROUP BY channel"
+    for channel, n in conn.execute(
+        "SELECT channel, count(*) FROM contributions WHERE supersedes IS NULL GROUP BY channel"
     ):
         counts = stages.setdefault(channel, {s.value: 0 for s in STAGE_ORDER})
         counts[Stage.CAPTURED.value] += int(n)
         counts[Stage.CONSENT.value] += int(n)
-        counts[Stage.PROMPT_SHOWN.value] += int(shown or 0)
     yields: dict[str, dict[str, float | None]] = {}
     for channel, counts in stages.items():
         yields[channel] = {}
