@@ -150,6 +150,37 @@ def audit_entries(conn: sqlite3.Connection, *, after: int = 0, limit: int | None
     return [_entry(row) for row in rows]
 
 
+def recent_entries(conn: sqlite3.Connection, *, limit: int = 20) -> list[AuditEntry]:
+    """The newest entries first (what the admin page shows)."""
+    rows = conn.execute(
+        f"SELECT {_AUDIT_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT ?", (limit,)
+    ).fetchall()
+    return [_entry(row) for row in rows]
+
+
+def last_changes(conn: sqlite3.Connection, *, scan: int = 2000) -> dict[str, AuditEntry]:
+    """For each setting class, the latest audited change to it: who flipped it, when and how."""
+    found: dict[str, AuditEntry] = {}
+    rows = conn.execute(
+        f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE action IN ('settings.change', 'settings.init')"
+        " ORDER BY seq DESC LIMIT ?",
+        (scan,),
+    )
+    for row in rows:
+        entry = _entry(row)
+        changes = entry.payload.get("changes") if isinstance(entry.payload, dict) else None
+        classes = (
+            [c.value for c in SettingClass]
+            if entry.action == "settings.init" or not isinstance(changes, dict)
+            else [c.value for c in changed_classes(changes)]
+        )
+        for name in classes:
+            found.setdefault(name, entry)
+        if len(found) == len(SettingClass):
+            break
+    return found
+
+
 def _iter_entries(conn: sqlite3.Connection) -> Iterator[AuditEntry]:
     # ORDER BY rowid, not seq: a reordered table must show up as reordered.
     for row in conn.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit_log ORDER BY rowid"):

@@ -22,6 +22,7 @@ from coop.node.errors import ConflictError, NotFoundError, StateError
 from coop.node.pipeline import Accepted, Outcome, Quarantined
 from coop.node.store import next_tick
 from coop.node.submission import ContributionState, Submission
+from coop.node.web.catalog import unindex
 
 __all__ = [
     "BatchReport",
@@ -367,6 +368,7 @@ def withdraw_contribution(
         (now, now, left_tick, seq),
     )
     _erase(conn, seq)
+    unindex(conn, seq)
     if state.live:
         conn.execute(
             "INSERT OR IGNORE INTO tombstones (uid, at, reason) VALUES (?, ?, 'withdrawn')",
@@ -433,6 +435,7 @@ def edit_contribution(
             (now, now, new_uid, next_tick(conn), seq),
         )
         _erase(conn, seq)
+        unindex(conn, seq)
         conn.execute(
             "INSERT OR IGNORE INTO tombstones (uid, at, reason, replaced_by) VALUES (?, ?, 'rectified', ?)",
             (uid, now, new_uid),

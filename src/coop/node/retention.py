@@ -31,13 +31,20 @@ class RetentionItem(msgspec.Struct, frozen=True):
 class PurgeReport(msgspec.Struct, frozen=True):
     security_events: int
     idempotency_keys: int
+    web_sessions: int = 0
+    web_uploads: int = 0
 
 
 def purge(conn: sqlite3.Connection, *, now: int, config: RetentionConfig) -> PurgeReport:
     cutoff = now - config.security_days * _DAY
     events = conn.execute("DELETE FROM security_events WHERE at < ?", (cutoff,)).rowcount
     keys = conn.execute("DELETE FROM idempotency WHERE created_at < ?", (cutoff,)).rowcount
-    return PurgeReport(security_events=events, idempotency_keys=keys)
+    # Sign-in sessions and uploaded exports waiting for the member's choice keep their own expiry.
+    sessions = conn.execute("DELETE FROM web_sessions WHERE expires_at < ?", (now,)).rowcount
+    uploads = conn.execute("DELETE FROM web_uploads WHERE expires_at < ?", (now,)).rowcount
+    return PurgeReport(
+        security_events=events, idempotency_keys=keys, web_sessions=sessions, web_uploads=uploads
+    )
 
 
 def report(conn: sqlite3.Connection, *, now: int, config: Config) -> list[RetentionItem]:
@@ -64,6 +71,18 @@ def report(conn: sqlite3.Connection, *, now: int, config: Config) -> list[Retent
         "SELECT count(*), min(created_at) FROM idempotency",
         f"purged automatically after {days} days",
         days * _DAY,
+    )
+    add(
+        "web sign-in sessions",
+        "SELECT count(*), min(expires_at) FROM web_sessions",
+        "each ends 30 days after sign-in, or at sign-out",
+        0,
+    )
+    add(
+        "uploaded exports not yet shared",
+        "SELECT count(*), min(expires_at) FROM web_uploads",
+        "deleted an hour after upload",
+        0,
     )
     for state, rule in (
         (

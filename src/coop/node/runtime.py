@@ -41,6 +41,7 @@ from coop.node.submission import (
     apply_edit,
     build_submission,
 )
+from coop.node.web import catalog
 
 __all__ = ["Node"]
 
@@ -322,6 +323,16 @@ class Node:
     def retention_report(self) -> list[retention.RetentionItem]:
         now = self.now()
         return self.store.read(lambda c: retention.report(c, now=now, config=self.config))
+
+    def index_catalog(self, *, max_batches: int = 50, batch: int = 2000) -> int:
+        """Add newly released records to the public catalogue, a batch per transaction."""
+        total = 0
+        for _ in range(max_batches):
+            added = self.store.write(lambda c: catalog.index_released(c, limit=batch))
+            total += added
+            if added < batch:
+                break
+        return total
 
     def metrics(self) -> metrics.MetricsReport:
         now = self.now()

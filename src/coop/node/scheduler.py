@@ -1,4 +1,4 @@
-"""The background work of a serving node: the pipeline and the retention purge.
+"""The background work of a serving node: the pipeline, the public catalogue and the retention purge.
 
 The scheduler holds the processor lock for the life of the server (so a
 ``coop process`` run alongside is refused, not interleaved), processes the
@@ -95,6 +95,8 @@ class Scheduler:
             try:
                 report = await asyncio.to_thread(self.node.process_pending)
                 busy = bool(report.accepted or report.quarantined or report.duplicate or report.skipped)
+                indexed = await asyncio.to_thread(self.node.index_catalog)
+                busy = busy or indexed > 0
                 closed = await asyncio.to_thread(self.node.close_expired_proposals)
                 if closed:
                     log.info("proposals closed at the end of their voting time: %s", closed)

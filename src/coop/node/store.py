@@ -25,7 +25,9 @@ __all__ = [
     "add_member",
     "ensure_external_member",
     "integration_by_key",
+    "member_by_name",
     "member_by_token",
+    "member_from_row",
     "next_tick",
 ]
 
@@ -99,7 +101,7 @@ def next_tick(conn: sqlite3.Connection) -> int:
 _MEMBER_COLUMNS = "id, name, role, provider, contributor_hash"
 
 
-def _member(row: tuple[int, str, str, str, str]) -> Member:
+def member_from_row(row: tuple[int, str, str, str, str]) -> Member:
     return Member(id=row[0], name=row[1], role=Role(row[2]), provider=row[3], contributor_hash=row[4])
 
 
@@ -146,7 +148,7 @@ def ensure_external_member(
         (provider, external_id),
     ).fetchone()
     if row:
-        return _member(row)
+        return member_from_row(row)
     chash = contributor_hash(salt, provider, external_id)
     base = (name or "").strip()[:48] or f"{provider}-{chash[:8]}"
     if base.lower().startswith(ANONYMOUS_PREFIX):
@@ -169,12 +171,12 @@ def member_by_token(conn: sqlite3.Connection, token: str) -> Member | None:
     row = conn.execute(
         f"SELECT {_MEMBER_COLUMNS} FROM members WHERE token_hash = ?", (hash_secret(token),)
     ).fetchone()
-    return None if row is None else _member(row)
+    return None if row is None else member_from_row(row)
 
 
 def member_by_name(conn: sqlite3.Connection, name: str) -> Member | None:
     row = conn.execute(f"SELECT {_MEMBER_COLUMNS} FROM members WHERE name = ?", (name,)).fetchone()
-    return None if row is None else _member(row)
+    return None if row is None else member_from_row(row)
 
 
 def add_integration(conn: sqlite3.Connection, *, name: str, now: int) -> tuple[Integration, str]:

@@ -1,4 +1,4 @@
-"""The node's HTTP API (litestar): intake, the member's data rights, admin review, releases.
+"""The node's HTTP API (litestar): intake, the member's data rights, admin review, releases; and its web pages.
 
 Bodies are decoded here with prebuilt msgspec decoders (faster than the
 framework's own binding, and every error names its field); all errors leave
@@ -54,6 +54,8 @@ from coop.node.runtime import Node
 from coop.node.scheduler import Scheduler
 from coop.node.store import ensure_external_member
 from coop.node.submission import ContributionRequest, EditRequest, IngestRequest, Submission
+from coop.node.web.pages import web_handlers
+from coop.node.web.render import template_config
 
 __all__ = ["create_app"]
 
@@ -264,16 +266,13 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         submission, notices = node.build_submission(data, channel=Channel.API, member=member)
         return await _store(request, member, submission, notices, f"m{member.id}", body)
 
-    async def _store(
+    async def store_contribution(
         request: Request[Any, Any, Any],
         member: Member | Callable[[sqlite3.Connection], Member],
         submission: Submission,
-        notices: tuple[str, ...],
-        idempotency_scope: str,
-        body: bytes,
-    ) -> Response[bytes]:
+        idem: Idempotency | None,
+    ) -> contrib.InsertResult:
         """Store a validated contribution; ``member`` may be resolved inside the same transaction."""
-        idem = _idempotency(request, idempotency_scope, body)
         uid = uuid7()
         now = node.now()
         client = _client(request)
@@ -296,6 +295,18 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
             result = await node.store.awrite(write)
         if result.created:
             scheduler.poke()
+        return result
+
+    async def _store(
+        request: Request[Any, Any, Any],
+        member: Member | Callable[[sqlite3.Connection], Member],
+        submission: Submission,
+        notices: tuple[str, ...],
+        idempotency_scope: str,
+        body: bytes,
+    ) -> Response[bytes]:
+        idem = _idempotency(request, idempotency_scope, body)
+        result = await store_contribution(request, member, submission, idem)
         return _json(
             {
                 "uid": result.uid,
@@ -478,6 +489,8 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         signed_in(request, admin=True)
         return _json(node.retention_report())
 
+    web, html_error = web_handlers(node, store=store_contribution, poke=scheduler.poke)
+
     async def start() -> None:
         if background:
             scheduler.start()
@@ -518,9 +531,11 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
             *governance_handlers(node, signed_in, _require_json),
             *federation_handlers(node, signed_in),
             *evaluation_handlers(node, signed_in),
+            *web,
         ],
         before_request=limit_ip,
-        exception_handlers=exception_handlers(),
+        exception_handlers=exception_handlers(html_error),
+        template_config=template_config(),
         request_max_body_size=cfg.limits.max_body_bytes,
         on_startup=[start],
         on_shutdown=[stop],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -33,7 +34,14 @@ from coop.node.errors import (
     UnsupportedFormatError,
 )
 
-__all__ = ["PROBLEM_JSON", "decode_body", "exception_handlers", "problem_response"]
+__all__ = [
+    "PROBLEM_JSON",
+    "HtmlRenderer",
+    "classify",
+    "decode_body",
+    "exception_handlers",
+    "problem_response",
+]
 
 log = logging.getLogger("coop.http")
 
@@ -85,15 +93,19 @@ def problem_response(
     return Response(_ENCODER.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def classify(exc: NodeError | GovernanceError) -> tuple[int, str, str]:
+    """The status, type slug and title of a node's error (the web pages show the same)."""
+    if isinstance(exc, PolicyError):
+        return 409, "refused-by-policy", "Refused by the co-op's settings"
+    if isinstance(exc, GovernanceError):
+        return 422, "invalid-field", "Invalid request"
+    return next((s, g, t) for k, s, g, t in _MAP if isinstance(exc, k))
+
+
 def _node_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     assert isinstance(exc, NodeError | GovernanceError)
     headers: dict[str, str] = {}
-    if isinstance(exc, PolicyError):
-        status, slug, title = 409, "refused-by-policy", "Refused by the co-op's settings"
-    elif isinstance(exc, GovernanceError):
-        status, slug, title = 422, "invalid-field", "Invalid request"
-    else:
-        status, slug, title = next((s, g, t) for k, s, g, t in _MAP if isinstance(exc, k))
+    status, slug, title = classify(exc)
     detail = exc.message
     if isinstance(exc, RateLimitedError):
         headers["Retry-After"] = str(exc.retry_after)
@@ -190,14 +202,48 @@ def _federation_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
     )
 
 
-def exception_handlers() -> dict[int | type[Exception], Any]:
-    return {
+HtmlRenderer = Callable[[Request[Any, Any, Any], dict[str, Any]], Response[Any]]
+_MACHINE_PATHS: Final = ("/api/", "/federation/", "/schema")
+
+
+def _wants_html(request: Request[Any, Any, Any]) -> bool:
+    """A person's browser asking for a page (never an API client, whatever it accepts)."""
+    if request.url.path.startswith(_MACHINE_PATHS):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def exception_handlers(html: HtmlRenderer | None = None) -> dict[int | type[Exception], Any]:
+    """Problem details for every error; with ``html``, a browser gets the same problem as a page."""
+    handlers: dict[type[Exception], Callable[[Request[Any, Any, Any], Exception], Response[bytes]]] = {
         FederationError: _federation_error,
         NodeError: _node_error,
         GovernanceError: _node_error,
         HTTPException: _http_error,
         Exception: _unexpected,
     }
+    if html is None:
+        return {kind: handler for kind, handler in handlers.items()}
+    renderer = html
+
+    def as_page(
+        handler: Callable[[Request[Any, Any, Any], Exception], Response[bytes]],
+    ) -> Callable[[Request[Any, Any, Any], Exception], Response[Any]]:
+        def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+            response = handler(request, exc)
+            if not _wants_html(request):
+                return response
+            problem: dict[str, Any] = msgspec.json.decode(response.content)
+            page = renderer(request, problem)
+            page.status_code = response.status_code
+            for name, value in response.headers.items():
+                if name.lower() != "content-type":
+                    page.headers[name] = value
+            return page
+
+        return handle
+
+    return {kind: as_page(handler) for kind, handler in handlers.items()}
 
 
 def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:

@@ -1,0 +1,362 @@
+"""The web front in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+One member's whole journey, against a real node process: share a chat from an
+Open WebUI export after seeing what the redactor replaces -> find it in My data
+-> an admin processes and releases it -> anyone finds it in the public browser
+and on the leaderboard -> the member withdraws it -> the next release leaves it
+out.  Each page is checked with axe-core for serious accessibility problems and
+saved as a screenshot (test artifacts, in ``$COOP_ARTIFACTS`` or
+``build/screenshots``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from harness import add_member, init_node, running
+from nodeproc import NodeProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+REPO = Path(__file__).resolve().parents[2]
+EXPORT = REPO / "samples" / "openwebui-export.json"
+LANDLORD_CHAT = "Email to landlord about a leaking radiator"
+LANDLORD_EMAIL = "tom.baker@example.com"
+ARTIFACTS = Path(os.environ.get("COOP_ARTIFACTS", REPO / "build" / "screenshots"))
+CHROMIUM = os.environ.get("COOP_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+
+PUBLIC_PAGES = (
+    "/",
+    "/datasets",
+    "/browse",
+    "/leaderboards",
+    "/bounties",
+    "/federation",
+    "/governance",
+    "/terms",
+    "/faq",
+)
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright is not installed (pip install -e '.[dev]')"
+)
+axe_module = pytest.importorskip("axe_playwright_python.sync_playwright")
+
+
+@dataclass(frozen=True)
+class Site:
+    process: NodeProcess
+    member_token: str
+    admin_token: str
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    root = init_node(tmp_path_factory.mktemp("web") / "node")
+    member = add_member(root, "robin")
+    admin = add_member(root, "ada", admin=True)
+    with running(root) as process:
+        yield Site(process, member, admin)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(
+            f"Chromium is not installed at {CHROMIUM}: `make test` installs Debian's chromium with apt-get "
+            "when it runs as root; install it (apt-get install chromium) or set COOP_CHROMIUM"
+        )
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+def shoot(page: Any, shots: Path, name: str) -> None:
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
+def accessible(page: Any) -> None:
+    """No serious or critical axe-core violation on the page as it is now."""
+    results = axe_module.Axe().run(page)
+    bad = [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not bad, f"{page.url}: " + "; ".join(bad)
+
+
+def sign_in(page: Any, site: Site, token: str, start: str) -> None:
+    page.goto(f"{site.process.url}{start}")
+    assert "/login" in page.url, "a page for members sends a stranger to sign in"
+    page.get_by_label("Member token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(re.escape(start.split("?")[0])))
+
+
+def confirm_dialogs(page: Any) -> None:
+    page.on("dialog", lambda dialog: dialog.accept())
+
+
+def release_summary(site: Site, name: str) -> dict[str, Any]:
+    response = httpx.get(f"{site.process.url}/releases/{name}")
+    assert response.status_code == 200, response.text
+    summary: dict[str, Any] = response.json()
+    return summary
+
+
+def release_text(site: Site, summary: dict[str, Any], *, tombstones: bool = False) -> str:
+    """The record files of a release (or its list of withdrawn records), as text."""
+    out = []
+    for entry in summary["files"]:
+        if entry["path"].endswith(".jsonl") and ("tombstone" in entry["path"]) == tombstones:
+            out.append(httpx.get(f"{site.process.url}/releases/{summary['name']}/{entry['path']}").text)
+    return "\n".join(out)
+
+
+def test_a_member_shares_from_an_export_and_withdraws_it_again(site: Site, browser: Any, shots: Path) -> None:
+    member = browser.new_context(viewport={"width": 1200, "height": 900})
+    admin = browser.new_context(viewport={"width": 1200, "height": 900})
+    public = browser.new_context(viewport={"width": 1200, "height": 900})
+    try:
+        me = member.new_page()
+        confirm_dialogs(me)
+        sign_in(me, site, site.member_token, "/contribute")
+        accessible(me)
+        shoot(me, shots, "contribute")
+
+        # Upload the export: three chats, the member picks one.
+        me.set_input_files("#export", str(EXPORT))
+        me.get_by_role("button", name="Upload the export").click()
+        picker = me.get_by_role("group", name=re.compile("Your export holds 3 chats"))
+        picker.wait_for()
+        accessible(me)
+        shoot(me, shots, "contribute-pick")
+        me.get_by_label(LANDLORD_CHAT).check()
+        me.get_by_role("button", name="Use this chat").click()
+
+        # The preview shows what the redactor will replace, before anything is sent.
+        preview = me.locator("#preview")
+        preview.wait_for()
+        marked = preview.locator("mark")
+        assert LANDLORD_EMAIL in marked.all_inner_texts()[0] or any(
+            LANDLORD_EMAIL in t for t in marked.all_inner_texts()
+        )
+        assert "[EMAIL]" in (marked.first.get_attribute("title") or "") or any(
+            "[EMAIL]" in (m.get_attribute("title") or "") for m in marked.all()
+        )
+        assert re.search(r"\d+ pieces? of personal data will be replaced", preview.inner_text())
+        shoot(me, shots, "contribute-preview")
+
+        me.get_by_label("Fail", exact=True).check()
+        me.get_by_label(re.compile(r"^CC BY 4\.0")).check()
+        me.get_by_label(re.compile(r"^No AI training \(train-ai=n\)")).check()
+        me.get_by_label(re.compile(r"^By my name")).check()
+        me.get_by_label("Language (e.g. en, id, pt-BR; optional)").fill("en")
+        # Without consent the page says so next to the box, and keeps everything typed.
+        me.get_by_role("button", name="Share it").click()
+        alert = me.get_by_role("alert")
+        alert.wait_for()
+        assert "consent" in alert.inner_text().lower()
+        assert me.locator("#language").input_value() == "en"
+        accessible(me)
+        shoot(me, shots, "contribute-error")
+        me.get_by_label(re.compile("I agree to the co-op")).check()
+        me.get_by_role("button", name="Share it").click()
+        me.wait_for_url(re.compile(r"/me\?done=shared"))
+
+        # My data: the contribution with its state.
+        row = me.locator("tbody tr").first
+        uid = (row.get_attribute("id") or "").removeprefix("c-")
+        assert uid, "the contribution's row names its uid"
+        assert row.locator("td.label-fail").inner_text() == "fail"
+        assert row.locator("td").nth(2).inner_text() == "CC-BY-4.0"
+        accessible(me)
+        shoot(me, shots, "my-data")
+
+        # The admin processes the waiting room and cuts a release.
+        desk = admin.new_page()
+        confirm_dialogs(desk)
+        sign_in(desk, site, site.admin_token, "/admin")
+        desk.get_by_role("button", name="Process the waiting room now").click()
+        desk.wait_for_url(re.compile(r"done=processed"))
+        accessible(desk)
+        shoot(desk, shots, "admin")
+        desk.get_by_role("button", name="Cut a release").click()
+        desk.wait_for_url(re.compile(r"done=released"))
+        assert "The release is cut" in desk.get_by_role("status").inner_text()
+        v1 = release_summary(site, "v1")
+        assert v1["records"] == 1
+        assert uid in release_text(site, v1)
+        assert LANDLORD_EMAIL not in release_text(site, v1)
+
+        me.reload()
+        assert me.locator(f"#c-{uid} td.state").inner_text().startswith("Released in v1")
+
+        # Anyone finds it in the public browser, redacted, and on the leaderboard.
+        anyone = public.new_page()
+        anyone.goto(f"{site.process.url}/browse")
+        anyone.get_by_label("Search the chats").fill("radiator")
+        anyone.get_by_label("Licence").select_option("CC-BY-4.0")
+        anyone.get_by_role("button", name="Search").click()
+        anyone.get_by_role("link", name=re.compile("landlord")).wait_for()
+        assert "1 record found" in anyone.get_by_role("status").inner_text()
+        accessible(anyone)
+        shoot(anyone, shots, "browse")
+        anyone.get_by_role("link", name=re.compile("landlord")).click()
+        body = anyone.locator("main").inner_text()
+        assert "[EMAIL]" in body and LANDLORD_EMAIL not in body
+        assert "robin" in body and "CC-BY-4.0" in body
+        accessible(anyone)
+        shoot(anyone, shots, "record")
+        anyone.goto(f"{site.process.url}/leaderboards")
+        contributors = anyone.get_by_role("region", name="Contributors").inner_text()
+        assert re.search(r"robin\s+0\s+1", contributors), contributors
+        assert "llama" in anyone.get_by_role("region", name="Models by failures").inner_text()
+        accessible(anyone)
+        shoot(anyone, shots, "leaderboards")
+        anyone.goto(f"{site.process.url}/datasets/v1")
+        assert "train-ai=n" in anyone.locator("main").inner_text()
+        accessible(anyone)
+        shoot(anyone, shots, "dataset")
+
+        # The member withdraws it: the page says plainly what that can and cannot undo.
+        me.get_by_role("link", name=re.compile(f"Withdraw {uid}")).click()
+        text = me.locator("main").inner_text()
+        assert "future release" in text and "cannot be recalled" in text
+        accessible(me)
+        shoot(me, shots, "withdraw")
+        me.get_by_role("button", name="Yes, withdraw it").click()
+        me.wait_for_url(re.compile(r"done=withdrawn"))
+        assert me.locator(f"#c-{uid} td.state").inner_text().startswith("Withdrawn")
+
+        # Gone from the browser at once; the next release leaves it out and lists it as withdrawn.
+        anyone.goto(f"{site.process.url}/browse?q=radiator")
+        assert "0 records found" in anyone.get_by_role("status").inner_text()
+        desk.goto(f"{site.process.url}/admin")
+        desk.get_by_role("button", name="Cut a release").click()
+        desk.wait_for_url(re.compile(r"done=released"))
+        v2 = release_summary(site, "v2")
+        assert v2["records"] == 0 and v2["tombstones"] == 1
+        assert uid not in release_text(site, v2)
+        assert uid in release_text(site, v2, tombstones=True)
+        anyone.goto(f"{site.process.url}/datasets/v2")
+        assert "1 earlier records are listed as withdrawn" in anyone.locator("main").inner_text()
+    finally:
+        for context in (member, admin, public):
+            context.close()
+
+
+def test_pasting_shows_the_live_preview_and_every_public_page_reads_without_javascript(
+    site: Site, browser: Any, shots: Path
+) -> None:
+    with_js = browser.new_context()
+    without_js = browser.new_context(java_script_enabled=False)
+    try:
+        page = with_js.new_page()
+        sign_in(page, site, site.member_token, "/contribute")
+        page.get_by_label("Paste it here").fill(
+            "User: 🙂🙂 Write to me at ana.silva@example.org, card 4111 1111 1111 1111\nAssistant: Done."
+        )
+        live = page.locator("#live-preview mark")
+        live.first.wait_for()
+        # The marks line up after emoji (JavaScript counts UTF-16 units where Python counts code points).
+        assert sorted(live.all_inner_texts()) == sorted(
+            ["ana.silva@example.orgemail", "4111 1111 1111 1111card_number"]
+        )
+
+        plain = without_js.new_page()
+        for path in PUBLIC_PAGES:
+            page.goto(f"{site.process.url}{path}")
+            accessible(page)  # axe runs as a script: in the page that has JavaScript
+            plain.goto(f"{site.process.url}{path}")
+            assert plain.locator("h1").count() == 1, path
+            assert plain.locator("main").inner_text().strip(), path
+        # Without JavaScript a member still shares a chat: the form posts on its own.
+        sign_in(plain, site, site.member_token, "/contribute")
+        plain.get_by_label("Paste it here").fill("User: What is 2 + 2?\nAssistant: 5.")
+        plain.get_by_role("button", name="Preview what will be published").click()
+        assert "nothing will be replaced" in plain.locator("#preview").inner_text().lower()
+        plain.get_by_label("Fail", exact=True).check()
+        plain.get_by_label(re.compile("I agree to the co-op")).check()
+        plain.get_by_role("button", name="Share it").click()
+        plain.wait_for_url(re.compile(r"/me\?done=shared"))
+        # The keyboard reaches the skip link first, and it leads to the page's content.
+        page.goto(f"{site.process.url}/browse")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+        page.keyboard.press("Enter")
+        assert page.url.endswith("#main")
+    finally:
+        with_js.close()
+        without_js.close()
+
+
+def test_the_admin_flips_the_embargo_and_sees_who_did_it(site: Site, browser: Any, shots: Path) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        sign_in(page, site, site.admin_token, "/admin")
+        switches = page.locator("#switches")
+        switches.get_by_label("On").first.check()
+        switches.get_by_role("button", name="Flip now").first.click()
+        page.wait_for_url(re.compile(r"done=embargo"))
+        assert page.locator("#embargo-state").inner_text() == "on for the whole co-op"
+        assert "Last changed by ada" in page.locator("#switches .card").first.inner_text()
+        state = httpx.get(f"{site.process.url}/api/v1/governance/state").json()
+        assert state["embargo"]["on"] is True
+        shoot(page, shots, "admin-embargo")
+        page.goto(f"{site.process.url}/governance")
+        embargo_row = page.locator("tr", has=page.locator("th", has_text=re.compile(r"^Embargo$")))
+        assert re.search(r"^Embargo\s+on \(whole co-op\)\s+ada, ", embargo_row.inner_text()), (
+            embargo_row.inner_text()
+        )
+        shoot(page, shots, "governance")
+        page.goto(f"{site.process.url}/admin")
+        page.locator("#switches").get_by_label("Off").first.check()
+        page.locator("#switches").get_by_role("button", name="Flip now").first.click()
+        page.wait_for_url(re.compile(r"done=embargo"))
+        assert page.locator("#embargo-state").inner_text() == "off"
+    finally:
+        context.close()
+
+
+def test_screenshots_for_the_readme_are_kept(shots: Path) -> None:
+    """The README shows the contribute page and the public browser as this run drew them."""
+    docs = REPO / "docs" / "screenshots"
+    for name in ("contribute-preview", "browse"):
+        made = shots / f"{name}.png"
+        if not made.exists():
+            pytest.skip("the browser journey did not run")
+        assert made.stat().st_size > 10_000
+        if os.environ.get("COOP_UPDATE_SCREENSHOTS") == "1":
+            docs.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(made, docs / f"{name}.png")
+        assert (docs / f"{name}.png").exists(), "run with COOP_UPDATE_SCREENSHOTS=1 once to add it"
