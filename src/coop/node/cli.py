@@ -819,6 +819,64 @@ def cmd_mine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from coop.node.channels.publish import publish
+
+    def run(node: Any) -> int:
+        report = publish(
+            node,
+            args.channel,
+            target=args.target,
+            release=args.release,
+            dry_run=args.dry_run,
+            node_url=args.node_url,
+            progress=None if args.json else lambda line: print(line, file=sys.stderr),
+        )
+        if args.json:
+            _print_json(report)
+            return 0
+        if args.dry_run:
+            names = ", ".join(report.planned) or "nothing (the target is up to date)"
+            print(f"dry run: would publish {names} to {report.channel} {report.target}")
+            if report.plan:
+                print(f"commit plan: {report.plan}")
+        elif not report.shipped:
+            print(f"{report.channel} {report.target} already holds {report.already[-1]}: nothing to publish")
+        for item in report.shipped:
+            print(f"{item.release} -> {item.channel} {item.target} {item.ref}")
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    from coop.node.channels.site import build_site
+
+    def run(node: Any) -> int:
+        report = build_site(node, Path(args.out), node_url=args.node_url)
+        if args.json:
+            _print_json(report)
+        else:
+            print(
+                f"built {report.pages} pages ({report.records} records, {len(report.releases)} releases) in {report.out}"
+            )
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from coop.node.backup import backup
+    from coop.node.datadir import DataDir
+
+    report = backup(DataDir.open(Path(args.dir)), Path(args.out))
+    if args.json:
+        _print_json(report)
+    else:
+        print(report.out)
+    return 0
+
+
 # -- the parser ------------------------------------------------------------------------
 
 
@@ -1022,6 +1080,36 @@ def _parser() -> argparse.ArgumentParser:
         )
         q.add_argument("dir", metavar="DIR")
         q.add_argument("hash", metavar="HASH", help="the request hash (a prefix will do)")
+
+    p = add(
+        "publish", cmd_publish, "Publish the releases a channel does not hold yet (git, Hugging Face, site)."
+    )
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--channel", required=True, choices=["git", "hf", "site"])
+    p.add_argument(
+        "--target", help="repository path or URL (git), owner/name (hf), folder (site); default: node.toml"
+    )
+    p.add_argument("--release", metavar="vN", help="publish up to this release (default: the latest)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="say what would go; hf: write the exact commit plan"
+    )
+    p.add_argument("--node-url", metavar="URL", help="site: the node's public URL, linked from the pages")
+
+    site = sub.add_parser("site", help="The static public site.").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    p = site.add_parser("build", help="Render the public pages and releases to static files in OUT.")
+    p.set_defaults(fn=cmd_site)
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("--node-url", metavar="URL", help="the node's public URL, linked from the pages")
+    p.add_argument("--json", action="store_true")
+
+    p = add(
+        "backup", cmd_backup, "Copy a node (running or not) into OUT: database, keys, salt, config, releases."
+    )
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("out", metavar="OUT", help="a new folder; it is itself a data directory")
 
     p = add("retention", cmd_retention, "What the node holds and until when.")
     p.add_argument("dir", metavar="DIR")

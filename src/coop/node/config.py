@@ -75,6 +75,16 @@ class FederationConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_response_bytes: int = 128 * 1024 * 1024
 
 
+class ChannelsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where ``coop publish`` sends releases when no ``--target`` is given (empty: not set up)."""
+
+    git: str = ""  # a repository path or URL
+    git_branch: str = "main"
+    hf: str = ""  # a Hugging Face dataset repository id, ``org/name``
+    site: str = ""  # a folder the static site is built in
+    site_node_url: str = ""  # the node's public URL, linked from the static pages
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     node: NodeSection
     limits: LimitsConfig = LimitsConfig()
@@ -83,6 +93,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pipeline: PipelineConfig = PipelineConfig()
     storage: StorageConfig = StorageConfig()
     federation: FederationConfig = FederationConfig()
+    channels: ChannelsConfig = ChannelsConfig()
 
     def __post_init__(self) -> None:
         if self.storage.synchronous not in ("full", "normal"):

@@ -39,6 +39,9 @@ class MetricsReport(msgspec.Struct, frozen=True):
     published: dict[str, dict[str, int]]  # channel -> window -> count
     states: dict[str, int]  # contribution state -> count now
     releases: int
+    # publishing channel (git, hf, site) -> its last publication: release version, records,
+    # when, and how many releases it lags behind the latest cut
+    channels: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
 
 
 def collect(conn: sqlite3.Connection, *, now: int) -> MetricsReport:
@@ -76,8 +79,26 @@ def collect(conn: sqlite3.Connection, *, now: int) -> MetricsReport:
         state: int(n) for state, n in conn.execute("SELECT state, count(*) FROM contributions GROUP BY state")
     }
     (releases,) = conn.execute("SELECT count(*) FROM releases").fetchone()
+    (latest,) = conn.execute("SELECT coalesce(max(version), 0) FROM releases").fetchone()
+    channels: dict[str, dict[str, int]] = {}
+    for channel, release, records, at in conn.execute(
+        "SELECT channel, release, records, at FROM publications p"
+        " WHERE id = (SELECT max(id) FROM publications q WHERE q.channel = p.channel) ORDER BY channel"
+    ):
+        version = int(release.removeprefix("v")) if release.removeprefix("v").isdigit() else 0
+        channels[channel] = {
+            "release": version,
+            "records": int(records),
+            "at": int(at),
+            "lag": latest - version,
+        }
     return MetricsReport(
-        stages=stages, yields=yields, published=published, states=states, releases=int(releases)
+        stages=stages,
+        yields=yields,
+        published=published,
+        states=states,
+        releases=int(releases),
+        channels=channels,
     )
 
 
@@ -116,5 +137,23 @@ def prometheus(report: MetricsReport) -> str:
         "# HELP coop_releases Releases cut.",
         "# TYPE coop_releases counter",
         f"coop_releases {report.releases}",
+        "# HELP coop_channel_release The last release each publishing channel holds.",
+        "# TYPE coop_channel_release gauge",
+    ]
+    lines += [
+        f'coop_channel_release{{channel="{c}"}} {v["release"]}' for c, v in sorted(report.channels.items())
+    ]
+    lines += [
+        "# HELP coop_channel_lag Releases cut but not yet published to the channel.",
+        "# TYPE coop_channel_lag gauge",
+    ]
+    lines += [f'coop_channel_lag{{channel="{c}"}} {v["lag"]}' for c, v in sorted(report.channels.items())]
+    lines += [
+        "# HELP coop_channel_published_timestamp_seconds When the channel last received a release.",
+        "# TYPE coop_channel_published_timestamp_seconds gauge",
+    ]
+    lines += [
+        f'coop_channel_published_timestamp_seconds{{channel="{c}"}} {v["at"]}'
+        for c, v in sorted(report.channels.items())
     ]
     return "\n".join(lines) + "\n"

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from coop.governance import AiUse, Embargo, License, PolicyError, Preference, parse_ai_use
 from coop.node.collective import current_settings
 from coop.node.contributions import Stage, bump_stage
+from coop.node.croissant import CROISSANT, build_croissant, croissant_bytes
 from coop.node.errors import BusyError, NotFoundError, StorageError
 from coop.node.intake.redaction import PiiType
 from coop.node.store import Store
@@ -47,6 +48,7 @@ __all__ = [
     "list_federated_releases",
     "list_releases",
     "record_schema",
+    "robots_txt",
 ]
 
 _FLUSH_BYTES: Final = 16 * 1024 * 1024
@@ -284,6 +286,17 @@ class _BucketWriter:
         self.jsonl.file.close()
 
 
+_TERMS: Final = (
+    "These chats were shared by members of the {coop} data co-op under their own licences and AI-use "
+    "preferences. To use them you agree: not to try to re-identify anyone, contributor or person "
+    "mentioned; to honour each record's licence and its ai_use preference (train-ai=n means no AI "
+    "training); and to delete records listed as withdrawn in tombstones.jsonl from any copy you hold."
+)
+_GATE_REID: Final = "I will not try to re-identify contributors or anyone mentioned in the chats"
+_GATE_HONOUR: Final = "I will honour each record's licence and AI-use preference"
+_GATE_WITHDRAW: Final = "I will delete withdrawn records (tombstones.jsonl) from my copies"
+
+
 def _card(summary: ReleaseSummary) -> str:
     """The dataset card: YAML metadata (one `configs` entry per bucket) and plain words."""
     buckets = [b for b in summary.buckets if b.records]
@@ -296,6 +309,15 @@ def _card(summary: ReleaseSummary) -> str:
         lines.append("language:")
         lines += [f"- {_yaml_str(lang)}" for lang in languages]
     lines += ["tags:", "- chat", "- human-feedback", "- data-co-op"]
+    # The dataset terms, as Hugging Face's gated access shows them (and anyone reading the card).
+    lines += [
+        f"extra_gated_prompt: {_yaml_str(_TERMS.format(coop=summary.coop))}",
+        "extra_gated_fields:",
+        f"  {_yaml_str(_GATE_REID)}: checkbox",
+        f"  {_yaml_str(_GATE_HONOUR)}: checkbox",
+        f"  {_yaml_str(_GATE_WITHDRAW)}: checkbox",
+        "  Affiliation: text",
+    ]
     if buckets:
         lines.append("configs:")
         for index, bucket in enumerate(buckets):
@@ -313,7 +335,8 @@ def _card(summary: ReleaseSummary) -> str:
         "",
         f"# {summary.coop}: {title}",
         "",
-        f"{summary.records} chats shared by members of the {summary.coop} data co-op, each",
+        f"{summary.records} {'chat' if summary.records == 1 else 'chats'} shared by members of the "
+        f"{summary.coop} data co-op, each",
         "labelled **good** or **fail** by the person who had the conversation, with their",
         "ratings, notes and corrections. Personal data found in the text was replaced by",
         "typed placeholders such as `[EMAIL]` before release.",
@@ -340,7 +363,7 @@ def _card(summary: ReleaseSummary) -> str:
         "",
         "```python",
         "import datasets",
-        f'ds = datasets.load_dataset("path/to/{summary.name}", "cc-by-sa", split="train")',
+        f'ds = datasets.load_dataset("path/to/{summary.name}", "{buckets[0].name if buckets else "cc0"}", split="train")',
         "```",
         "",
         "Each licence is its own bucket: ShareAlike records are never mixed with others.",
@@ -362,10 +385,27 @@ def _card(summary: ReleaseSummary) -> str:
         "",
         "## Checksums",
         "",
-        "`SHA256SUMS` covers every file (`sha256sum -c SHA256SUMS`).",
+        "`SHA256SUMS` covers every file (`sha256sum -c SHA256SUMS`). `croissant.json` describes",
+        "the release in MLCommons Croissant 1.1 (with its responsible-AI fields) for tools that",
+        "read it; where the co-op publishes `release.dsse.json`, it is the release summary with",
+        "every file's SHA-256, signed by the co-op's Ed25519 key.",
         "",
     ]
     return "\n".join(lines)
+
+
+def robots_txt(coop: str, releases: list[ReleaseSummary], *, fallback: str, disallow: tuple[str, ...]) -> str:
+    """``robots.txt`` with the AI-use preferences: the site's overall, then each bucket's own."""
+    lines = [f"# {coop}: a Co-op Flywheel node", "User-Agent: *"]
+    lines += [f"Disallow: {path}" for path in disallow]
+    lines.append("Allow: /releases/")
+    usages = [b.content_usage for r in releases for b in r.buckets if b.content_usage]
+    lines.append(f"Content-Usage: {bucket_content_usage(usages) if usages else fallback}")
+    for release in releases:
+        for bucket in release.buckets:
+            if bucket.content_usage:
+                lines.append(f"Content-Usage: /releases/{release.name}/{bucket.name}/ {bucket.content_usage}")
+    return "\n".join(lines) + "\n"
 
 
 def _yaml_str(value: str) -> str:
@@ -493,15 +533,17 @@ def _write_release(
 
 
 def _finish(tmp: Path, summary: ReleaseSummary) -> ReleaseSummary:
-    """Summary, card and checksums beside the bucket files; everything synced to disk."""
+    """Summary, card, Croissant metadata and checksums beside the bucket files; all synced to disk."""
     (tmp / "release.json").write_bytes(_SUMMARY_ENCODER.encode(summary))
     (tmp / "README.md").write_text(_card(summary), encoding="utf-8")
     entries = [f for b in summary.buckets for f in b.files]
     entries += [_file_entry(tmp, tmp / name) for name in ("README.md", "release.json", "tombstones.jsonl")]
+    (tmp / CROISSANT).write_bytes(croissant_bytes(build_croissant(summary, entries)))
+    entries.append(_file_entry(tmp, tmp / CROISSANT))
     entries.sort(key=lambda e: e.path)
     sums = "".join(f"{e.sha256}  {e.path}\n" for e in entries)
     (tmp / "SHA256SUMS").write_text(sums, encoding="ascii")
-    for name in ("README.md", "release.json", "SHA256SUMS"):
+    for name in ("README.md", "release.json", CROISSANT, "SHA256SUMS"):
         _fsync_file(tmp / name)
     for bucket in summary.buckets:
         _fsync_dir(tmp / bucket.name)

@@ -25,6 +25,7 @@ from litestar.response import File, Stream
 from coop.governance import Channel, contributor_hash, parse_enum
 from coop.node import contributions as contrib
 from coop.node.accounts import Member, Role
+from coop.node.channels.base import release_statement
 from coop.node.contributions import ClientInfo, Decision, Idempotency, Stage
 from coop.node.errors import (
     InputError,
@@ -44,11 +45,11 @@ from coop.node.intake.redaction import redact
 from coop.node.metrics import prometheus
 from coop.node.release import (
     ReleaseSummary,
-    bucket_content_usage,
     get_federated_release,
     get_release,
     list_federated_releases,
     list_releases,
+    robots_txt,
 )
 from coop.node.runtime import Node
 from coop.node.scheduler import Scheduler
@@ -126,6 +127,7 @@ _MEDIA: Final = {
     "jsonl": "application/jsonl",
     "parquet": "application/vnd.apache.parquet",
     "md": "text/markdown",
+    "json": "application/json",
 }
 
 
@@ -207,22 +209,9 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
     @get("/robots.txt", sync_to_thread=False, media_type="text/plain")
     def robots() -> Response[str]:
         releases = node.store.read(list_releases)
-        lines = [
-            f"# {cfg.node.name}: a Co-op Flywheel node",
-            "User-Agent: *",
-            "Disallow: /api/",
-            "Allow: /releases/",
-        ]
-        usages = [b.content_usage for r in releases for b in r.buckets if b.content_usage]
         fallback = node.settings().settings.defaults.ai_use
-        lines.append(f"Content-Usage: {bucket_content_usage(usages) if usages else fallback}")
-        for release in releases:
-            for bucket in release.buckets:
-                if bucket.content_usage:
-                    lines.append(
-                        f"Content-Usage: /releases/{release.name}/{bucket.name}/ {bucket.content_usage}"
-                    )
-        return Response("\n".join(lines) + "\n", media_type="text/plain")
+        text = robots_txt(cfg.node.name, releases, fallback=fallback, disallow=("/api/",))
+        return Response(text, media_type="text/plain")
 
     @get(["/api/v1/releases", "/releases"], sync_to_thread=False)
     def releases_index() -> Response[bytes]:
@@ -232,6 +221,13 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
     def release_info(version: FromPath[str]) -> Response[bytes]:
         number = _release_version(version)
         return _json(node.store.read(lambda c: get_release(c, number)))
+
+    @get("/releases/{version:str}/release.dsse.json", sync_to_thread=False)
+    def release_statement_file(version: FromPath[str]) -> Response[bytes]:
+        """The release summary (every file's SHA-256) signed by this node's key, as channels ship it."""
+        number = _release_version(version)
+        summary = node.store.read(lambda c: get_release(c, number))
+        return Response(release_statement(summary, node.seed), media_type="application/json")
 
     @get("/releases/{version:str}/{path:path}", sync_to_thread=False)
     def release_file(version: FromPath[str], path: FromPath[str]) -> File:
@@ -507,6 +503,7 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
             robots,
             releases_index,
             release_info,
+            release_statement_file,
             release_file,
             federated_index,
             federated_info,

@@ -189,7 +189,9 @@ def _embargo_sql(embargo: Embargo) -> tuple[str, list[object]]:
     return f" AND NOT ({' OR '.join(parts)})", params
 
 
-def search(conn: sqlite3.Connection, filters: SearchFilters, *, embargo: Embargo) -> Page:
+def search(
+    conn: sqlite3.Connection, filters: SearchFilters, *, embargo: Embargo, page_size: int = _PAGE
+) -> Page:
     where = ["1"]
     params: list[object] = []
     words = _WORD.findall(filters.q)[:8]
@@ -209,12 +211,12 @@ def search(conn: sqlite3.Connection, filters: SearchFilters, *, embargo: Embargo
     condition = " AND ".join(where) + embargo_sql
     params += embargo_params
     (total,) = conn.execute(f"SELECT count(*) FROM catalog k WHERE {condition}", params).fetchone()
-    pages = max(1, -(-int(total) // _PAGE))
+    pages = max(1, -(-int(total) // page_size))
     page = min(max(filters.page, 1), pages)
     rows = conn.execute(
         "SELECT uid, label, license, model, language, tags, contributor, created_at, released_in, title"
         f" FROM catalog k WHERE {condition} ORDER BY k.seq DESC LIMIT ? OFFSET ?",
-        (*params, _PAGE, (page - 1) * _PAGE),
+        (*params, page_size, (page - 1) * page_size),
     ).fetchall()
     return Page(
         rows=[

@@ -53,4 +53,41 @@
       if (!window.confirm(f.getAttribute("data-confirm"))) { e.preventDefault(); }
     });
   });
+  // The static site's search: the same page, filtered in the browser over a small JSON index.
+  var staticForm = document.getElementById("static-search");
+  var staticOut = document.getElementById("static-results");
+  if (staticForm && staticOut && window.fetch) {
+    staticForm.hidden = false;
+    var index = null;
+    var show = function (query) {
+      var words = query.toLowerCase().split(/\s+/).filter(Boolean);
+      var hits = index.filter(function (r) {
+        var hay = [r.title, r.label, r.license, r.model, r.language, (r.tags || []).join(" ")].join(" ").toLowerCase();
+        return words.every(function (w) { return hay.indexOf(w) !== -1; });
+      });
+      staticOut.textContent = "";
+      var p = document.createElement("p");
+      p.textContent = hits.length + " record" + (hits.length === 1 ? "" : "s") + " match.";
+      staticOut.appendChild(p);
+      var list = document.createElement("ul");
+      hits.slice(0, 200).forEach(function (r) {
+        var item = document.createElement("li");
+        var link = document.createElement("a");
+        link.href = "/browse/" + r.uid + "/";
+        link.textContent = r.title || r.uid;
+        item.appendChild(link);
+        item.appendChild(document.createTextNode(" · " + r.label + " · " + r.license));
+        list.appendChild(item);
+      });
+      staticOut.appendChild(list);
+    };
+    staticForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var query = staticForm.querySelector("input[name=q]").value;
+      if (index) { show(query); return; }
+      fetch(staticForm.getAttribute("data-index")).then(function (r) { return r.json(); })
+        .then(function (rows) { index = rows; show(query); })
+        .catch(function () { staticOut.textContent = "The search index could not be loaded."; });
+    });
+  }
 })();

@@ -1,0 +1,1 @@
+"""Publication channels: where a cut release goes besides the node itself."""
