@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 
 from coop.node.channels.base import verify_release
 
+from browsing import accessible, chromium
 from factories import contribute, make_member, make_node, process
 from nodeproc import coop, free_port
 
@@ -129,3 +131,30 @@ def test_site_build_refuses_a_folder_it_did_not_make_and_rebuilds_its_own(
     again = coop("publish", root, "--channel", "site", "--target", str(out), "--json")
     report = json.loads(again.stdout)
     assert report["planned"] == [] and report["already"] == ["v1"]
+
+
+@pytest.mark.browser
+def test_the_static_browser_searches_without_a_server_and_is_accessible(
+    served: tuple[Path, str, dict[str, object]],
+) -> None:
+    _, url, facts = served
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(f"{url}/browse/")
+        search = page.get_by_role("searchbox", name=re.compile("Search the chats"))
+        search.fill("cooking")
+        page.get_by_role("button", name="Search").click()
+        status = page.locator("#static-results p")
+        status.wait_for()
+        assert status.inner_text() == "3 records match."
+        links = page.locator("#static-results a")
+        hrefs = {links.nth(i).get_attribute("href") for i in range(links.count())}
+        assert hrefs == {f"/browse/{uid}/" for uid in facts["shown"][:3]}  # type: ignore[index]
+        accessible(page)
+        first = links.first.get_attribute("href")
+        links.first.click()
+        page.wait_for_url(f"{url}{first}")
+        assert first.split("/")[2] in page.locator("main").inner_text()  # type: ignore[union-attr]
+        accessible(page)
+        page.goto(f"{url}/datasets/v1/")
+        accessible(page)

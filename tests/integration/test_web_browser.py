@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from browsing import accessible, chromium
 from harness import add_member, init_node, running
 from nodeproc import NodeProcess
 
@@ -32,17 +33,6 @@ EXPORT = REPO / "samples" / "openwebui-export.json"
 LANDLORD_CHAT = "Email to landlord about a leaking radiator"
 LANDLORD_EMAIL = "tom.baker@example.com"
 ARTIFACTS = Path(os.environ.get("COOP_ARTIFACTS", REPO / "build" / "screenshots"))
-CHROMIUM = os.environ.get("COOP_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
-
 PUBLIC_PAGES = (
     "/",
     "/datasets",
@@ -54,11 +44,6 @@ PUBLIC_PAGES = (
     "/terms",
     "/faq",
 )
-
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright is not installed (pip install -e '.[dev]')"
-)
-axe_module = pytest.importorskip("axe_playwright_python.sync_playwright")
 
 
 @dataclass(frozen=True)
@@ -79,17 +64,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(
-            f"Chromium is not installed at {CHROMIUM}: `make test` installs Debian's chromium with apt-get "
-            "when it runs as root; install it (apt-get install chromium) or set COOP_CHROMIUM"
-        )
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -100,17 +76,6 @@ def shots() -> Path:
 
 def shoot(page: Any, shots: Path, name: str) -> None:
     page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
-
-
-def accessible(page: Any) -> None:
-    """No serious or critical axe-core violation on the page as it is now."""
-    results = axe_module.Axe().run(page)
-    bad = [
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-        for v in results.response["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert not bad, f"{page.url}: " + "; ".join(bad)
 
 
 def sign_in(page: Any, site: Site, token: str, start: str) -> None:
