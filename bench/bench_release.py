@@ -331,6 +331,7 @@ def populate(root: Path, records: int, *, seed: int, sample: int) -> Populated:
                 per_licence[sub.license.value] += 1
                 record_bytes += len(data)
                 yield (
+                    n + 1,
                     item.uid,
                     member_id,
                     sub.channel.value,
@@ -352,13 +353,18 @@ def populate(root: Path, records: int, *, seed: int, sample: int) -> Populated:
 
         source = rows()
         for done in range(0, records, _BATCH):
+            batch = [next(source) for _ in range(min(_BATCH, records - done))]
             conn.execute("BEGIN")
+            # The row, and its submission and record beside it in `contents` (as the node keeps them).
             conn.executemany(
-                "INSERT INTO contributions (uid, member_id, state, channel, created_at, updated_at, label,"
-                " license, ai_use, scope, eval, language, tags, submission, record, record_sha256,"
-                " dedup_key, pii, accepted_tick)"
-                " VALUES (?, ?, 'accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{}', ?)",
-                (next(source) for _ in range(min(_BATCH, records - done))),
+                "INSERT INTO contributions (seq, uid, member_id, state, channel, created_at, updated_at, label,"
+                " license, ai_use, scope, eval, language, tags, record_sha256, dedup_key, pii, accepted_tick)"
+                " VALUES (?, ?, ?, 'accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{}', ?)",
+                (row[:13] + row[15:] for row in batch),
+            )
+            conn.executemany(
+                "INSERT INTO contents (seq, submission, record) VALUES (?, ?, ?)",
+                ((row[0], row[13], row[14]) for row in batch),
             )
             conn.execute("COMMIT")
             if (done // _BATCH) % 10 == 9:

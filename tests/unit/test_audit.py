@@ -81,3 +81,41 @@ def test_verify_chain_bad_signature_text_is_not_a_crash(signature: str) -> None:
     entries = _chain(2)
     entries[1] = msgspec.structs.replace(entries[1], signature=signature)
     assert verify_chain(entries, KEY).first_bad == 2
+
+
+def _rotate(entries: list[AuditEntry], old: bytes, new: bytes, *, signer: bytes) -> None:
+    payload = {
+        "old_key": bytes(SigningKey(old).verify_key).hex(),
+        "new_key": bytes(SigningKey(new).verify_key).hex(),
+    }
+    entries.append(
+        append_entry(
+            entries[-1], at=2000, actor="ada", action="identity.rotate", payload=payload, seed=signer
+        )
+    )
+
+
+def test_verify_chain_follows_a_key_rotation_and_ends_on_the_new_key() -> None:
+    new = bytes(range(1, 33))
+    entries = _chain(3)
+    _rotate(entries, SEED, new, signer=new)
+    entries.append(
+        append_entry(entries[-1], at=3000, actor="ada", action="release.cut", payload={}, seed=new)
+    )
+    report = verify_chain(entries, KEY)
+    assert report and report.checked == 5
+    assert report.key == bytes(SigningKey(new).verify_key).hex()
+    # After the rotation, an entry signed with the old key no longer counts.
+    entries.append(
+        append_entry(entries[-1], at=4000, actor="ada", action="release.cut", payload={}, seed=SEED)
+    )
+    late = verify_chain(entries, KEY)
+    assert not late and late.first_bad == 6
+
+
+def test_verify_chain_ignores_a_rotation_from_a_key_not_in_force() -> None:
+    stranger, other = bytes(range(2, 34)), bytes(range(3, 35))
+    entries = _chain(2)
+    _rotate(entries, stranger, other, signer=other)  # names a key the chain never had
+    report = verify_chain(entries, KEY)
+    assert not report and report.first_bad == 3

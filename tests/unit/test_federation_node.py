@@ -119,6 +119,11 @@ def test_rotate_key_peers_follow_the_new_key(tmp_path: Path) -> None:
         assert head.key == a.identity.public_key.hex()
         audit = [e.action for e in a.store.read(audit_entries)]
         assert "identity.rotate" in audit
+        # The audit chain still verifies: from the first key (the node id), through the rotation.
+        a.cut_release()  # an entry signed with the new key
+        report = a.verify_audit()
+        assert report, report.problem
+        assert report.key == a.identity.public_key.hex()
     finally:
         a.close()
         b.close()

@@ -40,6 +40,7 @@ class ChainReport(msgspec.Struct, frozen=True):
     checked: int
     first_bad: int | None = None
     problem: str | None = None
+    key: str = ""  # the signing key (hex) in force after the last entry checked
 
     def __bool__(self) -> bool:
         return self.first_bad is None
@@ -71,8 +72,19 @@ def append_entry(
     )
 
 
+ROTATE: Final = "identity.rotate"
+
+
 def verify_chain(entries: Iterable[AuditEntry], public_key: bytes) -> ChainReport:
-    """Check sequence, links, hashes and signatures from the first entry on."""
+    """Check sequence, links, hashes and signatures from the first entry on.
+
+    ``public_key`` is the key the chain starts with (the node's first key, its node
+    id).  A key rotation is itself an entry (``identity.rotate``, naming the old and
+    the new key): from it on, entries must carry the new key's signature.  The
+    report's ``key`` is the key in force at the end, for the caller to compare with
+    the key the node signs with now.
+    """
+    key = public_key
     expected_seq = 1
     prev = GENESIS
     checked = 0
@@ -98,9 +110,25 @@ def verify_chain(entries: Iterable[AuditEntry], public_key: bytes) -> ChainRepor
             signature = bytes.fromhex(entry.signature)
         except ValueError:
             signature = b""
-        if not verify(public_key, bytes.fromhex(digest), signature):
-            return ChainReport(checked, entry.seq, f"entry {entry.seq} is not signed by this node's key")
+        if (
+            entry.action == ROTATE
+            and isinstance(entry.payload, dict)
+            and entry.payload.get("old_key") == key.hex()
+        ):
+            try:
+                key = bytes.fromhex(str(entry.payload.get("new_key", "")))
+            except ValueError:
+                return ChainReport(
+                    checked, entry.seq, f"entry {entry.seq} names a malformed new key", key.hex()
+                )
+        if not verify(key, bytes.fromhex(digest), signature):
+            return ChainReport(
+                checked,
+                entry.seq,
+                f"entry {entry.seq} is not signed by this node's key at that time",
+                key.hex(),
+            )
         prev = entry.hash
         expected_seq += 1
         checked += 1
-    return ChainReport(checked)
+    return ChainReport(checked, key=key.hex())

@@ -181,6 +181,56 @@ def cmd_integration_add(args: argparse.Namespace) -> int:
     return _with_node(args, run)
 
 
+def cmd_member_token(args: argparse.Namespace) -> int:
+    """``member revoke`` (token and web sessions gone) and ``member token`` (the same, then a new token)."""
+    from coop.node.store import member_credentials
+
+    reissue = args.action == "token"
+
+    def run(node: Any) -> int:
+        now = node.now()
+
+        def write(conn: Any) -> str | None:
+            token = member_credentials(conn, name=args.name, reissue=reissue)
+            audit(conn, seed=node.seed, at=now, actor=LOCAL_ADMIN,
+                  action="member.token" if reissue else "member.revoke", payload={"name": args.name})  # fmt: skip
+            return token
+
+        token = node.store.write(write)
+        if args.json:
+            _print_json({"name": args.name, "token": token})
+        elif token is not None:
+            print(token)
+        else:
+            print(
+                f"revoked {args.name}'s token and web sessions (a running node stops accepting them within 30 s)"
+            )
+        return 0
+
+    return _with_node(args, run)
+
+
+def cmd_integration_revoke(args: argparse.Namespace) -> int:
+    from coop.node.store import revoke_integration
+
+    def run(node: Any) -> int:
+        now = node.now()
+
+        def write(conn: Any) -> None:
+            revoke_integration(conn, name=args.name)
+            audit(conn, seed=node.seed, at=now, actor=LOCAL_ADMIN, action="integration.revoke",
+                  payload={"name": args.name})  # fmt: skip
+
+        node.store.write(write)
+        if args.json:
+            _print_json({"name": args.name, "revoked": True})
+        else:
+            print(f"revoked integration {args.name} (a running node refuses its key within 30 s)")
+        return 0
+
+    return _with_node(args, run)
+
+
 def cmd_process(args: argparse.Namespace) -> int:
     def run(node: Any) -> int:
         with node.processor_lock():
@@ -563,6 +613,17 @@ def cmd_peers(args: argparse.Namespace) -> int:
             else:
                 print(f"pinned {peer.node_id[:16]}... at {peer.url}")
             return 0
+        if args.action == "remove":
+            if not args.url:
+                raise InputError("coop peers remove DIR NODE_ID", field="NODE_ID")
+            removed = node.federation.remove_peer(args.url, actor=LOCAL_ADMIN)
+            if args.json:
+                _print_json({"removed": removed})
+            else:
+                print(
+                    f"unpinned {removed[:16]}... (no more gossip with it; pin it again with coop peers add)"
+                )
+            return 0
         peers = node.federation.peers()
         if args.json:
             _print_json(peers)
@@ -909,12 +970,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--admin", action="store_true", help="make the member an admin")
     p.add_argument("--json", action="store_true")
+    p = member.add_parser("revoke", help="Revoke a member's token and web sessions (a lost or leaked token).")
+    p.set_defaults(fn=cmd_member_token)
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true")
+    p = member.add_parser("token", help="Revoke a member's token and print a new one, once.")
+    p.set_defaults(fn=cmd_member_token)
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true")
 
     integration = sub.add_parser("integration", help="Manage integrations (Open WebUI).").add_subparsers(
         dest="action", required=True, parser_class=_Parser
     )
     p = integration.add_parser("add", help="Add an integration; prints its API key once.")
     p.set_defaults(fn=cmd_integration_add)
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true")
+    p = integration.add_parser("revoke", help="Delete an integration; its API key stops working.")
+    p.set_defaults(fn=cmd_integration_revoke)
     p.add_argument("dir", metavar="DIR")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--json", action="store_true")
@@ -1026,10 +1102,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["show", "rotate"])
     p.add_argument("dir", metavar="DIR")
 
-    p = add("peers", cmd_peers, "Pin a peer co-op's node (add) or list the peers with their state.")
-    p.add_argument("action", choices=["add", "list"])
+    p = add(
+        "peers", cmd_peers, "Pin a peer co-op's node (add), unpin it (remove NODE_ID), or list the peers."
+    )
+    p.add_argument("action", choices=["add", "remove", "list"])
     p.add_argument("dir", metavar="DIR")
-    p.add_argument("url", metavar="URL", nargs="?")
+    p.add_argument(
+        "url", metavar="URL", nargs="?", help="add: the peer's URL; remove: its node id (or a prefix)"
+    )
     p.add_argument("--key", metavar="NODE_ID", help="the peer's node id (coop identity show on the peer)")
     p.add_argument("--name", help="a name for people")
 

@@ -304,6 +304,40 @@ class FederationService:
         pins[self.self_id] = self.self_id
         self.book.pinned = pins
 
+    def remove_peer(self, node_id: str, *, actor: str) -> str:
+        """Unpin a peer: no more gossip with it, and its manifests are no longer accepted.
+
+        What was mirrored from it stays until its tombstones say otherwise; pin it again
+        (under a new key, after a compromise) with :meth:`add_peer`.  Returns the full id.
+        """
+        prefix = node_id.strip().lower()
+        if len(prefix) < 8:
+            raise InputError("give at least the first 8 hex digits of the peer's node id", field="NODE_ID")
+
+        def write(conn: sqlite3.Connection) -> str:
+            rows = conn.execute(
+                "SELECT node_id, url FROM peers WHERE node_id LIKE ? || '%'", (prefix,)
+            ).fetchall()
+            if not rows:
+                raise NotFoundError(f"no pinned peer with id {prefix}", field="NODE_ID")
+            if len(rows) > 1:
+                raise InputError(f"{prefix} matches {len(rows)} peers: give more of the id", field="NODE_ID")
+            full, url = rows[0]
+            conn.execute("DELETE FROM peers WHERE node_id = ?", (full,))
+            audit(
+                conn,
+                seed=self.node.seed,
+                at=self.node.now(),
+                actor=actor,
+                action="peer.remove",
+                payload={"node_id": full, "url": url},
+            )
+            return str(full)
+
+        removed = self.node.store.write(write)
+        self.refresh_pins()
+        return removed
+
     def add_peer(self, url: str, node_id: str, *, name: str | None, actor: str) -> PeerView:
         url = url.strip().rstrip("/")
         if not url.startswith(("http://", "https://")) or len(url) > 500:

@@ -292,7 +292,18 @@ class Node:
         return self.store.write(lambda c: collective.close_expired(c, at=now, seed=self.seed))
 
     def verify_audit(self) -> ChainReport:
-        return self.store.read(lambda c: collective.verify_audit(c, self.identity.public_key))
+        """The audit chain from the node's first key (its id), through each rotation, to the key now."""
+        identity = self.identity
+        report = self.store.read(lambda c: collective.verify_audit(c, bytes.fromhex(identity.node_id)))
+        if report and report.key != identity.public_key.hex():
+            return ChainReport(
+                report.checked,
+                report.checked + 1,
+                f"the chain ends with key {report.key[:16]}..., but this node signs with "
+                f"{identity.public_key.hex()[:16]}...: a rotation is missing from the log",
+                report.key,
+            )
+        return report
 
     def payout(self, version: int, *, amount: str, currency: str, actor: str) -> payout_files.PayoutView:
         """Split ``amount`` over the records of release ``version`` as the settings say; store and audit it."""

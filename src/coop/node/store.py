@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from coop.governance import ANONYMOUS_PREFIX, contributor_hash
 from coop.node.accounts import Integration, Member, Role, hash_secret, new_secret
-from coop.node.errors import InputError, StorageError
+from coop.node.errors import InputError, NotFoundError, StorageError
 from coop.node.migrations import migrate
 from coop.node.writer import Writer, connect
 
@@ -192,6 +192,35 @@ def add_integration(conn: sqlite3.Connection, *, name: str, now: int) -> tuple[I
     )
     assert cur.lastrowid is not None
     return Integration(id=cur.lastrowid, name=name), key
+
+
+def member_credentials(conn: sqlite3.Connection, *, name: str, reissue: bool) -> str | None:
+    """Revoke a local member's token and web sessions; with ``reissue``, return a new token.
+
+    A running node honours this within its credential cache's lifetime (30 s).
+    """
+    row = conn.execute("SELECT id, provider FROM members WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no member named {name!r}", field="NAME")
+    member_id, provider = row
+    if provider != "local":
+        raise InputError(
+            f"{name!r} signs in through {provider}, not with a token: revoke the integration instead",
+            field="NAME",
+        )
+    token = new_secret("coop_") if reissue else None
+    conn.execute(
+        "UPDATE members SET token_hash = ? WHERE id = ?",
+        (None if token is None else hash_secret(token), member_id),
+    )
+    conn.execute("DELETE FROM web_sessions WHERE member_id = ?", (member_id,))
+    return token
+
+
+def revoke_integration(conn: sqlite3.Connection, *, name: str) -> None:
+    """Delete an integration: its API key stops working (within the 30 s credential cache)."""
+    if conn.execute("DELETE FROM integrations WHERE name = ?", (name,)).rowcount == 0:
+        raise NotFoundError(f"no integration named {name!r}", field="NAME")
 
 
 def integration_by_key(conn: sqlite3.Connection, key: str) -> Integration | None:
