@@ -337,20 +337,14 @@ def test_node_image_keeps_data_in_a_volume_with_a_healthcheck() -> None:
     assert any(kind == "HEALTHCHECK" and "health" in a and "node" in a for kind, a in steps)
 
 
-def test_flower_image_puts_the_app_folder_where_eval_request_looks_for_it() -> None:
+def test_the_flower_app_ships_inside_the_package() -> None:
     # Read from the source, not imported: importing evalrun imports flwr (slow, and it warns).
     source = (ROOT / "src" / "coop" / "node" / "evalrun.py").read_text(encoding="utf-8")
-    match = re.search(
-        r'^DEPLOY_APP: Final = Path\(__file__\)\.resolve\(\)\.parents\[(\d)\]((?: / "[^"]+")+)$', source, re.M
-    )
-    assert match, "evalrun.DEPLOY_APP changed: update Containerfile.supernode and this test"
-    level, parts = int(match.group(1)), re.findall(r'"([^"]+)"', match.group(2))
-    # In the image the package is in the venv's site-packages: .../site-packages/coop/node/evalrun.py.
-    in_image = Path(VENV_IN_IMAGE, "lib", "python3.11", "site-packages", "coop", "node", "evalrun.py")
-    expected = in_image.parents[level].joinpath(*parts)
-    copies = [a.split() for kind, a in _instructions(IMAGES["flower"]) if kind == "COPY"]
-    assert ["deploy/flower-app", str(expected)] in copies
-    assert (ROOT / "deploy" / "flower-app" / "pyproject.toml").exists()
+    assert 'DEPLOY_APP: Final = Path(__file__).resolve().parent / "flower_app"' in source
+    app = ROOT / "src" / "coop" / "node" / "flower_app" / "pyproject.toml"
+    assert "coop.eval.flower:app_server" in app.read_text(encoding="utf-8")
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert '"node/flower_app/pyproject.toml"' in pyproject  # package data: in every install
 
 
 def test_images_install_the_pinned_flower() -> None:

@@ -34,6 +34,9 @@ class NodeSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     terms_version: str = "2026-11"
     public_url: str = "http://127.0.0.1:8000"
+    # Reverse proxies (their addresses) whose X-Forwarded-For names the real client, for
+    # rate limits and security logs; empty: the peer address is the client.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

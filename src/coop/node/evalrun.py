@@ -41,7 +41,8 @@ from coop.node.errors import InputError, StorageError
 __all__ = ["keygen", "markdown", "request", "verify"]
 
 _LIFETIME: Final = 86_400
-DEPLOY_APP: Final = Path(__file__).resolve().parents[3] / "deploy" / "flower-app"
+# The Flower app `flwr run` ships: installed with the package, so a plain `pip install` has it.
+DEPLOY_APP: Final = Path(__file__).resolve().parent / "flower_app"
 
 
 def keygen(path: Path) -> str:

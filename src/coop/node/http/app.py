@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 import sqlite3
 import time
@@ -34,6 +35,7 @@ from coop.node.errors import (
     RateLimitedError,
 )
 from coop.node.http.auth import Authenticator
+from coop.node.http.clientaddr import client_ip
 from coop.node.http.evaluation import evaluation_handlers
 from coop.node.http.federation import federation_handlers
 from coop.node.http.governance import governance_handlers
@@ -97,10 +99,18 @@ def _require_json(request: Request[Any, Any, Any]) -> None:
         )
 
 
-def _client(request: Request[Any, Any, Any]) -> ClientInfo:
-    host = request.client.host if request.client else None
+def _canonical_ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise InputError(
+            f"node.trusted_proxies: {text!r} is not an IP address", field="node.trusted_proxies"
+        ) from None
+
+
+def _client(request: Request[Any, Any, Any], trusted: frozenset[str]) -> ClientInfo:
     agent = request.headers.get("user-agent")
-    return ClientInfo(ip=host, user_agent=None if agent is None else agent[:256])
+    return ClientInfo(ip=client_ip(request, trusted), user_agent=None if agent is None else agent[:256])
 
 
 def _idempotency(request: Request[Any, Any, Any], scope: str, body: bytes) -> Idempotency | None:
@@ -159,6 +169,7 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         per_minute=cfg.rate_limit.per_token_per_minute, burst=cfg.rate_limit.per_token_burst
     )
     scheduler = Scheduler(node)
+    trusted = frozenset(filter(None, (_canonical_ip(a) for a in cfg.node.trusted_proxies)))
 
     def limit_token(key: str) -> None:
         wait = token_limit.allow(key, time.monotonic())
@@ -168,7 +179,7 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
             )
 
     async def limit_ip(request: Request[Any, Any, Any]) -> None:
-        host = request.client.host if request.client else "unknown"
+        host = client_ip(request, trusted) or "unknown"
         wait = ip_limit.allow(host, time.monotonic())
         if wait:
             raise RateLimitedError(f"too many requests from {host}; retry in {wait} s", retry_after=wait)
@@ -196,7 +207,17 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
 
     @get("/healthz", sync_to_thread=False)
     def healthz() -> Response[bytes]:
-        return _json({"status": "ok"})
+        """Alive and able to read its database (a storage fault answers 500, as problem details)."""
+        (schema,) = node.store.read(lambda c: c.execute("PRAGMA user_version").fetchone())
+        settings = node.settings().settings
+        return _json(
+            {
+                "status": "ok",
+                "schema": schema,
+                "embargo": settings.embargo.on,
+                "quality_freeze": settings.quality_freeze,
+            }
+        )
 
     @get("/metrics", sync_to_thread=False, media_type="text/plain")
     def metrics_text() -> Response[str]:
@@ -271,7 +292,7 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         """Store a validated contribution; ``member`` may be resolved inside the same transaction."""
         uid = uuid7()
         now = node.now()
-        client = _client(request)
+        client = _client(request, trusted)
 
         result: contrib.InsertResult
         if isinstance(member, Member):

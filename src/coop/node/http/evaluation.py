@@ -16,6 +16,7 @@ from litestar.params import FromPath
 
 from coop.node.accounts import Member
 from coop.node.errors import AuthError, ForbiddenError, InputError
+from coop.node.http.clientaddr import forwarded
 from coop.node.http.openapi import with_body
 from coop.node.http.problems import decode_body
 from coop.node.runtime import Node
@@ -47,7 +48,8 @@ def evaluation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
     def local_only(request: Request[Any, Any, Any]) -> None:
         """Only a process on this host holding the eval token may call the local interface."""
         host = request.client.host if request.client else ""
-        if host not in _LOOPBACK:
+        if host not in _LOOPBACK or forwarded(request):
+            # A reverse proxy on this host connects from loopback too: what it forwards is not local.
             raise ForbiddenError("the local evaluation interface answers on loopback only", field="client")
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
