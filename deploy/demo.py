@@ -197,9 +197,22 @@ def main() -> int:
         print(coop(*args))
         print(coop("eval", "verify", str(builder / "report.json")))
 
-        say("7. Where to look")
+        say("7. Publishing: a git repository and a static site (the Hugging Face channel needs the network)")
+        channels = DEMO / "published"
+        channels.mkdir()
+        bare = channels / "tax-chats.git"
+        subprocess.run(["git", "init", "--quiet", "--bare", str(bare)], check=True, timeout=60)
+        print(coop("publish", str(roots["tax"]), "--channel", "git", "--target", str(bare)).rstrip())
+        print(
+            coop("site", "build", str(roots["tax"]), str(channels / "tax-site"), "--node-url", tax).rstrip()
+        )
+
+        say("8. Where to look")
         version_dir = roots["tax"] / "releases" / "v1"
         print(f"  dataset card     {version_dir.relative_to(ROOT)}/README.md")
+        print(f"  Croissant        {version_dir.relative_to(ROOT)}/croissant.json")
+        print(f"  git channel      git -C {bare.relative_to(ROOT)} log --oneline --decorate")
+        print(f"  static site      python -m http.server -d {(channels / 'tax-site').relative_to(ROOT)}")
         print(f"  load a bucket    datasets.load_dataset('{version_dir.relative_to(ROOT)}', 'cc-by-sa')")
         print(f"  releases (HTTP)  {tax}/releases/v1   and {tax}/robots.txt (Content-Usage)")
         print(f"  federation       {farm}/api/v1/federation/origins")
