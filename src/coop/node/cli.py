@@ -314,6 +314,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             print(f"published {channel}: " + ", ".join(f"{w} {n}" for w, n in windows.items()))
         print("states: " + ", ".join(f"{k} {v}" for k, v in sorted(report.states.items())))
         print(f"releases: {report.releases}")
+        for channel, state in sorted(report.channels.items()):
+            print(
+                f"channel {channel}: v{state['release']} published {_when(state['at'])}, {state['lag']} behind"
+            )
         return 0
 
     return _with_node(args, run)
@@ -918,8 +922,10 @@ def cmd_site(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(report)
         else:
+            n = len(report.releases)
             print(
-                f"built {report.pages} pages ({report.records} records, {len(report.releases)} releases) in {report.out}"
+                f"built {report.pages} pages ({report.records} records, {n} release{'' if n == 1 else 's'}) "
+                f"in {report.out}"
             )
         return 0
 
