@@ -26,6 +26,7 @@ from coop.node.contributions import withdraw_contribution
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process
+from nodeproc import coop
 
 
 class _Ref:
@@ -224,3 +225,18 @@ def test_a_bad_repository_id_is_refused_naming_the_field(node: Node) -> None:
     with pytest.raises(ChannelError) as caught:
         publish(node, "hf", target="not a repo", api=FakeHub())
     assert caught.value.field == "target"
+
+
+def test_without_the_hub_the_command_line_says_so_in_one_line(node: Node) -> None:
+    member, _ = make_member(node)
+    contribute(node, member)
+    process(node)
+    node.cut_release()
+    root = node.data.root
+    node.close()
+    done = coop(
+        "publish", str(root), "--channel", "hf", "--target", "coop/hub-chats", "--dry-run", check=False
+    )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("coop: error:") and lines[0].endswith("[target]")

@@ -143,7 +143,7 @@ class HubPublisher:
         except (RepositoryNotFoundError, RevisionNotFoundError):
             raise
         except (HfHubHTTPError, OSError, ValueError, RuntimeError) as exc:  # say which call failed, and why
-            raise ChannelError(f"the Hub refused {what} on {self.target}: {exc}", field="target") from None
+            raise ChannelError(f"{what} on the Hub ({self.target}) failed: {exc}", field="target") from None
 
     def _state(self) -> tuple[str | None, list[str], dict[str, str]]:
         """The head commit of the branch, its files, and the ``vN`` tags (name -> commit)."""
