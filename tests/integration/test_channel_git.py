@@ -30,9 +30,15 @@ def _uids(path: Path) -> set[str]:
     return {json.loads(line)["uid"] for line in path.read_text().splitlines()} if path.exists() else set()
 
 
-def test_three_releases_one_with_a_withdrawal_reach_a_bare_repository(tmp_path: Path) -> None:
-    bare = tmp_path / "dataset.git"
-    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(bare)], check=True, timeout=60)
+@pytest.fixture
+def bare(tmp_path: Path) -> Path:
+    """An empty bare repository, as a server would host it."""
+    path = tmp_path / "dataset.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(path)], check=True, timeout=60)
+    return path
+
+
+def test_three_releases_one_with_a_withdrawal_reach_a_bare_repository(tmp_path: Path, bare: Path) -> None:
     node = make_node(tmp_path)
     try:
         member, _ = make_member(node)
@@ -133,9 +139,7 @@ def test_three_releases_one_with_a_withdrawal_reach_a_bare_repository(tmp_path: 
         stranger.close()
 
 
-def test_a_remote_that_moved_on_is_built_upon_never_overwritten(tmp_path: Path) -> None:
-    bare = tmp_path / "dataset.git"
-    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(bare)], check=True, timeout=60)
+def test_a_remote_that_moved_on_is_built_upon_never_overwritten(tmp_path: Path, bare: Path) -> None:
     node = make_node(tmp_path)
     try:
         member, _ = make_member(node)

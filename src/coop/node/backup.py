@@ -24,6 +24,7 @@ import msgspec
 
 from coop.node.datadir import DataDir
 from coop.node.errors import InputError, StorageError
+from coop.node.files import fsync_dir, fsync_file
 
 __all__ = ["BackupReport", "backup"]
 
@@ -57,7 +58,7 @@ def backup(data: DataDir, out: Path) -> BackupReport:
         if out.exists():
             out.rmdir()
         tmp.rename(out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -108,8 +109,7 @@ def _copy(data: DataDir, tmp: Path) -> BackupReport:
             releases += 1
     for path in tmp.rglob("*"):
         if path.is_file():
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
+            fsync_file(path)
     return BackupReport(
         out=str(tmp),
         database_bytes=target.db_path.stat().st_size,
@@ -130,11 +130,3 @@ def _recorded_releases(db: Path) -> list[str]:
     finally:
         conn.close()
     return own + federated
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

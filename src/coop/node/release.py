@@ -32,6 +32,7 @@ from coop.node.collective import current_settings
 from coop.node.contributions import Stage, bump_stage
 from coop.node.croissant import CROISSANT, build_croissant, croissant_bytes
 from coop.node.errors import BusyError, NotFoundError, StorageError
+from coop.node.files import fsync_dir, fsync_file, sha256_file
 from coop.node.intake.redaction import PiiType
 from coop.node.store import Store
 
@@ -190,29 +191,9 @@ class _HashingWriter:
 
 
 def _file_entry(root: Path, path: Path) -> FileEntry:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
     return FileEntry(
-        path=path.relative_to(root).as_posix(), sha256=digest.hexdigest(), bytes=path.stat().st_size
+        path=path.relative_to(root).as_posix(), sha256=sha256_file(path), bytes=path.stat().st_size
     )
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _BucketWriter:
@@ -265,7 +246,7 @@ class _BucketWriter:
         finally:
             self.parquet.close()
             self.jsonl.close()
-        _fsync_file(self.parquet_path)
+        fsync_file(self.parquet_path)
         name = self.licence.bucket
         files = (
             FileEntry(path=f"{name}/data.jsonl", sha256=self.jsonl.digest.hexdigest(), bytes=self.jsonl.size),
@@ -544,10 +525,10 @@ def _finish(tmp: Path, summary: ReleaseSummary) -> ReleaseSummary:
     sums = "".join(f"{e.sha256}  {e.path}\n" for e in entries)
     (tmp / "SHA256SUMS").write_text(sums, encoding="ascii")
     for name in ("README.md", "release.json", CROISSANT, "SHA256SUMS"):
-        _fsync_file(tmp / name)
+        fsync_file(tmp / name)
     for bucket in summary.buckets:
-        _fsync_dir(tmp / bucket.name)
-    _fsync_dir(tmp)
+        fsync_dir(tmp / bucket.name)
+    fsync_dir(tmp)
     return msgspec.structs.replace(summary, files=tuple(entries))
 
 
@@ -591,7 +572,7 @@ def cut_release(store: Store, releases: Path, *, coop: str, node_id: str, now: i
             )
             final = releases / summary.name
             tmp.rename(final)
-            _fsync_dir(releases)
+            fsync_dir(releases)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -726,7 +707,7 @@ def cut_federated_release(
         summary = _finish(tmp, summary)
         final = folder / summary.name
         tmp.rename(final)
-        _fsync_dir(folder)
+        fsync_dir(folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

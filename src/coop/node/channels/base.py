@@ -11,7 +11,6 @@ against the co-op's published key.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from pathlib import Path
 from typing import Final, Protocol
@@ -21,6 +20,7 @@ import msgspec
 from coop.governance.envelope import open_envelope, seal, valid_signers
 from coop.governance.errors import InvalidValueError
 from coop.node.errors import NodeError
+from coop.node.files import sha256_file
 from coop.node.release import ReleaseSummary
 
 __all__ = [
@@ -127,20 +127,12 @@ def verify_release(root: Path, public_key: bytes) -> ReleaseSummary:
     for entry in summary.files:
         path = root / entry.path
         try:
-            digest = _sha256(path)
+            digest = sha256_file(path)
         except OSError:
             raise ChannelError(f"{entry.path} is missing", field=entry.path) from None
         if digest != entry.sha256:
             raise ChannelError(f"{entry.path} does not match its SHA-256 in the statement", field=entry.path)
     return summary
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def record_publication(conn: sqlite3.Connection, publication: Publication) -> None:

@@ -30,6 +30,7 @@ import msgspec
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
 from coop.node.channels.base import STATEMENT, ChannelError, ReleaseFolder, commit_title_counts
+from coop.node.files import sha256_file
 
 __all__ = ["CommitPlan", "HubApi", "HubPublisher", "PlannedFile", "hub_api"]
 
@@ -112,14 +113,6 @@ def _version(name: str) -> int:
     return int(match.group(1)) if match else -1
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class HubPublisher:
     """Publishes releases to one Hugging Face dataset repository."""
 
@@ -178,7 +171,12 @@ class HubPublisher:
 
     def plan(self, release: ReleaseFolder, statement: bytes) -> CommitPlan:
         """Stage the files and write the exact commit plan; nothing is sent."""
-        head, remote, tags = self._state()
+        return self._plan(release, statement, self._state())
+
+    def _plan(
+        self, release: ReleaseFolder, statement: bytes, state: tuple[str | None, list[str], dict[str, str]]
+    ) -> CommitPlan:
+        head, remote, tags = state
         if tags and max(_version(t) for t in tags) > release.summary.version:
             latest = max(tags, key=_version)
             raise ChannelError(
@@ -199,7 +197,7 @@ class HubPublisher:
                 os.link(source, destination)  # the release is immutable: a hard link is a safe copy
             except OSError:
                 shutil.copyfile(source, destination)
-            add.append(PlannedFile(relative, _sha256(destination), destination.stat().st_size))
+            add.append(PlannedFile(relative, sha256_file(destination), destination.stat().st_size))
         (tmp / STATEMENT).write_bytes(statement)
         add.append(PlannedFile(STATEMENT, hashlib.sha256(statement).hexdigest(), len(statement)))
         add.sort(key=lambda f: f.path_in_repo)
@@ -229,11 +227,11 @@ class HubPublisher:
     # -- publishing ---------------------------------------------------------------------
 
     def publish(self, release: ReleaseFolder, statement: bytes) -> str:
-        _, _, tags = self._state()
+        state = self._state()  # read once: the plan is made against exactly this head
+        tags = state[2]
         if release.name in tags:
             return str(tags[release.name])
-        plan = self.plan(release, statement)
-        return self.commit(plan)
+        return self.commit(self._plan(release, statement, state))
 
     def commit(self, plan: CommitPlan) -> str:
         """Send a plan as one commit (then tag it); a moved branch makes the Hub refuse it."""
