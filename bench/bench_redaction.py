@@ -6,7 +6,20 @@ numbers, hashes, UUIDs, ISBNs, amounts...) and plain chatter.  Both redactors
 read the same messages; we report throughput and span-level precision, recall
 and F1 per type, print a table and append it to ``bench/RESULTS.md``.
 
-    .venv/bin/python bench/bench_redaction.py [--mb 5] [--seed N] [--presidio-mb M]
+Two corpora.  ``heldout`` (the default) is built by ``tests/pii_corpus.py``
+from the phrasing in ``tests/pii_corpus_templates.py``, a list written apart
+from the redactor's rules: national phone formats of fifteen countries, IBANs
+of eighteen in every spacing and case, names in forty self-introductions and
+sign-offs, and its own hard negatives.  ``legacy`` is the generator below, the
+one the first versions of the rules were measured on.
+
+    .venv/bin/python bench/bench_redaction.py [--corpus heldout|legacy] [--mb 5] [--seed N] [--presidio-mb M]
+        [--baseline DIR]
+
+``--baseline DIR`` also times another copy of the redaction package (a
+directory holding its modules, e.g. a snapshot taken before a change) in the
+same run, on the same corpus and plain chatter, and says whether its hits are
+identical to ours: before and after, measured under the same load.
 
 Presidio runs offline: a no-op NLP engine (no spaCy model) and only its
 predefined pattern recognizers, so PERSON (which needs NER) and Ethereum
@@ -18,21 +31,28 @@ from __future__ import annotations
 import argparse
 import enum
 import hashlib
+import importlib
 import ipaddress
 import logging
 import random
 import string
+import sys
+import tempfile
 import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from coop.node.intake.redaction import PiiType, redact
 from results import append_section, command, machine, markdown_table  # bench/results.py
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import pii_corpus  # tests/pii_corpus.py: the held-out corpus
 
 # --- the labelled corpus ------------------------------------------------------
 
@@ -429,29 +449,11 @@ PRESIDIO_TYPES = {
 }
 PRESIDIO_NA = frozenset({PiiType.ETH_ADDRESS, PiiType.PERSON_NAME})
 
-Span = tuple[int, int, PiiType]
+Span = pii_corpus.Span
+Score = pii_corpus.Score  # one scoring rule for the bench and the corpus-floor tests
 
 
-class Score(msgspec.Struct):
-    planted: int = 0
-    found: int = 0  # planted items overlapped by a hit of their type
-    hits: int = 0
-    true_hits: int = 0  # hits overlapping a planted item of their type
-
-    def precision(self) -> float | None:
-        return self.true_hits / self.hits if self.hits else None
-
-    def recall(self) -> float | None:
-        return self.found / self.planted if self.planted else None
-
-    def f1(self) -> float | None:
-        p, r = self.precision(), self.recall()
-        if p is None or r is None or p + r == 0:
-            return None
-        return 2 * p * r / (p + r)
-
-
-def false_hits(messages: Sequence[Message], hits: Sequence[Sequence[Span]]) -> int:
+def false_hits(messages: Sequence[Message | pii_corpus.Message], hits: Sequence[Sequence[Span]]) -> int:
     """Hits that overlap no planted item at all: flagged hard negatives and chatter."""
     return sum(
         not any(p.start < e and s < p.end for p in message.planted)
@@ -460,7 +462,9 @@ def false_hits(messages: Sequence[Message], hits: Sequence[Sequence[Span]]) -> i
     )
 
 
-def score(messages: Sequence[Message], hits: Sequence[Sequence[Span]]) -> dict[PiiType, Score]:
+def score(
+    messages: Sequence[Message | pii_corpus.Message], hits: Sequence[Sequence[Span]]
+) -> dict[PiiType, Score]:
     """Span-level: a planted item is found when a hit of the same type overlaps it."""
     scores = {kind: Score() for kind in PiiType}
     for message, message_hits in zip(messages, hits, strict=True):
@@ -478,16 +482,40 @@ def score(messages: Sequence[Message], hits: Sequence[Sequence[Span]]) -> dict[P
 # --- the two redactors ---------------------------------------------------------
 
 
-def run_ours(messages: Sequence[Message], repeats: int = 3) -> tuple[list[list[Span]], float]:
+def run_ours(
+    messages: Sequence[Message | pii_corpus.Message],
+    repeats: int = 3,
+    redactor: Callable[[str], Any] = redact,
+) -> tuple[list[list[Span]], float]:
     """Our hits and the best of ``repeats`` timed passes (the machine is shared)."""
     texts = [m.text for m in messages]
-    redact(texts[0])  # warm
+    redactor(texts[0])  # warm
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        results = [redact(text) for text in texts]
+        results = [redactor(text) for text in texts]
         best = min(best, time.perf_counter() - started)
-    return [[(h.start, h.end, h.type) for h in r.hits] for r in results], best
+    return [[(h.start, h.end, PiiType(h.type.value)) for h in r.hits] for r in results], best
+
+
+def load_baseline(directory: Path) -> Callable[[str], Any]:
+    """``redact`` of the redaction package copied in ``directory``, imported under another name.
+
+    The copy's absolute imports of ``coop.node.intake.redaction`` are pointed at
+    the copy itself (in a temporary directory), so it runs beside ours.
+    """
+    name = "redaction_baseline"
+    root = Path(tempfile.mkdtemp(prefix="bench-redaction-"))
+    (root / name).mkdir()
+    for module in sorted(directory.glob("*.py")):
+        source = module.read_text(encoding="utf-8").replace("coop.node.intake.redaction", name)
+        (root / name / module.name).write_text(source, encoding="utf-8")
+    sys.path.insert(0, str(root))
+    try:
+        baseline: Callable[[str], Any] = importlib.import_module(name).redact
+    finally:
+        sys.path.remove(str(root))
+    return baseline
 
 
 def build_presidio() -> Any | None:
@@ -527,7 +555,7 @@ def build_presidio() -> Any | None:
 
 
 def run_presidio(
-    analyzer: Any, messages: Sequence[Message], min_score: float
+    analyzer: Any, messages: Sequence[Message | pii_corpus.Message], min_score: float
 ) -> tuple[list[list[Span]], list[list[Span]], float]:
     """Hits at Presidio's default threshold (0) and at ``min_score``, and the time."""
     analyzer.analyze(messages[0].text, language="en")  # warm (loads the suffix list)
@@ -607,6 +635,12 @@ def table(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--corpus",
+        choices=("heldout", "legacy"),
+        default="heldout",
+        help="heldout: tests/pii_corpus_templates.py (default); legacy: this file's generator",
+    )
     parser.add_argument("--mb", type=float, default=5.0, help="corpus size in MB (default 5)")
     parser.add_argument("--seed", type=int, default=20240115, help="corpus seed")
     parser.add_argument(
@@ -617,10 +651,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--min-score", type=float, default=0.5, help="second Presidio threshold")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="also time the redaction package copied in this directory (e.g. before a change)",
+    )
     args = parser.parse_args(argv)
 
-    print(f"seed {args.seed}; generating {args.mb} MB corpus ...", flush=True)
-    messages = generate_corpus(args.seed, int(args.mb * 1_000_000))
+    print(f"seed {args.seed}; generating {args.mb} MB {args.corpus} corpus ...", flush=True)
+    heldout = args.corpus == "heldout"
+    messages: list[Message] | list[pii_corpus.Message] = (
+        pii_corpus.generate(args.seed, int(args.mb * 1_000_000))
+        if heldout
+        else generate_corpus(args.seed, int(args.mb * 1_000_000))
+    )
     corpus_bytes = sum(len(m.text.encode()) for m in messages)
     planted = sum(len(m.planted) for m in messages)
     print(f"{len(messages)} messages, {corpus_bytes / 1e6:.2f} MB, {planted} planted items")
@@ -630,11 +675,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours_scores = score(messages, ours_hits)
     print(f"ours: {ours_mbps:.1f} MB/s ({ours_seconds:.2f} s)", flush=True)
     # The same turn shapes with plain chatter only: the common case in production.
-    plain = generate_corpus(args.seed, int(args.mb * 1_000_000), {Segment.PLAIN: 1})
+    plain: list[Message] | list[pii_corpus.Message] = (
+        pii_corpus.generate(args.seed, int(args.mb * 1_000_000), {pii_corpus.Segment.PLAIN: 1})
+        if heldout
+        else generate_corpus(args.seed, int(args.mb * 1_000_000), {Segment.PLAIN: 1})
+    )
     plain_bytes = sum(len(m.text.encode()) for m in plain)
     plain_hits, plain_seconds = run_ours(plain)
     plain_mbps = plain_bytes / plain_seconds / 1e6
     print(f"ours, plain chatter only: {plain_mbps:.1f} MB/s", flush=True)
+    baseline_lines: list[str] = []
+    if args.baseline is not None:
+        baseline = load_baseline(args.baseline)
+        base_hits, base_seconds = run_ours(messages, redactor=baseline)
+        base_plain_hits, base_plain_seconds = run_ours(plain, redactor=baseline)
+        base_mbps = corpus_bytes / base_seconds / 1e6
+        base_plain_mbps = plain_bytes / base_plain_seconds / 1e6
+        same = base_hits == ours_hits and base_plain_hits == plain_hits
+        baseline_lines.append(
+            f"- baseline `{args.baseline}` in the same run: {base_mbps:.1f} MB/s on this corpus"
+            f" → ours {ours_mbps:.1f} MB/s (**{ours_mbps / base_mbps:.2f}x**);"
+            f" plain chatter {base_plain_mbps:.1f} MB/s → {plain_mbps:.1f} MB/s"
+            f" (**{plain_mbps / base_plain_mbps:.2f}x**); hits identical on both: {'yes' if same else 'NO'}"
+        )
+        print(baseline_lines[-1][2:], flush=True)
 
     analyzer = build_presidio()
     presidio_scores: dict[str, dict[PiiType, Score]] = {}
@@ -647,14 +711,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         subset_note = ""
         lines.append(f"- false hits (overlapping no planted item): ours {false_hits(messages, ours_hits)}")
     else:
-        subset = messages
+        subset: Sequence[Message | pii_corpus.Message] = messages
         if args.presidio_mb is not None:
-            limit, size, subset = int(args.presidio_mb * 1_000_000), 0, []
+            limit, size, taken = int(args.presidio_mb * 1_000_000), 0, 0
             for message in messages:
                 if size >= limit:
                     break
-                subset.append(message)
+                taken += 1
                 size += len(message.text.encode()) + 1
+            subset = messages[:taken]
         subset_bytes = sum(len(m.text.encode()) for m in subset)
         print(f"presidio: analysing {subset_bytes / 1e6:.2f} MB ...", flush=True)
         default_hits, strict_hits, presidio_seconds = run_presidio(analyzer, subset, args.min_score)
@@ -684,12 +749,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             false_line,
         ]
     report = table(quality_scores, presidio_scores)
+    mix = (
+        "held-out templates, tests/pii_corpus_templates.py; sentences: 20% with PII, 20% hard negatives, 60% plain"
+        if heldout
+        else "legacy generator; sentences: 15% with PII, 15% hard negatives, 70% plain"
+    )
     summary = [
         f"- corpus: seed {args.seed}, {len(messages)} messages, {corpus_bytes / 1e6:.2f} MB, "
-        f"{planted} planted items (sentences: 15% with PII, 15% hard negatives, 70% plain)",
+        f"{planted} planted items ({mix})",
         f"- ours: **{ours_mbps:.1f} MB/s** on this corpus ({ours_seconds:.2f} s, single thread,"
         f" best of 3); **{plain_mbps:.1f} MB/s** on plain chatter of the same turn shapes"
         f" ({plain_bytes / 1e6:.2f} MB, {sum(map(len, plain_hits))} hits)",
+        *baseline_lines,
         *lines,
         "- span-level P/R/F1 in %: a planted item counts as found when a hit of the same"
         f" type overlaps it{subset_note}"
@@ -707,7 +778,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not args.no_record:
         path = append_section(
-            "PII redaction",
+            "PII redaction" + (" (held-out corpus)" if heldout else ""),
             [f"- command: `{command(__file__)}`", f"- machine: {machine()}", *summary, "", report],
         )
         print(f"\nappended to {path}")
