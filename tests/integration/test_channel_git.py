@@ -45,14 +45,15 @@ def test_three_releases_one_with_a_withdrawal_reach_a_bare_repository(tmp_path: 
         first = [contribute(node, member, license="CC-BY-4.0") for _ in range(3)]
         process(node)
         node.cut_release()
+        assert [p.release for p in publish(node, "git", target=str(bare)).shipped] == ["v1"]
         gone = first[1]
         node.store.write(lambda c: withdraw_contribution(c, uid=gone, member=member, now=node.now()))
         contribute(node, member, license="CC0-1.0")
         process(node)
-        node.cut_release()
-        # v1 and v2 go out together: one commit each, in order.
+        node.cut_release()  # v1 is revised first: its withdrawn record leaves it (v1-r2)
+        # The revision of v1 (the branch's head: the branch moves on to it) and v2, in order.
         report = publish(node, "git", target=str(bare))
-        assert [p.release for p in report.shipped] == ["v1", "v2"]
+        assert [p.release for p in report.shipped] == ["v1-r2", "v2"]
         contribute(node, member, license="CC0-1.0")
         process(node)
         node.cut_release()
@@ -69,19 +70,20 @@ def test_three_releases_one_with_a_withdrawal_reach_a_bare_repository(tmp_path: 
     assert log == [
         "Release v3: 4 records, 1 withdrawn",
         "Release v2: 3 records, 1 withdrawn",
+        "Release v1 revision 2: 2 records, 0 withdrawn",
         "Release v1: 3 records, 0 withdrawn",
     ]
     tags = git("tag", "--list", cwd=bare).split()
-    assert tags == ["v1", "v2", "v3"]
+    assert tags == ["v1", "v1-r2", "v2", "v3"]
     commits = git("rev-list", "main", cwd=bare).split()
-    for tag, commit in zip(["v3", "v2", "v1"], commits, strict=True):
+    for tag, commit in zip(["v3", "v2", "v1-r2", "v1"], commits, strict=True):
         assert git("rev-list", "-n", "1", tag, cwd=bare).strip() == commit
     # Each tag's tree is that release exactly, and checks against the co-op's key.
     for tag in tags:
         checkout = tmp_path / f"check-{tag}"
         git("clone", "--quiet", "--branch", tag, str(bare), str(checkout), cwd=tmp_path)
         summary = verify_release(checkout, public_key)
-        assert summary.name == tag
+        assert summary.label == tag
         assert summary.node_id == node_id
         files = {
             p.relative_to(checkout).as_posix()
@@ -89,8 +91,10 @@ def test_three_releases_one_with_a_withdrawal_reach_a_bare_repository(tmp_path: 
             if p.is_file() and ".git" not in p.parts
         }
         assert files == {f.path for f in summary.files} | {"SHA256SUMS", STATEMENT}
-    v1, v2 = tmp_path / "check-v1", tmp_path / "check-v2"
-    assert gone in _uids(v1 / "cc-by" / "data.jsonl")
+    v1, v1r2, v2 = tmp_path / "check-v1", tmp_path / "check-v1-r2", tmp_path / "check-v2"
+    assert gone in _uids(v1 / "cc-by" / "data.jsonl")  # the tag never moves: git history keeps it
+    assert gone not in _uids(v1r2 / "cc-by" / "data.jsonl")
+    assert (v1r2 / "revisions" / "r2.dsse.json").is_file()
     assert gone not in _uids(v2 / "cc-by" / "data.jsonl")
     assert gone in _uids(v2 / "tombstones.jsonl")
     # The withdrawal is in the history as a change of the bucket file, and the card says so.
@@ -99,7 +103,7 @@ def test_three_releases_one_with_a_withdrawal_reach_a_bare_repository(tmp_path: 
     # Publishing again changes nothing; the channel's state feeds the metrics.
     again = coop("publish", str(root), "--channel", "git", "--target", str(bare)).stdout
     assert "nothing to publish" in again
-    assert git("rev-list", "--count", "main", cwd=bare).strip() == "3"
+    assert git("rev-list", "--count", "main", cwd=bare).strip() == "4"
     node = Node(root)
     try:
         metrics = node.metrics()
@@ -111,7 +115,7 @@ def test_three_releases_one_with_a_withdrawal_reach_a_bare_repository(tmp_path: 
                 r[0] for r in c.execute("SELECT action FROM audit_log WHERE action = 'release.publish'")
             ]
         )
-        assert len(entries) == 3
+        assert len(entries) == 4
         assert node.verify_audit()
         # An older release after a newer one would rewrite history: refused, nothing pushed
         # (here someone deleted the v2 tag on the server).
@@ -125,7 +129,7 @@ def test_three_releases_one_with_a_withdrawal_reach_a_bare_repository(tmp_path: 
             )
     finally:
         node.close()
-    assert git("rev-list", "--count", "main", cwd=bare).strip() == "3"
+    assert git("rev-list", "--count", "main", cwd=bare).strip() == "4"
     # Another node's v1 is not "already there": the repository holds a different v1.
     stranger = make_node(tmp_path, name="Stranger Co-op")
     try:
@@ -137,6 +141,51 @@ def test_three_releases_one_with_a_withdrawal_reach_a_bare_repository(tmp_path: 
             publish(stranger, "git", target=str(bare), release="v1")
     finally:
         stranger.close()
+
+
+def test_a_revision_of_an_older_release_is_a_new_tag_off_the_branch(tmp_path: Path, bare: Path) -> None:
+    node = make_node(tmp_path)
+    try:
+        member, _ = make_member(node)
+        gone = contribute(node, member, license="CC0-1.0")
+        keep = contribute(node, member, license="CC0-1.0")
+        process(node)
+        node.cut_release()
+        contribute(node, member, license="CC0-1.0")
+        process(node)
+        node.cut_release()
+        assert [p.release for p in publish(node, "git", target=str(bare)).shipped] == ["v1", "v2"]
+        tagged = {t: git("rev-list", "-n", "1", t, cwd=bare).strip() for t in ("v1", "v2")}
+        node.store.write(lambda c: withdraw_contribution(c, uid=gone, member=member, now=node.now()))
+
+        report = publish(node, "git", target=str(bare))  # revises v1 and v2 first, then ships them
+
+        assert [p.release for p in report.shipped] == ["v1-r2", "v2-r2"]
+        public_key = node.identity.public_key
+    finally:
+        node.close()
+    # Published tags never move; the branch holds the latest release's newest revision.
+    assert {t: git("rev-list", "-n", "1", t, cwd=bare).strip() for t in ("v1", "v2")} == tagged
+    log = git("log", "--format=%s", "main", cwd=bare).splitlines()
+    assert log == [
+        "Release v2 revision 2: 2 records, 0 withdrawn",
+        "Release v2: 3 records, 0 withdrawn",
+        "Release v1: 2 records, 0 withdrawn",
+    ]
+    # v1-r2 is a commit on top of v1, reachable by its tag only.
+    assert git("rev-parse", "v1-r2^", cwd=bare).strip() == tagged["v1"]
+    assert (
+        subprocess.run(
+            ["git", "merge-base", "--is-ancestor", "v1-r2", "main"], cwd=bare, check=False
+        ).returncode
+        == 1
+    )
+    for tag in ("v1-r2", "v2-r2"):
+        checkout = tmp_path / f"check-{tag}"
+        git("clone", "--quiet", "--branch", tag, str(bare), str(checkout), cwd=tmp_path)
+        assert verify_release(checkout, public_key).label == tag
+        assert gone not in _uids(checkout / "cc0" / "data.jsonl")
+        assert keep in _uids(checkout / "cc0" / "data.jsonl")
 
 
 def test_a_remote_that_moved_on_is_built_upon_never_overwritten(tmp_path: Path, bare: Path) -> None:

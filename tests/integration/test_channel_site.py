@@ -14,6 +14,8 @@ import httpx
 import pytest
 
 from coop.node.channels.base import verify_release
+from coop.node.channels.publish import publish
+from coop.node.contributions import withdraw_contribution
 
 from browsing import accessible, chromium
 from factories import contribute, make_member, make_node, process
@@ -158,3 +160,27 @@ def test_the_static_browser_searches_without_a_server_and_is_accessible(
         accessible(page)
         page.goto(f"{url}/datasets/v1/")
         accessible(page)
+
+
+def test_the_site_is_rebuilt_with_a_revised_release_at_the_next_publish(tmp_path: Path) -> None:
+    node = make_node(tmp_path, name="Static Co-op")
+    out = tmp_path / "site"
+    try:
+        member, _ = make_member(node)
+        gone = contribute(node, member, license="CC-BY-4.0")
+        keep = contribute(node, member, license="CC-BY-4.0")
+        process(node)
+        node.cut_release()
+        assert [p.release for p in publish(node, "site", target=str(out)).shipped] == ["v1"]
+        node.store.write(lambda c: withdraw_contribution(c, uid=gone, member=member, now=node.now()))
+
+        report = publish(node, "site", target=str(out))
+
+        assert [p.release for p in report.shipped] == ["v1-r2"]
+        lines = (out / "releases/v1/cc-by/data.jsonl").read_text().splitlines()
+        assert [json.loads(line)["uid"] for line in lines] == [keep]
+        summary = verify_release(out / "releases" / "v1", node.identity.public_key)
+        assert summary.revision == 2 and (out / "releases/v1/revisions/r2.dsse.json").is_file()
+        assert gone not in (out / "browse" / "index.json").read_text()
+    finally:
+        node.close()

@@ -7,7 +7,10 @@ admin; releases are cut as an admin.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +18,10 @@ from typing import Any
 
 import httpx
 import msgspec
+import pyarrow.parquet as pq
 import pytest
+
+from coop.node.revision import verify_revision
 
 from harness import (
     add_member,
@@ -393,6 +399,11 @@ CLI_ERRORS: list[tuple[str, int, Callable[[CliScene], tuple[str, ...]]]] = [
         5,
         lambda s: ("contribute", s.chat, *s.remote[:2], "--token", "coop_wrong", *_SHARE),
     ),
+    (
+        "contribute-ai-use-typo",
+        2,
+        lambda s: ("contribute", s.chat, *s.remote, *_SHARE, "--ai-use", "trian-ai=n"),
+    ),
     ("withdraw-missing-uid", 4, lambda s: ("withdraw", "0192f000-0000-7000-8000-000000000000", *s.remote)),
     (
         "contribute-unreachable-node",
@@ -419,3 +430,77 @@ def test_rights_cli_error_is_one_line_on_stderr_and_a_nonzero_exit(
     assert result.stderr.startswith("coop: error: "), result.stderr
     assert result.stdout == ""
     assert member.http.get("/api/v1/me/contributions").json() == []
+
+
+def test_rights_cli_ai_use_typo_names_the_label_and_suggests_the_known_one(
+    site: Site, member: Member, tmp_path: Path
+) -> None:
+    scene = _scene(site, member, tmp_path)
+    result = coop("contribute", scene.chat, *scene.remote, *_SHARE, "--ai-use", "trian-ai=n", check=False)
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "coop: error: unknown AI-use label 'trian-ai': did you mean 'train-ai'? [--ai-use]"
+    ]
+    assert member.http.get("/api/v1/me/contributions").json() == []
+
+
+# -- withdrawn content leaves the releases the node serves (issue 10, defect 3) ------------------
+
+
+def test_rights_withdraw_after_release_removes_it_from_every_served_release_file(
+    site: Site, member: Member
+) -> None:
+    word = code_word()
+    uid = member.share(word)
+    site.process_pending()
+    first = site.cut_release()
+    assert uid in site.released_uids(first)
+
+    response = member.http.delete(f"/api/v1/contributions/{uid}")
+
+    assert response.status_code == 200, response.text
+    # The node revises the releases it serves right after the commit, in the background.
+    # Until then its bucket files are refused (503, Retry-After), never served with the record.
+    deadline = time.monotonic() + 30
+    summary = site.public.get(f"/releases/{first['name']}").json()
+    while summary.get("revision", 1) == first.get("revision", 1) and time.monotonic() < deadline:
+        bucket = site.public.get(f"/releases/{first['name']}/{first['buckets'][0]['name']}/data.jsonl")
+        assert bucket.status_code in (200, 503) and (
+            bucket.status_code == 503 or uid.encode() not in bucket.content
+        )
+        time.sleep(0.2)
+        summary = site.public.get(f"/releases/{first['name']}").json()
+    assert uid not in site.released_uids(summary)
+    assert summary["name"] == first["name"] and summary["revision"] > first.get("revision", 1)
+    base = f"/releases/{summary['name']}"
+    # Every served file: no trace of the text; the Parquet has the JSONL's rows; checksums hold.
+    for bucket in summary["buckets"]:
+        jsonl = site.public.get(f"{base}/{bucket['name']}/data.jsonl").content
+        parquet = site.public.get(f"{base}/{bucket['name']}/data.parquet").content
+        assert word.encode() not in jsonl
+        rows = pq.read_table(io.BytesIO(parquet)).column("uid").to_pylist()
+        assert uid not in rows
+        assert rows == [msgspec.json.decode(line)["uid"] for line in jsonl.splitlines() if line]
+    sums = site.public.get(f"{base}/SHA256SUMS").text.splitlines()
+    assert sums
+    for line in sums:
+        digest, path = line.split("  ", 1)
+        served = site.public.get(f"{base}/{path}")
+        assert served.status_code == 200, path
+        assert hashlib.sha256(served.content).hexdigest() == digest, path
+        assert word.encode() not in served.content, path
+    # The revision statement, served with the release: signed by the node's key, names the uid.
+    key = bytes.fromhex(site.public.get("/api/v1/node").json()["node_id"])
+    named = {}
+    for number in range(2, summary["revision"] + 1):
+        data = site.public.get(f"{base}/revisions/r{number}.dsse.json")
+        assert data.status_code == 200
+        statement = verify_revision(data.content, key)
+        named |= {r.uid: r.reason for r in statement.removed}
+    assert named[uid] == "withdrawn by the member"
+    # On disk: the folder the node serves holds no trace either, and the old one is gone.
+    releases = site.root / "releases"
+    folders = [p for p in releases.iterdir() if p.name.split("-r")[0] == summary["name"]]
+    assert [p.name for p in folders] == [f"{summary['name']}-r{summary['revision']}"]
+    assert all(word.encode() not in p.read_bytes() for p in folders[0].rglob("*") if p.is_file())

@@ -36,18 +36,30 @@ class Fed:
         return str(response.json()["uid"])
 
     def process_and_release(self) -> str:
+        """Process a's waiting room, then cut: only records accepted before a cut are admitted
+        (the background pipeline may hold a batch, so wait until none is left mid-way)."""
         assert self.admin.post("/api/v1/admin/process").status_code == 200
+        self.wait(lambda: self.unprocessed() == 0, "a's waiting room emptied")
         response = self.admin.post("/api/v1/admin/releases")
         assert response.status_code == 201, response.text
         return str(response.json()["name"])
+
+    def unprocessed(self) -> int:
+        with sqlite3.connect(f"file:{self.roots['a'] / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+            (n,) = conn.execute(
+                "SELECT count(*) FROM contributions WHERE state IN ('waiting_room', 'processing')"
+            ).fetchone()
+        return int(n)
 
     def origins(self, name: str) -> dict[str, dict[str, Any]]:
         rows = httpx.get(f"{self.nodes[name].url}/api/v1/federation/origins", timeout=10).json()
         return {row["origin"]: row for row in rows}
 
     def mirrored(self, name: str, origin: str) -> dict[str, str]:
-        url = f"{self.nodes[name].url}/api/v1/federation/origins/{origin}/records"
-        return {row["uid"]: row["hash"] for row in httpx.get(url, params={"limit": 1000}, timeout=10).json()}
+        """Every record of ``origin`` that ``name`` holds (its database: the public route lists public ones)."""
+        with sqlite3.connect(f"file:{self.roots[name] / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+            rows = conn.execute("SELECT uid, hash FROM mirror_records WHERE origin = ?", (origin,)).fetchall()
+        return {str(uid): str(digest) for uid, digest in rows}
 
     def wait(self, check: Any, what: str, within: float = 60.0) -> None:
         """Poll until ``check()`` holds (a bounded wait for gossip, not a timing assertion)."""
@@ -228,3 +240,101 @@ def test_peer_protocol_refuses_unsigned_replayed_and_altered_requests(fed: Fed) 
         httpx.post(url, content=body, headers={"Content-Type": "application/json", **stranger}).status_code
         == 401
     )
+    # A request b signed for c, replayed at a with c's Host header: signed for another address.
+    for_c = f"{fed.nodes['c'].url}/federation/v1/summary"
+    headers = sign_request("POST", for_c, body, seed=seed, now=int(time.time()), nonce=code_word("nonce"))
+    c_host = for_c.split("/")[2]
+    captured = httpx.post(
+        url, content=body, headers={"Content-Type": "application/json", "Host": c_host, **headers}
+    )
+    assert captured.status_code == 401, captured.text
+    assert "another address" in captured.json()["detail"]
+
+
+def _origin_row(fed: Fed, name: str, origin: str) -> tuple[int, str | None]:
+    """What ``name`` keeps of ``origin``'s latest manifest: its quality freeze and embargo."""
+    with sqlite3.connect(f"file:{fed.roots[name] / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+        row = conn.execute(
+            "SELECT quality_freeze, embargo FROM fed_origins WHERE origin = ?", (origin,)
+        ).fetchone()
+    return (int(row[0]), row[1]) if row else (0, None)
+
+
+def _listed_at(fed: Fed, name: str, origin: str) -> set[str]:
+    with sqlite3.connect(f"file:{fed.roots[name] / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+        return {r[0] for r in conn.execute("SELECT uid FROM fed_entries WHERE origin = ?", (origin,))}
+
+
+def _federated_rows(root: Path) -> set[tuple[str, str]]:
+    name = coop("release", str(root), "--federated").stdout.strip()
+    rows: set[tuple[str, str]] = set()
+    for path in (root / "releases" / name).glob("*/data.jsonl"):
+        rows |= {
+            (json.loads(line)["uid"], json.loads(line)["origin"]) for line in path.read_text().splitlines()
+        }
+    return rows
+
+
+def test_federation_follows_the_origins_freeze_and_embargo_set_after_listing(fed: Fed) -> None:
+    a = fed.ids["a"]
+    before = fed.share("public")
+    tagged = fed.share("public", tags=["secret"])
+    fed.process_and_release()
+    fed.wait(lambda: {before, tagged} <= set(fed.mirrored("b", a)), "b mirrored a's released records")
+    # The quality freeze: nothing new is listed, and b stops publishing what it holds of a.
+    coop("freeze", "on", str(fed.roots["a"]))
+    during = fed.share("public")
+    assert fed.admin.post("/api/v1/admin/process").status_code == 200
+    assert fed.admin.post("/api/v1/admin/releases").status_code == 409
+    fed.wait(lambda: _origin_row(fed, "b", a)[0] == 1, "b saw the freeze in a's manifest")
+    assert {uid for uid, origin in _federated_rows(fed.roots["b"]) if origin == a} == set()
+    time.sleep(2)
+    assert during not in _listed_at(fed, "b", a)
+    assert during not in fed.mirrored("b", a)
+    coop("freeze", "off", str(fed.roots["a"]))
+    fed.process_and_release()
+    fed.wait(lambda: during in fed.mirrored("b", a), "b mirrored the record once the freeze was lifted")
+    # An embargo by tag set after listing: b stops publishing the tagged record.
+    coop("embargo", "on", str(fed.roots["a"]), "--tag", "secret")
+    fed.wait(lambda: "secret" in (_origin_row(fed, "b", a)[1] or ""), "b saw the embargo in a's manifest")
+    from_a = {uid for uid, origin in _federated_rows(fed.roots["b"]) if origin == a}
+    assert from_a == {before, during}
+
+
+def test_federation_scope_stays_with_the_co_ops_the_origin_pinned(tmp_path: Path) -> None:
+    """a pinned b only; b pinned a and c; c pinned b and trusts a's key, but a never pinned c."""
+    roots, nodes, ids = {}, {}, {}
+    for name in NAMES:
+        port = free_port()
+        roots[name] = init_node(
+            tmp_path / name,
+            node={"public_url": f"http://127.0.0.1:{port}"},
+            federation={"interval_seconds": 0.5, "fanout": 2},
+            pipeline={"interval_seconds": 0.5},
+            rate_limit={"per_token_burst": 10_000, "per_ip_burst": 10_000},
+        )
+        ids[name] = json.loads(coop("identity", "show", str(roots[name]), "--json").stdout)["node_id"]
+        nodes[name] = NodeProcess(roots[name], port=port)
+    for name, others in {"a": ("b",), "b": ("a", "c"), "c": ("b", "a")}.items():
+        for other in others:
+            coop("peers", "add", str(roots[name]), nodes[other].url, "--key", ids[other])
+    token = add_member(roots["a"], "ada", admin=True)
+    for node in nodes.values():
+        node.start()
+    fed = Fed(roots, nodes, ids, token)
+    try:
+        a = ids["a"]
+        public = fed.share("public")
+        federation = fed.share("federation")
+        fed.process_and_release()
+        fed.wait(lambda: set(fed.mirrored("b", a)) == {public, federation}, "b mirrored both of a's records")
+        fed.wait(lambda: public in fed.mirrored("c", a), "c mirrored a's public record through b")
+        fed.wait(lambda: federation in _listed_at(fed, "c", a), "c holds the manifest listing it")
+        time.sleep(2)  # more rounds: the federation-scope body never reaches c
+        assert set(fed.mirrored("c", a)) == {public}
+        assert _federated_rows(roots["b"]) == {(public, a)}
+        assert _federated_rows(roots["c"]) == {(public, a)}
+    finally:
+        fed.admin.close()
+        for node in nodes.values():
+            node.stop()

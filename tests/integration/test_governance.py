@@ -298,18 +298,37 @@ def test_payouts_sum_exactly_and_skip_withdrawn(co: Co) -> None:
     # weights: Night Owl 1 (one left), ada's corrected fail 3, the anonymous one 1: 700 over 5
     assert lines["Night Owl"]["amount"] == "140.00"
     assert lines["ada"]["amount"] == "420.00"
-    anonymous_line = next(p for p in lines if p.startswith("anonymous-"))
-    assert lines[anonymous_line]["amount"] == "140.00"
+    # Anonymous records are paid on one public line for all of them; the internal ledger pays ada.
+    assert lines["anonymous contributors"]["amount"] == "140.00"
+    members = json.loads(next((co.root / "payouts" / "members").glob("payout-1-v1.json")).read_text())
+    assert {line["payee"]: line["amount"] for line in members["lines"]}["ada"] == "700.00"
     assert anonymous != corrected
     csv_path = next((co.root / "payouts").glob("payout-1-v1.csv"))
     assert csv_path.read_text().splitlines()[0] == "payee,kind,records,weight,amount,currency"
     audit = co.admin.get("/api/v1/governance/audit").json()
     assert audit[-1]["action"] == "payout.computed"
-    over_http = co.admin.post(
+    # v1 is paid: a second payout is refused unless it supersedes the first, with a reason.
+    twice = co.admin.post(
         "/api/v1/governance/payouts", json={"release": "v1", "amount": "10.01", "currency": "EUR"}
     )
+    assert_problem(twice, 409, "release")
+    again = coop(
+        "payouts", str(co.root), "--release", "v1", "--amount", "5.00", "--currency", "EUR", check=False
+    )
+    assert again.returncode == 4 and again.stderr.count("\n") == 1
+    over_http = co.admin.post(
+        "/api/v1/governance/payouts",
+        json={"release": "v1", "amount": "10.01", "currency": "EUR", "supersede": "the buyer paid 10.01"},
+    )
     assert over_http.status_code == 201
+    assert over_http.json()["supersedes"] == 1
     assert sum(Decimal(line["amount"]) for line in over_http.json()["ledger"]["lines"]) == Decimal("10.01")
+    supersede = next(
+        e for e in co.admin.get("/api/v1/governance/audit").json() if e["action"] == "payout.supersede"
+    )
+    assert (
+        supersede["payload"]["superseded"] == 1 and supersede["payload"]["reason"] == "the buyer paid 10.01"
+    )
     bad = co.admin.post(
         "/api/v1/governance/payouts", json={"release": "v1", "amount": "10.001", "currency": "EUR"}
     )

@@ -98,6 +98,20 @@ REFUSALS = [
         "ai_use.train-ai",
         json_bytes(contribution(ai_use="train-ai=maybe")),
     ),
+    Refusal(
+        "aipref-typo-in-own-label-suggests-the-known-one",
+        422,
+        "ai_use",
+        json_bytes(contribution(ai_use="trian-ai=n")),
+        detail_has="unknown AI-use label 'trian-ai': did you mean 'train-ai'?",
+    ),
+    Refusal(
+        "aipref-typo-in-own-parameter-suggests-the-known-one",
+        422,
+        "ai_use.train-ai",
+        json_bytes(contribution(ai_use="train-ai=n;exeptions=cc-cr")),
+        detail_has="did you mean 'exceptions'?",
+    ),
     Refusal("consent-missing", 422, "consent", json_bytes(contribution(consent=_OMIT))),
     Refusal("consent-false", 422, "consent", json_bytes(contribution(consent=False))),
     Refusal(
@@ -286,6 +300,7 @@ EDIT_REFUSALS = [
     ("unknown-licence", {"license": "GPL-3.0"}, "license"),
     ("unknown-field", {"content": "new text"}, "content"),
     ("aipref-bad-value", {"ai_use": "search=perhaps"}, "ai_use.search"),
+    ("aipref-typo", {"ai_use": "serach=n"}, "ai_use"),
     ("bad-language", {"language": "x"}, "language"),
 ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -81,8 +82,10 @@ class Hosts:
         return {row["origin"]: (row["seq"], row["hash"]) for row in rows}
 
     def mirrored(self, name: str, origin: str) -> set[str]:
-        url = f"{self.url(name)}/api/v1/federation/origins/{origin}/records"
-        return {row["uid"] for row in self.local[name].get(url, params={"limit": 1000}).json()}
+        """Every record of ``origin`` that ``name`` holds (its database: the public route lists public ones)."""
+        with sqlite3.connect(f"file:{self.roots[name] / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+            rows = conn.execute("SELECT uid FROM mirror_records WHERE origin = ?", (origin,)).fetchall()
+        return {str(uid) for (uid,) in rows}
 
     def same_heads(self) -> bool:
         views = [self.heads(name) for name in NAMES]

@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from coop.governance import pseudonym_hash
+
 from harness import add_member, bearer, code_word, init_node, running, wait_for_state
 from nodeproc import NodeProcess, coop, free_port
 
@@ -195,8 +197,11 @@ def test_share_to_coop_stores_the_chat_with_the_members_choices_and_rating(site:
     assert feedback["reason"] == THUMBS_DOWN["reason"]
     assert feedback["comment"] == THUMBS_DOWN["comment"]
     salt = (site.root / "keys" / "salt").read_bytes()
-    expected = hmac.new(salt, f"openwebui:{USER_ID}".encode(), hashlib.sha256).hexdigest()
-    assert record["contributor_hash"] == expected
+    member_hash = hmac.new(salt, f"openwebui:{USER_ID}".encode(), hashlib.sha256).hexdigest()
+    # Credited by the co-op's default: the member's random pseudonym, with that pseudonym's own hash.
+    assert record["attribution"]["mode"] == "pseudonym"
+    assert member_hash[:8] not in record["attribution"]["name"]
+    assert record["contributor_hash"] == pseudonym_hash(salt, member_hash, record["attribution"]["name"])
     assert EMAIL not in repr(record)
 
 

@@ -16,6 +16,8 @@ import msgspec
 import pyarrow.parquet as pq
 import pytest
 
+from coop.governance import pseudonym_hash
+
 from harness import add_member, assert_problem, bearer, code_word, init_node, running, wait_for_state
 from nodeproc import NodeProcess, coop
 
@@ -129,8 +131,11 @@ def test_openwebui_ingest_releases_the_contributor_hash_and_never_the_user(site:
     lines = (release / "cc-by" / "data.jsonl").read_bytes().splitlines()
     (record,) = [r for r in map(msgspec.json.decode, lines) if r["uid"] == uid]
     salt = (site.root / "keys" / "salt").read_bytes()
-    expected = hmac.new(salt, f"openwebui:{USER_ID}".encode(), hashlib.sha256).hexdigest()
-    assert record["contributor_hash"] == expected
+    member_hash = hmac.new(salt, f"openwebui:{USER_ID}".encode(), hashlib.sha256).hexdigest()
+    # Credited by the co-op's default: the member's random pseudonym, with that pseudonym's own hash.
+    assert record["attribution"]["mode"] == "pseudonym"
+    assert member_hash[:8] not in record["attribution"]["name"]
+    assert record["contributor_hash"] == pseudonym_hash(salt, member_hash, record["attribution"]["name"])
     assert record["route"] == "openwebui"
     assert record["label"] == "fail"
     assert [m["content"] for m in record["content"]] == [
@@ -185,6 +190,7 @@ INGEST_REFUSALS = [
     ("chat-unrecognised", {"chat": {"spreadsheet": [1, 2]}}, 422, "chat"),
     ("chat-current-id-dangling", {"chat": {"history": {"currentId": "x", "messages": {}}}}, 422, "chat"),
     ("unknown-field", {"folder": "work"}, 422, "folder"),
+    ("aipref-typo-keeps-no-opt-out", {"ai_use": "trian-ai=n"}, 422, "ai_use"),
 ]
 
 

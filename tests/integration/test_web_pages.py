@@ -7,7 +7,9 @@ which problem, and that nothing is changed when it is.
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -340,3 +342,44 @@ def test_the_live_preview_needs_the_session_and_its_token(site: Site) -> None:
     assert ok.status_code == 200
     (hit,) = ok.json()["hits"]
     assert (hit["start"], hit["end"], hit["type"]) == (8, 21, "email"), "offsets in UTF-16 units"
+
+
+def test_sharing_from_an_uploaded_export_erases_the_upload(site: Site) -> None:
+    """The raw export (every chat in it, unredacted) is kept only until the member shares from it."""
+    browser = Browser(site).sign_in(site.member)
+    form = browser.page("/contribute")
+    export = json.dumps(
+        [
+            {
+                "id": "c1",
+                "title": "Rent",
+                "chat": {
+                    "models": ["m"],
+                    "messages": [
+                        {"role": "user", "content": "Mail zq-upload-marker@example.org about rent?"},
+                        {"role": "assistant", "content": "Yes, write to them today."},
+                    ],
+                },
+            }
+        ]
+    )
+    fields = {
+        "form_id": re.search(r'name="form_id" value="([^"]+)"', form).group(1),  # type: ignore[union-attr]
+        "terms_version": re.search(r'name="terms_version" value="([^"]+)"', form).group(1),  # type: ignore[union-attr]
+        "label": "good",
+        "consent": "yes",
+        "eval": "y",
+    }
+    page = browser.post(
+        "/contribute",
+        {**fields, "step": "upload"},
+        files={"export": ("chat.json", export, "application/json")},
+    )
+    assert page.status_code == 200, page.text[:500]
+    upload = re.search(r'name="upload" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    with sqlite3.connect(f"file:{site.root / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+        assert conn.execute("SELECT count(*) FROM web_uploads WHERE id = ?", (upload,)).fetchone()[0] == 1
+    shared = browser.post("/contribute", {**fields, "upload": upload, "chat_id": "c1", "step": "submit"})
+    assert shared.status_code == 303, shared.text[:1000]
+    with sqlite3.connect(f"file:{site.root / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+        assert conn.execute("SELECT count(*) FROM web_uploads").fetchone()[0] == 0

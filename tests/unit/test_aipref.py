@@ -148,3 +148,86 @@ def test_ai_use_describe_is_plain_words() -> None:
 def test_parse_ai_use_over_length_limit_is_refused() -> None:
     with pytest.raises(AiPrefSyntaxError):
         parse_ai_use("train-ai=n, " * 200)
+
+
+# -- a member's own input: strict -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "message"),
+    [
+        pytest.param(
+            "trian-ai=n", "ai_use", "unknown AI-use label 'trian-ai': did you mean 'train-ai'?", id="swapped"
+        ),
+        pytest.param("train_ai=n", "ai_use", "did you mean 'train-ai'?", id="underscore"),
+        pytest.param("trainai=n", "ai_use", "did you mean 'train-ai'?", id="no-hyphen"),
+        pytest.param(
+            "serach=n", "ai_use", "unknown AI-use label 'serach': did you mean 'search'?", id="search"
+        ),
+        pytest.param("search=y, tran-ai=n", "ai_use", "'tran-ai': did you mean 'train-ai'?", id="second"),
+        pytest.param("train-gen-ai=n", "ai_use", "did you mean 'train-ai'?", id="current-label-first"),
+        pytest.param("aiuse=n", "ai_use", "did you mean 'ai-use'?", id="legacy-typo"),
+        pytest.param(
+            "foo=n", "ai_use", "unknown AI-use label 'foo': the labels are train-ai, search", id="far"
+        ),
+        pytest.param(
+            "train-ai=n;exeptions=cc-cr",
+            "ai_use.train-ai",
+            "unknown parameter 'exeptions' on 'train-ai': did you mean 'exceptions'?",
+            id="parameter",
+        ),
+        pytest.param(
+            "train-ai=n;why=1", "ai_use.train-ai", "the only parameter is 'exceptions'", id="far-parameter"
+        ),
+        pytest.param(
+            "train-ai=n;exceptions=cc-rc",
+            "ai_use.train-ai",
+            "not a Creative Commons signal: did you mean 'cc-cr'?",
+            id="signal",
+        ),
+    ],
+)
+def test_parse_ai_use_strict_unknown_name_is_refused_with_suggestion(
+    text: str, field: str, message: str
+) -> None:
+    with pytest.raises(InvalidValueError) as caught:
+        parse_ai_use(text, strict=True)
+    assert caught.value.field == field
+    assert message in caught.value.message, caught.value.message
+    # Read as someone else's signal, the same text is only a notice.
+    assert parse_ai_use(text).notices
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("train-genai=n", id="train-genai"),
+        pytest.param("tdm=n, search=y", id="tdm"),
+        pytest.param("ai=n;exceptions=cc-cr", id="ai-with-signal"),
+        pytest.param("train-ai=y;exceptions=cc-cr", id="signal-on-yes"),
+    ],
+)
+def test_parse_ai_use_strict_legacy_label_reads_as_lenient(text: str) -> None:
+    assert parse_ai_use(text, strict=True) == parse_ai_use(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "train-ai=n, train-ai=y",
+        "search=n, search=y",
+        "train-ai=n, search=y, train-ai=y",
+        "ai=n, train-ai=y",
+        "ai=n, genai=y",
+    ],
+)
+def test_parse_ai_use_own_input_repeating_or_contradicting_a_label_is_refused(text: str) -> None:
+    with pytest.raises(InvalidValueError) as caught:
+        parse_ai_use(text, strict=True)
+    assert caught.value.field == "ai_use"
+    parse_ai_use(text)  # someone else's signal: read as RFC 9651 and the draft say
+
+
+def test_parse_ai_use_own_input_repeating_a_label_with_the_same_value_is_still_refused() -> None:
+    with pytest.raises(InvalidValueError, match="more than once"):
+        parse_ai_use("train-ai=n, train-ai=n", strict=True)

@@ -1,4 +1,4 @@
-"""The audit chain: any altered, removed or reordered entry is named; only this node's key signs."""
+"""The audit chain: any altered, removed, reordered or cut-off entry is named; only this node's key signs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from coop.governance import AuditEntry, append_entry, verify_chain
+from coop.governance.audit import sign_head
 
 SEED = bytes(range(32))
 KEY = bytes(SigningKey(SEED).verify_key)
@@ -119,3 +120,73 @@ def test_verify_chain_ignores_a_rotation_from_a_key_not_in_force() -> None:
     _rotate(entries, stranger, other, signer=other)  # names a key the chain never had
     report = verify_chain(entries, KEY)
     assert not report and report.first_bad == 3
+
+
+# -- the signed head: a cut-off tail ------------------------------------------------------
+
+
+def test_verify_chain_cut_off_tail_is_caught_by_the_signed_head() -> None:
+    entries = _chain(5)
+    head = sign_head(5, entries[-1].hash, SEED)
+    report = verify_chain(entries[:3], KEY, head=head, current_key=KEY)
+    assert not report
+    assert report.first_bad == 4
+    assert report.problem == (
+        "the log ends at entry 3 but the signed head says 5: entries 4 to 5 were cut off"
+    )
+
+
+def test_verify_chain_tail_cut_and_written_again_is_caught_by_the_signed_head() -> None:
+    entries = _chain(5)
+    head = sign_head(5, entries[-1].hash, SEED)
+    rewritten = entries[:3]
+    for i in range(2):  # validly signed entries 4 and 5, but not the ones the head names
+        rewritten.append(
+            append_entry(rewritten[-1], at=5000 + i, actor="ada", action="x", payload={}, seed=SEED)
+        )
+    report = verify_chain(rewritten, KEY, head=head, current_key=KEY)
+    assert not report
+    assert report.first_bad == 5
+    assert "not the one the signed head names" in (report.problem or "")
+
+
+def test_verify_chain_head_not_signed_by_the_node_is_a_problem() -> None:
+    entries = _chain(3)
+    forged = sign_head(3, entries[-1].hash, bytes(range(1, 33)))
+    report = verify_chain(entries, KEY, head=forged, current_key=KEY)
+    assert not report
+    assert report.first_bad is None
+    assert "not signed by this node's key" in (report.problem or "")
+
+
+def test_verify_chain_head_matching_the_last_entry_checks_without_warning() -> None:
+    entries = _chain(4)
+    report = verify_chain(entries, KEY, head=sign_head(4, entries[-1].hash, SEED), current_key=KEY)
+    assert report and report.checked == 4
+    assert report.warning is None
+
+
+def test_verify_chain_head_behind_the_log_only_warns() -> None:
+    entries = _chain(4)
+    report = verify_chain(entries, KEY, head=sign_head(2, entries[1].hash, SEED), current_key=KEY)
+    assert report
+    assert "2 entries behind the log" in (report.warning or "")
+
+
+def test_verify_chain_without_a_head_warns_only_when_one_is_expected() -> None:
+    entries = _chain(2)
+    assert verify_chain(entries, KEY).warning is None
+    report = verify_chain(entries, KEY, expect_head=True)
+    assert report
+    assert "no signed head yet" in (report.warning or "")
+
+
+def test_verify_chain_head_signed_by_the_key_before_a_rotation_still_checks() -> None:
+    # Written just before the rotation, not yet rewritten with the new key (a crash in between).
+    new = bytes(range(1, 33))
+    entries = _chain(3)
+    head = sign_head(3, entries[-1].hash, SEED)
+    _rotate(entries, SEED, new, signer=new)
+    report = verify_chain(entries, KEY, head=head, current_key=bytes(SigningKey(new).verify_key))
+    assert report, report.problem
+    assert "behind" in (report.warning or "")

@@ -162,3 +162,26 @@ def test_bounty_progress_counts_matching_accepted_contributions_made_since_it_wa
     node.store.write(lambda c: catalog.close_bounty(c, earlier, now=now))
     assert [b.id for b in node.store.read(catalog.bounties)] == [later]
     assert len(node.store.read(lambda c: catalog.bounties(c, include_closed=True))) == 2
+
+
+def test_withdrawal_leaves_no_word_of_the_text_in_the_search_index_files(tmp_path: Path) -> None:
+    """FTS5 keeps deleted words in its segments until merged: the revision after a withdrawal compacts it."""
+    node = make_node(tmp_path)
+    try:
+        member, _ = make_member(node)
+        marker = "zqcatalogmarker"
+        uid = contribute(
+            node, member, scope="public", text=f"User: what is {marker}?\nAssistant: {marker} is a word."
+        )
+        contribute(node, member, scope="public")
+        process(node)
+        node.cut_release()
+        node.index_catalog()
+        node.store.write(lambda c: withdraw_contribution(c, uid=uid, member=member, now=node.now()))
+        node.revise_releases()
+    finally:
+        node.close()
+    for path in node.data.root.glob("coop.sqlite3*"):
+        assert marker.encode() not in path.read_bytes(), (
+            f"{path.name} still holds a word of the withdrawn text"
+        )

@@ -240,3 +240,26 @@ def test_without_the_hub_the_command_line_says_so_in_one_line(node: Node) -> Non
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("coop: error:") and lines[0].endswith("[target]")
+
+
+def test_a_revision_of_the_latest_release_is_one_more_commit_tagged_vn_rk(node: Node) -> None:
+    member, _ = make_member(node)
+    keep = contribute(node, member, license="CC-BY-4.0")
+    gone = contribute(node, member, license="CC-BY-4.0", text="User: my cat is Zorblax.\nAssistant: Nice.")
+    process(node)
+    node.cut_release()
+    hub = FakeHub()
+    publish(node, "hf", target="coop/hub-chats", api=hub)
+    v1 = hub.tags["v1"]
+    node.store.write(lambda c: withdraw_contribution(c, uid=gone, member=member, now=node.now()))
+
+    report = publish(node, "hf", target="coop/hub-chats", api=hub)  # revised first, then shipped
+
+    assert [p.release for p in report.shipped] == ["v1-r2"]
+    assert hub.tags["v1"] == v1 and hub.tags["v1-r2"] == hub.head  # the old tag never moves
+    assert b"Zorblax" not in hub.files["cc-by/data.jsonl"] and keep.encode() in hub.files["cc-by/data.jsonl"]
+    assert "revisions/r2.dsse.json" in hub.files
+    assert json.loads(hub.files["release.json"])["revision"] == 2
+    assert hub.commits[-1]["message"].startswith("Release v1-r2:")
+    # Nothing more to ship; a dry run plans nothing.
+    assert publish(node, "hf", target="coop/hub-chats", dry_run=True, api=hub).planned == []

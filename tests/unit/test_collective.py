@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from litestar.testing import TestClient
 
 from coop.governance import Choice, PolicyError, ProposalStatus
-from coop.node import collective
+from coop.node import cli, collective
+from coop.node.audithead import read_head
 from coop.node.collective import Actor
 from coop.node.errors import ForbiddenError, StateError
+from coop.node.http.app import create_app
 from coop.node.runtime import Node
 
 from factories import make_member, make_node
@@ -162,3 +167,157 @@ def test_verify_audit_deleted_row_is_caught(node: Node) -> None:
     report = node.verify_audit()
     assert report.first_bad == 2
     assert "missing" in (report.problem or "")
+
+
+# -- the signed head: a cut-off tail of the audit log -------------------------------------
+
+
+def _cut_tail(node: Node, after: int) -> None:
+    with sqlite3.connect(node.data.db_path) as conn:
+        conn.execute("DELETE FROM audit_log WHERE seq > ?", (after,))
+
+
+def test_verify_audit_deleted_last_entries_are_caught(node: Node) -> None:
+    for flag in (True, False, True):
+        node.change_settings({"quality_freeze": flag}, actor=ADMIN)
+    assert node.verify_audit()
+    _cut_tail(node, 2)
+    report = node.verify_audit()
+    assert not report
+    assert report.first_bad == 3
+    assert report.problem == "the log ends at entry 2 but the signed head says 4: entries 3 to 4 were cut off"
+
+
+def test_audit_verify_command_reports_a_cut_off_tail_in_one_line(
+    node: Node, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node.change_settings({"quality_freeze": True}, actor=ADMIN)
+    _cut_tail(node, 1)
+    assert cli.main(["audit", "verify", str(node.data.root)]) == 9
+    err = capsys.readouterr().err
+    assert err == (
+        "coop: error: audit chain broken at entry 2: the log ends at entry 1 but the signed head"
+        " says 2: entry 2 was cut off\n"
+    )
+
+
+def test_audit_head_is_a_private_file_naming_the_last_entry(node: Node) -> None:
+    node.change_settings({"embargo.on": True}, actor=ADMIN)
+    path = node.data.audit_head_path
+    assert path.stat().st_mode & 0o777 == 0o600
+    head = read_head(path)
+    last = node.store.read(collective.audit_entries)[-1]
+    assert head is not None and (head.seq, head.hash) == (last.seq, last.hash)
+    assert head.key == node.identity.public_key.hex()
+
+
+def test_audit_head_is_kept_as_evidence_when_entries_follow_a_cut(node: Node) -> None:
+    for flag in (True, False, True):
+        node.change_settings({"quality_freeze": flag}, actor=ADMIN)
+    _cut_tail(node, 2)
+    for flag in (False, True, False):  # the node goes on: new, validly signed entries 3 to 5
+        node.change_settings({"quality_freeze": flag}, actor=ADMIN)
+    report = node.verify_audit()
+    assert not report
+    assert report.first_bad == 4
+    assert "not the one the signed head names" in (report.problem or "")
+
+
+def test_verify_audit_data_dir_without_a_head_opens_with_a_warning_until_the_next_entry(
+    tmp_path: Path,
+) -> None:
+    node = make_node(tmp_path)
+    root = node.data.root
+    node.change_settings({"embargo.on": True}, actor=ADMIN)
+    node.close()
+    node.data.audit_head_path.unlink()  # a data directory from before signed heads
+    again = Node(root)
+    try:
+        report = again.verify_audit()
+        assert report and report.checked == 2
+        assert "no signed head yet" in (report.warning or "")
+        assert not again.data.audit_head_path.exists(), "opening alone must not bless the log"
+        again.change_settings({"embargo.on": False}, actor=ADMIN)
+        report = again.verify_audit()
+        assert report and report.warning is None
+        assert again.data.audit_head_path.exists()
+    finally:
+        again.close()
+
+
+def test_verify_audit_tampered_head_file_does_not_check(node: Node) -> None:
+    node.change_settings({"embargo.on": True}, actor=ADMIN)
+    path = node.data.audit_head_path
+    path.write_bytes(path.read_bytes().replace(b'"seq":2', b'"seq":9'))
+    report = node.verify_audit()
+    assert not report
+    assert "not signed by this node's key" in (report.problem or "")
+    path.write_bytes(b"{not json")
+    damaged = node.verify_audit()
+    assert not damaged and "damaged" in (damaged.problem or "")
+
+
+# -- votes from the command line: only with the member's own token -------------------------
+
+
+def _open_for_votes(node: Node) -> tuple[int, str, str]:
+    """A proposal, and the tokens of a member (ben) and of an admin (ada) who may vote on it."""
+    _, ben = make_member(node, "ben")
+    _, ada = make_member(node, "ada", admin=True)
+    make_member(node, "cai")
+    make_member(node, "dee")
+    proposal = node.propose({"defaults.license": "CC0-1.0"}, reason="simpler reuse", actor=ADMIN)
+    return proposal.id, ben, ada
+
+
+def _votes(node: Node) -> list[tuple[str, str]]:
+    return node.store.read(
+        lambda c: c.execute(
+            "SELECT m.name, v.choice FROM votes v JOIN members m ON m.id = v.member_id ORDER BY m.name"
+        ).fetchall()
+    )
+
+
+def test_vote_command_as_another_member_without_their_token_is_refused(
+    node: Node, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proposal, _, _ = _open_for_votes(node)
+    with pytest.raises(SystemExit) as caught:  # an admin naming a member is not that member's vote
+        cli.main(["vote", str(node.data.root), str(proposal), "yes", "--as", "ben"])
+    assert caught.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert _votes(node) == []
+    assert "vote.cast" not in _actions(node)
+
+
+def _http_client(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the command line's HTTP client at the node's app, in this process."""
+
+    def client(args: argparse.Namespace) -> TestClient[Any]:
+        test_client: TestClient[Any] = TestClient(create_app(node, background=False))
+        test_client.headers["Authorization"] = f"Bearer {args.token}"
+        return test_client
+
+    monkeypatch.setattr(cli, "_client", client)
+
+
+def test_vote_command_with_the_members_own_token_records_their_vote(
+    node: Node, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proposal, ben, ada = _open_for_votes(node)
+    _http_client(node, monkeypatch)
+    url = "http://testserver.local"
+    assert cli.main(["vote", str(proposal), "no", "--node", url, "--token", ben]) == 0
+    assert f"proposal {proposal} [open]" in capsys.readouterr().out
+    # The admin's own token casts the admin's own vote, never anyone else's.
+    assert cli.main(["vote", str(proposal), "yes", "--node", url, "--token", ada, "--json"]) == 0
+    assert _votes(node) == [("ada", "yes"), ("ben", "no")]
+    cast = [
+        (e.actor, e.payload) for e in node.store.read(collective.audit_entries) if e.action == "vote.cast"
+    ]
+    assert cast == [
+        ("ben", {"proposal": proposal, "choice": "no"}),
+        ("ada", {"proposal": proposal, "choice": "yes"}),
+    ]
+    assert cli.main(["vote", str(proposal), "yes", "--node", url, "--token", "coop_not-a-token"]) == 5
+    assert _votes(node) == [("ada", "yes"), ("ben", "no")]

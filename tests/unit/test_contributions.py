@@ -100,7 +100,7 @@ def test_finish_batch_row_withdrawn_meanwhile_is_left_withdrawn(node: Node) -> N
 
     item = claimed[0]
     outcome = process_entry(
-        item.submission, uid=uid, created_at=1, contributor_hash=item.contributor_hash, threshold=5
+        item.submission, uid=uid, created_at=1, contributor=item.contributor, salt=node.salt, threshold=5
     )
     report = node.store.write(
         lambda c: contrib.finish_batch(c, claim=7, outcomes=[(item.seq, outcome)], now=3)

@@ -11,6 +11,7 @@ from nacl.signing import SigningKey
 
 from coop.federation import (
     GENESIS,
+    PAYLOAD_TYPE,
     Accepted,
     Book,
     Duplicate,
@@ -22,6 +23,7 @@ from coop.federation import (
     Rejected,
     Tombstone,
     build_manifest,
+    entry_bytes,
     seal_manifest,
 )
 from coop.federation.gossip import Want, wants
@@ -49,7 +51,7 @@ class Origin:
         self.complete: dict[str, Entry] = {}
         self.counter = 0
 
-    def entry(self, scope: Scope = Scope.PUBLIC) -> Entry:
+    def entry(self, scope: Scope = Scope.PUBLIC, *, tags: tuple[str, ...] = ()) -> Entry:
         self.counter += 1
         return Entry(
             uid=f"u{self.counter:05d}",
@@ -58,6 +60,7 @@ class Origin:
             ai_use="train-ai=y",
             eval=EvalConsent.YES,
             scope=scope,
+            tags=tags,
         )
 
     def payload(
@@ -72,6 +75,8 @@ class Origin:
         key: str | None = None,
         rotate_to: str | None = None,
         commit: bool = True,
+        state: GovernanceState = STATE,
+        federation: list[str] | None = None,
     ) -> bytes:
         added = added or []
         complete = dict(self.complete)
@@ -90,8 +95,9 @@ class Origin:
             added=added,
             complete=complete,
             tombstones=tombstones or [],
-            state=STATE,
+            state=state,
             rotate_to=rotate_to,
+            federation=federation,
         )
         if commit:
             self.seq += 1
@@ -403,3 +409,70 @@ def test_build_manifest_refuses_node_scope(scope: Scope) -> None:
     origin = Origin(1)
     with pytest.raises(ValueError, match="node-scope"):
         origin.payload([origin.entry(scope)])
+
+
+# -- what to pull follows the origin's latest manifest (issue 10, defects 6 and 8) --------------
+
+SELF = "f" * 64  # the node id of the book in these tests
+
+
+@pytest.mark.parametrize(
+    ("state", "federation", "expected"),
+    [
+        pytest.param(STATE, [SELF], {"plain", "secret", "federation"}, id="in-the-federation"),
+        pytest.param(STATE, ["e" * 64], {"plain", "secret"}, id="outside-the-federation"),
+        pytest.param(STATE, None, {"plain", "secret"}, id="federation-not-stated"),
+        pytest.param(msgspec.structs.replace(STATE, quality_freeze=True), [SELF], set(), id="frozen"),
+        pytest.param(msgspec.structs.replace(STATE, embargo=Embargo(on=True)), [SELF], set(), id="embargo"),
+        pytest.param(
+            msgspec.structs.replace(STATE, embargo=Embargo(on=True, tags=("secret",))),
+            [SELF],
+            {"plain", "federation"},
+            id="embargo-by-tag",
+        ),
+    ],
+)
+def test_record_wants_follow_the_origins_latest_manifest(
+    state: GovernanceState, federation: list[str] | None, expected: set[str]
+) -> None:
+    origin = Origin(1)
+    book = book_for(origin)
+    names = {}
+    entries = [origin.entry(), origin.entry(tags=("secret",)), origin.entry(Scope.FEDERATION)]
+    for name, entry in zip(("plain", "secret", "federation"), entries, strict=True):
+        names[entry.uid] = name
+    book.receive([origin.manifest(entries, federation=[SELF])], now=NOW)
+    assert {names[e.uid] for _, e in book.record_wants()} == {"plain", "secret", "federation"}
+    # A later manifest changes the state: what was listed before follows it.
+    book.receive([origin.manifest(state=state, federation=federation)], now=NOW)
+    assert {names[e.uid] for _, e in book.record_wants()} == expected
+
+
+def test_entry_without_tags_or_language_hashes_as_in_older_manifests() -> None:
+    entry = Origin(1).entry()
+    old = msgspec.json.encode([entry.uid, entry.hash, "CC-BY-4.0", "train-ai=y", "y", "public"])
+    assert entry_bytes(entry) == old
+    assert msgspec.json.decode(old, type=Entry) == entry
+    assert entry_bytes(msgspec.structs.replace(entry, language="en")) != old
+
+
+def test_manifest_from_before_the_federation_field_still_verifies_and_chains() -> None:
+    origin = Origin(1)
+    book = book_for(origin)
+    entry = origin.entry()
+    # The payload exactly as older code wrote it: no federation key, six-field entries.
+    old = msgspec.json.decode(origin.payload([entry], commit=False))
+    del old["federation"]
+    for bucket in old["buckets"]:
+        bucket["entries"] = [item[:6] for item in bucket["entries"]]
+    old_bytes = json.dumps(old, sort_keys=True, separators=(",", ":")).encode()
+    assert b"federation" not in old_bytes and b'"public"]' in old_bytes
+    decisions = book.receive([seal(old_bytes, PAYLOAD_TYPE, [origin.seed])], now=NOW)
+    assert isinstance(only(decisions), Accepted)
+    assert book.store.heads()[origin.id].federation is None
+    origin.seq, origin.prev, origin.complete = 1, sha256_hex(old_bytes), {entry.uid: entry}
+    tagged = origin.entry(tags=("secret",))
+    decisions = book.receive([origin.manifest([tagged], federation=[SELF])], now=NOW)
+    assert isinstance(only(decisions), Accepted)
+    assert book.store.heads()[origin.id].federation == (SELF,)
+    assert book.store.entries(origin.id)[tagged.uid].tags == ("secret",)

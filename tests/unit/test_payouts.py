@@ -9,6 +9,7 @@ import pytest
 
 from coop.governance import InvalidValueError, canonical_bytes
 from coop.governance.payouts import (
+    ANONYMOUS_PAYEE,
     CURRENCY_MINOR_UNITS,
     LineKind,
     PayoutLedger,
@@ -20,6 +21,7 @@ from coop.governance.payouts import (
     parse_amount,
     payee_for,
     record_kind,
+    regroup,
 )
 
 G, F, FC, GA = RecordKind.GOOD, RecordKind.FAIL, RecordKind.FAIL_CORRECTED, RecordKind.GOOD_ANNOTATED
@@ -70,40 +72,61 @@ def test_record_kind_unknown_label_names_field() -> None:
     assert caught.value.field == "label"
 
 
-HASH = "0123abcd" + "e" * 56
-
-
 @pytest.mark.parametrize(
     ("mode", "name", "expected"),
     [
         pytest.param("username", "ada", "ada", id="username"),
         pytest.param("pseudonym", "Night Owl", "Night Owl", id="pseudonym"),
-        pytest.param("anonymous", None, "anonymous-0123abcd", id="anonymous"),
-        pytest.param("anonymous", "ada", "anonymous-0123abcd", id="anonymous-ignores-a-stray-name"),
+        pytest.param("anonymous", None, ANONYMOUS_PAYEE, id="anonymous"),
+        pytest.param("anonymous", "ada", ANONYMOUS_PAYEE, id="anonymous-ignores-a-stray-name"),
     ],
 )
 def test_payee_for_each_attribution_mode(mode: str, name: str | None, expected: str) -> None:
-    assert payee_for(mode, name, HASH) == expected
+    assert payee_for(mode, name) == expected
 
 
 @pytest.mark.parametrize(
-    ("mode", "name", "contributor_hash", "field"),
+    ("mode", "name"),
     [
-        pytest.param("public", "ada", HASH, "attribution", id="unknown-mode"),
-        pytest.param("username", None, HASH, "attribution", id="username-without-name"),
-        pytest.param("pseudonym", "", HASH, "attribution", id="empty-pseudonym"),
-        pytest.param("pseudonym", "anonymous-0123abcd", HASH, "attribution", id="name-posing-as-anonymous"),
-        pytest.param("anonymous", None, "0123", "contributor_hash", id="short-hash"),
-        pytest.param("anonymous", None, "0123ABCD", "contributor_hash", id="uppercase-hash"),
-        pytest.param("anonymous", None, "xyz12345", "contributor_hash", id="not-hex"),
+        pytest.param("public", "ada", id="unknown-mode"),
+        pytest.param("username", None, id="username-without-name"),
+        pytest.param("pseudonym", "", id="empty-pseudonym"),
+        pytest.param("pseudonym", "anonymous-0123abcd", id="name-posing-as-anonymous"),
+        pytest.param("pseudonym", "Anonymous Contributors", id="name-posing-as-the-anonymous-line"),
     ],
 )
-def test_payee_for_refusals_name_field(
-    mode: str, name: str | None, contributor_hash: str, field: str
-) -> None:
+def test_payee_for_refusals_name_field(mode: str, name: str | None) -> None:
     with pytest.raises(InvalidValueError) as caught:
-        payee_for(mode, name, contributor_hash)
-    assert caught.value.field == field
+        payee_for(mode, name)
+    assert caught.value.field == "attribution"
+
+
+def test_payee_for_anonymous_records_of_different_members_share_one_line() -> None:
+    """Nothing in a public ledger tells anonymous members apart or ties them to a name."""
+    assert payee_for("anonymous", None) == payee_for("anonymous", None) == ANONYMOUS_PAYEE
+
+
+def test_regroup_merges_lines_and_keeps_the_exact_sum() -> None:
+    fine = compute_payouts(
+        "v1",
+        _records(("ada|ada", G), ("ada|anon", FC), ("bob|anon", G), ("bob|owl", GA)),
+        amount="100.01",
+        currency="EUR",
+        split=PayoutSplit(),
+    )
+    pairs = [line.payee for line in fine.lines if line.kind is LineKind.CONTRIBUTOR]
+    public = regroup(fine, {p: p.split("|")[1] for p in pairs})
+    members = regroup(fine, {p: p.split("|")[0] for p in pairs})
+    for ledger in (public, members):
+        assert ledger.total_minor() == fine.amount_minor == 10001
+        assert sum(line.records for line in ledger.lines) == 4
+    assert {line.payee for line in public.lines} == {"commons", "ada", "anon", "owl"}
+    assert {line.payee for line in members.lines} == {"commons", "ada", "bob"}
+    by_pair = {line.payee: line.amount_minor for line in fine.lines}
+    (anon,) = [line for line in public.lines if line.payee == "anon"]
+    assert anon.amount_minor == by_pair["ada|anon"] + by_pair["bob|anon"]
+    with pytest.raises(InvalidValueError):
+        regroup(fine, {})
 
 
 # --- amounts ---------------------------------------------------------------------------

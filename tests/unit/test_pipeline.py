@@ -18,6 +18,7 @@ from coop.governance import (
     Scope,
     sha256_hex,
 )
+from coop.node.attribution import Contributor
 from coop.node.intake.chat import IntakeFormat, ParsedChat
 from coop.node.pipeline import Accepted, Quarantined, dedup_key, process_entry
 from coop.node.submission import Submission
@@ -46,9 +47,13 @@ def _submission(
     return msgspec.json.encode(sub)
 
 
+MEMBER = Contributor(member_hash="h" * 64, handle="ada")
+SALT = b"s" * 32
+
+
 def _process(raw: bytes, threshold: int = 5) -> Accepted | Quarantined:
     return process_entry(
-        raw, uid="u1", created_at=1_700_000_000, contributor_hash="h" * 64, threshold=threshold
+        raw, uid="u1", created_at=1_700_000_000, contributor=MEMBER, salt=SALT, threshold=threshold
     )
 
 

@@ -84,8 +84,9 @@ def test_cut_release_withdrawn_record_left_out_and_tombstoned(node: Node) -> Non
     tombstones = [json.loads(line) for line in (root / "tombstones.jsonl").read_text().splitlines()]
     assert [t["uid"] for t in tombstones] == [gone]
     assert tombstones[0]["reason"] == "withdrawn"
-    # The earlier release is immutable: it still holds what it held.
-    assert sorted(_uids(node.data.releases_path / "v1/cc0/data.jsonl")) == sorted([keep, gone])
+    # The earlier release no longer holds it either: revised (v1, revision 2) before the cut.
+    assert not (node.data.releases_path / "v1").exists()
+    assert _uids(node.data.releases_path / "v1-r2/cc0/data.jsonl") == [keep]
 
 
 def test_cut_release_card_has_one_config_per_bucket(node: Node) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from coop.governance import (
+    Embargo,
     InvalidValueError,
     License,
     SettingClass,
@@ -43,6 +44,7 @@ def test_apply_changes_whole_section_fills_defaults() -> None:
         pytest.param({"payout.contributors_bp": 8000}, "payout", id="shares-not-100"),
         pytest.param({"embargo.on": "yes"}, "embargo.on", id="bool-wrong-type"),
         pytest.param({"defaults.ai_use": "train-ai=maybe"}, "defaults.ai_use", id="bad-aipref"),
+        pytest.param({"defaults.ai_use": "trian-ai=n"}, "defaults.ai_use", id="aipref-label-typo"),
         pytest.param({"embargo.languages": ["not a tag"]}, "embargo.languages[0]", id="bad-language"),
         pytest.param({"rules.classes.embargo.quorum_percent": 101}, "rules", id="quorum-over-100"),
     ],
@@ -79,3 +81,23 @@ def test_embargo_covers_by_tag_or_language() -> None:
 
 def test_settings_digest_changes_with_any_setting() -> None:
     assert settings_digest(Settings()) != settings_digest(apply_changes(Settings(), {"quality_freeze": True}))
+
+
+@pytest.mark.parametrize(
+    ("tags", "language", "covered"),
+    [
+        (("Tax",), None, True),
+        (("TAX", "x"), None, True),
+        ((), "id-ID", True),
+        ((), "ID", True),
+        ((), "id", True),
+        ((), "ind", False),
+        ((), "en", False),
+        (("taxes",), "idx", False),
+    ],
+)
+def test_embargo_covers_tags_without_case_and_a_language_with_its_regional_forms(
+    tags: tuple[str, ...], language: str | None, covered: bool
+) -> None:
+    embargo = Embargo(on=True, tags=("tax",), languages=("id",))
+    assert embargo.covers(tags=tags, language=language) is covered

@@ -28,12 +28,14 @@ from coop.federation.gossip import (
     MemoryBookStore,
     Rejected,
     Want,
+    collective_state,
     digest_summary,
     fold,
+    listed_facts,
     mirrorable,
     wants,
 )
-from coop.federation.httpsig import ReplayCache, content_digest, sign_request, verify_request
+from coop.federation.httpsig import ReplayCache, authority_of, content_digest, sign_request, verify_request
 from coop.federation.httpx_transport import HttpxTransport
 from coop.federation.manifest import (
     DEFAULT_LIMITS,
@@ -98,13 +100,16 @@ __all__ = [
     "Transport",
     "Verified",
     "Want",
+    "authority_of",
     "bucket_roots",
     "build_manifest",
     "check_manifest",
+    "collective_state",
     "content_digest",
     "digest_summary",
     "entry_bytes",
     "fold",
+    "listed_facts",
     "merkle_root",
     "mirrorable",
     "seal_manifest",

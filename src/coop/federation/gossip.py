@@ -16,6 +16,10 @@ Rules, for each manifest received (after :func:`check_manifest`):
 * beyond the next sequence: a gap (pull the chain in order);
 * the newest manifest of a batch must not be expired (older links may be);
 * the folded set must match every bucket's count and Merkle root.
+
+What to pull is the disclosure policy's answer for this node as the requester,
+under the collective state of the origin's latest manifest (embargo, freeze,
+fork, federation): :meth:`Book.record_wants`.
 """
 
 from __future__ import annotations
@@ -38,7 +42,18 @@ from coop.federation.manifest import (
     bucket_roots,
     check_manifest,
 )
-from coop.governance import License, Scope, sha256_hex
+from coop.governance import (
+    AttributionMode,
+    Audience,
+    CollectiveState,
+    Embargo,
+    License,
+    RecordFacts,
+    RecordState,
+    Scope,
+    disclose,
+    sha256_hex,
+)
 
 __all__ = [
     "MIRRORABLE_LICENCES",
@@ -54,7 +69,9 @@ __all__ = [
     "MemoryBookStore",
     "Rejected",
     "Want",
+    "collective_state",
     "digest_summary",
+    "listed_facts",
     "wants",
 ]
 
@@ -64,7 +81,8 @@ _MAX_SERVE: Final = 64
 
 
 class Head(msgspec.Struct, frozen=True):
-    """An origin's verified chain head: high-water sequence, its hash, the current key."""
+    """An origin's verified chain head: high-water sequence, its hash, the current key,
+    and the collective state its latest manifest declares (what governs its records)."""
 
     seq: int
     hash: str
@@ -72,6 +90,40 @@ class Head(msgspec.Struct, frozen=True):
     forked: bool = False
     embargo_whole: bool = False
     coop: str = ""
+    embargo: Embargo = Embargo()
+    quality_freeze: bool = False
+    federation: tuple[str, ...] | None = None  # the node ids the origin pinned; None: not stated
+
+
+def collective_state(head: Head) -> CollectiveState:
+    """The collective decisions governing an origin's records: its latest manifest's."""
+    return CollectiveState(
+        embargo=head.embargo,
+        quality_freeze=head.quality_freeze,
+        forked=head.forked,
+        federation=None if head.federation is None else frozenset(head.federation),
+    )
+
+
+def listed_facts(origin: str, entry: Entry) -> RecordFacts:
+    """A listed entry as the disclosure policy sees it: admitted by a cut of its origin, live.
+
+    A listing names no contributor, so it is decided as anonymous (the strictest form);
+    whether a record may travel never depends on its attribution.
+    """
+    return RecordFacts(
+        uid=entry.uid,
+        scope=entry.scope,
+        license=entry.license,
+        ai_use=entry.ai_use,
+        eval=entry.eval,
+        attribution=AttributionMode.ANONYMOUS,
+        state=RecordState.ACCEPTED,
+        admitted=True,
+        tags=entry.tags,
+        language=entry.language,
+        origin=origin,
+    )
 
 
 class DigestItem(msgspec.Struct, frozen=True, array_like=True):
@@ -349,6 +401,9 @@ class Book:
             forked=head.forked if head else False,
             embargo_whole=m.state.embargo.whole,
             coop=m.coop,
+            embargo=m.state.embargo,
+            quality_freeze=m.state.quality_freeze,
+            federation=m.federation,
         )
         self.store.apply(
             Effects(
@@ -365,14 +420,24 @@ class Book:
     # -- records ----------------------------------------------------------------------
 
     def record_wants(self, *, limit: int = 1000) -> list[tuple[str, Entry]]:
-        """Records this node may mirror and lacks: (origin, entry), bounded."""
+        """Records this node may mirror and lacks: (origin, entry), bounded.
+
+        The disclosure policy decides, with the collective state of the origin's latest
+        manifest: nothing while it is forked or frozen, nothing its embargo covers, and
+        federation-scope records only if this node is in the origin's federation.
+        """
         out: list[tuple[str, Entry]] = []
         for origin, head in sorted(self.store.heads().items()):
-            if origin == self.self_id or origin not in self.pinned or head.forked or origin in self._complete:
+            if origin == self.self_id or origin not in self.pinned or origin in self._complete:
                 continue
+            state = collective_state(head)
             gone = self.store.tombstoned(origin)
             candidates = [
-                e for e in self.store.entries(origin).values() if mirrorable(e) and e.uid not in gone
+                e
+                for e in self.store.entries(origin).values()
+                if mirrorable(e)
+                and e.uid not in gone
+                and disclose(listed_facts(origin, e), state, Audience.PEER, requester=self.self_id)
             ]
             held = self.store.records([e.hash for e in candidates])
             missing = [(origin, e) for e in candidates if e.hash not in held]

@@ -26,7 +26,15 @@ from urllib.parse import urlsplit
 from coop.federation.errors import RequestAuthError
 from coop.governance.signing import public_key, sign, verify
 
-__all__ = ["COMPONENTS", "MAX_WINDOW", "ReplayCache", "content_digest", "sign_request", "verify_request"]
+__all__ = [
+    "COMPONENTS",
+    "MAX_WINDOW",
+    "ReplayCache",
+    "authority_of",
+    "content_digest",
+    "sign_request",
+    "verify_request",
+]
 
 COMPONENTS: Final = ("@method", "@authority", "@path", "@query", "content-digest")
 MAX_WINDOW: Final = 300  # seconds a signature may live
@@ -49,6 +57,11 @@ def _authority_path_query(url: str) -> tuple[str, str, str]:
     if parts.port is not None and parts.port not in (80, 443):
         authority += f":{parts.port}"
     return authority, parts.path or "/", f"?{parts.query}"
+
+
+def authority_of(url: str) -> str:
+    """The ``@authority`` a signature over ``url`` covers (lower-case host, port unless 80/443)."""
+    return _authority_path_query(url)[0]
 
 
 def _base(method: str, url: str, digest: str, params: str) -> bytes:
@@ -108,8 +121,15 @@ def verify_request(
     key_of: Callable[[str], bytes | None],
     now: int,
     replay: ReplayCache,
+    authorities: frozenset[str] | None = None,
 ) -> str:
-    """Check a signed request; return the signer's key id, or raise :class:`RequestAuthError`."""
+    """Check a signed request; return the signer's key id, or raise :class:`RequestAuthError`.
+
+    ``authorities`` are this node's own addresses: a request signed for another node's
+    address (a captured request replayed here) is refused, whatever Host header it carries.
+    """
+    if authorities is not None and authority_of(url) not in authorities:
+        raise RequestAuthError("the request was signed for another address than this node's")
     lowered = {k.lower(): v for k, v in headers.items()}
     digest = lowered.get("content-digest")
     signature_input = lowered.get("signature-input")

@@ -2,11 +2,13 @@
 
 Manifests form a hash chain per origin.  Each lists, per licence bucket, the
 records added since the previous one (uid, hash of its canonical bytes,
-licence, AI-use preference, eval consent, scope) and the tombstones since
-then, and states the count and Merkle root of each bucket's *whole* set
-after them.  Folding the chain gives the full set, and a one-record change
-costs one entry on the wire.  Each also carries the embargo and
-quality-freeze state and the digest of the co-op's settings.  ``node``-scope
+licence, AI-use preference, eval consent, scope, tags, language) and the
+tombstones since then, and states the count and Merkle root of each bucket's
+*whole* set after them.  Folding the chain gives the full set, and a
+one-record change costs one entry on the wire.  Each also carries the embargo
+and quality-freeze state, the digest of the co-op's settings and the origin's
+federation (the node ids it pinned: who its federation scope reaches).  A
+manifest lists only what a release cut of the origin admitted; ``node``-scope
 records never appear, not even as hashes.
 
 It travels in a DSSE envelope.  :func:`build_manifest` makes the payload
@@ -66,7 +68,13 @@ _BUCKET_NAMES: Final = frozenset(licence.bucket for licence in License)
 
 
 class Entry(msgspec.Struct, frozen=True, array_like=True):
-    """One record a peer may know about (compact: an array on the wire)."""
+    """One record a peer may know about (compact: an array on the wire).
+
+    ``tags`` and ``language`` came later, as trailing defaulted fields (msgspec's
+    array-like schema evolution): older arrays decode with the defaults, older
+    readers ignore the extra elements.  A peer needs them to honour the origin's
+    embargo by tag or language before it pulls the record.
+    """
 
     uid: str
     hash: str
@@ -74,6 +82,8 @@ class Entry(msgspec.Struct, frozen=True, array_like=True):
     ai_use: str
     eval: EvalConsent
     scope: Scope
+    tags: tuple[str, ...] = ()
+    language: str | None = None
 
 
 class BucketManifest(msgspec.Struct, frozen=True):
@@ -122,6 +132,10 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     tombstones: tuple[Tombstone, ...] = ()
     state: GovernanceState
     rotate_to: str | None = None  # a new key: valid only when signed by this key and the new one
+    # The origin's federation when it issued this manifest: the node ids it pinned.  Its
+    # federation-scope records go to these co-ops only.  None: a manifest from before the
+    # field, naming no one (only the origin itself serves such records).
+    federation: tuple[str, ...] | None = None
 
     def added(self) -> list[Entry]:
         return [entry for bucket in self.buckets for entry in bucket.entries]
@@ -150,7 +164,13 @@ _ENCODE_ENTRY: Final = msgspec.json.Encoder(order="sorted")
 
 
 def entry_bytes(entry: Entry) -> bytes:
-    return _ENCODE_ENTRY.encode(entry)
+    """The bytes a Merkle leaf hashes: without tags or language, exactly the six-field
+    array of older manifests (msgspec writes defaulted trailing fields of an array-like
+    struct, so they are left out here by hand), so old chains keep their roots."""
+    fields: tuple[object, ...] = (entry.uid, entry.hash, entry.license, entry.ai_use, entry.eval, entry.scope)
+    if entry.tags or entry.language is not None:
+        fields += (entry.tags, entry.language)
+    return _ENCODE_ENTRY.encode(fields)
 
 
 def build_manifest(
@@ -168,11 +188,13 @@ def build_manifest(
     tombstones: Sequence[Tombstone],
     state: GovernanceState,
     rotate_to: str | None = None,
+    federation: Sequence[str] | None = None,
 ) -> bytes:
     """The canonical payload bytes.
 
     ``added`` are the entries new (or replaced) since the previous manifest;
-    ``complete`` is the whole set after this one (uid -> entry), for the roots.
+    ``complete`` is the whole set after this one (uid -> entry), for the roots;
+    ``federation`` the node ids the origin pinned (who its federation scope reaches).
     """
     by_licence: dict[License, list[Entry]] = {}
     for entry in added:
@@ -202,6 +224,7 @@ def build_manifest(
         tombstones=tuple(sorted(tombstones, key=lambda t: t.uid)),
         state=state,
         rotate_to=rotate_to,
+        federation=None if federation is None else tuple(sorted(set(federation))),
     )
     return canonical_bytes(manifest)
 
@@ -310,6 +333,12 @@ def _check_content(manifest: Manifest, limits: Limits) -> None:
             if not _HEX64.match(entry.hash):
                 raise ManifestError(Reason.MALFORMED, f"{entry.uid} has no valid hash")
             previous = entry.uid
+    if manifest.federation is not None and (
+        len(manifest.federation) > limits.max_entries
+        or any(not _HEX64.match(node) for node in manifest.federation)
+        or list(manifest.federation) != sorted(set(manifest.federation))
+    ):
+        raise ManifestError(Reason.MALFORMED, "federation must list sorted, distinct node ids")
     for root in manifest.roots:
         if root.name not in _BUCKET_NAMES or not _HEX64.match(root.root) or root.count < 1:
             raise ManifestError(Reason.MALFORMED, f"root of bucket {root.name!r} is malformed")

@@ -104,9 +104,15 @@ _DECODERS: Final[dict[type, msgspec.json.Decoder[Any]]] = {
 
 
 class RecordSource(Protocol):
-    """Record bytes a node may hand to a peer: its own shareable records and its mirrors."""
+    """Record bytes a node may hand to a peer: its own shareable records and its mirrors.
 
-    def fetch(self, hashes: list[str]) -> tuple[dict[str, bytes], list[str]]: ...
+    ``requester`` is the asking peer's node id (from its verified request signature):
+    the disclosure policy answers for that peer.
+    """
+
+    def fetch(
+        self, hashes: list[str], *, requester: str | None = None
+    ) -> tuple[dict[str, bytes], list[str]]: ...
 
 
 class Responder:
@@ -116,7 +122,7 @@ class Responder:
         self.book = book
         self.records = records
 
-    def handle(self, name: str, body: bytes, *, now: int) -> bytes:
+    def handle(self, name: str, body: bytes, *, now: int, requester: str | None = None) -> bytes:
         if name == "summary":
             return _ENC.encode(SummaryMessage(self.book.summary()))
         if name == "digest":
@@ -130,7 +136,7 @@ class Responder:
             return _ENC.encode(_report(self.book.receive([bytes(m) for m in pushed.manifests], now=now)))
         if name == "records":
             pull = _decode(PullRecords, body)
-            found, refused = self.records.fetch(pull.hashes[:MAX_RECORDS_PER_PULL])
+            found, refused = self.records.fetch(pull.hashes[:MAX_RECORDS_PER_PULL], requester=requester)
             return _ENC.encode(RecordsMessage({h: msgspec.Raw(b) for h, b in found.items()}, refused))
         raise FederationError(f"unknown protocol step {name!r}")
 

@@ -72,7 +72,7 @@ class SimNode:
 
     # -- RecordSource -------------------------------------------------------------------
 
-    def fetch(self, hashes: list[str]) -> tuple[dict[str, bytes], list[str]]:
+    def fetch(self, hashes: list[str], *, requester: str | None = None) -> tuple[dict[str, bytes], list[str]]:
         own = {entry.hash: data for entry, data in self.own.values() if mirrorable(entry)}
         found = {h: own[h] for h in hashes if h in own}
         found.update(self.store.records([h for h in hashes if h not in found]))
@@ -125,6 +125,7 @@ class SimNode:
             tombstones=self.tombstones,
             state=_STATE,
             rotate_to=rotate_to,
+            federation=[origin for origin in self.book.pinned if origin != self.id],
         )
         seeds = [self.current] if rotate_to_seed is None else [self.current, rotate_to_seed]
         envelope = seal_manifest(payload, seeds)

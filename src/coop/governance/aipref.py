@@ -6,7 +6,10 @@ A preference is an RFC 9651 Dictionary of usage labels to the tokens ``y`` or
 (draft-ietf-aipref-attach).  Rules kept here:
 
 * unknown labels and unknown parameters are ignored, as the draft requires,
-  and reported back as notices so the member sees what happened;
+  and reported back as notices, when reading someone else's signal (a peer's
+  manifest, a mirrored record); in a member's or an admin's own input
+  (``strict=True``) they are errors that suggest the closest known name, since
+  a typo (``trian-ai=n``) must never silently drop an opt-out;
 * labels from older drafts and the seed text (``train-genai``, ``ai-use``,
   ``genai``, ``ai``, ``tdm``) are mapped to the current ones, with a notice;
   a current label given explicitly wins over a mapped one;
@@ -19,8 +22,10 @@ label with a value other than ``y``/``n`` raises :class:`InvalidValueError`.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import functools
+from collections.abc import Iterable
 from typing import Final
 
 import msgspec
@@ -47,6 +52,7 @@ class UsageLabel(enum.StrEnum):
 
 CC_SIGNALS: Final = frozenset({"cc-cr", "cc-cr-dc", "cc-cr-ec", "cc-cr-op"})
 _CURRENT_LABELS: Final = frozenset(label.value for label in UsageLabel)
+_LABELS_ARE: Final = "the labels are " + ", ".join(label.value for label in UsageLabel)
 
 # Labels of older drafts and of the seed text, and what each now means.
 LEGACY_LABELS: Final[dict[str, tuple[UsageLabel, ...]]] = {
@@ -120,8 +126,14 @@ class ParsedAiUse(msgspec.Struct, frozen=True):
 
 
 @functools.lru_cache(maxsize=4096)
-def parse_ai_use(text: str, *, field: str = "ai_use") -> ParsedAiUse:
+def parse_ai_use(text: str, *, field: str = "ai_use", strict: bool = False) -> ParsedAiUse:
     """Read a preference; raise on syntax errors, report ignored parts as notices.
+
+    With ``strict`` (a member's or admin's own input) an unknown label, an unknown
+    parameter or an ``exceptions`` value that is not a CC signal raises
+    :class:`InvalidValueError` naming it and the closest known name; legacy labels
+    are still read, with a notice.  Whatever ``strict`` accepts, the lenient reading
+    gives the same result.
 
     Results are cached: the same few preferences arrive with almost every contribution.
     """
@@ -129,7 +141,15 @@ def parse_ai_use(text: str, *, field: str = "ai_use") -> ParsedAiUse:
         raise AiPrefSyntaxError(
             f"preference is longer than {MAX_LENGTH} characters", field=field, position=MAX_LENGTH
         )
-    members = _SfParser(text, field).dictionary()
+    parser = _SfParser(text, field)
+    members = parser.dictionary()
+    if strict and parser.duplicates:
+        # RFC 9651 lets the last one win when reading a signal; in one's own input a repeated
+        # label is a slip that could silently turn a refusal into a permission.
+        key = parser.duplicates[0]
+        raise InvalidValueError(
+            f"the AI-use label '{key}' is given more than once: give it once", field=field
+        )
     notices: list[str] = []
     explicit: dict[UsageLabel, Preference] = {}
     mapped: dict[UsageLabel, tuple[str, Preference]] = {}
@@ -141,18 +161,34 @@ def parse_ai_use(text: str, *, field: str = "ai_use") -> ParsedAiUse:
             targets = LEGACY_LABELS[key]
             names = " and ".join(f"'{t.value}'" for t in targets)
             notices.append(f"'{key}' is a label from an older aipref draft; read as {names}")
+        elif strict:
+            hint = _suggestion(key, _CURRENT_LABELS, LEGACY_LABELS, otherwise=_LABELS_ARE)
+            raise InvalidValueError(f"unknown AI-use label '{key}'{hint}", field=field)
         else:
             notices.append(f"unknown label '{key}' ignored")
             continue
-        pref = _preference(key, item, params, notices, field)
+        pref = _preference(key, item, params, notices, field, strict=strict)
         for target in targets:
             if key == target.value:
                 explicit[target] = pref
             elif target not in mapped:
                 mapped[target] = (key, pref)
+            elif strict and mapped[target][1] != pref:
+                raise InvalidValueError(
+                    f"the older labels '{mapped[target][0]}' and '{key}' disagree on '{target.value}':"
+                    f" give '{target.value}' once",
+                    field=field,
+                )
     result: dict[UsageLabel, Preference] = dict(explicit)
     for target, (key, pref) in mapped.items():
         if target in explicit:
+            # A broad older label (tdm) refined by a current one is a choice; a synonym saying the
+            # opposite of the current label is a contradiction.
+            if explicit[target] != pref and strict and len(LEGACY_LABELS[key]) == 1:
+                raise InvalidValueError(
+                    f"'{target.value}' and the older label '{key}' disagree: give '{target.value}' once",
+                    field=field,
+                )
             if explicit[target] != pref:
                 notices.append(f"'{target.value}' given explicitly; legacy '{key}' not used for it")
             continue
@@ -164,7 +200,7 @@ def parse_ai_use(text: str, *, field: str = "ai_use") -> ParsedAiUse:
 
 
 def _preference(
-    key: str, item: object, params: dict[str, object], notices: list[str], field: str
+    key: str, item: object, params: dict[str, object], notices: list[str], field: str, *, strict: bool
 ) -> Preference:
     if not isinstance(item, _Token) or item.text not in ("y", "n"):
         raise InvalidValueError(f"'{key}' must be y or n, not {_show(item)}", field=f"{field}.{key}")
@@ -172,10 +208,22 @@ def _preference(
     exceptions: str | None = None
     for name, value in params.items():
         if name != "exceptions":
+            if strict:
+                hint = _suggestion(name, ("exceptions",), otherwise="the only parameter is 'exceptions'")
+                raise InvalidValueError(
+                    f"unknown parameter '{name}' on '{key}'{hint}", field=f"{field}.{key}"
+                )
             notices.append(f"unknown parameter '{name}' on '{key}' ignored")
             continue
         signal = value.text if isinstance(value, _Token) else value if isinstance(value, str) else None
         if signal not in CC_SIGNALS:
+            if strict:
+                signals = f"the signals are {', '.join(sorted(CC_SIGNALS))}"
+                raise InvalidValueError(
+                    f"exceptions={_show(value)} on '{key}' is not a Creative Commons signal"
+                    + _suggestion(signal or "", CC_SIGNALS, otherwise=signals),
+                    field=f"{field}.{key}",
+                )
             notices.append(
                 f"exceptions={_show(value)} on '{key}' is not a Creative Commons signal "
                 f"({', '.join(sorted(CC_SIGNALS))}); ignored"
@@ -185,6 +233,15 @@ def _preference(
         else:
             exceptions = signal
     return Preference(allow=allow, exceptions=exceptions)
+
+
+def _suggestion(name: str, *vocabularies: Iterable[str], otherwise: str) -> str:
+    """``: did you mean 'x'?`` for the closest name, looking in each vocabulary in turn."""
+    for vocabulary in vocabularies:
+        close = difflib.get_close_matches(name, sorted(vocabulary), n=1)
+        if close:
+            return f": did you mean '{close[0]}'?"
+    return f": {otherwise}"
 
 
 def _show(item: object) -> str:
@@ -221,6 +278,7 @@ class _SfParser:
         self.s = text
         self.i = 0
         self.field = field
+        self.duplicates: list[str] = []
 
     def fail(self, what: str) -> AiPrefSyntaxError:
         where = f"at character {self.i + 1}" if self.i < len(self.s) else "at the end"
@@ -248,6 +306,8 @@ class _SfParser:
                 value = self.item_or_inner_list()
             else:
                 value = (True, self.parameters())
+            if key in out:
+                self.duplicates.append(key)
             out.pop(key, None)  # a later duplicate wins and takes the later position
             out[key] = value
             self.skip(" \t")

@@ -2,7 +2,10 @@
 
 Everything is exact (integers in the currency's minor unit and ``Fraction`` shares, never
 floats) and the lines of a ledger always sum to the amount paid.  Lines are grouped by
-payee string only, so an anonymous record is never linked to its author's named records.
+payee string only, so an anonymous record is never linked to its author's named records:
+anonymous records are paid under one line for all of them (:data:`ANONYMOUS_PAYEE`) in a
+public ledger; the node pays each member from its internal ledger, and
+:func:`regroup` derives both from one computation so that they agree to the unit.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from coop.governance.errors import InvalidValueError
 from coop.governance.record import AttributionMode, Label, parse_enum
 
 __all__ = [
+    "ANONYMOUS_PAYEE",
     "COMMONS_PAYEE",
     "CURRENCY_MINOR_UNITS",
     "DEFAULT_WEIGHTS",
@@ -38,14 +42,17 @@ __all__ = [
     "parse_amount",
     "payee_for",
     "record_kind",
+    "regroup",
 ]
 
 BASIS_POINTS: Final = 10_000
 # Weights are capped so that line weights and ledgers stay canonical-encodable (below 2**53).
 MAX_WEIGHT: Final = 1_000_000
 COMMONS_PAYEE: Final = "commons"
+# Anonymous records share one public line: nothing in a ledger tells one anonymous member
+# from another, or ties them to their credited records.
+ANONYMOUS_PAYEE: Final = "anonymous contributors"
 _ANONYMOUS_PREFIX: Final = "anonymous-"
-_ANONYMOUS_DIGITS: Final = 8
 
 # ISO 4217 minor units (exponents) of the currencies a co-op is likely to be paid in.
 CURRENCY_MINOR_UNITS: Final[Mapping[str, int]] = {
@@ -102,7 +109,6 @@ CURRENCY_MINOR_UNITS: Final[Mapping[str, int]] = {
 
 # Plain ASCII decimals only: no sign, exponent, underscores, spaces, NaN or Infinity.
 _AMOUNT_RE: Final = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
-_HEX_RE: Final = re.compile(r"[0-9a-f]+")
 # Spreadsheet programs run cells that start with these as formulas (CSV injection).
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 
@@ -148,24 +154,57 @@ def record_kind(label: str, has_correction: bool, has_note_or_feedback: bool) ->
             return RecordKind.GOOD_ANNOTATED if annotated else RecordKind.GOOD
 
 
-def payee_for(attribution_mode: str, attribution_name: str | None, contributor_hash: str) -> str:
-    """The name a record is paid under: its public name, or ``anonymous-`` and 8 hex of the hash.
+def payee_for(attribution_mode: str, attribution_name: str | None) -> str:
+    """The name a record is paid under in a public ledger: what the member chose to be known as.
 
-    A public name that looks like an anonymous payee is refused, so that nobody can claim
-    (or merge with) an anonymous contributor's line.
+    A handle or a pseudonym pays under itself; every anonymous record under
+    :data:`ANONYMOUS_PAYEE`.  A public name that looks like an anonymous payee is refused,
+    so that nobody can claim (or merge with) the anonymous line.
     """
     mode = parse_enum(AttributionMode, attribution_mode, field="attribution")
     if mode is AttributionMode.ANONYMOUS:
-        if len(contributor_hash) < _ANONYMOUS_DIGITS or not _HEX_RE.fullmatch(contributor_hash):
-            raise InvalidValueError("a contributor hash must be lowercase hex", field="contributor_hash")
-        return _ANONYMOUS_PREFIX + contributor_hash[:_ANONYMOUS_DIGITS]
+        return ANONYMOUS_PAYEE
     if not attribution_name:
         raise InvalidValueError(f"a {mode.value} attribution needs a name", field="attribution")
-    if attribution_name.startswith(_ANONYMOUS_PREFIX):
-        raise InvalidValueError(
-            f"a public name may not start with {_ANONYMOUS_PREFIX!r}", field="attribution"
-        )
+    folded = attribution_name.casefold()
+    if folded.startswith(_ANONYMOUS_PREFIX) or folded == ANONYMOUS_PAYEE:
+        raise InvalidValueError(f"a public name may not pass for {ANONYMOUS_PAYEE!r}", field="attribution")
     return attribution_name
+
+
+def regroup(ledger: PayoutLedger, payee_of: Mapping[str, str]) -> PayoutLedger:
+    """The same payout with its contributor lines merged under other names.
+
+    ``payee_of`` names the new payee of every contributor line.  Amounts, records and
+    weights of merged lines add up, so the lines still sum exactly to the amount; two
+    ledgers regrouped from one computation (per member, per public name) agree to the unit.
+    """
+    merged: dict[str, list[int]] = {}
+    lines: list[PayoutLine] = []
+    for line in ledger.lines:
+        if line.kind is LineKind.COMMONS:
+            lines.append(line)
+            continue
+        payee = payee_of.get(line.payee)
+        if payee is None:
+            raise InvalidValueError(f"no payee given for line {line.payee!r}", field="payee_of")
+        tally = merged.setdefault(payee, [0, 0, 0])
+        tally[0] += line.records
+        tally[1] += line.weight
+        tally[2] += line.amount_minor
+    for payee, (records, weight, minor) in merged.items():
+        lines.append(
+            PayoutLine(
+                payee=payee,
+                kind=LineKind.CONTRIBUTOR,
+                records=records,
+                weight=weight,
+                amount_minor=minor,
+                amount=_format_minor(minor, ledger.exponent),
+            )
+        )
+    lines.sort(key=lambda line: (line.kind is not LineKind.COMMONS, -line.amount_minor, line.payee))
+    return msgspec.structs.replace(ledger, lines=tuple(lines))
 
 
 def parse_amount(text: str, currency: str) -> tuple[int, int]:

@@ -196,7 +196,8 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
     ai_use: str
     eval: EvalConsent
     attribution: Attribution
-    contributor_hash: str
+    # None for anonymous records: nothing may link them to the member's other records.
+    contributor_hash: str | None = None
     scope: Scope
     provenance: Provenance
 

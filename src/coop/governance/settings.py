@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import re
+import string
 from typing import Any, Final
 
 import msgspec
@@ -68,6 +69,14 @@ class Defaults(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         parse_ai_use(self.ai_use, field="defaults.ai_use")
 
 
+_ASCII_LOWER: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def ascii_fold(text: str) -> str:
+    """``text`` with ASCII letters in lower case (what SQLite's ``lower()`` does)."""
+    return text.translate(_ASCII_LOWER)
+
+
 class Embargo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """While on, matching records stay out of new releases and mirrors; nothing is deleted.
 
@@ -90,15 +99,29 @@ class Embargo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return self.on and not self.tags and not self.languages
 
     def covers(self, *, tags: tuple[str, ...] | list[str], language: str | None) -> bool:
+        """Whether the embargo holds a record with these tags and language.
+
+        Tags compare without ASCII case (``Tax`` is ``tax``); a language covers its regional
+        forms (``id`` covers ``id-ID`` and ``ID``), as BCP 47 tags compare.  The node's SQL
+        forms of this rule (``coop.node.policy.embargo_sql``) are held equal to it by a test.
+        """
         if not self.on:
             return False
         if self.whole:
             return True
-        return (language is not None and language in self.languages) or any(t in self.tags for t in tags)
+        if language is not None:
+            spoken = ascii_fold(language)
+            for embargoed in self.languages:
+                folded = ascii_fold(embargoed)
+                if spoken == folded or spoken.startswith(folded + "-"):
+                    return True
+        held = {ascii_fold(tag) for tag in self.tags}
+        return any(ascii_fold(tag) in held for tag in tags)
 
 
 class VolumeCap(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """At most ``monthly_records`` records first released per calendar month (UTC); None: no cap."""
+    """At most ``monthly_records`` records admitted by release cuts per calendar month (UTC),
+    public and federation scope together (what leaves the co-op); None: no cap."""
 
     monthly_records: int | None = None
 
@@ -243,9 +266,13 @@ def apply_changes(settings: Settings, changes: dict[str, Any]) -> Settings:
             raise InvalidValueError(f"unknown setting {path!r}", field=path)
         target[leaf] = value
     try:
-        return msgspec.convert(data, Settings)
+        updated = msgspec.convert(data, Settings)
     except msgspec.ValidationError as exc:
         raise InvalidValueError(_validation_message(exc), field=_validation_path(exc)) from None
+    if updated.defaults.ai_use != settings.defaults.ai_use:
+        # A new default is the admins' own input: a typo in it would drop every member's opt-out.
+        parse_ai_use(updated.defaults.ai_use, field="defaults.ai_use", strict=True)
+    return updated
 
 
 def _validation_path(exc: msgspec.ValidationError) -> str:

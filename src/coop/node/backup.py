@@ -119,13 +119,29 @@ def _copy(data: DataDir, tmp: Path) -> BackupReport:
     )
 
 
+class _Folder(msgspec.Struct):
+    """The folder a release row names: ``vN``, or ``vN-rK`` once revised (coop.node.revision)."""
+
+    name: str
+    revision: int = 1
+
+    @property
+    def label(self) -> str:
+        return self.name if self.revision <= 1 else f"{self.name}-r{self.revision}"
+
+
+_FOLDER: Final = msgspec.json.Decoder(_Folder)
+
+
 def _recorded_releases(db: Path) -> list[str]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        own = [f"v{v}" for (v,) in conn.execute("SELECT version FROM releases ORDER BY version")]
+        own = [
+            _FOLDER.decode(s).label for (s,) in conn.execute("SELECT summary FROM releases ORDER BY version")
+        ]
         federated = [
-            f"federated/v{v}"
-            for (v,) in conn.execute("SELECT version FROM federated_releases ORDER BY version")
+            f"federated/{_FOLDER.decode(s).label}"
+            for (s,) in conn.execute("SELECT summary FROM federated_releases ORDER BY version")
         ]
     finally:
         conn.close()

@@ -3,7 +3,8 @@
 Commands on a data directory (``init``, ``serve``, ``process``, ``release``,
 ``quarantine``, ``metrics``, ``retention``, ``member``, ``integration``) act on
 the node directly; commands with ``--node URL`` (``contribute``, ``withdraw``,
-``mine``) talk to a running node over HTTP as a member.
+``mine``, ``vote``) talk to a running node over HTTP as a member, with that
+member's own token: nobody acts as a member without it.
 
 Every error is one line on stderr and a non-zero exit code (mapped in
 :data:`EXIT_CODES`); ``--json`` gives output a script can read.
@@ -25,7 +26,7 @@ from typing import Any, Final, NoReturn
 import httpx
 import msgspec
 
-from coop.governance import GovernanceError, PolicyError
+from coop.governance import GovernanceError, PolicyError, parse_ai_use
 from coop.node.accounts import Role
 from coop.node.collective import audit
 from coop.node.contributions import Decision
@@ -493,21 +494,22 @@ def cmd_proposals(args: argparse.Namespace) -> int:
 
 
 def cmd_vote(args: argparse.Namespace) -> int:
-    def run(node: Any) -> int:
-        from coop.governance import Choice
-        from coop.node.store import member_by_name
+    """A member's own vote, cast over HTTP with their token (an admin cannot vote for them)."""
+    from coop.node.collective import ProposalView
 
-        member = node.store.read(lambda c: member_by_name(c, args.voter))
-        if member is None:
-            raise NotFoundError(f"no member named {args.voter!r}", field="--as")
-        view = node.vote(args.proposal, member, Choice(args.choice))
-        if args.json:
-            _print_json(view)
-        else:
-            _show_proposal(view)
-        return 0
-
-    return _with_node(args, run)
+    with _client(args) as client:
+        response = _request(
+            client,
+            "POST",
+            f"/api/v1/governance/proposals/{args.proposal}/votes",
+            json={"choice": args.choice},
+        )
+    view = msgspec.json.decode(response.content, type=ProposalView)
+    if args.json:
+        _print_json(view)
+    else:
+        _show_proposal(view)
+    return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -520,11 +522,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 _print_json({"ok": bool(report), **msgspec.to_builtins(report)})
             elif report:
                 print(f"audit chain intact: {report.checked} entries, every one signed by this node")
+                if report.warning:
+                    sys.stderr.write(f"coop: warning: {report.warning}\n")
             if not report:
                 if not args.json:
-                    sys.stderr.write(
-                        f"coop: error: audit chain broken at entry {report.first_bad}: {report.problem}\n"
-                    )
+                    where = "" if report.first_bad is None else f" at entry {report.first_bad}"
+                    sys.stderr.write(f"coop: error: audit chain broken{where}: {report.problem}\n")
                 return 9
             return 0
         entries = node.store.read(lambda c: audit_entries(c, after=args.after, limit=args.limit))
@@ -545,13 +548,21 @@ def cmd_payouts(args: argparse.Namespace) -> int:
         digits = args.release[1:] if args.release.startswith("v") else args.release
         if not digits.isdigit():
             raise InputError(f"{args.release!r} is not a release (v1, v2, ...)", field="--release")
-        view = node.payout(int(digits), amount=args.amount, currency=args.currency, actor=LOCAL_ADMIN)
+        view = node.payout(
+            int(digits),
+            amount=args.amount,
+            currency=args.currency,
+            actor=LOCAL_ADMIN,
+            supersede=args.supersede,
+        )
         if args.json:
             _print_json(view)
             return 0
         ledger = view.ledger
         print(f"payout {view.id} for {ledger.release}: {ledger.amount} {ledger.currency} over {ledger.records} records"
               f" ({ledger.excluded_withdrawn} withdrawn, paid nothing)")  # fmt: skip
+        if view.supersedes is not None:
+            print(f"  supersedes payout {view.supersedes}: {view.supersede_reason}")
         for line in ledger.lines:
             print(
                 f"  {line.payee:<32} {line.amount:>14} {ledger.currency}  ({line.records} records, weight {line.weight})"
@@ -803,6 +814,9 @@ def split_export(data: bytes, fmt: IntakeFormat) -> list[bytes]:
 def cmd_contribute(args: argparse.Namespace) -> int:
     if not args.consent:
         raise InputError("--consent is required: it says you agree to the co-op's terms", field="--consent")
+    if args.ai_use is not None:
+        # Refuse a typo here, before anything is sent: it must never drop an opt-out.
+        parse_ai_use(args.ai_use, field="--ai-use", strict=True)
     path = Path(args.file)
     try:
         data = sys.stdin.buffer.read() if args.file == "-" else path.read_bytes()
@@ -1084,11 +1098,11 @@ def _parser() -> argparse.ArgumentParser:
     p = add("proposals", cmd_proposals, "List proposals with their tallies.")
     p.add_argument("dir", metavar="DIR")
 
-    p = add("vote", cmd_vote, "Cast a member's vote on a proposal.")
-    p.add_argument("dir", metavar="DIR")
+    p = add("vote", cmd_vote, "Cast your vote on a proposal (as the member whose token this is).")
     p.add_argument("proposal", metavar="ID", type=int)
     p.add_argument("choice", choices=["yes", "no", "abstain"])
-    p.add_argument("--as", dest="voter", required=True, metavar="NAME", help="the member voting")
+    p.add_argument("--node", required=True, metavar="URL")
+    p.add_argument("--token", required=True, help="your own member token")
 
     p = add("audit", cmd_audit, "Show the audit log, or verify its chain and signatures.")
     p.add_argument("action", choices=["show", "verify"])
@@ -1103,6 +1117,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--release", required=True, metavar="vN")
     p.add_argument("--amount", required=True, help="decimal text, e.g. 1000.00")
     p.add_argument("--currency", required=True, help="ISO 4217 code, e.g. EUR")
+    p.add_argument(
+        "--supersede",
+        metavar="REASON",
+        help="replace the payout the release already has, saying why (recorded in the audit log)",
+    )
 
     p = add("identity", cmd_identity, "Show this node's id and key, or rotate its signing key.")
     p.add_argument("action", choices=["show", "rotate"])

@@ -31,6 +31,7 @@ from coop.governance import (
     tally,
     verify_chain,
 )
+from coop.governance.audit import AuditHead
 from coop.node.accounts import Member
 from coop.node.errors import ForbiddenError, NotFoundError, StateError
 from coop.node.store import next_tick
@@ -187,8 +188,15 @@ def _iter_entries(conn: sqlite3.Connection) -> Iterator[AuditEntry]:
         yield _entry(row)
 
 
-def verify_audit(conn: sqlite3.Connection, public_key: bytes) -> ChainReport:
-    return verify_chain(_iter_entries(conn), public_key)
+def verify_audit(
+    conn: sqlite3.Connection,
+    public_key: bytes,
+    *,
+    head: AuditHead | None = None,
+    current_key: bytes | None = None,
+) -> ChainReport:
+    """The chain from ``public_key`` on, against the signed ``head`` (its absence is a warning)."""
+    return verify_chain(_iter_entries(conn), public_key, head=head, expect_head=True, current_key=current_key)
 
 
 # -- settings ----------------------------------------------------------------------------

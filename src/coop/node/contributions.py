@@ -16,13 +16,27 @@ from typing import Final
 
 import msgspec
 
-from coop.governance import Record
+from coop.governance import (
+    AttributionMode,
+    Audience,
+    CollectiveState,
+    Disclosure,
+    EvalConsent,
+    License,
+    Record,
+    RecordFacts,
+    RecordState,
+    Scope,
+    disclose,
+)
 from coop.node.accounts import Member
-from coop.node.errors import ConflictError, NotFoundError, StateError
-from coop.node.pipeline import Accepted, Outcome, Quarantined
+from coop.node.attribution import Contributor, settle
+from coop.node.errors import ConflictError, InputError, NotFoundError, StateError
+from coop.node.pipeline import Accepted, Outcome, Quarantined, redacted_submission
 from coop.node.store import next_tick
 from coop.node.submission import ContributionState, Submission
 from coop.node.web.catalog import unindex
+from coop.node.writer import scrub_after_commit
 
 __all__ = [
     "BatchReport",
@@ -128,8 +142,13 @@ class Claimed(msgspec.Struct, frozen=True):
     seq: int
     uid: str
     created_at: int
-    contributor_hash: str
+    contributor_hash: str  # the member's own (internal) hash
     submission: bytes
+    handle: str = ""  # the member's stored name, credited by `username` attribution
+
+    @property
+    def contributor(self) -> Contributor:
+        return Contributor(member_hash=self.contributor_hash, handle=self.handle)
 
 
 class BatchReport(msgspec.Struct, frozen=True):
@@ -213,16 +232,25 @@ def insert_contribution(
 
 def insert_contributions(
     conn: sqlite3.Connection, items: list[NewContribution]
-) -> list[InsertResult | ConflictError]:
+) -> list[InsertResult | InputError]:
     """Many contributions in a few statements (the intake's group commit); one result each.
 
     A retried Idempotency-Key answers with the contribution it made before; a key reused
-    for a different body is a :class:`ConflictError` for that item only.
+    for a different body is a :class:`ConflictError` for that item only, and so is an
+    attribution that passes for another member's name (see :func:`attribution.settle`).
     """
-    results: list[InsertResult | ConflictError | None] = [None] * len(items)
+    results: list[InsertResult | InputError | None] = [None] * len(items)
     fresh: list[int] = []
     seen: dict[tuple[str, str], tuple[str, str]] = {}  # keys earlier in this batch: (sha, uid)
+    items = list(items)
     for index, item in enumerate(items):
+        try:
+            attribution = settle(conn, item.member, item.submission.attribution, now=item.now)
+        except InputError as exc:
+            results[index] = exc
+            continue
+        submission = msgspec.structs.replace(item.submission, attribution=attribution)
+        item = items[index] = msgspec.structs.replace(item, submission=submission)
         key = item.idempotency
         if key is None:
             fresh.append(index)
@@ -294,21 +322,39 @@ def insert_contributions(
     return [r for r in results if r is not None]
 
 
+def shown_to(view: ContributionView, audience: Audience) -> Disclosure:
+    """What the policy lets the member (or an admin) see of their contribution."""
+    facts = RecordFacts(
+        uid=view.uid,
+        scope=Scope(view.scope),
+        license=License(view.license),
+        ai_use=view.ai_use,
+        eval=EvalConsent(view.eval),
+        attribution=AttributionMode.ANONYMOUS,  # the member and admins see the internal link anyway
+        state=RecordState(view.state.value),
+        admitted=view.released_in is not None,
+        tags=tuple(view.tags),
+        language=view.language,
+    )
+    return disclose(facts, CollectiveState(), audience)
+
+
 def list_member_contributions(conn: sqlite3.Connection, member_id: int) -> list[ContributionView]:
     rows = conn.execute(
         f"SELECT {_VIEW_COLUMNS} FROM contributions WHERE member_id = ? ORDER BY seq", (member_id,)
     ).fetchall()
-    return [_view(row) for row in rows]
+    return [view for view in map(_view, rows) if shown_to(view, Audience.MEMBER)]
 
 
 def list_by_state(
     conn: sqlite3.Connection, state: ContributionState, *, limit: int = 500, after: int = 0
 ) -> list[ContributionView]:
+    """Contributions in one state, for the admins' queues."""
     rows = conn.execute(
         f"SELECT {_VIEW_COLUMNS} FROM contributions WHERE state = ? AND seq > ? ORDER BY seq LIMIT ?",
         (state.value, after, limit),
     ).fetchall()
-    return [_view(row) for row in rows]
+    return [view for view in map(_view, rows) if shown_to(view, Audience.ADMIN)]
 
 
 def get_contribution(conn: sqlite3.Connection, uid: str) -> ContributionDetail | None:
@@ -347,7 +393,9 @@ def iter_member_records(conn: sqlite3.Connection, member_id: int) -> Iterator[by
     for row in cursor:
         view = _view(row[:-2])
         item: dict[str, object] = {"contribution": view}
-        if row[-1] is not None:
+        if not shown_to(view, Audience.MEMBER).carries_content:
+            pass  # withdrawn: the member sees that it existed, and nothing of its text
+        elif row[-1] is not None:
             item["record"] = msgspec.Raw(row[-1])
         elif row[-2] is not None:
             item["submission"] = msgspec.Raw(row[-2])
@@ -381,6 +429,7 @@ def withdraw_contribution(
 
 def _erase(conn: sqlite3.Connection, seq: int) -> None:
     conn.execute("UPDATE contents SET submission = NULL, record = NULL WHERE seq = ?", (seq,))
+    scrub_after_commit()
 
 
 def edit_contribution(
@@ -399,6 +448,7 @@ def edit_contribution(
     """
     seq, state, _ = _owned(conn, uid, member)
     (listed,) = conn.execute("SELECT listed_seq FROM contributions WHERE seq = ?", (seq,)).fetchone()
+    edited = msgspec.structs.replace(edited, attribution=settle(conn, member, edited.attribution, now=now))
     columns = (
         edited.label.value,
         edited.license.value,
@@ -420,6 +470,7 @@ def edit_contribution(
             (*columns, now, left_tick, seq),
         )
         conn.execute("UPDATE contents SET submission = ?, record = NULL WHERE seq = ?", (content, seq))
+        scrub_after_commit()  # the text as it was before the edit is not kept
         return uid, S.WAITING
     if published:
         cur = conn.execute(
@@ -445,23 +496,31 @@ def edit_contribution(
 
 
 def current_submission(
-    conn: sqlite3.Connection, uid: str, member: Member
+    conn: sqlite3.Connection, uid: str, member: Member, *, terms_version: str
 ) -> tuple[Submission, ContributionState]:
-    """The stored submission of a member's contribution, for editing."""
+    """The stored submission of a member's contribution, for editing.
+
+    Once processed, only the redacted record is kept: the edit starts from it (so the
+    raw text never comes back), under the current ``terms_version``.
+    """
     _owned(conn, uid, member)
     row = conn.execute(
-        "SELECT t.submission, state FROM contributions LEFT JOIN contents t USING (seq) WHERE uid = ?", (uid,)
+        "SELECT t.submission, t.record, state FROM contributions LEFT JOIN contents t USING (seq)"
+        " WHERE uid = ?",
+        (uid,),
     ).fetchone()
-    state = ContributionState(row[1])
-    if row[0] is None:
-        raise StateError(f"a {state.value} contribution has no content left to edit", field="uid")
-    return _SUBMISSION_DECODER.decode(row[0]), state
+    state = ContributionState(row[2])
+    if row[0] is not None:
+        return _SUBMISSION_DECODER.decode(row[0]), state
+    if row[1] is not None:
+        return redacted_submission(_RECORD_DECODER.decode(row[1]), terms_version=terms_version), state
+    raise StateError(f"a {state.value} contribution has no content left to edit", field="uid")
 
 
 def quarantined_entry(conn: sqlite3.Connection, uid: str) -> Claimed:
     """The stored entry of a quarantined contribution, for an admin's decision."""
     row = conn.execute(
-        "SELECT c.seq, c.uid, c.created_at, m.contributor_hash, t.submission, c.state"
+        "SELECT c.seq, c.uid, c.created_at, m.contributor_hash, t.submission, c.state, m.name"
         " FROM contributions c JOIN members m ON m.id = c.member_id LEFT JOIN contents t ON t.seq = c.seq"
         " WHERE c.uid = ?",
         (uid,),
@@ -470,7 +529,9 @@ def quarantined_entry(conn: sqlite3.Connection, uid: str) -> Claimed:
         raise NotFoundError(f"no contribution {uid}", field="uid")
     if row[5] != S.QUARANTINED.value:
         raise StateError(f"{uid} is {row[5]}, not quarantined", field="uid")
-    return Claimed(seq=row[0], uid=row[1], created_at=row[2], contributor_hash=row[3], submission=row[4])
+    return Claimed(
+        seq=row[0], uid=row[1], created_at=row[2], contributor_hash=row[3], submission=row[4], handle=row[6]
+    )
 
 
 def recover_claims(conn: sqlite3.Connection) -> int:
@@ -486,7 +547,7 @@ def recover_claims(conn: sqlite3.Connection) -> int:
 
 def claim_batch(conn: sqlite3.Connection, *, claim: int, limit: int) -> list[Claimed]:
     rows = conn.execute(
-        "SELECT c.seq, c.uid, c.created_at, m.contributor_hash, t.submission"
+        "SELECT c.seq, c.uid, c.created_at, m.contributor_hash, t.submission, m.name"
         " FROM contributions c JOIN members m ON m.id = c.member_id JOIN contents t ON t.seq = c.seq"
         " WHERE c.state = 'waiting_room' ORDER BY c.seq LIMIT ?",
         (limit,),
@@ -496,7 +557,8 @@ def claim_batch(conn: sqlite3.Connection, *, claim: int, limit: int) -> list[Cla
         [(claim, row[0]) for row in rows],
     )
     return [
-        Claimed(seq=r[0], uid=r[1], created_at=r[2], contributor_hash=r[3], submission=r[4]) for r in rows
+        Claimed(seq=r[0], uid=r[1], created_at=r[2], contributor_hash=r[3], submission=r[4], handle=r[5])
+        for r in rows
     ]
 
 
@@ -564,7 +626,12 @@ def _accept(
             seq,
         ),
     )
-    conn.execute("UPDATE contents SET record = ? WHERE seq = ?", (outcome.record_bytes, seq))
+    # The redacted record is all that is kept: the raw submission (names, e-mails, numbers)
+    # was needed only until processing, or until an admin's decision on a quarantined item.
+    conn.execute(
+        "UPDATE contents SET record = ?, submission = NULL WHERE seq = ?", (outcome.record_bytes, seq)
+    )
+    scrub_after_commit()
     bump_stage(conn, now=now, channel=channel, stage=Stage.TRANSFORM_OK)
     return True
 

@@ -109,7 +109,12 @@ _COLUMNS: Final = (
         "sc:Text",
         "The member's AI-use preference (IETF aipref vocabulary, as in the Content-Usage header).",
     ),
-    ("contributor_hash", "sc:Text", "A salted HMAC of the contributor's account: not reversible."),
+    (
+        "contributor_hash",
+        "sc:Text",
+        "A salted HMAC, not reversible: of the member's account (credited by username), of the "
+        "pseudonym (one per pseudonym), or null (anonymous).",
+    ),
 )
 
 _FILE_DESCRIPTIONS: Final = {
@@ -351,10 +356,11 @@ def _rai(summary: ReleaseSummary, coop: str, terms_version: str | None) -> dict[
             "addresses, payment card numbers, IBANs, US social security numbers, Ethereum and Bitcoin "
             "addresses, and self-introductions such as 'my name is ...' with typed placeholders; it is "
             "pattern-based and cannot catch everything (names mentioned in passing, health details).",
-            "Contributors appear only as `contributor_hash`, a salted HMAC of their account computed "
-            "with a secret the node keeps: no account ids, e-mail addresses or IP addresses of "
-            "contributors are released. `attribution.name` is present only when the member asked to "
-            "be credited by username or pseudonym.",
+            "Contributors appear only as they chose: credited by username, with `contributor_hash` a "
+            "salted HMAC of their account computed with a secret the node keeps; by pseudonym, with a "
+            "hash of that pseudonym only (one per pseudonym); anonymously, with no name and no hash, so "
+            "nothing links an anonymous record to the member's other records. No account ids, e-mail "
+            "addresses or IP addresses of contributors are released.",
         ],
         "rai:dataUseCases": [
             "Fine-tuning and preference learning from chats judged good or fail by the people who "
@@ -373,9 +379,11 @@ def _rai(summary: ReleaseSummary, coop: str, terms_version: str | None) -> dict[
             "The chats reflect the co-op's members: their languages, interests and the assistants they use."
         ],
         "rai:dataReleaseMaintenancePlan": (
-            f"Releases are immutable numbered snapshots ({summary.name} is release {summary.version}). "
-            "Members can withdraw a record at any time: withdrawn records are left out of every later "
-            "release and listed, by uid, in tombstones.jsonl (uid, reason, withdrawn_at). If you hold "
+            f"Releases are numbered snapshots ({summary.name} is release {summary.version}, revision "
+            f"{summary.revision}). Members can withdraw a record at any time: withdrawn records are left "
+            "out of every later release, removed from the releases the co-op still serves (a new revision, "
+            "with a signed statement in revisions/ naming them), and listed, by uid, in tombstones.jsonl "
+            "(uid, reason, withdrawn_at). Copies downloaded before cannot be recalled: if you hold "
             "an earlier release or anything derived from it, delete the listed records; check the "
             "latest release's tombstones.jsonl whenever you update."
         ),

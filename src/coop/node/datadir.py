@@ -7,6 +7,7 @@ Layout::
       coop.sqlite3       the database (WAL)
       keys/node.key      Ed25519 seed, 0600
       keys/salt          HMAC salt for contributor hashes, 0600
+      audit-head.json    the audit log's signed head (latest entry and hash), 0600
       releases/vN/       immutable release artifacts
       locks/             advisory locks (processor, releases)
 """
@@ -67,6 +68,11 @@ class DataDir:
     @property
     def salt_path(self) -> Path:
         return self.root / "keys" / "salt"
+
+    @property
+    def audit_head_path(self) -> Path:
+        """The audit log's signed head: outside the database, so that cutting rows shows."""
+        return self.root / "audit-head.json"
 
     @property
     def releases_path(self) -> Path:

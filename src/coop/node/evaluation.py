@@ -40,9 +40,10 @@ from coop.eval import (
     open_request,
     seal_attestation,
 )
-from coop.governance import Approval, NoiseKind, Record
+from coop.governance import Approval, Audience, NoiseKind, Record, RecordState, disclose
 from coop.node.collective import audit
 from coop.node.errors import NotFoundError, StateError
+from coop.node.policy import facts_from_record, own_state
 
 if TYPE_CHECKING:
     from coop.node.runtime import Node
@@ -244,19 +245,20 @@ class Evaluation:
 
     def _eligible(self, verified: VerifiedRequest) -> Iterator[Record]:
         """Accepted or released, not withdrawn, eval consent y, outside any embargo, matching the filters."""
-        embargo = self.node.settings().settings.embargo
+        state = own_state(self.node.settings().settings)
         filters = verified.request.filters
         rows = self.node.store.read(
             lambda c: c.execute(
-                "SELECT t.record FROM contributions c JOIN contents t ON t.seq = c.seq"
+                "SELECT t.record, c.state FROM contributions c JOIN contents t ON t.seq = c.seq"
                 " WHERE c.state IN ('accepted', 'released') AND c.eval = 'y' ORDER BY c.seq"
             ).fetchall()
         )
-        for (data,) in rows:
+        for data, standing in rows:
             if data is None:
                 continue
             record = _RECORD.decode(data)
-            if embargo.covers(tags=record.tags, language=record.language):
+            facts = facts_from_record(record, state=RecordState(standing), admitted=standing == "released")
+            if not disclose(facts, state, Audience.EVAL):
                 continue
             if filters.matches(record):
                 yield record

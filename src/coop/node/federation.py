@@ -2,9 +2,10 @@
 
 The rules live in :mod:`coop.federation` (the book, the protocol); this module
 keeps what they decide in the node's database, issues the node's own
-manifests from its records and settings, serves record bytes to peers under
-the node's own rules (never ``node`` scope, never embargoed, never
-withdrawn), and runs rounds of gossip over the httpx transport.
+manifests (listing what a release cut admitted), serves record bytes to the
+peer asking as the disclosure policy allows (own records under this co-op's
+state, mirrors under their origin's latest manifest), and runs rounds of
+gossip over the httpx transport.
 """
 
 from __future__ import annotations
@@ -32,27 +33,49 @@ from coop.federation import (
     Responder,
     SyncReport,
     Tombstone,
+    authority_of,
     build_manifest,
     seal_manifest,
     sign_request,
     sync_with,
     verify_request,
 )
+from coop.federation.gossip import collective_state, listed_facts
 from coop.federation.manifest import PAYLOAD_TYPE
-from coop.governance import EvalConsent, License, Scope, public_key
+from coop.governance import (
+    Attribution,
+    AttributionMode,
+    Audience,
+    CollectiveState,
+    Embargo,
+    EvalConsent,
+    License,
+    RecordFacts,
+    RecordState,
+    Scope,
+    disclose,
+    public_key,
+)
 from coop.governance.envelope import open_envelope
+from coop.node.attribution import PublicForms
 from coop.node.collective import audit, audit_head
 from coop.node.errors import BusyError, InputError, NotFoundError
+from coop.node.writer import scrub_after_commit
 
 if TYPE_CHECKING:
     from coop.node.runtime import Node
 
 __all__ = [
+    "OWN_FACTS",
     "FederationService",
     "IssueReport",
     "OriginView",
     "PeerView",
     "SqliteBookStore",
+    "mirror_facts",
+    "origin_states",
+    "own_facts",
+    "record_choices",
 ]
 
 log = logging.getLogger("coop.federation")
@@ -65,6 +88,7 @@ def _placeholders(n: int) -> str:
 
 
 def _entry(row: Sequence[Any]) -> Entry:
+    """An entry from (uid, hash, license, ai_use, eval, scope, tags as JSON, language)."""
     return Entry(
         uid=row[0],
         hash=row[1],
@@ -72,7 +96,107 @@ def _entry(row: Sequence[Any]) -> Entry:
         ai_use=row[3],
         eval=EvalConsent(row[4]),
         scope=Scope(row[5]),
+        tags=tuple(_TAGS.decode(row[6])),
+        language=row[7],
     )
+
+
+_TAGS: Final = msgspec.json.Decoder(list[str])
+_EMBARGO: Final = msgspec.json.Decoder(Embargo)
+_FEDERATION: Final = msgspec.json.Decoder(tuple[str, ...])
+_HEAD_COLUMNS: Final = (
+    "origin, seq, hash, key, forked, embargo_whole, coop, embargo, quality_freeze, federation"
+)
+
+
+def _head(row: Sequence[Any]) -> Head:
+    """A head from a ``fed_origins`` row (``_HEAD_COLUMNS``)."""
+    return Head(
+        seq=row[1],
+        hash=row[2],
+        key=row[3],
+        forked=bool(row[4]),
+        embargo_whole=bool(row[5]),
+        coop=row[6],
+        # NULL: a row from before the column, not yet read again from its head manifest.
+        embargo=_EMBARGO.decode(row[7]) if row[7] is not None else Embargo(on=bool(row[5])),
+        quality_freeze=bool(row[8]),
+        federation=None if row[9] is None else _FEDERATION.decode(row[9]),
+    )
+
+
+def origin_states(conn: sqlite3.Connection) -> dict[str, CollectiveState]:
+    """Each origin's collective state, as its latest verified manifest declares it."""
+    rows = conn.execute(f"SELECT {_HEAD_COLUMNS} FROM fed_origins").fetchall()
+    return {row[0]: collective_state(_head(row)) for row in rows}
+
+
+class _Choices(msgspec.Struct):
+    """What the disclosure policy reads from a record's bytes (the rest is skipped)."""
+
+    attribution: Attribution
+    tags: tuple[str, ...] = ()
+    language: str | None = None
+
+
+_CHOICES: Final = msgspec.json.Decoder(_Choices)
+
+
+def record_choices(data: bytes) -> tuple[AttributionMode, tuple[str, ...], str | None] | None:
+    """A record's attribution mode, tags and language, read from its canonical bytes
+    (None when the bytes are not a record: nothing is disclosed of them)."""
+    try:
+        choices = _CHOICES.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return choices.attribution.mode, choices.tags, choices.language
+
+
+def mirror_facts(origin: str, row: Sequence[Any], data: bytes) -> RecordFacts | None:
+    """A mirrored record as the policy sees it, from (uid, license, ai_use, eval, scope) and its
+    bytes: listed by its origin (so a cut there admitted it), live until a tombstone deletes it."""
+    choices = record_choices(data)
+    if choices is None:
+        return None
+    mode, tags, language = choices
+    return RecordFacts(
+        uid=row[0],
+        license=License(row[1]),
+        ai_use=row[2],
+        eval=EvalConsent(row[3]),
+        scope=Scope(row[4]),
+        attribution=mode,
+        state=RecordState.ACCEPTED,
+        admitted=True,
+        tags=tags,
+        language=language,
+        origin=origin,
+    )
+
+
+def own_facts(row: Sequence[Any], data: bytes) -> RecordFacts | None:
+    """One of this node's records as the policy sees it, from
+    (uid, scope, license, ai_use, eval, state, admitted_in, tags as JSON, language) and its bytes."""
+    choices = record_choices(data)
+    if choices is None:
+        return None
+    mode = choices[0]
+    return RecordFacts(
+        uid=row[0],
+        scope=Scope(row[1]),
+        license=License(row[2]),
+        ai_use=row[3],
+        eval=EvalConsent(row[4]),
+        attribution=mode,
+        state=RecordState(row[5]),
+        admitted=row[6] is not None,
+        tags=tuple(_TAGS.decode(row[7])),
+        language=row[8],
+    )
+
+
+# The columns own_facts reads, from ``contributions c``.
+OWN_FACTS: Final = "c.uid, c.scope, c.license, c.ai_use, c.eval, c.state, c.admitted_in, c.tags, c.language"
 
 
 class SqliteBookStore:
@@ -82,15 +206,31 @@ class SqliteBookStore:
         self.store = node.store
 
     def heads(self) -> dict[str, Head]:
+        rows = self.store.read(lambda c: c.execute(f"SELECT {_HEAD_COLUMNS} FROM fed_origins").fetchall())
+        return {r[0]: _head(r) for r in rows}
+
+    def reread_states(self) -> None:
+        """Fill in the declared state of heads stored before it was kept (from the head manifest)."""
         rows = self.store.read(
             lambda c: c.execute(
-                "SELECT origin, seq, hash, key, forked, embargo_whole, coop FROM fed_origins"
+                "SELECT o.origin, m.envelope FROM fed_origins o JOIN fed_manifests m"
+                " ON m.origin = o.origin AND m.hash = o.hash WHERE o.embargo IS NULL"
             ).fetchall()
         )
-        return {
-            r[0]: Head(seq=r[1], hash=r[2], key=r[3], forked=bool(r[4]), embargo_whole=bool(r[5]), coop=r[6])
-            for r in rows
-        }
+        for origin, envelope in rows:
+            _, payload = open_envelope(bytes(envelope), payload_type=PAYLOAD_TYPE, max_bytes=1 << 31)
+            declared = msgspec.json.decode(payload, type=_StateOnly)
+            self.store.write(
+                lambda c, o=origin, d=declared: c.execute(  # type: ignore[misc]
+                    "UPDATE fed_origins SET embargo = ?, quality_freeze = ?, federation = ? WHERE origin = ?",
+                    (
+                        msgspec.json.encode(d.state.embargo).decode(),
+                        int(d.state.quality_freeze),
+                        None if d.federation is None else msgspec.json.encode(d.federation).decode(),
+                        o,
+                    ),
+                )
+            )
 
     def hashes_at(self, origin: str, seq: int) -> set[str]:
         rows = self.store.read(
@@ -103,7 +243,8 @@ class SqliteBookStore:
     def entries(self, origin: str) -> dict[str, Entry]:
         rows = self.store.read(
             lambda c: c.execute(
-                "SELECT uid, hash, license, ai_use, eval, scope FROM fed_entries WHERE origin = ?", (origin,)
+                "SELECT uid, hash, license, ai_use, eval, scope, tags, language FROM fed_entries WHERE origin = ?",
+                (origin,),
             ).fetchall()
         )
         return {r[0]: _entry(r) for r in rows}
@@ -209,17 +350,41 @@ def _apply(conn: sqlite3.Connection, effects: Effects) -> None:
     head = effects.head
     if head is not None:
         conn.execute(
-            "INSERT INTO fed_origins (origin, coop, seq, hash, key, forked, embargo_whole, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, unixepoch()) ON CONFLICT (origin) DO UPDATE SET coop = excluded.coop,"
+            "INSERT INTO fed_origins (origin, coop, seq, hash, key, forked, embargo_whole, embargo, quality_freeze,"
+            " federation, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, unixepoch())"
+            " ON CONFLICT (origin) DO UPDATE SET coop = excluded.coop,"
             " seq = excluded.seq, hash = excluded.hash, key = excluded.key,"
             " forked = max(forked, excluded.forked), embargo_whole = excluded.embargo_whole,"
-            " updated_at = excluded.updated_at",
-            (origin, head.coop, head.seq, head.hash, head.key, int(head.forked), int(head.embargo_whole)),
+            " embargo = excluded.embargo, quality_freeze = excluded.quality_freeze,"
+            " federation = excluded.federation, updated_at = excluded.updated_at",
+            (
+                origin,
+                head.coop,
+                head.seq,
+                head.hash,
+                head.key,
+                int(head.forked),
+                int(head.embargo_whole),
+                msgspec.json.encode(head.embargo).decode(),
+                int(head.quality_freeze),
+                None if head.federation is None else msgspec.json.encode(head.federation).decode(),
+            ),
         )
     conn.executemany(
-        "INSERT OR REPLACE INTO fed_entries (origin, uid, hash, license, ai_use, eval, scope) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO fed_entries (origin, uid, hash, license, ai_use, eval, scope, tags, language)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            (origin, e.uid, e.hash, e.license.value, e.ai_use, e.eval.value, e.scope.value)
+            (
+                origin,
+                e.uid,
+                e.hash,
+                e.license.value,
+                e.ai_use,
+                e.eval.value,
+                e.scope.value,
+                msgspec.json.encode(e.tags).decode(),
+                e.language,
+            )
             for e in effects.added
         ],
     )
@@ -227,7 +392,9 @@ def _apply(conn: sqlite3.Connection, effects: Effects) -> None:
         conn.execute("DELETE FROM fed_entries WHERE origin = ? AND uid = ?", (origin, tomb.uid))
         conn.execute("INSERT OR IGNORE INTO fed_tombstones (origin, uid) VALUES (?, ?)", (origin, tomb.uid))
         # A tombstone deletes the mirrored copy, and nothing brings it back.
-        conn.execute("DELETE FROM mirror_records WHERE origin = ? AND uid = ?", (origin, tomb.uid))
+        gone = conn.execute("DELETE FROM mirror_records WHERE origin = ? AND uid = ?", (origin, tomb.uid))
+        if gone.rowcount:
+            scrub_after_commit()  # no image of the withdrawn text left in the write-ahead log
 
 
 class _LockedBook(Book):
@@ -281,6 +448,9 @@ class OriginView(msgspec.Struct, frozen=True):
     mirrored: int
     updated_at: int
     self: bool
+    # The collective switches its latest manifest declares (what peers honour for its records).
+    embargo: Embargo = Embargo()
+    quality_freeze: bool = False
 
 
 class FederationService:
@@ -294,6 +464,7 @@ class FederationService:
         self.book = _LockedBook(self.self_id, {}, self.store, lock=self._lock)
         self.replay = ReplayCache()
         self.rng = random.Random(secrets.randbits(64))
+        self.store.reread_states()
         self.refresh_pins()
 
     # -- peers -------------------------------------------------------------------------------
@@ -395,13 +566,30 @@ class FederationService:
 
     def key_of(self, keyid: str) -> bytes | None:
         """The public key of a pinned peer signing a request (its id, or its rotated key)."""
+        return None if self.node_of(keyid) is None else bytes.fromhex(keyid)
+
+    def node_of(self, keyid: str) -> str | None:
+        """The node id of the pinned peer whose key this is (its id, or its rotated key)."""
         if keyid in self.book.pinned and keyid != self.self_id:
-            return bytes.fromhex(keyid)
+            return keyid
         heads = self.store.heads()
         for origin, head in heads.items():
             if head.key == keyid and origin in self.book.pinned and origin != self.self_id:
-                return bytes.fromhex(keyid)
+                return origin
         return None
+
+    def federation(self) -> tuple[str, ...]:
+        """This co-op's federation: the node ids of the peers it pinned (who federation scope reaches)."""
+        return tuple(sorted(origin for origin in self.book.pinned if origin != self.self_id))
+
+    def own_state(self) -> CollectiveState:
+        """This co-op's collective state, as the disclosure policy reads it for its own records."""
+        settings = self.node.settings().settings
+        return CollectiveState(
+            embargo=settings.embargo,
+            quality_freeze=settings.quality_freeze,
+            federation=frozenset(self.federation()),
+        )
 
     # -- own manifests -------------------------------------------------------------------------
 
@@ -423,7 +611,8 @@ class FederationService:
             audit_seq=0 if audit_entry is None else audit_entry.seq,
             audit_head="0" * 64 if audit_entry is None else audit_entry.hash,
         )
-        added, tombstones = node.store.read(lambda c: _pending(c, settings.settings.embargo))
+        federation = self.federation()
+        added, tombstones = node.store.read(lambda c: _pending(c, self.own_state()))
         lifetime = node.config.federation.manifest_lifetime_days * _DAY
         previous = self._own_state(head)
         stale = previous is None or previous[1] - now < lifetime // 4
@@ -432,6 +621,7 @@ class FederationService:
             or previous[0].settings_digest != state.settings_digest
             or previous[0].embargo != state.embargo
             or previous[0].quality_freeze != state.quality_freeze
+            or previous[2] != federation
         )
         if not (force or added or tombstones or changed or stale):
             return None
@@ -453,6 +643,7 @@ class FederationService:
             complete=complete,
             tombstones=tombstones,
             state=state,
+            federation=federation,
         )
         envelope = seal_manifest(payload, [node.seed])
         decision = self.book.receive([envelope], now=now)
@@ -492,6 +683,7 @@ class FederationService:
                 tombstones=[],
                 state=previous[0],
                 rotate_to=public_key(new).hex(),
+                federation=self.federation(),
             )
             envelope = seal_manifest(payload, [old, new])
             decision = self.book.receive([envelope], now=now)
@@ -511,13 +703,13 @@ class FederationService:
             digest = self.store.heads()[self.self_id].hash
             return IssueReport(seq=head.seq + 1, hash=digest, added=0, tombstones=0, release=None)
 
-    def _own_state(self, head: Head | None) -> tuple[GovernanceState, int] | None:
+    def _own_state(self, head: Head | None) -> tuple[GovernanceState, int, tuple[str, ...] | None] | None:
         if head is None:
             return None
         (data,) = self.store.envelopes(self.self_id, [head.hash])
         _, payload = open_envelope(data, payload_type=PAYLOAD_TYPE, max_bytes=1 << 31)
         manifest = msgspec.json.decode(payload, type=_StateOnly)
-        return manifest.state, manifest.expires_at
+        return manifest.state, manifest.expires_at, manifest.federation
 
     def _latest_release(self) -> str | None:
         row = self.node.store.read(lambda c: c.execute("SELECT max(version) FROM releases").fetchone())
@@ -525,31 +717,74 @@ class FederationService:
 
     # -- serving peers ---------------------------------------------------------------------------
 
-    def fetch(self, hashes: list[str]) -> tuple[dict[str, bytes], list[str]]:
-        """Record bytes for a peer: own shareable records and mirrors; everything else refused."""
-        embargo = self.node.settings().settings.embargo
+    def fetch(self, hashes: list[str], *, requester: str | None = None) -> tuple[dict[str, bytes], list[str]]:
+        """Record bytes for the peer ``requester``: what the disclosure policy lets go to it.
+
+        Own records under this co-op's state (admitted by a cut, outside embargo and freeze,
+        federation scope only to the co-ops it pinned); mirrors under their origin's latest
+        manifest (federation scope only to the co-ops the origin pinned).  The rest is refused.
+        """
         wanted = list(dict.fromkeys(hashes))
         found: dict[str, bytes] = {}
-        if wanted:
-            rows = self.node.store.read(
-                lambda c: c.execute(
-                    "SELECT c.record_sha256, t.record, c.language, c.tags FROM contributions c"
-                    " JOIN contents t ON t.seq = c.seq WHERE c.state IN ('accepted', 'released')"
-                    f" AND c.scope IN ('federation', 'public') AND c.record_sha256 IN ({_placeholders(len(wanted))})",
-                    wanted,
-                ).fetchall()
-            )
-            for digest, data, language, tags in rows:
-                if data is not None and not embargo.covers(tags=msgspec.json.decode(tags), language=language):
+        # Records stored before anonymity held carry the member's hash where the policy's form
+        # has none; their listed hash pins those bytes, so they are withheld, never sent.
+        forms = self.node.store.read(PublicForms.load)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            own, mirrored, states = self.node.store.read(partial(_fetch_rows, chunk=chunk))
+            mine = self.own_state()
+            for digest, data, *row in own:
+                facts = None if data is None else own_facts(row, bytes(data))
+                if (
+                    facts is not None
+                    and disclose(facts, mine, Audience.PEER, requester=requester)
+                    and not forms.changes(bytes(data))
+                ):
                     found[digest] = bytes(data)
-            found.update(self.store.records([h for h in wanted if h not in found]))
+            for digest, origin, data, *row in mirrored:
+                facts = mirror_facts(origin, row, bytes(data))
+                state = states.get(origin)
+                if (
+                    digest not in found
+                    and facts is not None
+                    and state is not None
+                    and disclose(facts, state, Audience.PEER, requester=requester)
+                    and not forms.changes(bytes(data))
+                ):
+                    found[digest] = bytes(data)
         return found, [h for h in wanted if h not in found]
 
-    def handle(self, step: str, method: str, url: str, headers: dict[str, str], body: bytes) -> bytes:
-        """Authenticate a peer's request (RFC 9421) and answer it."""
+    def handle(
+        self,
+        step: str,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        listening: str | None = None,
+    ) -> bytes:
+        """Authenticate a peer's request (RFC 9421) and answer it.
+
+        The signature must cover one of this node's own addresses: its ``public_url`` or
+        ``listening`` (the socket the request arrived on, when given).
+        """
         now = self.node.now()
-        keyid = verify_request(method, url, headers, body, key_of=self.key_of, now=now, replay=self.replay)
-        answer = Responder(self.book, self).handle(step, body, now=now)
+        own = {authority_of(self.node.config.node.public_url)}
+        if listening is not None:
+            own.add(authority_of(listening))
+        keyid = verify_request(
+            method,
+            url,
+            headers,
+            body,
+            key_of=self.key_of,
+            now=now,
+            replay=self.replay,
+            authorities=frozenset(own),
+        )
+        requester = self.node_of(keyid)
+        answer = Responder(self.book, self).handle(step, body, now=now, requester=requester)
         self.node.store.write(lambda c: _contact(c, keyid, None, now))
         return answer
 
@@ -603,6 +838,7 @@ class FederationService:
     # -- browsing ----------------------------------------------------------------------------------
 
     def origins(self) -> list[OriginView]:
+        states = self.node.store.read(origin_states)
         rows = self.node.store.read(
             lambda c: c.execute(
                 "SELECT o.origin, o.coop, o.seq, o.hash, o.key, o.forked, o.embargo_whole, o.updated_at,"
@@ -624,6 +860,8 @@ class FederationService:
                 entries=r[8],
                 mirrored=r[9],
                 self=r[0] == self.self_id,
+                embargo=states[r[0]].embargo if r[0] in states else Embargo(),
+                quality_freeze=states[r[0]].quality_freeze if r[0] in states else False,
             )
             for r in rows
         ]
@@ -653,7 +891,13 @@ class FederationService:
             raise NotFoundError(f"no manifest {seq} from {origin}", field="seq")
         return bytes(rows[0][0])
 
-    def mirrored(self, origin: str, *, after: str = "", limit: int = 200) -> list[dict[str, str]]:
+    def mirrored(
+        self, origin: str, *, after: str = "", limit: int = 200, audience: Audience = Audience.FEDERATED
+    ) -> list[dict[str, str]]:
+        """The records of ``origin`` held here, as ``audience`` may see them listed (no content).
+
+        The public sees what a federated release may carry; this co-op's admins see every row.
+        """
         rows = self.node.store.read(
             lambda c: c.execute(
                 "SELECT uid, hash, license, ai_use, eval, scope FROM mirror_records WHERE origin = ? AND uid > ?"
@@ -662,24 +906,61 @@ class FederationService:
             ).fetchall()
         )
         keys = ("uid", "hash", "license", "ai_use", "eval", "scope")
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        state = self.node.store.read(origin_states).get(origin, CollectiveState())
+        return [
+            dict(zip(keys, r, strict=True))
+            for r in rows
+            if disclose(
+                listed_facts(origin, Entry(r[0], r[1], License(r[2]), r[3], EvalConsent(r[4]), Scope(r[5]))),
+                state,
+                audience,
+            )
+        ]
 
 
 class _StateOnly(msgspec.Struct):
     state: GovernanceState
     expires_at: int
+    federation: tuple[str, ...] | None = None
 
 
-def _pending(conn: sqlite3.Connection, embargo: Any) -> tuple[list[Entry], list[Tombstone]]:
-    """Records to list (live, federation or public, not embargoed, never listed) and tombstones to announce."""
-    rows = conn.execute(
-        "SELECT uid, record_sha256, license, ai_use, eval, scope, language, tags FROM contributions"
-        " WHERE state IN ('accepted', 'released') AND scope IN ('federation', 'public') AND listed_seq IS NULL"
-        " ORDER BY seq"
+def _fetch_rows(
+    conn: sqlite3.Connection, chunk: list[str]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], dict[str, CollectiveState]]:
+    """Own and mirrored rows holding these hashes, and the origins' states, in one snapshot."""
+    marks = _placeholders(len(chunk))
+    own = conn.execute(
+        f"SELECT c.record_sha256, t.record, {OWN_FACTS} FROM contributions c JOIN contents t ON t.seq = c.seq"
+        f" WHERE c.record_sha256 IN ({marks})",
+        chunk,
     ).fetchall()
-    added = [
-        _entry(row) for row in rows if not embargo.covers(tags=msgspec.json.decode(row[7]), language=row[6])
-    ]
+    mirrored = conn.execute(
+        "SELECT hash, origin, record, uid, license, ai_use, eval, scope FROM mirror_records"
+        f" WHERE hash IN ({marks})",
+        chunk,
+    ).fetchall()
+    return own, mirrored, origin_states(conn)
+
+
+def _pending(conn: sqlite3.Connection, state: CollectiveState) -> tuple[list[Entry], list[Tombstone]]:
+    """Records to list and tombstones to announce.
+
+    A record is listed once a release cut admitted it and the policy lets it go to the
+    co-ops of this federation now (never merely accepted; not during a freeze or under
+    an embargo: it waits, unlisted).  Own records go alike to every pinned co-op, so one
+    of them stands for all; with none pinned, federation scope has no one to go to yet.
+    """
+    rows = conn.execute(
+        f"SELECT c.uid, c.record_sha256, c.license, c.ai_use, c.eval, c.scope, c.tags, c.language, t.record,"
+        f" {OWN_FACTS} FROM contributions c JOIN contents t ON t.seq = c.seq"
+        " WHERE c.admitted_in IS NOT NULL AND c.listed_seq IS NULL ORDER BY c.seq"
+    ).fetchall()
+    member = min(state.federation) if state.federation else None
+    added = []
+    for row in rows:
+        facts = None if row[8] is None else own_facts(row[9:], bytes(row[8]))
+        if facts is not None and disclose(facts, state, Audience.PEER, requester=member):
+            added.append(_entry(row))
     tombs = conn.execute(
         "SELECT t.uid, t.at FROM tombstones t JOIN contributions c ON c.uid = t.uid"
         " WHERE t.announced_seq IS NULL AND c.listed_seq IS NOT NULL"

@@ -85,7 +85,8 @@ def collect(conn: sqlite3.Connection, *, now: int) -> MetricsReport:
         "SELECT channel, release, records, at FROM publications p"
         " WHERE id = (SELECT max(id) FROM publications q WHERE q.channel = p.channel) ORDER BY channel"
     ):
-        version = int(release.removeprefix("v")) if release.removeprefix("v").isdigit() else 0
+        number = release.removeprefix("v").split("-r")[0]  # vN, or vN-rK for a revision of it
+        version = int(number) if number.isdigit() else 0
         channels[channel] = {
             "release": version,
             "records": int(records),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-__all__ = ["MIGRATIONS", "migrate"]
+__all__ = ["MIGRATIONS", "SCRUBBING", "migrate"]
 
 MIGRATIONS: Final[tuple[str, ...]] = (
     # 1: members, integrations, the contribution pipeline (metadata and contents apart),
@@ -330,7 +330,83 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX publications_by_channel ON publications (channel, id);
     """,
+    # 7: one payout per release: a second one only supersedes the first, with a reason.
+    #    Releases paid twice before this: the latest payout stands, earlier ones are marked
+    #    superseded by it (the audit log already holds every payout.computed).
+    """
+    ALTER TABLE payouts ADD COLUMN supersedes INTEGER;
+    ALTER TABLE payouts ADD COLUMN superseded_by INTEGER;
+    ALTER TABLE payouts ADD COLUMN supersede_reason TEXT;
+    UPDATE payouts SET superseded_by = (SELECT max(p.id) FROM payouts p WHERE p.release = payouts.release)
+        WHERE id < (SELECT max(p.id) FROM payouts p WHERE p.release = payouts.release);
+    CREATE UNIQUE INDEX payouts_one_standing_per_release ON payouts (release) WHERE superseded_by IS NULL;
+    """,
+    # 8: raw submissions are kept only while a person may need them (waiting room, processing,
+    #    quarantine until the admin's decision): erase the rest.  The connection has
+    #    secure_delete on, and the database is vacuumed after this one (see SCRUBBING).
+    """
+    -- scrub: erases personal data
+    UPDATE contents SET submission = NULL
+        WHERE submission IS NOT NULL AND seq IN (SELECT seq FROM contributions
+            WHERE state NOT IN ('waiting_room', 'processing', 'quarantined'));
+    """,
+    # 9: federation follows the release cut.  admitted_in: the release whose cut admitted the
+    #    record for peers (public: the one that released it, federation scope: the same gates).
+    #    Rows listed before this (listed_seq set) stay listed, since peers hold them, but are
+    #    served again only once a cut admits them.  What each origin's latest manifest
+    #    declares (embargo, freeze, federation) and the tags and language of listed entries,
+    #    for the policy on the peer's side.  embargo NULL: read from the head manifest.
+    """
+    ALTER TABLE contributions ADD COLUMN admitted_in INTEGER;
+    UPDATE contributions SET admitted_in = released_in WHERE released_in IS NOT NULL;
+    CREATE INDEX contributions_to_list ON contributions (seq)
+        WHERE admitted_in IS NOT NULL AND listed_seq IS NULL;
+    ALTER TABLE fed_entries ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE fed_entries ADD COLUMN language TEXT;
+    ALTER TABLE fed_origins ADD COLUMN embargo TEXT;
+    ALTER TABLE fed_origins ADD COLUMN quality_freeze INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE fed_origins ADD COLUMN federation TEXT;
+    """,
+    # 10: names claimed first come, first served (members' handles and pseudonyms, compared
+    #     folded: NFKC, case, look-alikes), and each member's random default pseudonym.
+    #     Members from before get theirs, and their names claimed, at the node's next start
+    #     (attribution.upgrade: folding needs Python).  Payouts keep a per-member ledger apart
+    #     from the public one.
+    """
+    ALTER TABLE members ADD COLUMN pseudonym TEXT;
+    CREATE TABLE claimed_names (
+        folded TEXT NOT NULL,
+        member_id INTEGER NOT NULL REFERENCES members (id),
+        kind TEXT NOT NULL CHECK (kind IN ('member', 'pseudonym')),
+        name TEXT NOT NULL,
+        claimed_at INTEGER NOT NULL,
+        PRIMARY KEY (folded, member_id, kind)
+    ) WITHOUT ROWID;
+    CREATE TABLE payout_members (
+        payout INTEGER PRIMARY KEY REFERENCES payouts (id),
+        ledger BLOB NOT NULL,
+        digest TEXT NOT NULL
+    );
+    """,
+    # 11: withdrawn content leaves the releases the node still serves.  A tombstone is pending
+    #     (revised_at NULL) until every release holding its record was revised; rows from before
+    #     are pending too, so an upgraded node revises its old releases at its next start.  A
+    #     peer's tombstone remembers the scope its record had in this node's federated releases
+    #     (released_scope; NULL: none held it), which decides whether their tombstone lists name it.
+    """
+    ALTER TABLE tombstones ADD COLUMN revised_at INTEGER;
+    ALTER TABLE fed_tombstones ADD COLUMN revised_at INTEGER;
+    ALTER TABLE fed_tombstones ADD COLUMN released_scope TEXT;
+    CREATE INDEX tombstones_to_revise ON tombstones (uid) WHERE revised_at IS NULL;
+    CREATE INDEX fed_tombstones_to_revise ON fed_tombstones (origin, uid) WHERE revised_at IS NULL;
+    """,
 )
+
+
+# Migrations that erase personal data (marked so in their SQL): on an existing database they
+# are followed by VACUUM and a truncating checkpoint, so that neither free pages (text freed
+# before secure_delete was on) nor old WAL frames keep what was erased.
+SCRUBBING: Final = frozenset(n for n, sql in enumerate(MIGRATIONS, 1) if "-- scrub:" in sql)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -350,6 +426,9 @@ def migrate(conn: sqlite3.Connection) -> int:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+    if version and SCRUBBING.intersection(range(version + 1, len(MIGRATIONS) + 1)):
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return len(MIGRATIONS)
 
 

@@ -1,6 +1,6 @@
 """Processing one waiting-room entry into a record, or into quarantine.
 
-Pure: the caller passes the entry, its uid, time and contributor hash; the
+Pure: the caller passes the entry, its uid, time and contributor; the
 store applies the outcome in one transaction.  Processing the same entry
 twice gives the same outcome, so a batch killed halfway is simply re-run.
 """
@@ -26,10 +26,12 @@ from coop.governance import (
     canonical_bytes,
     sha256_hex,
 )
+from coop.node.attribution import Contributor, public_identity
+from coop.node.intake.chat import IntakeFormat, ParsedChat
 from coop.node.intake.redaction import redact
 from coop.node.submission import Submission
 
-__all__ = ["Accepted", "Outcome", "Quarantined", "dedup_key", "process_entry"]
+__all__ = ["Accepted", "Outcome", "Quarantined", "dedup_key", "process_entry", "redacted_submission"]
 
 _SPACES: Final = re.compile(r"\s+")
 _SUBMISSION: Final = msgspec.json.Decoder(Submission)
@@ -56,10 +58,15 @@ def process_entry(
     *,
     uid: str,
     created_at: int,
-    contributor_hash: str,
+    contributor: Contributor,
+    salt: bytes,
     threshold: int,
 ) -> Outcome:
-    """Validate, redact and build the record; quarantine what needs a person's eyes."""
+    """Validate, redact and build the record; quarantine what needs a person's eyes.
+
+    The record is built in its public form: it names the contributor only as the member
+    chose (:func:`attribution.public_identity`); the node keeps the link to the member.
+    """
     try:
         sub = _SUBMISSION.decode(raw_submission)
     except (msgspec.DecodeError, ValueError) as exc:
@@ -102,6 +109,7 @@ def process_entry(
             pii=pii,
         )
     conversation = canonical_bytes({"messages": messages, "feedback": feedback})
+    attribution, public_hash = public_identity(sub.attribution, contributor, salt)
     record = Record(
         uid=uid,
         created_at=created_at,
@@ -118,8 +126,8 @@ def process_entry(
         license=sub.license,
         ai_use=sub.ai_use,
         eval=sub.eval,
-        attribution=sub.attribution,
-        contributor_hash=contributor_hash,
+        attribution=attribution,
+        contributor_hash=public_hash,
         scope=sub.scope,
         provenance=Provenance(
             source=sub.source,
@@ -135,6 +143,42 @@ def process_entry(
         record_sha256=sha256_hex(data),
         dedup_key=dedup_key(messages),
         pii=pii,
+    )
+
+
+def redacted_submission(record: Record, *, terms_version: str) -> Submission:
+    """A waiting-room entry rebuilt from a processed record, for an edit after processing.
+
+    The raw submission is erased once a record is accepted; an edit starts from the
+    redacted text, so re-processing it can never bring personal data back.
+    """
+    try:
+        fmt = IntakeFormat(record.provenance.format)
+    except ValueError:
+        fmt = IntakeFormat.MESSAGES
+    chat = ParsedChat(
+        format=fmt,
+        messages=record.content,
+        feedback=record.feedback,
+        model=record.model,
+        models=record.models,
+    )
+    return Submission(
+        chat=chat,
+        channel=record.route,
+        label=record.label,
+        license=record.license,
+        ai_use=record.ai_use,
+        eval=record.eval,
+        scope=record.scope,
+        attribution=record.attribution,
+        terms_version=terms_version,
+        note=record.note,
+        correction=record.correction,
+        tags=record.tags,
+        language=record.language,
+        source=record.provenance.source,
+        prompt_shown=record.provenance.prompt_shown,
     )
 
 

@@ -17,6 +17,7 @@ import io
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -27,14 +28,30 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from coop.governance import AiUse, Embargo, License, PolicyError, Preference, parse_ai_use
+from coop.governance import (
+    AiUse,
+    Audience,
+    CollectiveState,
+    Embargo,
+    License,
+    PolicyError,
+    Preference,
+    Scope,
+    admit,
+    disclose,
+    parse_ai_use,
+)
+from coop.node.attribution import PublicForms
 from coop.node.collective import current_settings
 from coop.node.contributions import Stage, bump_stage
 from coop.node.croissant import CROISSANT, build_croissant, croissant_bytes
 from coop.node.errors import BusyError, NotFoundError, StorageError
+from coop.node.federation import OWN_FACTS, mirror_facts, origin_states, own_facts
 from coop.node.files import fsync_dir, fsync_file, sha256_file
 from coop.node.intake.redaction import PiiType
+from coop.node.policy import embargo_sql, own_state
 from coop.node.store import Store
+from coop.node.tombstones import federated_tombstones, public_tombstones
 
 __all__ = [
     "BucketSummary",
@@ -84,9 +101,19 @@ class ReleaseSummary(msgspec.Struct, frozen=True):
     tombstones: int
     files: tuple[FileEntry, ...]
     origins: tuple[str, ...] = ()  # a federated release: the co-ops whose records it combines
+    # 1 as cut; each rewrite that removes withdrawn records (coop.node.revision) adds one.
+    revision: int = 1
 
     def bucket(self, name: str) -> BucketSummary | None:
         return next((b for b in self.buckets if b.name == name), None)
+
+    @property
+    def label(self) -> str:
+        """``vN`` as cut, ``vN-rK`` from revision K on: its folder on disk and its tag in channels.
+
+        The URL stays ``/releases/vN/...`` whatever the revision.
+        """
+        return self.name if self.revision <= 1 else f"{self.name}-r{self.revision}"
 
 
 _SUMMARY_ENCODER: Final = msgspec.json.Encoder(order="sorted")
@@ -312,6 +339,8 @@ def _card(summary: ReleaseSummary) -> str:
                 lines.append("  default: true")
     lines.append("---")
     title = f"federated release {summary.name}" if summary.origins else f"release {summary.name}"
+    if summary.revision > 1:
+        title += f", revision {summary.revision}"
     lines += [
         "",
         f"# {summary.coop}: {title}",
@@ -356,13 +385,31 @@ def _card(summary: ReleaseSummary) -> str:
         "  the `Content-Usage` header). A bucket's `Content-Usage` is the most restrictive of its",
         "  records; honour each row's own `ai_use` when you use rows one by one.",
         "- `attribution`: how the member asked to be credited (`username`, `pseudonym`,",
-        "  `anonymous`); `contributor_hash` is a keyed hash, not an identifier you can reverse.",
+        "  `anonymous`). `contributor_hash` is a keyed hash, not an identifier you can reverse:",
+        "  the member's for `username` records, one per pseudonym for `pseudonym` records (it links",
+        "  only records under that pseudonym), and none for `anonymous` records, which carry nothing",
+        "  that links them to any other record.",
         "",
         "## Withdrawals",
         "",
         f"`tombstones.jsonl` lists the {summary.tombstones} records withdrawn by their members.",
         "They are left out of this and every future release. If you hold an earlier release,",
         "delete the listed records from your copy.",
+        "",
+        "When a member withdraws a record later, the co-op removes it from every release it still",
+        "serves: the release keeps its name and gets a new revision (`revision` in `release.json`),",
+        "with a statement in `revisions/` signed by the co-op's key naming the records removed and",
+        "each changed file's old and new SHA-256. Copies already downloaded elsewhere cannot be",
+        "recalled: if you hold one, delete the records a revision names.",
+        *(
+            [
+                "",
+                f"This is revision {summary.revision} of {summary.name}: records withdrawn since the cut "
+                "were removed (see `revisions/`).",
+            ]
+            if summary.revision > 1
+            else []
+        ),
         "",
         "## Checksums",
         "",
@@ -399,26 +446,15 @@ class _Selection(msgspec.Struct, frozen=True):
     tick: int
     settings_version: int
     released: str  # SQL condition: every row in the release
-    new: str  # SQL condition: rows released for the first time (the commit marks them)
-    params: tuple[object, ...]
+    params: tuple[object, ...]  # for ``released``
+    # What this cut admits (the commit marks them): public records it releases for the first
+    # time, and federation-scope records it lets the co-ops of the federation have.
+    public: tuple[int, ...] = ()
+    federation: tuple[int, ...] = ()
 
 
 def _embargo_condition(embargo: Embargo) -> tuple[str, tuple[object, ...]]:
-    if not embargo.on:
-        return "", ()
-    if embargo.whole:
-        return " AND 0", ()
-    parts: list[str] = []
-    params: list[object] = []
-    if embargo.languages:
-        parts.append(f"coalesce(language, '') IN ({', '.join('?' * len(embargo.languages))})")
-        params += embargo.languages
-    if embargo.tags:
-        parts.append(
-            f"EXISTS (SELECT 1 FROM json_each(tags) WHERE value IN ({', '.join('?' * len(embargo.tags))}))"
-        )
-        params += embargo.tags
-    return f" AND NOT ({' OR '.join(parts)})", tuple(params)
+    return embargo_sql(embargo, language="language", tags="tags")
 
 
 def _month_start(now: int) -> int:
@@ -427,35 +463,59 @@ def _month_start(now: int) -> int:
 
 
 def _select(conn: sqlite3.Connection, *, now: int) -> _Selection:
-    """Decide what the release holds: public, live, not embargoed, new ones within the monthly cap."""
+    """Decide what the release holds and what the cut admits.
+
+    The release holds the public records released before that are outside today's
+    embargo, and the public records this cut admits.  The cut admits accepted public
+    and federation-scope records alike, as the disclosure policy's :func:`admit` says
+    (no freeze, no embargo), the earliest first, within the monthly volume cap counted
+    over both: the federation receives exactly what the co-op's own gates let through.
+    """
     (tick,) = conn.execute("SELECT n FROM ticks WHERE id = 1").fetchone()
     view = current_settings(conn)
     settings = view.settings
     if settings.quality_freeze:
         raise PolicyError("the quality freeze is on: no release until it is lifted", field="quality_freeze")
-    embargo, params = _embargo_condition(settings.embargo)
-    base = f"scope = 'public'{embargo}"
+    state = CollectiveState(embargo=settings.embargo, quality_freeze=settings.quality_freeze)
     cap = settings.volume_cap.monthly_records
-    within_cap = ""
+    remaining: int | None = None
     if cap is not None:
         (used,) = conn.execute(
             "SELECT coalesce(sum(new_records), 0) FROM releases WHERE created_at >= ?", (_month_start(now),)
         ).fetchone()
         remaining = max(cap - int(used), 0)
-        if remaining == 0:
-            within_cap = " AND 0"
-        else:
-            row = conn.execute(
-                f"SELECT seq FROM contributions WHERE state = 'accepted' AND {base} ORDER BY seq LIMIT 1 OFFSET ?",
-                (*params, remaining - 1),
-            ).fetchone()
-            if row is not None:
-                within_cap = f" AND seq <= {int(row[0])}"
-    new = f"state = 'accepted'{within_cap} AND {base}"
-    released = f"(state = 'released' OR (state = 'accepted'{within_cap})) AND {base}"
-    return _Selection(
-        tick=int(tick), settings_version=view.version, released=released, new=new, params=params
+    public: list[int] = []
+    federation: list[int] = []
+    if remaining != 0:
+        candidates = conn.execute(
+            f"SELECT c.seq, t.record, {OWN_FACTS} FROM contributions c JOIN contents t ON t.seq = c.seq"
+            " WHERE c.state = 'accepted' AND c.admitted_in IS NULL AND c.scope IN ('public', 'federation')"
+            " ORDER BY c.seq"
+        )
+        for seq, data, *row in candidates:
+            facts = None if data is None else own_facts(row, bytes(data))
+            if facts is None or not admit(facts, state):
+                continue
+            (public if facts.scope is Scope.PUBLIC else federation).append(int(seq))
+            if remaining is not None and len(public) + len(federation) >= remaining:
+                break
+    embargo, params = _embargo_condition(settings.embargo)
+    released = (
+        f"((state = 'released' AND scope = 'public'{embargo}) OR seq IN (SELECT value FROM json_each(?)))"
     )
+    return _Selection(
+        tick=int(tick),
+        settings_version=view.version,
+        released=released,
+        params=(*params, _json_seqs(public)),
+        public=tuple(public),
+        federation=tuple(federation),
+    )
+
+
+def _json_seqs(seqs: tuple[int, ...] | list[int]) -> str:
+    """Row numbers as one JSON array parameter (``seq IN (SELECT value FROM json_each(?))``)."""
+    return msgspec.json.encode(seqs).decode()
 
 
 def _write_release(
@@ -468,6 +528,7 @@ def _write_release(
         selection = _select(conn, now=now)
         # One pass in table order (no sort, no second scan), every bucket written side by side.
         writers: dict[str, _BucketWriter] = {}
+        forms = PublicForms.load(conn)  # each row as the policy lets it out (no member link)
         rows = conn.execute(
             "SELECT license, label, coalesce(language, 'unknown'), ai_use,"
             " (SELECT record FROM contents WHERE contents.seq = contributions.seq)"
@@ -479,7 +540,7 @@ def _write_release(
                 writer = writers.get(licence_text)
                 if writer is None:
                     writer = writers[licence_text] = _BucketWriter(tmp, License(licence_text), schema)
-                writer.add(bytes(data), label=label, language=language, ai_use=ai_use)
+                writer.add(forms.apply(bytes(data)), label=label, language=language, ai_use=ai_use)
         except BaseException:
             for writer in writers.values():
                 writer.abort()
@@ -488,12 +549,8 @@ def _write_release(
         tombstones = _HashingWriter(tmp / "tombstones.jsonl")
         encoder = msgspec.json.Encoder(order="sorted")
         n_tomb = 0
-        for uid, at, reason, replaced_by in conn.execute(
-            "SELECT uid, at, reason, replaced_by FROM tombstones ORDER BY uid"
-        ):
-            item = {"uid": uid, "withdrawn_at": at, "reason": reason}
-            if replaced_by:
-                item["replaced_by"] = replaced_by
+        # Only records this audience held before: public ones a cut admitted (the policy decides).
+        for item in public_tombstones(conn):
             tombstones.write(encoder.encode(item) + b"\n")
             n_tomb += 1
         tombstones.close()
@@ -541,17 +598,22 @@ def _commit_release(
     ).fetchone()
     if moved is not None or current_settings(conn).version != selection.settings_version:
         return False
-    # Rows accepted after the snapshot are not in the files: the tick keeps them out.
-    new = f"{selection.new} AND accepted_tick <= ?"
-    params = (*selection.params, selection.tick)
+    # Exactly the rows the snapshot selected (still accepted: any that left moved the tick).
+    public, federation = _json_seqs(selection.public), _json_seqs(selection.federation)
+    chosen = "state = 'accepted' AND admitted_in IS NULL AND seq IN (SELECT value FROM json_each(?))"
     for channel, n in conn.execute(
-        f"SELECT channel, count(*) FROM contributions WHERE {new} GROUP BY channel", params
+        f"SELECT channel, count(*) FROM contributions WHERE {chosen} GROUP BY channel", (public,)
     ).fetchall():
         bump_stage(conn, now=now, channel=channel, stage=Stage.PUBLISHED, n=n)
     marked = conn.execute(
-        f"UPDATE contributions SET state = 'released', released_in = ? WHERE {new}",
-        (summary.version, *params),
+        f"UPDATE contributions SET state = 'released', released_in = ?, admitted_in = ? WHERE {chosen}",
+        (summary.version, summary.version, public),
     ).rowcount
+    # Federation scope stays 'accepted' (never public); admitted, the next manifest lists it.
+    marked += conn.execute(
+        f"UPDATE contributions SET admitted_in = ? WHERE {chosen}", (summary.version, federation)
+    ).rowcount
+    # new_records counts both: the monthly cap holds over everything that leaves the co-op.
     conn.execute(
         "INSERT INTO releases (version, created_at, record_count, summary, new_records) VALUES (?, ?, ?, ?, ?)",
         (summary.version, now, summary.records, _SUMMARY_ENCODER.encode(summary), marked),
@@ -649,14 +711,18 @@ def cut_federated_release(
     try:
         conn.execute("BEGIN")
         try:
-            embargo, params = _embargo_condition(current_settings(conn).settings.embargo)
+            settings = current_settings(conn).settings
+            mine = own_state(settings)
+            # The SQL narrows to released public rows outside the embargo; the policy decides each.
+            embargo, params = _embargo_condition(settings.embargo)
             own = conn.execute(
-                "SELECT license, label, coalesce(language, 'unknown'), ai_use,"
-                " (SELECT record FROM contents WHERE contents.seq = contributions.seq)"
-                f" FROM contributions NOT INDEXED WHERE state = 'released' AND scope = 'public'{embargo} ORDER BY seq",
+                f"SELECT c.license, c.label, coalesce(c.language, 'unknown'), c.ai_use, t.record, {OWN_FACTS}"
+                " FROM contributions c NOT INDEXED JOIN contents t ON t.seq = c.seq"
+                f" WHERE c.state = 'released' AND c.scope = 'public'{embargo} ORDER BY c.seq",
                 params,
             )
             writers: dict[str, _BucketWriter] = {}
+            forms = PublicForms.load(conn)  # each row as the policy lets it out (no member link)
 
             def add(origin: str, licence: str, data: bytes, label: str, language: str, ai_use: str) -> None:
                 writer = writers.get(licence)
@@ -664,18 +730,20 @@ def cut_federated_release(
                     writer = writers[licence] = _BucketWriter(tmp, License(licence), schema)
                 origins.add(origin)
                 writer.add(
-                    b'{"origin":"%s",' % origin.encode() + data[1:],
+                    b'{"origin":"%s",' % origin.encode() + forms.apply(data)[1:],
                     label=label,
                     language=language,
                     ai_use=ai_use,
                 )
 
-            for licence, label, language, ai_use, data in own:
+            for licence, label, language, ai_use, data, *fact_row in own:
+                if data is None:
+                    continue
+                facts = own_facts(fact_row, data)
+                if facts is None or not disclose(facts, mine, Audience.FEDERATED):
+                    continue  # the freeze, for one: a federated release re-publishes nothing then
                 add(node_id, licence, bytes(data), label, language, ai_use)
-            mirrored = conn.execute(
-                "SELECT m.origin, m.license, m.record FROM mirror_records m JOIN fed_origins o ON o.origin = m.origin"
-                " WHERE m.scope = 'public' AND o.forked = 0 ORDER BY m.origin, m.uid"
-            )
+            mirrored = _republishable(conn)
             for origin, licence, data in mirrored:
                 stats = _STATS.decode(data)
                 add(origin, licence, bytes(data), stats.label, stats.language or "unknown", stats.ai_use)
@@ -683,10 +751,8 @@ def cut_federated_release(
             tombstones = _HashingWriter(tmp / "tombstones.jsonl")
             encoder = msgspec.json.Encoder(order="sorted")
             count = 0
-            for origin, uid in conn.execute(
-                "SELECT ?, uid FROM tombstones UNION ALL SELECT origin, uid FROM fed_tombstones ORDER BY 1, 2",
-                (node_id,),
-            ):
+            # Each (origin, uid) once, and only records that were public there (the policy decides).
+            for origin, uid in federated_tombstones(conn, node_id):
                 tombstones.write(encoder.encode({"origin": origin, "uid": uid}) + b"\n")
                 count += 1
             tombstones.close()
@@ -718,6 +784,21 @@ def cut_federated_release(
         )
     )
     return summary
+
+
+def _republishable(conn: sqlite3.Connection) -> Iterator[tuple[str, str, bytes]]:
+    """Mirrored records a federated release may re-publish, as the disclosure policy says
+    under each origin's latest manifest: public scope only (federation scope is never
+    public), nothing while the origin is forked or frozen, nothing its embargo covers."""
+    states = origin_states(conn)
+    rows = conn.execute(
+        "SELECT origin, license, record, uid, license, ai_use, eval, scope FROM mirror_records ORDER BY origin, uid"
+    )
+    for origin, licence, data, *row in rows:
+        state = states.get(origin)
+        facts = mirror_facts(origin, row, bytes(data))
+        if state is not None and facts is not None and disclose(facts, state, Audience.FEDERATED):
+            yield origin, licence, bytes(data)
 
 
 def list_federated_releases(conn: sqlite3.Connection) -> list[ReleaseSummary]:

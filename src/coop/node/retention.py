@@ -2,9 +2,14 @@
 
 Security data (IP address and user agent, kept for rate limiting and abuse)
 goes after ``retention.security_days``; Idempotency-Keys after the same
-period.  The waiting room holds items until processed, quarantine until an
-admin decides, records until withdrawn; a withdrawal erases the content at
-once and keeps only a tombstone (uid and date) so copies can be deleted.
+period.  The raw submission (the chat as shared, before redaction) is kept
+only while a person may need it: in the waiting room until processed, in
+quarantine until an admin decides.  Accepting a record erases it and keeps the
+redacted record alone, until its member withdraws it; a withdrawal or a
+rejection erases everything at once and keeps only metadata, plus a tombstone
+(uid and date, kept for good) where the record was published, so copies can
+be deleted.  Erased text is zeroed in the database (``secure_delete``) and the
+WAL is truncated after it, so neither free pages nor backups keep it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import sqlite3
 import msgspec
 
 from coop.node.config import Config, RetentionConfig
+from coop.node.writer import scrub_after_commit
 
 __all__ = ["PurgeReport", "RetentionItem", "purge", "report"]
 
@@ -42,6 +48,8 @@ def purge(conn: sqlite3.Connection, *, now: int, config: RetentionConfig) -> Pur
     # Sign-in sessions and uploaded exports waiting for the member's choice keep their own expiry.
     sessions = conn.execute("DELETE FROM web_sessions WHERE expires_at < ?", (now,)).rowcount
     uploads = conn.execute("DELETE FROM web_uploads WHERE expires_at < ?", (now,)).rowcount
+    if uploads:
+        scrub_after_commit()  # uploaded exports are raw text: leave no image of them in the WAL
     return PurgeReport(
         security_events=events, idempotency_keys=keys, web_sessions=sessions, web_uploads=uploads
     )
@@ -79,20 +87,35 @@ def report(conn: sqlite3.Connection, *, now: int, config: Config) -> list[Retent
         0,
     )
     add(
-        "uploaded exports not yet shared",
+        "uploaded exports not yet shared (raw)",
         "SELECT count(*), min(expires_at) FROM web_uploads",
         "deleted an hour after upload",
         0,
     )
+    add(
+        "raw submissions (the chat as shared, before redaction)",
+        "SELECT count(*), min(c.updated_at) FROM contents t JOIN contributions c USING (seq)"
+        " WHERE t.submission IS NOT NULL",
+        "kept only until processed, or if quarantined until an admin's decision; then erased",
+    )
+    add(
+        "redacted records",
+        "SELECT count(*), min(c.updated_at) FROM contents t JOIN contributions c USING (seq)"
+        " WHERE t.record IS NOT NULL",
+        "kept until withdrawn by its member; then erased",
+    )
     for state, rule in (
         (
             "waiting_room",
-            f"until processed (every {config.pipeline.interval_seconds:g} s while serving)",
+            f"raw text until processed (every {config.pipeline.interval_seconds:g} s while serving)",
         ),
-        ("processing", "until the current batch finishes"),
-        ("quarantined", "until an admin releases or rejects it"),
-        ("accepted", "until released or withdrawn by its member"),
-        ("released", "until withdrawn by its member"),
+        ("processing", "raw text until the current batch finishes"),
+        (
+            "quarantined",
+            "raw text until an admin decides: release keeps the redacted record only, reject erases all",
+        ),
+        ("accepted", "redacted record only, until withdrawn by its member"),
+        ("released", "redacted record only, until withdrawn by its member"),
     ):
         add(
             f"contributions: {state}",
@@ -108,6 +131,6 @@ def report(conn: sqlite3.Connection, *, now: int, config: Config) -> list[Retent
     add(
         "tombstones",
         "SELECT count(*), min(at) FROM tombstones",
-        "kept so that every later release and mirror can delete the record",
+        "kept for good (uid, date, reason), so that every later release and mirror can delete the record",
     )
     return items

@@ -18,19 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from coop.governance import ChainReport, Channel, Choice, compute_payouts
-from coop.node import collective, metrics, retention
+from coop.node import attribution, collective, metrics, retention
 from coop.node import contributions as contrib
 from coop.node import payouts as payout_files
 from coop.node.accounts import Member
+from coop.node.audithead import HeadKeeper, latest_entry, read_head
 from coop.node.collective import Actor, ProposalView, SettingsView
 from coop.node.config import Config
 from coop.node.contributions import BatchReport, Decision
 from coop.node.datadir import DataDir, Identity
+from coop.node.errors import StorageError
 from coop.node.evaluation import Evaluation
 from coop.node.federation import FederationService
 from coop.node.intake.chat import Limits
 from coop.node.pipeline import Accepted, process_entry
 from coop.node.release import ReleaseSummary, cut_federated_release, cut_release, get_release
+from coop.node.revision import RevisionReport, revise_releases, revision_pending
 from coop.node.store import Store
 from coop.node.submission import (
     ContributionRequest,
@@ -48,6 +51,7 @@ __all__ = ["Node"]
 log = logging.getLogger("coop.node")
 
 _MAX_BATCHES_PER_RUN = 10_000
+_CUT_WAIT = 10.0
 
 
 class Node:
@@ -61,12 +65,22 @@ class Node:
         self.seed = bytes(self.data.signing_key())
         self._settings: SettingsView | None = None
         self.store = Store(self.data.db_path, synchronous=self.config.storage.synchronous)
+        # After every commit that appended to the audit log, its signed head moves forward.
+        self.store.writer.after_commit = HeadKeeper(
+            self.data, lambda: self.seed, self.store.read(latest_entry)
+        )
         self.limits = Limits(
             max_messages=self.config.limits.max_messages,
             max_message_chars=self.config.limits.max_message_chars,
         )
         now = self.now()
         self.store.write(lambda c: collective.ensure_settings(c, seed=self.seed, at=now))
+        # Members from before names were claimed: their names and a random default pseudonym.
+        if self.store.read(lambda c: c.execute("SELECT 1 FROM members WHERE pseudonym IS NULL").fetchone()):
+            self.store.write(lambda c: attribution.upgrade(c, now=now))
+        else:
+            # Names claimed under an earlier way of comparing them are compared the current way.
+            self.store.write(attribution.refold)
 
     def close(self) -> None:
         self.store.close()
@@ -99,18 +113,31 @@ class Node:
             request,
             channel=channel,
             username=member.name,
-            pseudonym=f"member-{member.contributor_hash[:8]}",
+            pseudonym=None,  # the member's stored default, settled when the contribution is stored
             defaults=self.settings().settings.defaults,
             terms_version=self.config.node.terms_version,
             limits=self.limits,
             max_note_chars=self.config.limits.max_note_chars,
         )
 
+    def default_pseudonym(self, member: Member) -> str:
+        """The member's default pseudonym (random, chosen once and stored)."""
+        found = self.store.read(
+            lambda c: c.execute("SELECT pseudonym FROM members WHERE id = ?", (member.id,)).fetchone()
+        )
+        if found is not None and found[0]:
+            return str(found[0])
+        now = self.now()
+        return self.store.write(lambda c: attribution.default_pseudonym(c, member.id, now=now))
+
     def edit(
         self, member: Member, uid: str, edit: EditRequest, new_uid: str
     ) -> tuple[str, ContributionState, tuple[str, ...]]:
         """Rectify a member's contribution (see :func:`contributions.edit_contribution`)."""
-        current, _ = self.store.read(lambda c: contrib.current_submission(c, uid, member))
+        terms = self.config.node.terms_version
+        current, _ = self.store.read(
+            lambda c: contrib.current_submission(c, uid, member, terms_version=terms)
+        )
         edited, notices = apply_edit(
             current,
             edit,
@@ -159,7 +186,8 @@ class Node:
                         item.submission,
                         uid=item.uid,
                         created_at=item.created_at,
-                        contributor_hash=item.contributor_hash,
+                        contributor=item.contributor,
+                        salt=self.salt,
                         threshold=threshold,
                     ),
                 )
@@ -185,7 +213,8 @@ class Node:
                 entry.submission,
                 uid=uid,
                 created_at=entry.created_at,
-                contributor_hash=entry.contributor_hash,
+                contributor=entry.contributor,
+                salt=self.salt,
                 threshold=2**62,
             )
             outcome = result if isinstance(result, Accepted) else None
@@ -210,7 +239,9 @@ class Node:
     # -- releases ---------------------------------------------------------------
 
     def cut_release(self, *, actor: str = "local-admin") -> ReleaseSummary:
-        with self.data.lock("release", purpose="a release cut"):
+        # A revision in progress (seconds at most) is waited for; another cut is refused soon after.
+        with self.data.lock("release", purpose="a release cut", wait=_CUT_WAIT):
+            self._revise()  # withdrawals not yet out of the served releases go first
             summary = cut_release(
                 self.store,
                 self.data.releases_path,
@@ -235,7 +266,10 @@ class Node:
         return summary
 
     def cut_federated_release(self) -> ReleaseSummary:
-        with self.data.lock("release", purpose="a release cut"):
+        with self.data.lock("release", purpose="a release cut", wait=_CUT_WAIT):
+            # First: which peers' withdrawn records this node's federated releases held (the
+            # tombstone list names only those), and withdrawn content out of the served ones.
+            self._revise()
             return cut_federated_release(
                 self.store,
                 self.data.releases_path,
@@ -243,6 +277,37 @@ class Node:
                 node_id=self.identity.node_id,
                 now=self.now(),
             )
+
+    def revise_releases(self, *, wait: float = 0.0) -> RevisionReport:
+        """Take withdrawn records out of every release this node serves (see :mod:`coop.node.revision`).
+
+        Waits up to ``wait`` seconds for a release cut in progress (BusyError after that).
+        """
+        if not self.store.read(revision_pending):
+            return RevisionReport()  # the usual case: no lock taken, no cut held up
+        with self.data.lock("release", purpose="a release cut or revision", wait=wait):
+            return self._revise()
+
+    def _revise(self) -> RevisionReport:
+        report = revise_releases(
+            self.store,
+            self.data.releases_path,
+            seed=self.seed,
+            node_id=self.identity.node_id,
+            now=self.now(),
+        )
+        if report.revised:
+            self.store.write(catalog.compact_text)  # no word of withdrawn text left in the search index
+        for item in report.revised:
+            kind = "federated release" if item.federated else "release"
+            log.info(
+                "%s %s: revision %d, %d withdrawn records removed",
+                kind,
+                item.release,
+                item.revision,
+                item.removed,
+            )
+        return report
 
     # -- collective governance ------------------------------------------------------
 
@@ -292,9 +357,22 @@ class Node:
         return self.store.write(lambda c: collective.close_expired(c, at=now, seed=self.seed))
 
     def verify_audit(self) -> ChainReport:
-        """The audit chain from the node's first key (its id), through each rotation, to the key now."""
+        """The audit chain from the node's first key (its id), through each rotation, to the key now,
+        checked against the signed head kept outside the database (a cut-off tail shows)."""
         identity = self.identity
-        report = self.store.read(lambda c: collective.verify_audit(c, bytes.fromhex(identity.node_id)))
+        # The head first, then the log: the head is written after its entry commits, so read in
+        # this order a log never looks shorter than its head unless rows were removed.
+        try:
+            head, damaged = read_head(self.data.audit_head_path), None
+        except StorageError as exc:
+            head, damaged = None, exc.message
+        report = self.store.read(
+            lambda c: collective.verify_audit(
+                c, bytes.fromhex(identity.node_id), head=head, current_key=identity.public_key
+            )
+        )
+        if damaged is not None and report:
+            return ChainReport(report.checked, None, damaged, report.key)
         if report and report.key != identity.public_key.hex():
             return ChainReport(
                 report.checked,
@@ -302,27 +380,42 @@ class Node:
                 f"the chain ends with key {report.key[:16]}..., but this node signs with "
                 f"{identity.public_key.hex()[:16]}...: a rotation is missing from the log",
                 report.key,
+                report.warning,
             )
         return report
 
-    def payout(self, version: int, *, amount: str, currency: str, actor: str) -> payout_files.PayoutView:
-        """Split ``amount`` over the records of release ``version`` as the settings say; store and audit it."""
+    def payout(
+        self, version: int, *, amount: str, currency: str, actor: str, supersede: str | None = None
+    ) -> payout_files.PayoutView:
+        """Split ``amount`` over the records of release ``version`` as the settings say; store and audit it.
+
+        A release already paid is refused unless ``supersede`` gives the reason to replace its payout.
+        """
         summary = self.store.read(lambda c: get_release(c, version))
         withdrawn = set(
             self.store.read(lambda c: [uid for (uid,) in c.execute("SELECT uid FROM tombstones")])
         )
         split = self.settings().settings.payout
+        members = self.store.read(payout_files.payout_members)
+        removed = self.store.read(lambda c: payout_files.removed_since_cut(c, summary))
         records = payout_files.release_payout_records(
-            self.data.releases_path / summary.name, summary, withdrawn
+            self.data.releases_path / summary.label, summary, withdrawn, members, removed
         )
-        ledger = compute_payouts(summary.name, records, amount=amount, currency=currency, split=split)
+        # One computation per (member, public name), regrouped: the public ledger shows only
+        # what members chose (anonymous records on one line), the internal one pays each member.
+        pairs = compute_payouts(summary.name, records, amount=amount, currency=currency, split=split)
+        ledger, internal = payout_files.split_ledger(pairs)
         now = self.now()
-        view = self.store.write(
-            lambda c: payout_files.record_payout(
-                c, ledger=ledger, version=version, actor=actor, at=now, seed=self.seed
+
+        def write(c: sqlite3.Connection) -> payout_files.PayoutView:
+            view = payout_files.record_payout(
+                c, ledger=ledger, version=version, actor=actor, at=now, seed=self.seed, supersede=supersede
             )
-        )
-        payout_files.write_ledger_files(self.data.root / "payouts", view)
+            payout_files.record_member_ledger(c, payout=view.id, ledger=internal)
+            return view
+
+        view = self.store.write(write)
+        payout_files.write_ledger_files(self.data.root / "payouts", view, internal)
         return view
 
     # -- housekeeping -------------------------------------------------------------

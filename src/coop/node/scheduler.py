@@ -4,6 +4,11 @@ The scheduler holds the processor lock for the life of the server (so a
 ``coop process`` run alongside is refused, not interleaved), processes the
 waiting room whenever it is poked or every ``pipeline.interval_seconds``,
 and purges expired security data once an hour.
+
+Apart from the pipeline (and not held up by its lock), it revises the served
+releases after withdrawals: at start (a revision a crash interrupted is done
+again), when poked (the withdrawal's handler pokes it right after its commit)
+and every few seconds (tombstones that peers' manifests brought).
 """
 
 from __future__ import annotations
@@ -26,32 +31,37 @@ log = logging.getLogger("coop.scheduler")
 
 _PURGE_EVERY: Final = 3600.0
 _LOCK_RETRY: Final = 1.0
+_REVISE_EVERY: Final = 5.0
 
 
 class Scheduler:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._wake = asyncio.Event()
+        self._revise = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._gossip: asyncio.Task[None] | None = None
+        self._revisions: asyncio.Task[None] | None = None
         self._stack = ExitStack()
 
     def poke(self) -> None:
-        """Ask for a pipeline run soon (after new contributions)."""
+        """Ask for a pipeline run soon (after new contributions), and a look at pending revisions."""
         self._wake.set()
+        self._revise.set()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._run(), name="coop-scheduler")
         self._gossip = loop.create_task(self._gossip_loop(), name="coop-gossip")
+        self._revisions = loop.create_task(self._revision_loop(), name="coop-revisions")
 
     async def stop(self) -> None:
-        for task in (self._task, self._gossip):
+        for task in (self._task, self._gossip, self._revisions):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._task = self._gossip = None
+        self._task = self._gossip = self._revisions = None
         self._stack.close()
 
     async def _gossip_loop(self) -> None:
@@ -75,6 +85,25 @@ class Scheduler:
             except Exception:  # a peer's bad answer must not stop gossip for good
                 log.exception("gossip round failed")
             await asyncio.sleep(interval)
+
+    async def _revision_loop(self) -> None:
+        """Withdrawn records out of the served releases, soon after the withdrawal's commit.
+
+        The pending state is the database's (tombstones not yet revised), so this
+        loop only decides when; a cut in progress (the release lock) just delays it.
+        """
+        while True:
+            self._revise.clear()
+            try:
+                await asyncio.to_thread(self.node.revise_releases, wait=_LOCK_RETRY)
+            except BusyError as exc:
+                log.info("revision waits: %s", exc.message)
+            except NodeError as exc:
+                log.error("revising releases failed: %s", exc.message)
+            except Exception:  # one bad release must not stop revisions for good
+                log.exception("revising releases failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._revise.wait(), timeout=_REVISE_EVERY)
 
     async def _acquire(self) -> None:
         while True:

@@ -7,6 +7,7 @@ connection.  Nothing here returns a cursor.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -15,6 +16,13 @@ from typing import TypeVar
 
 from coop.governance import ANONYMOUS_PREFIX, contributor_hash
 from coop.node.accounts import Integration, Member, Role, hash_secret, new_secret
+from coop.node.attribution import (
+    check_member_name,
+    claim_member_name,
+    clean_display_name,
+    default_pseudonym,
+    is_reserved,
+)
 from coop.node.errors import InputError, NotFoundError, StorageError
 from coop.node.migrations import migrate
 from coop.node.writer import Writer, connect
@@ -116,6 +124,7 @@ def add_member(
         raise InputError(f"a member name may not start with {ANONYMOUS_PREFIX!r}", field="name")
     if conn.execute("SELECT 1 FROM members WHERE name = ?", (name,)).fetchone():
         raise InputError(f"a member named {name!r} already exists", field="name")
+    check_member_name(conn, name)
     token = new_secret("coop_")
     external_id = new_secret("local_")
     chash = contributor_hash(salt, "local", external_id)
@@ -126,6 +135,8 @@ def add_member(
     )
     member_id = cur.lastrowid
     assert member_id is not None
+    claim_member_name(conn, member_id=member_id, name=name, now=now)
+    default_pseudonym(conn, member_id, now=now)
     return Member(id=member_id, name=name, role=role, provider="local", contributor_hash=chash), token
 
 
@@ -141,7 +152,10 @@ def ensure_external_member(
 ) -> Member:
     """The member for a user of an integration (Open WebUI), created on first contribution.
 
-    The raw id and e-mail stay in this table; everything else sees the HMAC.
+    The raw id and e-mail stay in this table; everything else sees the HMAC.  The display
+    name is only a suggestion: cleaned (:func:`~coop.node.attribution.clean_display_name`),
+    then the first handle free of every claimed name in the fold of names (``Ada``,
+    ``Ada-2``, ...), so no integration user can pass for another member.
     """
     row = conn.execute(
         f"SELECT {_MEMBER_COLUMNS} FROM members WHERE provider = ? AND external_id = ?",
@@ -150,21 +164,38 @@ def ensure_external_member(
     if row:
         return member_from_row(row)
     chash = contributor_hash(salt, provider, external_id)
-    base = (name or "").strip()[:48] or f"{provider}-{chash[:8]}"
-    if base.lower().startswith(ANONYMOUS_PREFIX):
+    # A handle is never derived from the hash: it would tie the member's records together.
+    base = clean_display_name(name) or f"{provider}-{secrets.token_hex(4)}"
+    if is_reserved(base):
         base = f"{provider}-{base}"
     handle = base
     suffix = 1
-    while conn.execute("SELECT 1 FROM members WHERE name = ?", (handle,)).fetchone():
+    while not _free_handle(conn, handle):
         suffix += 1
         handle = f"{base}-{suffix}"
+        if suffix > 1000:  # a crowd of look-alikes: a neutral random handle instead
+            base = handle = f"{provider}-{secrets.token_hex(4)}"
+            suffix = 1
     cur = conn.execute(
         "INSERT INTO members (name, role, provider, external_id, email, contributor_hash, created_at)"
         " VALUES (?, 'member', ?, ?, ?, ?, ?)",
         (handle, provider, external_id, email, chash, now),
     )
     assert cur.lastrowid is not None
+    claim_member_name(conn, member_id=cur.lastrowid, name=handle, now=now)
+    default_pseudonym(conn, cur.lastrowid, now=now)
     return Member(id=cur.lastrowid, name=handle, role=Role.MEMBER, provider=provider, contributor_hash=chash)
+
+
+def _free_handle(conn: sqlite3.Connection, handle: str) -> bool:
+    """No member has this handle, and it folds to no name claimed (handle or pseudonym)."""
+    if conn.execute("SELECT 1 FROM members WHERE name = ?", (handle,)).fetchone():
+        return False
+    try:
+        check_member_name(conn, handle)
+    except InputError:
+        return False
+    return True
 
 
 def member_by_token(conn: sqlite3.Connection, token: str) -> Member | None:

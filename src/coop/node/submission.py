@@ -183,7 +183,7 @@ def build_submission(
     *,
     channel: Channel,
     username: str | None,
-    pseudonym: str,
+    pseudonym: str | None,
     defaults: Defaults,
     terms_version: str,
     limits: Limits,
@@ -223,13 +223,18 @@ def build_submission(
         chat = select_chat(chats, None)
         source = Source.PROMPTED if request.prompt_shown else Source.NATURAL
     try:
-        ai_use_text = defaults.ai_use if request.ai_use is None else request.ai_use
-        parsed = parse_ai_use(ai_use_text, field="ai_use")
+        # The member's own words are read strictly (a typo must not drop an opt-out); the
+        # co-op's default was checked strictly when it was set, and is read as stored.
+        if request.ai_use is None:
+            parsed = parse_ai_use(defaults.ai_use, field="ai_use")
+        else:
+            parsed = parse_ai_use(request.ai_use, field="ai_use", strict=True)
         notices.extend(parsed.notices)
         if request.attribution is not None:
             attribution = parse_attribution(request.attribution, username=username)
         elif defaults.attribution is AttributionMode.PSEUDONYM:
-            # The default pseudonym is stable per member and reveals nothing about them.
+            # The default pseudonym is stable per member and reveals nothing about them; None:
+            # the member's stored one, settled when the contribution is stored.
             attribution = Attribution(AttributionMode.PSEUDONYM, pseudonym)
         elif defaults.attribution is AttributionMode.USERNAME and username:
             attribution = Attribution(AttributionMode.USERNAME, username)
@@ -280,7 +285,7 @@ def apply_edit(
         if edit.scope is not None:
             changes["scope"] = _enum(Scope, edit.scope, "scope")
         if edit.ai_use is not None:
-            parsed = parse_ai_use(edit.ai_use, field="ai_use")
+            parsed = parse_ai_use(edit.ai_use, field="ai_use", strict=True)
             changes["ai_use"] = parsed.value.to_header()
             notices = parsed.notices
         if edit.attribution is not None:

@@ -26,7 +26,7 @@ from typing import Any, Final, TypeVar
 
 from coop.node.errors import StorageError
 
-__all__ = ["Writer", "connect"]
+__all__ = ["Writer", "connect", "scrub_after_commit"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,21 @@ T = TypeVar("T")
 
 _MAX_GROUP: Final = 512
 _STOP: Final = object()
+_BUSY_TIMEOUT_MS: Final = 10_000
+_SCRUB_WAIT_MS: Final = 2_000  # how long a truncating checkpoint may wait for readers
+
+# Set by a write job (on the writer's thread) that erased personal data.
+_erasures = threading.local()
+
+
+def scrub_after_commit() -> None:
+    """Ask the writer to checkpoint and truncate the WAL once the current group commits.
+
+    With ``secure_delete`` on, erased text is zeroed in the database's pages, but the WAL
+    still holds earlier images of those pages until it is checkpointed and truncated.
+    Call this from a write job that erased personal data.
+    """
+    _erasures.pending = True
 
 
 def connect(path: Path, *, synchronous: str = "full", readonly: bool = False) -> sqlite3.Connection:
@@ -45,7 +60,10 @@ def connect(path: Path, *, synchronous: str = "full", readonly: bool = False) ->
             )
         else:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        # Deleted content is overwritten with zeros (also in freed pages): erased personal
+        # data must not linger in free space, nor in backups that copy every page.
+        conn.execute("PRAGMA secure_delete = ON")
         if not readonly:
             # page_size only takes effect on a new database (before WAL is set).
             conn.execute("PRAGMA page_size = 8192")
@@ -108,6 +126,9 @@ class Writer:
         self._gather_lock = threading.Lock()
         self.groups = 0
         self.jobs = 0
+        # Run on the writer's connection after each commit, before any job is completed
+        # (the node keeps its signed audit head there); a failure is logged, never raised.
+        self.after_commit: Callable[[sqlite3.Connection], None] | None = None
         self._thread.start()
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
@@ -224,7 +245,32 @@ class Writer:
             return
         self.groups += 1
         self.jobs += len(batch)
+        if self.after_commit is not None:
+            try:
+                self.after_commit(conn)
+            except Exception:  # the commit stands; the hook's own failure is only logged
+                log.exception("writer: the after-commit step failed")
+        if getattr(_erasures, "pending", False):
+            self._scrub()  # before the jobs complete: an erasure returns once it is scrubbed
         self._complete(outcomes)
+
+    def _scrub(self) -> None:
+        """Checkpoint the WAL into the database and truncate it: no old page image is left.
+
+        If a reader holds an old snapshot too long, the request stays pending for the next
+        group (and :meth:`close` truncates anyway).
+        """
+        conn = self._conn
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {_SCRUB_WAIT_MS}")
+            (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            log.warning("checkpoint after an erasure failed: %s", exc)
+            return
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        if not busy:
+            _erasures.pending = False
 
     @staticmethod
     def _complete(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:

@@ -11,6 +11,7 @@ against the co-op's published key.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Final, Protocol
@@ -35,6 +36,7 @@ __all__ = [
     "list_publications",
     "record_publication",
     "release_statement",
+    "release_tag",
     "verify_release",
 ]
 
@@ -57,7 +59,8 @@ class ReleaseFolder(msgspec.Struct, frozen=True):
 
     @property
     def name(self) -> str:
-        return self.summary.name
+        """``vN``, or ``vN-rK`` for revision K: the name a channel publishes it under."""
+        return self.summary.label
 
     def files(self) -> list[str]:
         """Every file of the release, relative, in a stable order (SHA256SUMS included)."""
@@ -88,6 +91,17 @@ class Publisher(Protocol):
     def publish(self, release: ReleaseFolder, statement: bytes) -> str:
         """Ship one release; returns the reference it got there."""
         ...
+
+
+_TAG: Final = re.compile(r"^v(\d+)(?:-r(\d+))?$")
+
+
+def release_tag(name: str) -> tuple[int, int] | None:
+    """``v3`` -> (3, 1), ``v3-r2`` -> (3, 2): a release's version and revision; None otherwise."""
+    match = _TAG.match(name)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2) or 1)
 
 
 def commit_title_counts(summary: ReleaseSummary) -> str:

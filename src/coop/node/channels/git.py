@@ -6,31 +6,46 @@ replaces the clone's tree with the release's files and its signed statement,
 is committed with the release's own time, tagged ``vN`` and pushed with a
 plain push.  The channel never forces: if the branch moved on the remote, or
 a later release is already there, it refuses and changes nothing remote.
+
+A revision of a published release (withdrawn records removed, see
+``coop.node.revision``) is a new commit whose parent is the commit of the
+revision before it, tagged ``vN-rK``: a new tag, since a consumer who pinned
+``vN`` expects it never to move (and moving it would take a force push).  If
+that parent is the branch's head (the latest release), the branch moves on to
+the revision with a plain push; otherwise only the new tag is pushed, so the
+branch keeps the latest release.  The old commits stay in the history: git
+never forgets without a rewrite, which this channel never does.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Final
 
-from coop.node.channels.base import STATEMENT, ChannelError, ReleaseFolder, commit_title_counts
+from coop.node.channels.base import (
+    STATEMENT,
+    ChannelError,
+    ReleaseFolder,
+    commit_title_counts,
+    release_tag,
+)
 
 __all__ = ["GitPublisher"]
 
-_VERSION: Final = re.compile(r"^v(\d+)$")
 _TIMEOUT: Final = 300.0
 
 
-def _version(name: str) -> int:
-    match = _VERSION.match(name)
-    if match is None:
+def _version(name: str) -> tuple[int, int]:
+    """(version, revision) of a tag ``vN`` or ``vN-rK``."""
+    parsed = release_tag(name)
+    if parsed is None:
         raise ChannelError(f"{name!r} is not a release name", field="release")
-    return int(match.group(1))
+    return parsed
 
 
 class GitPublisher:
@@ -121,7 +136,7 @@ class GitPublisher:
 
     def published(self) -> list[str]:
         self._clone()
-        tags = [t for t in self._remote_tags() if _VERSION.match(t)]
+        tags = [t for t in self._remote_tags() if release_tag(t) is not None]
         return sorted(tags, key=_version)
 
     def publish(self, release: ReleaseFolder, statement: bytes) -> str:
@@ -135,38 +150,60 @@ class GitPublisher:
                     field="target",
                 )
             return self._git("rev-list", "-n", "1", release.name).strip()
-        if done and _version(done[-1]) > release.summary.version:
+        summary = release.summary
+        earlier = [t for t in done if _version(t)[0] == summary.version]
+        head = self._remote_head()
+        on_branch = True
+        if summary.revision > 1 and earlier:
+            # A new revision of a published release: on top of the revision before it.
+            parent = self._git("rev-list", "-n", "1", earlier[-1]).strip()
+            on_branch = parent == head
+            if not on_branch:
+                self._git("checkout", "--quiet", "--detach", parent)
+        elif done and _version(done[-1])[0] > summary.version:
             raise ChannelError(
                 f"{done[-1]} is already published to {self.target}; publishing {release.name} after it "
                 "would rewrite history",
                 field="release",
             )
-        head = self._remote_head()
         self._replace_tree(release, statement)
         self._git("add", "--all")
-        summary = release.summary
         stamp = f"@{summary.created_at} +0000"
         env = {"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
-        message = (
-            f"Release {summary.name}: {commit_title_counts(summary)}\n\n"
-            f"{summary.coop} ({summary.node_id}). Check it: every file's SHA-256 is in release.json, "
-            f"signed by the co-op's key in {STATEMENT}."
+        title = f"Release {summary.name}" + (f" revision {summary.revision}" if summary.revision > 1 else "")
+        revised = (
+            f"\n\nRevision {summary.revision}: records withdrawn by their members were removed; "
+            f"revisions/r{summary.revision}.dsse.json names them, signed by the co-op's key."
+            if summary.revision > 1
+            else ""
         )
+        message = (
+            f"{title}: {commit_title_counts(summary)}\n\n"
+            f"{summary.coop} ({summary.node_id}). Check it: every file's SHA-256 is in release.json, "
+            f"signed by the co-op's key in {STATEMENT}.{revised}"
+        )
+        if summary.revision > 1:
+            # Its own time: a revision is made after the cut (the cut's time would sort it before).
+            stamp = f"@{max(summary.created_at, int(time.time()))} +0000"
+            env = {"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
         self._git("commit", "--quiet", "--allow-empty", "-m", message, env=env)
-        self._git("tag", "-a", summary.name, "-m", f"{summary.coop} {summary.name}", env=env)
+        self._git("tag", "-a", release.name, "-m", f"{summary.coop} {release.name}", env=env)
         commit = self._git("rev-parse", "HEAD").strip()
         if self._remote_head() != head:
-            self._git("tag", "-d", summary.name)
+            self._git("tag", "-d", release.name)
             raise ChannelError(
                 f"the {self.branch} branch of {self.target} changed while publishing; "
                 "nothing was pushed (run publish again)",
                 field="target",
             )
+        # Off the branch (a revision of an older release), only the new tag goes: the branch
+        # keeps the latest release.
+        refs = [self.branch] if on_branch else []
         try:
             # A plain push: a remote that moved on refuses it, and the channel never forces.
-            self._git("push", "--quiet", "--atomic", "origin", f"{self.branch}", f"refs/tags/{summary.name}")
+            self._git("push", "--quiet", "--atomic", "origin", *refs, f"refs/tags/{release.name}")
         except ChannelError as exc:
-            self._git("tag", "-d", summary.name)
+            self._git("tag", "-d", release.name)
             raise ChannelError(
                 f"{self.target} refused the push, so nothing was published: {exc.message}. "
                 "The channel never rewrites history; look at what changed there first",

@@ -8,7 +8,10 @@ terms; the buckets; ``release.json``, ``croissant.json``, ``SHA256SUMS``,
 repository held that the release no longer has (a bucket emptied by
 withdrawals) deleted in the same commit.  The commit names the head it was
 planned against as ``parent_commit``, so a concurrent change on the Hub makes it
-fail instead of mixing.  The commit is then tagged ``vN``.
+fail instead of mixing.  The commit is then tagged ``vN``.  A revision of the
+release the branch holds (withdrawn records removed) is one more such commit,
+tagged ``vN-rK``; revisions of older releases do not go to the Hub, whose branch
+holds the latest release only (their old tags stay: the channel never moves one).
 
 Planning and committing are separate: :meth:`HubPublisher.plan` stages the
 files in a folder under the data directory and writes ``commit-plan.json``
@@ -29,7 +32,13 @@ from typing import Any, Final, Protocol
 import msgspec
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
-from coop.node.channels.base import STATEMENT, ChannelError, ReleaseFolder, commit_title_counts
+from coop.node.channels.base import (
+    STATEMENT,
+    ChannelError,
+    ReleaseFolder,
+    commit_title_counts,
+    release_tag,
+)
 from coop.node.files import sha256_file
 
 __all__ = ["CommitPlan", "HubApi", "HubPublisher", "PlannedFile", "hub_api"]
@@ -37,7 +46,6 @@ __all__ = ["CommitPlan", "HubApi", "HubPublisher", "PlannedFile", "hub_api"]
 PLAN_FILE: Final = "commit-plan.json"
 REPO_TYPE: Final = "dataset"
 _REPO_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_VERSION: Final = re.compile(r"^v(\d+)$")
 _KEEP: Final = frozenset({".gitattributes"})  # the Hub's own file: never ours to delete
 
 
@@ -108,9 +116,9 @@ def hub_api() -> HubApi:
     return api
 
 
-def _version(name: str) -> int:
-    match = _VERSION.match(name)
-    return int(match.group(1)) if match else -1
+def _version(name: str) -> tuple[int, int]:
+    """(version, revision) of a tag ``vN`` or ``vN-rK``; (-1, 0) for any other tag."""
+    return release_tag(name) or (-1, 0)
 
 
 class HubPublisher:
@@ -160,7 +168,7 @@ class HubPublisher:
         except RevisionNotFoundError:
             head, files = None, []  # the repository exists, the branch not yet
         refs = self._call("listing tags", self.api.list_repo_refs, self.target, repo_type=REPO_TYPE)
-        tags = {t.name: t.target_commit for t in refs.tags if _VERSION.match(t.name)}
+        tags = {t.name: t.target_commit for t in refs.tags if release_tag(t.name) is not None}
         return head, list(files), tags
 
     def published(self) -> list[str]:
@@ -177,7 +185,7 @@ class HubPublisher:
         self, release: ReleaseFolder, statement: bytes, state: tuple[str | None, list[str], dict[str, str]]
     ) -> CommitPlan:
         head, remote, tags = state
-        if tags and max(_version(t) for t in tags) > release.summary.version:
+        if tags and max(_version(t)[0] for t in tags) > release.summary.version:
             latest = max(tags, key=_version)
             raise ChannelError(
                 f"{latest} is already on {self.target}; publishing {release.name} after it would "
@@ -209,7 +217,7 @@ class HubPublisher:
             revision=self.revision,
             release=release.name,
             parent_commit=head,
-            commit_message=f"Release {summary.name}: {commit_title_counts(summary)}",
+            commit_message=f"Release {release.name}: {commit_title_counts(summary)}",
             commit_description=(
                 f"{summary.coop} ({summary.node_id}). Every file's SHA-256 is in {STATEMENT}, signed by the "
                 "co-op's Ed25519 key; files of withdrawn records are deleted in this same commit."

@@ -2,7 +2,10 @@
 
 A channel gets every release it does not hold yet, oldest first (git and the
 Hub keep one commit and one ``vN`` tag per release; the site is rebuilt once
-with all of them).  Each release shipped is one row in ``publications`` (the
+with all of them).  A release revised after withdrawals (``coop.node.revision``)
+goes out again as ``vN-rK``: git as a new commit and tag on top of the previous
+revision, the Hub for the release its branch holds (the latest), the site
+rebuilt; tags already published never move.  Each release shipped is one row in ``publications`` (the
 metrics report each channel's last release and lag from it) and one entry in
 the signed audit log.  A dry run ships nothing: it says what would go, and for
 the Hub writes the exact commit plan beside the staged files.
@@ -26,6 +29,7 @@ from coop.node.channels.base import (
     ReleaseFolder,
     record_publication,
     release_statement,
+    release_tag,
 )
 from coop.node.channels.git import GitPublisher
 from coop.node.channels.hf import HubApi, HubPublisher, hub_api
@@ -36,6 +40,7 @@ from coop.node.runtime import Node
 __all__ = ["CHANNELS", "PublishReport", "publish", "publisher_for"]
 
 CHANNELS: Final = ("git", "hf", "site")
+_REVISION_WAIT: Final = 60.0
 
 
 class PublishReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,6 +103,8 @@ def publish(
 ) -> PublishReport:
     """Publish every release ``channel`` lacks (or up to ``release``), oldest first."""
     publisher = publisher_for(node, channel, target, api=api, node_url=node_url)
+    # Withdrawals committed but not yet out of the served releases go first: never ship them.
+    node.revise_releases(wait=_REVISION_WAIT)
     releases = node.store.read(list_releases)
     if not releases:
         raise ChannelError("this node has cut no release yet: run coop release DIR first", field="release")
@@ -107,10 +114,10 @@ def publish(
         releases = [r for r in releases if r.version <= int(release[1:])]
     already = publisher.published()
     held = set(already)
-    newest = max((int(name[1:]) for name in held if name[1:].isdigit()), default=0)
-    todo = [r for r in releases if r.name not in held and r.version > newest]
-    if release is not None and release in held:
-        todo = [r for r in releases if r.name == release]  # the channel checks it is the same release
+    todo = _todo(releases, held, latest_only=channel == "hf")
+    chosen = [r for r in releases if r.name == release]
+    if chosen and chosen[0].label in held:
+        todo = chosen  # the channel checks it is the same release
     if channel == "site" and todo:
         todo = todo[-1:]  # the site is rebuilt whole: once, with every release so far
     report = PublishReport(
@@ -119,7 +126,7 @@ def publish(
         dry_run=dry_run,
         already=already,
         shipped=[],
-        planned=[r.name for r in todo],
+        planned=[r.label for r in todo],
     )
     if dry_run:
         plan = None
@@ -131,14 +138,40 @@ def publish(
     shipped: list[Publication] = []
     for summary in todo:
         if progress is not None:
-            progress(f"publishing {summary.name} to {channel} {publisher.target}")
+            progress(f"publishing {summary.label} to {channel} {publisher.target}")
         ref = publisher.publish(_folder(node, summary), release_statement(summary, node.seed))
         shipped.append(_remember(node, channel, publisher.target, summary, ref, actor))
     return msgspec.structs.replace(report, shipped=shipped)
 
 
+def _todo(releases: list[ReleaseSummary], held: set[str], *, latest_only: bool) -> list[ReleaseSummary]:
+    """What a channel lacks: releases newer than it holds, and new revisions of ones it holds.
+
+    ``latest_only``: the channel's branch holds one release (the Hub), so a revision goes out
+    only for the newest release it holds, and only if no newer release is about to follow it
+    (older tags stay where they are: they are never moved).
+    """
+    versions: dict[int, int] = {}
+    for name in held:
+        parsed = release_tag(name)
+        if parsed is not None:
+            versions[parsed[0]] = max(versions.get(parsed[0], 0), parsed[1])
+    newest = max(versions, default=0)
+    todo = []
+    for summary in releases:
+        if summary.label in held:
+            continue
+        revises_held = versions.get(summary.version, summary.revision) < summary.revision
+        if summary.version > newest or (revises_held and (not latest_only or summary.version == newest)):
+            todo.append(summary)
+    if latest_only and todo:
+        last = max(s.version for s in todo)
+        todo = [s for s in todo if s.version == last or s.version > newest]
+    return todo
+
+
 def _folder(node: Node, summary: ReleaseSummary) -> ReleaseFolder:
-    path = node.data.releases_path / summary.name
+    path = node.data.releases_path / summary.label
     if not (path / "release.json").is_file():
         raise ChannelError(f"the files of {summary.name} are missing from {path}", field="release")
     return ReleaseFolder(path=path, summary=summary)
@@ -149,7 +182,7 @@ def _remember(
 ) -> Publication:
     now = node.now()
     publication = Publication(
-        channel=channel, target=target, release=summary.name, ref=ref, records=summary.records, at=now
+        channel=channel, target=target, release=summary.label, ref=ref, records=summary.records, at=now
     )
 
     def write(conn: sqlite3.Connection) -> None:
@@ -164,7 +197,7 @@ def _remember(
                 "channel": channel,
                 # The target may carry a path or a URL with a user name: the log keeps only its hash.
                 "target": hashlib.sha256(target.encode()).hexdigest()[:16],
-                "release": summary.name,
+                "release": summary.label,
                 "ref": ref,
             },
         )

@@ -140,7 +140,7 @@ def _render(node: Node, root: Path, *, node_url: str | None) -> SiteReport:
 
     # Releases: the files as cut, plus the signed statement.
     for release in releases:
-        folder = ReleaseFolder(path=node.data.releases_path / release.name, summary=release)
+        folder = ReleaseFolder(path=node.data.releases_path / release.label, summary=release)
         destination = root / "releases" / release.name
         for relative in folder.files():
             target = destination / relative
@@ -221,7 +221,8 @@ def _render(node: Node, root: Path, *, node_url: str | None) -> SiteReport:
     (root / "robots.txt").write_text(
         robots_txt(cfg.node.name, releases, fallback=settings.defaults.ai_use, disallow=()), encoding="utf-8"
     )
-    report = SiteReport(out=str(root), pages=pages, records=len(rows), releases=[r.name for r in releases])
+    # Labels (vN-rK once revised): a new revision is something the site does not hold yet.
+    report = SiteReport(out=str(root), pages=pages, records=len(rows), releases=[r.label for r in releases])
     (root / _MANIFEST).write_bytes(msgspec.json.encode(report))
     for path in root.rglob("*"):
         if path.is_file():

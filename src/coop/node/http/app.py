@@ -23,12 +23,13 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath
 from litestar.response import File, Stream
 
-from coop.governance import Channel, contributor_hash, parse_enum
+from coop.governance import Audience, Channel, contributor_hash, parse_enum
 from coop.node import contributions as contrib
 from coop.node.accounts import Member, Role
 from coop.node.channels.base import release_statement
 from coop.node.contributions import ClientInfo, Decision, Idempotency, Stage
 from coop.node.errors import (
+    BusyError,
     InputError,
     MediaTypeError,
     NotFoundError,
@@ -53,6 +54,7 @@ from coop.node.release import (
     list_releases,
     robots_txt,
 )
+from coop.node.revision import withheld
 from coop.node.runtime import Node
 from coop.node.scheduler import Scheduler
 from coop.node.store import ensure_external_member
@@ -152,7 +154,7 @@ def _release_file(folder: Path, summary: ReleaseSummary, path: str) -> File:
     if bucket is not None and bucket.content_usage:
         headers["Content-Usage"] = bucket.content_usage
     return File(
-        path=folder / summary.name / relative,
+        path=folder / summary.label / relative,  # the revision the row names: never a half-swapped one
         filename=Path(relative).name,
         content_disposition_type="inline",
         media_type=_MEDIA.get(relative.rsplit(".", 1)[-1], "application/octet-stream"),
@@ -250,10 +252,23 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         summary = node.store.read(lambda c: get_release(c, number))
         return Response(release_statement(summary, node.seed), media_type="application/json")
 
+    def serving(summary: ReleaseSummary, path: str, *, federated: bool) -> None:
+        """A bucket's files wait while a withdrawn record they may hold awaits its revision."""
+        if summary.bucket(path.lstrip("/").split("/", 1)[0]) is None:
+            return  # the card, checksums, tombstones: no record content
+        reason = node.store.read(lambda c: withheld(c, summary, federated=federated))
+        if reason is not None:
+            raise BusyError(
+                f"release {summary.name} is being revised ({reason}: a record was withdrawn); "
+                "retry in a few seconds",
+                field="path",
+            )
+
     @get("/releases/{version:str}/{path:path}", sync_to_thread=False)
     def release_file(version: FromPath[str], path: FromPath[str]) -> File:
         number = _release_version(version)
         summary = node.store.read(lambda c: get_release(c, number))
+        serving(summary, path, federated=False)
         return _release_file(node.data.releases_path, summary, path)
 
     @get("/releases/federated", sync_to_thread=False)
@@ -269,6 +284,7 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
     def federated_file(version: FromPath[str], path: FromPath[str]) -> File:
         number = _release_version(version)
         summary = node.store.read(lambda c: get_federated_release(c, number))
+        serving(summary, path, federated=True)
         return _release_file(node.data.releases_path / "federated", summary, path)
 
     # -- members ------------------------------------------------------------------
@@ -398,6 +414,9 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         detail = node.store.read(lambda c: contrib.get_contribution(c, uid))
         if detail is None or (detail.member_id != member.id and not member.is_admin):
             raise NotFoundError(f"no contribution {uid} of yours", field="uid")
+        audience = Audience.MEMBER if detail.member_id == member.id else Audience.ADMIN
+        if not contrib.shown_to(detail.view, audience).carries_content:
+            return _json({"contribution": detail.view, "submission": None, "record": None})
         return _json({"contribution": detail.view, "submission": detail.submission, "record": detail.record})
 
     @patch("/api/v1/contributions/{uid:str}", operation_class=with_body(EditRequest))
@@ -426,6 +445,8 @@ def create_app(node: Node, *, background: bool = True) -> Litestar:
         state = await node.store.awrite(
             lambda c: contrib.withdraw_contribution(c, uid=uid, member=target, now=now)
         )
+        # Committed: the tombstone is pending, and the scheduler revises the served releases soon.
+        scheduler.poke()
         return _json({"uid": uid, "state": state})
 
     @post("/api/v1/redact/preview", status_code=200, operation_class=with_body(PreviewRequest))

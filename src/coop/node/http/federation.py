@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Final
 
 import msgspec
@@ -11,6 +12,7 @@ from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 
+from coop.governance import Audience
 from coop.node.accounts import Member
 from coop.node.errors import InputError, NotFoundError
 from coop.node.runtime import Node
@@ -42,8 +44,18 @@ def federation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
             raise NotFoundError(f"no protocol step {step!r}", field="step")
         body = await request.body()
         headers = {k: v for k, v in request.headers.items()}
+        server = request.scope.get("server")
+        listening = None
+        if server and server[1] is not None:
+            host = f"[{server[0]}]" if ":" in str(server[0]) else str(server[0])
+            listening = f"{request.url.scheme}://{host}:{server[1]}/"
         answer = await asyncio.to_thread(
-            service.handle, step, request.method, str(request.url), headers, body
+            partial(service.handle, listening=listening),
+            step,
+            request.method,
+            str(request.url),
+            headers,
+            body,
         )
         return Response(answer, media_type="application/json")
 
@@ -73,18 +85,36 @@ def federation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
         return _json({"origin": view, "manifests": service.manifests(key)})
 
     @get("/api/v1/federation/origins/{origin:str}/manifests/{seq:int}", sync_to_thread=False)
-    def manifest(origin: FromPath[str], seq: FromPath[int]) -> Response[bytes]:
-        """A manifest's DSSE envelope, byte for byte as it was signed and received."""
+    def manifest(
+        request: Request[Any, Any, Any], origin: FromPath[str], seq: FromPath[int]
+    ) -> Response[bytes]:
+        """A manifest's DSSE envelope, byte for byte as it was signed and received (admins only).
+
+        A signed manifest cannot be trimmed, and it lists federation-scope records, which the
+        public must not see: peers get manifests through the signed protocol, the public sees
+        each origin's head and switches at ``/api/v1/federation/origins/{origin}``.
+        """
+        signed_in(request, admin=True)
         return Response(service.envelope(_origin(origin), seq), media_type="application/json")
 
     @get("/api/v1/federation/origins/{origin:str}/records", sync_to_thread=False)
     def mirrored(
-        origin: FromPath[str], after: FromQuery[str] = "", limit: FromQuery[int] = 200
+        request: Request[Any, Any, Any],
+        origin: FromPath[str],
+        after: FromQuery[str] = "",
+        limit: FromQuery[int] = 200,
     ) -> Response[bytes]:
-        """Records of that origin mirrored here (uid order; page with ``after``)."""
+        """Records of that origin mirrored here (uid order; page with ``after``).
+
+        Anyone sees the public ones a federated release may carry; an admin sees every row.
+        """
         if not 1 <= limit <= 1000:
             raise InputError("limit is 1 to 1000", field="limit")
-        return _json(service.mirrored(_origin(origin), after=after, limit=limit))
+        audience = Audience.FEDERATED
+        if request.headers.get("authorization"):
+            signed_in(request, admin=True)
+            audience = Audience.ADMIN
+        return _json(service.mirrored(_origin(origin), after=after, limit=limit, audience=audience))
 
     @get("/api/v1/federation/peers", sync_to_thread=False)
     def peers(request: Request[Any, Any, Any]) -> Response[bytes]:

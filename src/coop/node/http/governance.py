@@ -46,11 +46,15 @@ class VoteRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class PayoutRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """The release paid for, the amount as decimal text (never a float) and the ISO 4217 currency."""
+    """The release paid for, the amount as decimal text (never a float) and the ISO 4217 currency.
+
+    A release is paid once: to replace its payout, ``supersede`` says why (it is audited).
+    """
 
     release: str
     amount: str
     currency: str
+    supersede: str | None = None
 
 
 _CHANGE: Final = msgspec.json.Decoder(SettingsChange)
@@ -165,13 +169,21 @@ def governance_handlers(
 
     @post("/api/v1/governance/payouts", status_code=201, operation_class=with_body(PayoutRequest))
     async def payout(request: Request[Any, Any, Any]) -> Response[bytes]:
-        """Split an amount paid for a release between its contributors and the commons."""
+        """Split an amount paid for a release between its contributors and the commons.
+
+        A second payout for a release is refused (409) unless ``supersede`` gives the reason.
+        """
         admin = signed_in(request, admin=True)
         require_json(request)
         data = decode_body(_PAYOUT, await request.body())
         version = _release_number(data.release)
         view = await asyncio.to_thread(
-            node.payout, version, amount=data.amount, currency=data.currency, actor=admin.name
+            node.payout,
+            version,
+            amount=data.amount,
+            currency=data.currency,
+            actor=admin.name,
+            supersede=data.supersede,
         )
         return _json(view, status=201)
 

@@ -16,7 +16,24 @@ from typing import Final
 
 import msgspec
 
-from coop.governance import Embargo, Label, Record
+from coop.governance import (
+    AttributionMode,
+    Audience,
+    CollectiveState,
+    Embargo,
+    EvalConsent,
+    Label,
+    License,
+    Record,
+    RecordFacts,
+    RecordState,
+    Scope,
+    disclose,
+    public_form,
+)
+from coop.node.attribution import PublicForms
+from coop.node.policy import embargo_sql, facts_from_record
+from coop.node.writer import scrub_after_commit
 
 __all__ = [
     "Bounty",
@@ -26,6 +43,7 @@ __all__ = [
     "add_bounty",
     "bounties",
     "close_bounty",
+    "compact_text",
     "facets",
     "index_released",
     "leaderboards",
@@ -35,6 +53,7 @@ __all__ = [
 ]
 
 _RECORD: Final = msgspec.json.Decoder(Record)
+_NO_SWITCHES: Final = CollectiveState()
 _PAGE: Final = 20
 _WORD: Final = re.compile(r"\w+", re.UNICODE)
 
@@ -95,8 +114,9 @@ class Leaderboards(msgspec.Struct, frozen=True):
 
 
 def _contributor(record: Record) -> str:
+    """The public name a record is counted under: anonymous records all under one "anonymous"."""
     name = record.attribution.name
-    return name if name and record.attribution.mode.value != "anonymous" else "anonymous"
+    return name if name and record.attribution.mode is not AttributionMode.ANONYMOUS else "anonymous"
 
 
 def _text(record: Record) -> str:
@@ -132,8 +152,14 @@ def index_released(conn: sqlite3.Connection, *, limit: int = 2000) -> int:
             " ORDER BY c.seq LIMIT ?",
             (release, after, want),
         ).fetchall()
+        forms = PublicForms.load(conn)  # what the public may see: no link to the member
         for seq, data in rows:
-            _insert(conn, seq, release, _RECORD.decode(data))
+            stored = _RECORD.decode(data)
+            facts = facts_from_record(stored, state=RecordState.RELEASED, admitted=True)
+            # The index holds what a release published (a snapshot); the embargo applies when read.
+            decision = disclose(facts, _NO_SWITCHES, Audience.PUBLIC, snapshot=True)
+            if decision:
+                _insert(conn, seq, release, public_form(forms.record(stored), decision))
         added += len(rows)
         if len(rows) < want:
             release, after = release + 1, 0  # this release is done
@@ -165,6 +191,17 @@ def _insert(conn: sqlite3.Connection, seq: int, release: int, record: Record) ->
     conn.execute("INSERT OR REPLACE INTO catalog_text (rowid, text) VALUES (?, ?)", (seq, _text(record)))
 
 
+def compact_text(conn: sqlite3.Connection) -> None:
+    """Rewrite the full-text index without the words of unindexed records.
+
+    FTS5 keeps a deleted row's words in its index segments until they are merged; this
+    SQLite has no FTS5 ``secure-delete``, so after withdrawals the index is optimised (one
+    merged segment) and the write-ahead log truncated: no word of withdrawn text remains.
+    """
+    conn.execute("INSERT INTO catalog_text (catalog_text) VALUES ('optimize')")
+    scrub_after_commit()
+
+
 def unindex(conn: sqlite3.Connection, seq: int) -> None:
     """Take a record out of the catalogue (withdrawn, rectified)."""
     conn.execute("DELETE FROM catalog WHERE seq = ?", (seq,))
@@ -172,21 +209,8 @@ def unindex(conn: sqlite3.Connection, seq: int) -> None:
 
 
 def _embargo_sql(embargo: Embargo) -> tuple[str, list[object]]:
-    if not embargo.on:
-        return "", []
-    if embargo.whole:
-        return " AND 0", []
-    parts: list[str] = []
-    params: list[object] = []
-    if embargo.languages:
-        parts.append(f"coalesce(k.language, '') IN ({', '.join('?' * len(embargo.languages))})")
-        params += list(embargo.languages)
-    if embargo.tags:
-        parts.append(
-            f"EXISTS (SELECT 1 FROM json_each(k.tags) WHERE value IN ({', '.join('?' * len(embargo.tags))}))"
-        )
-        params += list(embargo.tags)
-    return f" AND NOT ({' OR '.join(parts)})", params
+    sql, params = embargo_sql(embargo, language="k.language", tags="k.tags")
+    return sql, list(params)
 
 
 def search(
@@ -218,6 +242,7 @@ def search(
         f" FROM catalog k WHERE {condition} ORDER BY k.seq DESC LIMIT ? OFFSET ?",
         (*params, page_size, (page - 1) * page_size),
     ).fetchall()
+    state = CollectiveState(embargo=embargo)
     return Page(
         rows=[
             Row(
@@ -233,6 +258,7 @@ def search(
                 title=r[9],
             )
             for r in rows
+            if disclose(_row_facts(r[0], r[2], r[4], r[5]), state, Audience.PUBLIC)
         ],
         total=int(total),
         page=page,
@@ -247,7 +273,30 @@ def record(conn: sqlite3.Connection, uid: str, *, embargo: Embargo) -> Record | 
         f"SELECT t.record FROM catalog k JOIN contents t ON t.seq = k.seq WHERE k.uid = ?{embargo_sql}",
         (uid, *params),
     ).fetchone()
-    return None if row is None or row[0] is None else _RECORD.decode(row[0])
+    if row is None or row[0] is None:
+        return None
+    stored = _RECORD.decode(row[0])
+    facts = facts_from_record(stored, state=RecordState.RELEASED, admitted=True)
+    decision = disclose(facts, CollectiveState(embargo=embargo), Audience.PUBLIC)
+    if not decision:
+        return None
+    return public_form(PublicForms.load(conn).record(stored), decision)
+
+
+def _row_facts(uid: str, licence: str, language: str | None, tags: str) -> RecordFacts:
+    """A catalogue row as the policy reads it: only released public records are catalogued."""
+    return RecordFacts(
+        uid=uid,
+        scope=Scope.PUBLIC,
+        license=License(licence),
+        ai_use="",
+        eval=EvalConsent.NO,
+        attribution=AttributionMode.ANONYMOUS,
+        state=RecordState.RELEASED,
+        admitted=True,
+        tags=tuple(json.loads(tags)),
+        language=language,
+    )
 
 
 def facets(conn: sqlite3.Connection, *, embargo: Embargo) -> dict[str, list[str]]:

@@ -78,10 +78,22 @@ SCOPES: Final = (
     (
         "node",
         "Only this co-op",
-        "It stays on this node: admins see it, and model builders only get numbers from it.",
+        "It never leaves this node: the co-op's admins see it, and a federated evaluation you consent to"
+        " may score it, returning only numbers.",
     ),
-    ("federation", "Partner co-ops too", "Co-ops we federate with may keep a copy; it is not published."),
-    ("public", "Published", "It goes into the co-op's public releases and dataset browser."),
+    (
+        "federation",
+        "Partner co-ops too",
+        "Once one of our release cuts admits it (never during an embargo or quality freeze), it goes to the"
+        " co-ops this co-op has pinned as its peers, and only to them: they may keep a copy but never publish"
+        " it or pass it to anyone outside that list.",
+    ),
+    (
+        "public",
+        "Published",
+        "Once one of our release cuts admits it, it is in the co-op's public release files and dataset"
+        " browser, and partner co-ops may republish it in their federated releases.",
+    ),
 )
 
 # Where each problem field is on the page, and what the member calls it.

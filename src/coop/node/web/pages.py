@@ -15,6 +15,7 @@ import secrets
 import sqlite3
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
@@ -68,6 +69,7 @@ from coop.node.web.sessions import (
     find_session,
     start_session,
 )
+from coop.node.writer import scrub_after_commit
 
 __all__ = ["StoreContribution", "web_handlers"]
 
@@ -94,7 +96,10 @@ STATE_WORDS: Final = {
 _DONE: Final = {
     "shared": "Thank you: your chat is safely stored. It is checked for personal data next; "
     "its state below tells you where it is.",
-    "withdrawn": "Withdrawn. Its content is erased here and it is left out of every future release.",
+    "withdrawn": (
+        "Withdrawn. Its content is erased here, it is left out of every future release, and it is being "
+        "removed from the releases this node serves; copies downloaded before cannot be recalled."
+    ),
     "signed-in": "You are signed in.",
     "signed-out": "You are signed out.",
     "processed": "The waiting room was processed.",
@@ -114,8 +119,10 @@ class _SignInError(Exception):
 
 
 def _ai_canonical(value: str) -> str:
+    # Strict: a typo stays as typed (and is refused with a suggestion when posted),
+    # never canonicalised away into "no preference".
     try:
-        return parse_ai_use(value).value.to_header()
+        return parse_ai_use(value, strict=True).value.to_header()
     except GovernanceError:
         return value
 
@@ -478,7 +485,7 @@ def web_handlers(
     def blank_form(member: Member) -> ContributeForm:
         form = ContributeForm.defaults(
             node.settings().settings.defaults,
-            pseudonym=f"member-{member.contributor_hash[:8]}",
+            pseudonym=node.default_pseudonym(member),
             form_id=secrets.token_urlsafe(16),
         )
         return msgspec.structs.replace(form, ai_use=_ai_canonical(form.ai_use))
@@ -537,6 +544,12 @@ def web_handlers(
 
         node.store.write(write)
         return upload_id
+
+    def discard_upload(conn: sqlite3.Connection, *, member_id: int, upload_id: str) -> None:
+        if conn.execute(
+            "DELETE FROM web_uploads WHERE id = ? AND member_id = ?", (upload_id, member_id)
+        ).rowcount:
+            scrub_after_commit()
 
     def load_upload(member: Member, upload_id: str) -> bytes:
         now = node.now()
@@ -632,6 +645,9 @@ def web_handlers(
                 digest = hashlib.sha256(_ENCODER.encode(wire)).hexdigest()
                 idem = Idempotency(scope=f"w{member.id}", key=form.form_id[:200], request_sha256=digest)
             result = await store(request, member, submission, idem)
+            if form.upload:
+                # Shared: the raw export (unredacted, every chat in it) is no longer needed.
+                await node.store.awrite(partial(discard_upload, member_id=member.id, upload_id=form.upload))
         except (NodeError, GovernanceError) as exc:
             problem = with_error(exc)
             status = problem.pop("status")
@@ -908,7 +924,7 @@ def web_handlers(
         if name == "defaults.scope":
             return {"defaults.scope": parse_enum(Scope, value, field="change").value}
         if name == "defaults.ai_use":
-            parse_ai_use(value, field="change")
+            parse_ai_use(value, field="change", strict=True)
             return {"defaults.ai_use": value}
         raise InputError("choose one of the changes offered", field="change")
 

@@ -1,0 +1,624 @@
+"""Revising the releases a node still serves: withdrawn records out, the same name, the next revision.
+
+A withdrawal (or a rectification) erases a record at once and excludes it
+from every future release; this module takes it out of the releases already
+cut that the node keeps serving, its own (``releases/vN``) and its federated
+ones (``releases/federated/vN``), and out of mirrored records withdrawn at
+their origin (a peer's tombstone).  Each affected release gets a new
+**revision**: the bucket files without the withdrawn rows (JSONL and Parquet),
+a new ``release.json`` (``revision: K``), dataset card, ``croissant.json`` and
+``SHA256SUMS``, and ``revisions/rK.dsse.json``, a statement signed by the
+node's Ed25519 key (DSSE, like ``release.dsse.json``) naming the records removed
+and why, and every changed file's old and new SHA-256.  The release keeps its
+name and URL (``/releases/vN/...``); a channel publishes it as ``vN-rK``.
+
+What is pending is the database's own state: a tombstone whose ``revised_at``
+is NULL (set in the withdrawal's own transaction by being inserted).  So a
+crash before or during a revision loses nothing: the next run, at the next
+start at the latest, does it again.
+
+The order that keeps serving consistent (serving reads the release's row, then
+opens the folder the row names: ``summary.label``):
+
+1. the new revision is written in a hidden ``.vN-rK.tmp`` folder beside the
+   old one (unchanged files hard-linked), fsynced, renamed to ``vN-rK``;
+2. one transaction points the release's row at it (compare-and-set on the old
+   summary), and records what the tombstone lists need to know;
+3. only then is the old folder removed.
+
+Killed before 2, the row still names the old folder, whole; the next run
+removes the unreferenced new one and starts again.  Killed after 2, the row
+names the new folder, whole; the next run removes the old one.  Never a mix.
+Copies downloaded before a revision cannot be recalled: the statement names
+what their holders must delete.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import shutil
+import sqlite3
+from collections.abc import Iterable
+from functools import partial
+from pathlib import Path
+from typing import Final
+
+import msgspec
+
+from coop.governance import (
+    AttributionMode,
+    Audience,
+    CollectiveState,
+    EvalConsent,
+    License,
+    Reason,
+    RecordFacts,
+    RecordState,
+    Scope,
+    disclose,
+    disclose_tombstone,
+)
+from coop.governance.envelope import open_envelope, seal, valid_signers
+from coop.governance.errors import InvalidValueError
+from coop.node import collective
+from coop.node.errors import NodeError
+from coop.node.files import fsync_dir, fsync_file, sha256_file
+from coop.node.release import (
+    _SUMMARY_ENCODER,
+    BucketSummary,
+    FileEntry,
+    ReleaseSummary,
+    _BucketWriter,
+    _finish,
+    federated_schema,
+    record_schema,
+)
+from coop.node.store import Store
+from coop.node.tombstones import own_tombstone_facts
+
+__all__ = [
+    "REVISIONS_DIR",
+    "REVISION_PAYLOAD_TYPE",
+    "ChangedFile",
+    "RemovedRecord",
+    "RevisedRelease",
+    "RevisionReport",
+    "RevisionStatement",
+    "clear_revision_leftovers",
+    "revise_releases",
+    "revision_pending",
+    "verify_revision",
+    "withheld",
+]
+
+REVISION_PAYLOAD_TYPE: Final = "application/vnd.coop-flywheel.release-revision+json"
+REVISIONS_DIR: Final = "revisions"
+_MAX_STATEMENT: Final = 64 * 1024 * 1024
+_ENCODER: Final = msgspec.json.Encoder(order="sorted")
+_REASONS: Final = {
+    "withdrawn": "withdrawn by the member",
+    "rectified": "rectified by the member (replaced by a new record)",
+}
+_AT_ORIGIN: Final = "withdrawn by the member at its origin co-op"
+_NOTICE: Final = (
+    "These records were removed from every copy of this release the co-op still serves. Copies "
+    "downloaded before cannot be recalled: if you hold one, delete the records named here."
+)
+_REVISION_FOLDER: Final = re.compile(r"^v(\d+)-r(\d+)$")
+_REVISION_TMP: Final = re.compile(r"^\.v(\d+)-r(\d+)\.tmp$")
+_CUT_FOLDER: Final = re.compile(r"^v(\d+)$")
+_ANY_STATE: Final = CollectiveState()
+_CHUNK: Final = 500
+
+
+class RemovedRecord(msgspec.Struct, frozen=True, omit_defaults=True):
+    uid: str
+    reason: str
+    origin: str | None = None  # a federated release: the co-op the record came from
+
+
+class ChangedFile(msgspec.Struct, frozen=True):
+    path: str
+    old_sha256: str | None  # None: the file is new in this revision
+    new_sha256: str | None  # None: the file is gone in this revision
+
+
+class RevisionStatement(msgspec.Struct, frozen=True, kw_only=True):
+    """What one revision of a release removed and why, signed by the node: ``revisions/rK.dsse.json``.
+
+    ``files`` holds every file of the release whose content changed except
+    ``SHA256SUMS`` (which lists this statement's own SHA-256).
+    """
+
+    release: str
+    federated: bool
+    coop: str
+    node_id: str
+    revision: int
+    previous_revision: int
+    at: int
+    reason: str
+    removed: tuple[RemovedRecord, ...]
+    unnamed: int = 0  # removed records the tombstone policy does not let this audience see named
+    files: tuple[ChangedFile, ...]
+    notice: str = _NOTICE
+
+
+class RevisedRelease(msgspec.Struct, frozen=True):
+    release: str
+    federated: bool
+    revision: int
+    removed: int
+
+
+class RevisionReport(msgspec.Struct, frozen=True):
+    revised: tuple[RevisedRelease, ...] = ()
+    tombstones: int = 0  # pending tombstones handled by this run
+
+    def __bool__(self) -> bool:
+        return bool(self.revised or self.tombstones)
+
+
+class _Key(msgspec.Struct):
+    uid: str
+    origin: str | None = None
+
+
+class _Attribution(msgspec.Struct):
+    mode: AttributionMode = AttributionMode.ANONYMOUS
+
+
+class _Choices(msgspec.Struct):
+    """What the tombstone policy reads of a removed row (the row's own choices, as released)."""
+
+    uid: str
+    scope: Scope
+    license: License
+    ai_use: str = ""
+    eval: EvalConsent = EvalConsent.NO
+    attribution: _Attribution = msgspec.field(default_factory=_Attribution)
+
+
+class _Row(msgspec.Struct):
+    uid: str
+    label: str
+    ai_use: str
+    origin: str | None = None
+    language: str | None = None
+
+
+_KEY: Final = msgspec.json.Decoder(_Key)
+_ROW: Final = msgspec.json.Decoder(_Row)
+_CHOICES: Final = msgspec.json.Decoder(_Choices)
+_STATEMENT: Final = msgspec.json.Decoder(RevisionStatement)
+
+# A row of a release: (origin, uid); origin "" in the node's own releases.
+_RowKey = tuple[str, str]
+
+
+class _Stored(msgspec.Struct, frozen=True):
+    """A release as its row stores it: the exact summary bytes (for compare-and-set) and decoded."""
+
+    raw: bytes
+    summary: ReleaseSummary
+
+
+_SUMMARY: Final = msgspec.json.Decoder(ReleaseSummary)
+
+
+def _stored(conn: sqlite3.Connection, table: str) -> list[_Stored]:
+    rows = conn.execute(f"SELECT summary FROM {table} ORDER BY version").fetchall()
+    return [_Stored(bytes(raw), _SUMMARY.decode(raw)) for (raw,) in rows]
+
+
+class _Pending(msgspec.Struct, frozen=True):
+    own: dict[str, tuple[str, int | None]]  # uid -> (reason, released_in)
+    peers: set[tuple[str, str]]  # (origin, uid)
+
+
+def _pending(conn: sqlite3.Connection) -> _Pending:
+    own = {
+        uid: (reason, None if released is None else int(released))
+        for uid, reason, released in conn.execute(
+            "SELECT t.uid, t.reason, c.released_in FROM tombstones t"
+            " LEFT JOIN contributions c ON c.uid = t.uid WHERE t.revised_at IS NULL"
+        )
+    }
+    peers = {
+        (str(o), str(u))
+        for o, u in conn.execute("SELECT origin, uid FROM fed_tombstones WHERE revised_at IS NULL")
+    }
+    return _Pending(own=own, peers=peers)
+
+
+def revision_pending(conn: sqlite3.Connection) -> bool:
+    """Is any tombstone still waiting for the served releases to be revised? (Two indexed lookups.)"""
+    return bool(
+        conn.execute("SELECT 1 FROM tombstones WHERE revised_at IS NULL LIMIT 1").fetchone()
+        or conn.execute("SELECT 1 FROM fed_tombstones WHERE revised_at IS NULL LIMIT 1").fetchone()
+    )
+
+
+def withheld(conn: sqlite3.Connection, summary: ReleaseSummary, *, federated: bool) -> Reason | None:
+    """Why a release's bucket files must not be served now, or None to serve them.
+
+    Between a withdrawal's commit and the revision that takes the record out
+    (seconds; longer only if revising fails), the files of a release that may
+    hold it are refused: the policy says withdrawn content goes nowhere, and
+    serving the snapshot does not change that.
+    """
+    audience = Audience.FEDERATED if federated else Audience.PUBLIC
+    # Own records: in the releases from the one that first released them on (any federated one).
+    newest = 2**62 if federated else summary.version
+    if not federated or summary.node_id in summary.origins:
+        for uid, scope, licence, ai_use, consent, released_in in conn.execute(
+            "SELECT t.uid, c.scope, c.license, c.ai_use, c.eval, c.released_in FROM tombstones t"
+            " JOIN contributions c ON c.uid = t.uid"
+            " WHERE t.revised_at IS NULL AND c.released_in IS NOT NULL AND c.released_in <= ?",
+            (newest,),
+        ):
+            facts = own_tombstone_facts(
+                uid, scope=scope, license=licence, ai_use=ai_use, eval=consent, released_in=released_in
+            )
+            answer = disclose(facts, _ANY_STATE, audience, snapshot=True)
+            if not answer:
+                return answer.reason
+    if federated:
+        origins = set(summary.origins)
+        for origin, uid in conn.execute("SELECT origin, uid FROM fed_tombstones WHERE revised_at IS NULL"):
+            if origin not in origins:
+                continue
+            facts = RecordFacts(
+                uid=uid,
+                scope=Scope.PUBLIC,
+                license=License.CC0,  # not kept once withdrawn; plays no part here
+                ai_use="",
+                eval=EvalConsent.NO,
+                attribution=AttributionMode.ANONYMOUS,
+                state=RecordState.WITHDRAWN,
+                admitted=True,
+                origin=origin,
+            )
+            answer = disclose(facts, _ANY_STATE, audience, snapshot=True)
+            if not answer:
+                return answer.reason
+    return None
+
+
+def revise_releases(store: Store, releases: Path, *, seed: bytes, node_id: str, now: int) -> RevisionReport:
+    """Revise every served release holding a record a pending tombstone names; the caller holds
+    the release lock (cuts and revisions never run side by side)."""
+    federated_root = releases / "federated"
+    pending = store.read(_pending)
+    if not pending.own and not pending.peers:
+        return RevisionReport()
+    # A run killed midway left its tombstones pending (they are marked last): clean up after it.
+    clear_revision_leftovers(store, releases)
+    revised: list[RevisedRelease] = []
+    # This co-op's own releases: a record is in the releases from the one that first released it on.
+    for stored in store.read(lambda c: _stored(c, "releases")):
+        version = stored.summary.version
+        drop = {
+            ("", uid): _REASONS.get(reason, reason)
+            for uid, (reason, released_in) in pending.own.items()
+            if released_in is not None and released_in <= version
+        }
+        done = _revise_one(store, releases, stored, drop, federated=False, seed=seed, now=now)
+        if done is not None:
+            revised.append(done)
+    # Federated releases: this co-op's released records and the peers' mirrored ones.
+    fed_drop: dict[_RowKey, str] = {
+        (node_id, uid): _REASONS.get(reason, reason)
+        for uid, (reason, released_in) in pending.own.items()
+        if released_in is not None
+    }
+    fed_drop.update({key: _AT_ORIGIN for key in pending.peers})
+    if federated_root.is_dir():
+        for stored in store.read(lambda c: _stored(c, "federated_releases")):
+            origins = set(stored.summary.origins)
+            drop = {key: why for key, why in fed_drop.items() if key[0] in origins}
+            done = _revise_one(store, federated_root, stored, drop, federated=True, seed=seed, now=now)
+            if done is not None:
+                revised.append(done)
+    store.write(lambda c: _mark_revised(c, pending, now))
+    return RevisionReport(revised=tuple(revised), tombstones=len(pending.own) + len(pending.peers))
+
+
+def _mark_revised(conn: sqlite3.Connection, pending: _Pending, now: int) -> None:
+    uids = sorted(pending.own)
+    for start in range(0, len(uids), _CHUNK):
+        chunk = uids[start : start + _CHUNK]
+        conn.execute(
+            f"UPDATE tombstones SET revised_at = ? WHERE revised_at IS NULL AND uid IN ({', '.join('?' * len(chunk))})",
+            (now, *chunk),
+        )
+    conn.executemany(
+        "UPDATE fed_tombstones SET revised_at = ? WHERE origin = ? AND uid = ? AND revised_at IS NULL",
+        [(now, origin, uid) for origin, uid in sorted(pending.peers)],
+    )
+
+
+def _keys_in(path: Path, drop: dict[_RowKey, str], *, federated: bool) -> set[_RowKey]:
+    """The rows of one JSONL file that ``drop`` names (a byte search first: most files hold none)."""
+    if not drop or not path.is_file() or path.stat().st_size == 0:
+        return set()
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if not any(data.find(uid.encode()) >= 0 for _, uid in drop):
+            return set()
+    found: set[_RowKey] = set()
+    with path.open("rb") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            key = _KEY.decode(line)
+            row_key = ((key.origin or "") if federated else "", key.uid)
+            if row_key in drop:
+                found.add(row_key)
+    return found
+
+
+def _link(source: Path, destination: Path) -> None:
+    """An unchanged file of the old revision in the new one (a release's files are never modified)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copyfile(source, destination)
+        fsync_file(destination)
+
+
+class _Removed(msgspec.Struct, frozen=True):
+    key: tuple[str, str]
+    line: bytes
+
+
+def _rewrite_bucket(
+    old: Path, tmp: Path, bucket: BucketSummary, drop: set[_RowKey], *, federated: bool
+) -> tuple[BucketSummary, list[_Removed]]:
+    """The bucket's JSONL and Parquet again, without the dropped rows, through the cut's own writer."""
+    writer = _BucketWriter(tmp, bucket.license, federated_schema() if federated else record_schema())
+    removed: list[_Removed] = []
+    try:
+        with (old / bucket.name / "data.jsonl").open("rb") as handle:
+            for raw in handle:
+                line = raw.rstrip(b"\n")
+                if not line:
+                    continue
+                row = _ROW.decode(line)
+                key = ((row.origin or "") if federated else "", row.uid)
+                if key in drop:
+                    removed.append(_Removed(key, line))
+                    continue
+                writer.add(line, label=row.label, language=row.language or "unknown", ai_use=row.ai_use)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close(), removed
+
+
+def _revise_one(
+    store: Store,
+    root: Path,
+    stored: _Stored,
+    drop: dict[_RowKey, str],
+    *,
+    federated: bool,
+    seed: bytes,
+    now: int,
+) -> RevisedRelease | None:
+    """Revise one release if it holds a row ``drop`` names; None when it holds none."""
+    if not drop:
+        return None
+    old = stored.summary
+    folder = root / old.label
+    hits = {b.name: _keys_in(folder / b.name / "data.jsonl", drop, federated=federated) for b in old.buckets}
+    if not any(hits.values()):
+        return None
+    new_label = f"{old.name}-r{old.revision + 1}"
+    tmp = root / f".{new_label}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        buckets: list[BucketSummary] = []
+        removed: list[_Removed] = []
+        for bucket in old.buckets:
+            if hits[bucket.name]:
+                fresh, gone = _rewrite_bucket(folder, tmp, bucket, hits[bucket.name], federated=federated)
+                buckets.append(fresh)
+                removed += gone
+            else:
+                for entry in bucket.files:
+                    _link(folder / entry.path, tmp / entry.path)
+                buckets.append(bucket)
+        _link(folder / "tombstones.jsonl", tmp / "tombstones.jsonl")
+        earlier = [f for f in old.files if f.path.startswith(f"{REVISIONS_DIR}/")]
+        for entry in earlier:
+            _link(folder / entry.path, tmp / entry.path)
+        revision = old.revision + 1
+        summary = _finish(
+            tmp,
+            msgspec.structs.replace(
+                old,
+                buckets=tuple(buckets),
+                records=sum(b.records for b in buckets),
+                revision=revision,
+                files=(),
+            ),
+        )
+        statement = _statement(old, summary, removed, drop, federated=federated, now=now)
+        relative = f"{REVISIONS_DIR}/r{revision}.dsse.json"
+        (tmp / REVISIONS_DIR).mkdir(exist_ok=True)
+        (tmp / relative).write_bytes(seal(_ENCODER.encode(statement), REVISION_PAYLOAD_TYPE, [seed]))
+        fsync_file(tmp / relative)
+        entries = sorted(
+            [*summary.files, *earlier, _entry(tmp, relative)],
+            key=lambda e: e.path,
+        )
+        (tmp / "SHA256SUMS").write_text("".join(f"{e.sha256}  {e.path}\n" for e in entries), encoding="ascii")
+        fsync_file(tmp / "SHA256SUMS")
+        fsync_dir(tmp / REVISIONS_DIR)
+        fsync_dir(tmp)
+        summary = msgspec.structs.replace(summary, files=tuple(entries))
+        final = root / summary.label
+        shutil.rmtree(final, ignore_errors=True)  # an unreferenced leftover of a run that died
+        tmp.rename(final)
+        fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    scopes = [(r.key, _choices(r).scope.value) for r in removed] if federated else []
+    table = "federated_releases" if federated else "releases"
+
+    def commit(conn: sqlite3.Connection) -> bool:
+        moved = conn.execute(
+            f"UPDATE {table} SET summary = ?, record_count = ? WHERE version = ? AND summary = ?",
+            (_SUMMARY_ENCODER.encode(summary), summary.records, summary.version, stored.raw),
+        ).rowcount
+        if moved != 1:
+            return False
+        # A peer's record this node published in a federated release: its tombstone may be named there.
+        conn.executemany(
+            "UPDATE fed_tombstones SET released_scope = ? WHERE origin = ? AND uid = ? AND released_scope IS NULL",
+            [(scope, origin, uid) for (origin, uid), scope in scopes],
+        )
+        collective.audit(
+            conn,
+            seed=seed,
+            at=now,
+            actor="system",
+            action="release.revise",
+            payload={
+                "release": summary.name,
+                "federated": federated,
+                "revision": summary.revision,
+                "removed": len(removed),
+            },
+        )
+        return True
+
+    if not store.write(commit):
+        shutil.rmtree(final, ignore_errors=True)
+        raise NodeError(f"release {old.name} changed while it was being revised; try again")
+    # The row names the new folder now: the old one is served no more, and goes.
+    shutil.rmtree(folder, ignore_errors=True)
+    fsync_dir(root)
+    return RevisedRelease(
+        release=old.name, federated=federated, revision=summary.revision, removed=len(removed)
+    )
+
+
+def _choices(removed: _Removed) -> _Choices:
+    return _CHOICES.decode(removed.line)
+
+
+def _facts(removed: _Removed, *, origin: str | None) -> RecordFacts:
+    """The policy's view of a removed row: withdrawn, and admitted (the release held it)."""
+    row = _choices(removed)
+    return RecordFacts(
+        uid=row.uid,
+        scope=row.scope,
+        license=row.license,
+        ai_use=row.ai_use,
+        eval=row.eval,
+        attribution=row.attribution.mode,
+        state=RecordState.WITHDRAWN,
+        admitted=True,
+        origin=origin,
+    )
+
+
+def _entry(root: Path, relative: str) -> FileEntry:
+    path = root / relative
+    return FileEntry(path=relative, sha256=sha256_file(path), bytes=path.stat().st_size)
+
+
+def _statement(
+    old: ReleaseSummary,
+    new: ReleaseSummary,
+    removed: list[_Removed],
+    drop: dict[_RowKey, str],
+    *,
+    federated: bool,
+    now: int,
+) -> RevisionStatement:
+    """The signed account of one revision; it names a removed record only where the policy allows."""
+    audience = Audience.FEDERATED if federated else Audience.PUBLIC
+    named: list[RemovedRecord] = []
+    unnamed = 0
+    for item in removed:
+        origin, uid = item.key
+        own = not federated or origin == old.node_id
+        if disclose_tombstone(_facts(item, origin=None if own else origin), _ANY_STATE, audience):
+            named.append(RemovedRecord(uid=uid, reason=drop[item.key], origin=origin if federated else None))
+        else:
+            unnamed += 1
+    before = {f.path: f.sha256 for f in old.files if not f.path.startswith(f"{REVISIONS_DIR}/")}
+    after = {f.path: f.sha256 for f in new.files}
+    changed = tuple(
+        ChangedFile(path, before.get(path), after.get(path))
+        for path in sorted(before.keys() | after.keys())
+        if before.get(path) != after.get(path)
+    )
+    reasons = sorted({r.reason for r in named}) or [_REASONS["withdrawn"]]
+    return RevisionStatement(
+        release=old.name,
+        federated=federated,
+        coop=old.coop,
+        node_id=old.node_id,
+        revision=new.revision,
+        previous_revision=old.revision,
+        at=now,
+        reason="; ".join(reasons),
+        removed=tuple(sorted(named, key=lambda r: (r.origin or "", r.uid))),
+        unnamed=unnamed,
+        files=changed,
+    )
+
+
+def verify_revision(data: bytes, public_key: bytes) -> RevisionStatement:
+    """Check a revision statement's signature against the co-op's key and decode it."""
+    try:
+        envelope, payload = open_envelope(data, payload_type=REVISION_PAYLOAD_TYPE, max_bytes=_MAX_STATEMENT)
+    except InvalidValueError as exc:
+        raise NodeError(f"not a revision statement: {exc}", field="statement") from None
+    if public_key.hex() not in valid_signers(envelope, payload, {public_key.hex(): public_key}):
+        raise NodeError("the revision statement is not signed by this key", field="statement")
+    try:
+        return _STATEMENT.decode(payload)
+    except msgspec.DecodeError as exc:
+        raise NodeError(f"not a revision statement: {exc}", field="statement") from None
+
+
+def clear_revision_leftovers(store: Store, releases: Path) -> list[Path]:
+    """Remove what a killed revision left: temp folders, and revision folders no row names
+    (a new one never committed, or an old one whose removal did not happen)."""
+    removed: list[Path] = []
+    for root, table in ((releases, "releases"), (releases / "federated", "federated_releases")):
+        if not root.is_dir():
+            continue
+        labels = {s.summary.version: s.summary.label for s in store.read(partial(_stored, table=table))}
+        for path in _stale(root.iterdir(), labels):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        if removed:
+            fsync_dir(root)
+    return removed
+
+
+def _stale(children: Iterable[Path], labels: dict[int, str]) -> list[Path]:
+    stale: list[Path] = []
+    for path in children:
+        name = path.name
+        if _REVISION_TMP.match(name):
+            stale.append(path)
+            continue
+        match = _REVISION_FOLDER.match(name) or _CUT_FOLDER.match(name)
+        if match is None:
+            continue
+        version = int(match.group(1))
+        # A folder of a release with no row is a cut's business (its own leftovers), not ours.
+        if version in labels and labels[version] != name:
+            stale.append(path)
+    return stale
