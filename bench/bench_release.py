@@ -3,8 +3,8 @@
 The benchmark makes a data directory with ``coop init`` and ``coop member
 add``, then writes N accepted public contributions straight into SQLite in
 bulk: licences spread over the three buckets, ``record`` the canonical bytes
-of a :class:`coop.governance.Record` built as the pipeline builds it, the
-submission it came from, ``record_sha256``, ``dedup_key``, ``accepted_tick``
+of a :class:`coop.governance.Record` built as the pipeline builds it (no raw
+submission: it is erased at acceptance), ``record_sha256``, ``dedup_key``, ``accepted_tick``
 (and ``ticks.n`` = N).  The bulk rows come from a fast template; on a sample
 the template is checked byte for byte against the real path
 (``build_submission`` on a request body, then ``pipeline.process_entry``).
@@ -61,6 +61,8 @@ from coop.governance import (
     Source,
     parse_ai_use,
 )
+from coop.node.attribution import Contributor, public_identity
+from coop.node.datadir import DataDir
 from coop.node.ids import uuid7
 from coop.node.intake.chat import IntakeFormat, Limits, ParsedChat
 from coop.node.pipeline import Accepted, dedup_key, process_entry
@@ -217,9 +219,10 @@ def fast_dedup_key(messages: tuple[Message, ...]) -> str:
     return digest.hexdigest()
 
 
-def template_record(item: Item, contributor_hash: str) -> tuple[bytes, str, str]:
+def template_record(item: Item, contributor: Contributor, salt: bytes) -> tuple[bytes, str, str]:
     """(record bytes, record sha256, dedup key) as process_entry makes them for clean text."""
     sub = item.submission
+    attribution, contributor_hash = public_identity(sub.attribution, contributor, salt)
     messages, feedback = sub.chat.messages, sub.chat.feedback
     conversation = _SORTED.encode({"messages": messages, "feedback": feedback})
     record = Record(
@@ -238,7 +241,7 @@ def template_record(item: Item, contributor_hash: str) -> tuple[bytes, str, str]
         license=sub.license,
         ai_use=sub.ai_use,
         eval=sub.eval,
-        attribution=sub.attribution,
+        attribution=attribution,
         contributor_hash=contributor_hash,
         scope=sub.scope,
         provenance=Provenance(
@@ -252,7 +255,7 @@ def template_record(item: Item, contributor_hash: str) -> tuple[bytes, str, str]
     return data, hashlib.sha256(data).hexdigest(), fast_dedup_key(messages)
 
 
-def check_sample(generator: Generator, count: int, contributor_hash: str) -> str:
+def check_sample(generator: Generator, count: int, contributor: Contributor, salt: bytes) -> str:
     """Compare the fast template with the node's own path on ``count`` items; raise on a difference."""
     via_request = 0
     for n in range(count):
@@ -275,12 +278,13 @@ def check_sample(generator: Generator, count: int, contributor_hash: str) -> str
             _PLAIN.encode(item.submission),
             uid=item.uid,
             created_at=item.created_at,
-            contributor_hash=contributor_hash,
+            contributor=contributor,
+            salt=salt,
             threshold=5,
         )
         if not isinstance(outcome, Accepted) or outcome.pii:
             raise SystemExit(f"sample {n}: process_entry did not accept it cleanly: {outcome}")
-        data, sha, key = template_record(item, contributor_hash)
+        data, sha, key = template_record(item, contributor, salt)
         expected = (outcome.record_bytes, outcome.record_sha256, outcome.dedup_key)
         if (data, sha, key) != expected or key != dedup_key(item.submission.chat.messages):
             raise SystemExit(f"sample {n}: the template differs from process_entry")
@@ -308,13 +312,15 @@ def populate(root: Path, records: int, *, seed: int, sample: int) -> Populated:
     subprocess.run([str(COOP), "member", "add", str(root), "bench"], check=True, capture_output=True)
     conn = sqlite3.connect(root / "coop.sqlite3", isolation_level=None)
     try:
-        member_id, name, chash = conn.execute(
-            "SELECT id, name, contributor_hash FROM members WHERE name = 'bench'"
+        member_id, name, chash, pseudonym = conn.execute(
+            "SELECT id, name, contributor_hash, pseudonym FROM members WHERE name = 'bench'"
         ).fetchone()
+        salt = DataDir(root).salt()
+        contributor = Contributor(member_hash=chash, handle=name)
         now = int(time.time())
-        generator = Generator(seed, member=name, pseudonym=f"member-{chash[:8]}", start=now - 30 * records)
-        sample_note = check_sample(generator, sample, chash)
-        generator = Generator(seed, member=name, pseudonym=f"member-{chash[:8]}", start=now - 30 * records)
+        generator = Generator(seed, member=name, pseudonym=pseudonym, start=now - 30 * records)
+        sample_note = check_sample(generator, sample, contributor, salt)
+        generator = Generator(seed, member=name, pseudonym=pseudonym, start=now - 30 * records)
         # A bulk load straight into the database file (no WAL to copy twice), WAL again at the end.
         conn.execute("PRAGMA journal_mode = OFF")
         conn.execute("PRAGMA synchronous = OFF")
@@ -327,7 +333,7 @@ def populate(root: Path, records: int, *, seed: int, sample: int) -> Populated:
             for n in range(records):
                 item = generator.item(n)
                 sub = item.submission
-                data, sha, key = template_record(item, chash)
+                data, sha, key = template_record(item, contributor, salt)
                 per_licence[sub.license.value] += 1
                 record_bytes += len(data)
                 yield (
@@ -355,7 +361,8 @@ def populate(root: Path, records: int, *, seed: int, sample: int) -> Populated:
         for done in range(0, records, _BATCH):
             batch = [next(source) for _ in range(min(_BATCH, records - done))]
             conn.execute("BEGIN")
-            # The row, and its submission and record beside it in `contents` (as the node keeps them).
+            # The row, and its record beside it in `contents`: an accepted row's raw submission is
+            # erased at acceptance (as the node does since issue 10).
             conn.executemany(
                 "INSERT INTO contributions (seq, uid, member_id, state, channel, created_at, updated_at, label,"
                 " license, ai_use, scope, eval, language, tags, record_sha256, dedup_key, pii, accepted_tick)"
@@ -363,8 +370,8 @@ def populate(root: Path, records: int, *, seed: int, sample: int) -> Populated:
                 (row[:13] + row[15:] for row in batch),
             )
             conn.executemany(
-                "INSERT INTO contents (seq, submission, record) VALUES (?, ?, ?)",
-                ((row[0], row[13], row[14]) for row in batch),
+                "INSERT INTO contents (seq, submission, record) VALUES (?, NULL, ?)",
+                ((row[0], row[14]) for row in batch),
             )
             conn.execute("COMMIT")
             if (done // _BATCH) % 10 == 9:
@@ -592,7 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = [
         f"- data: seed {args.seed}; accepted public records, licences "
         + ", ".join(f"{k} {v:,}" for k, v in sorted(per_licence.items()))
-        + "; each row also holds its submission (as accepted rows on a node do)",
+        + "; rows hold the redacted record only (raw submissions are erased at acceptance)",
         f"- {results[-1][0].sample_note}",
         "- time: wall clock of `coop release DIR` as its own process (start to exit, including the"
         " final database update that marks the records released); peak RSS from wait4 (ru_maxrss)",

@@ -17,11 +17,11 @@ import io
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 
 import msgspec
 import pyarrow as pa
@@ -30,12 +30,16 @@ import pyarrow.parquet as pq
 
 from coop.governance import (
     AiUse,
+    AttributionMode,
     Audience,
     CollectiveState,
     Embargo,
+    EvalConsent,
     License,
     PolicyError,
     Preference,
+    RecordFacts,
+    RecordState,
     Scope,
     admit,
     disclose,
@@ -487,14 +491,16 @@ def _select(conn: sqlite3.Connection, *, now: int) -> _Selection:
     public: list[int] = []
     federation: list[int] = []
     if remaining != 0:
+        # The row's columns are all admission reads (never the record's bytes: a second pass
+        # over every record would double the cut); the form is applied when the files are written.
         candidates = conn.execute(
-            f"SELECT c.seq, t.record, {OWN_FACTS} FROM contributions c JOIN contents t ON t.seq = c.seq"
+            f"SELECT c.seq, {OWN_FACTS} FROM contributions c"
             " WHERE c.state = 'accepted' AND c.admitted_in IS NULL AND c.scope IN ('public', 'federation')"
             " ORDER BY c.seq"
         )
-        for seq, data, *row in candidates:
-            facts = None if data is None else own_facts(row, bytes(data))
-            if facts is None or not admit(facts, state):
+        for seq, *row in candidates:
+            facts = _admission_facts(row)
+            if not admit(facts, state):
                 continue
             (public if facts.scope is Scope.PUBLIC else federation).append(int(seq))
             if remaining is not None and len(public) + len(federation) >= remaining:
@@ -511,6 +517,29 @@ def _select(conn: sqlite3.Connection, *, now: int) -> _Selection:
         public=tuple(public),
         federation=tuple(federation),
     )
+
+
+def _admission_facts(row: Sequence[Any]) -> RecordFacts:
+    """A candidate row (:data:`OWN_FACTS` columns) as :func:`admit` reads it.
+
+    Admission never depends on how the member is credited, so the attribution is left at
+    its strictest (anonymous); the record's own form is decided as its bytes are written.
+    """
+    return RecordFacts(
+        uid=row[0],
+        scope=Scope(row[1]),
+        license=License(row[2]),
+        ai_use=row[3],
+        eval=EvalConsent(row[4]),
+        attribution=AttributionMode.ANONYMOUS,
+        state=RecordState(row[5]),
+        admitted=row[6] is not None,
+        tags=_TAGS.decode(row[7]),
+        language=row[8],
+    )
+
+
+_TAGS: Final = msgspec.json.Decoder(tuple[str, ...])
 
 
 def _json_seqs(seqs: tuple[int, ...] | list[int]) -> str:
