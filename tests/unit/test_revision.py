@@ -408,3 +408,51 @@ def test_revision_pending_bucket_files_are_refused_until_revised(node: Node) -> 
         assert gone not in http.get("/releases/federated/v1/cc0/data.jsonl").text
         statement = http.get("/releases/v1/revisions/r2.dsse.json")
         assert [r.uid for r in verify_revision(statement.content, node.identity.public_key).removed] == [gone]
+
+
+def test_reform_after_an_upgrade_takes_member_hashes_off_anonymous_rows_of_served_releases(
+    node: Node,
+) -> None:
+    """Releases cut before anonymity was enforced carried the member's hash on anonymous rows:
+    the one-time upgrade step revises them (same rows, new checksums, a signed statement)."""
+    member, _ = make_member(node, "ada")
+    anonymous = contribute(node, member, scope="public", license="CC0-1.0", attribution="anonymous")
+    named = contribute(node, member, scope="public", license="CC0-1.0", attribution="username")
+    process(node)
+    summary = node.cut_release()
+    folder = _served(node, summary)
+    member_hash = node.store.read(
+        lambda c: c.execute("SELECT contributor_hash FROM members WHERE name = 'ada'").fetchone()[0]
+    )
+    # As an earlier version wrote it: the anonymous row names the member's hash.
+    path = folder / "cc0" / "data.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        if row["uid"] == anonymous:
+            row["contributor_hash"] = member_hash
+    path.write_text("".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n" for r in rows))
+    node.store.write(lambda c: c.execute("INSERT INTO upgrade_steps (name) VALUES ('reform-releases')"))
+    reopened = Node(node.data.root)  # the step runs when the node opens, before anything is served
+    try:
+        revised = reopened.store.read(lambda c: get_release(c, summary.version))
+        served = _served(reopened, revised)
+    finally:
+        reopened.close()
+    assert revised.revision == summary.revision + 1
+    assert sorted(_uids(served / "cc0" / "data.jsonl")) == sorted([anonymous, named])
+    for row in pq.read_table(served / "cc0" / "data.parquet").to_pylist() + [
+        json.loads(line) for line in (served / "cc0" / "data.jsonl").read_text().splitlines()
+    ]:
+        if row["uid"] == anonymous:
+            assert row["contributor_hash"] is None
+        else:
+            assert row["contributor_hash"] == member_hash
+    _assert_whole(served, revised)
+    key = node.identity.public_key
+    statement = verify_revision((served / f"revisions/r{revised.revision}.dsse.json").read_bytes(), key)
+    assert statement.removed == () and "identifiers" in statement.reason
+    again = Node(node.data.root)  # struck off: opening again revises nothing
+    try:
+        assert again.store.read(lambda c: get_release(c, summary.version)).revision == revised.revision
+    finally:
+        again.close()

@@ -400,6 +400,13 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX tombstones_to_revise ON tombstones (uid) WHERE revised_at IS NULL;
     CREATE INDEX fed_tombstones_to_revise ON fed_tombstones (origin, uid) WHERE revised_at IS NULL;
     """,
+    # 12: releases cut before anonymity was enforced carry the member's hash on anonymous and
+    #     pseudonymous rows: a one-time revision puts every served release in its public form
+    #     (coop.node.revision.reform_releases), then the step is struck off.
+    """
+    CREATE TABLE upgrade_steps (name TEXT PRIMARY KEY) WITHOUT ROWID;
+    INSERT INTO upgrade_steps (name) VALUES ('reform-releases');
+    """,
 )
 
 

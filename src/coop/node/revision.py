@@ -63,6 +63,7 @@ from coop.governance import (
 from coop.governance.envelope import open_envelope, seal, valid_signers
 from coop.governance.errors import InvalidValueError
 from coop.node import collective
+from coop.node.attribution import PublicForms
 from coop.node.errors import NodeError
 from coop.node.files import fsync_dir, fsync_file, sha256_file
 from coop.node.release import (
@@ -79,14 +80,18 @@ from coop.node.store import Store
 from coop.node.tombstones import own_tombstone_facts
 
 __all__ = [
+    "REFORM_STEP",
     "REVISIONS_DIR",
     "REVISION_PAYLOAD_TYPE",
     "ChangedFile",
+    "Reform",
     "RemovedRecord",
     "RevisedRelease",
     "RevisionReport",
     "RevisionStatement",
     "clear_revision_leftovers",
+    "reform_pending",
+    "reform_releases",
     "revise_releases",
     "revision_pending",
     "verify_revision",
@@ -102,6 +107,16 @@ _REASONS: Final = {
     "rectified": "rectified by the member (replaced by a new record)",
 }
 _AT_ORIGIN: Final = "withdrawn by the member at its origin co-op"
+_REFORMED: Final = (
+    "contributor identifiers taken off anonymous and pseudonymous records (they linked them to the"
+    " member's other records)"
+)
+_REFORMED_NOTICE: Final = (
+    "No record was removed: rows were rewritten so that anonymous records carry no identifier and a "
+    "pseudonymous record only its pseudonym's own. Copies downloaded before cannot be recalled: if you "
+    "hold one, replace it with this revision."
+)
+REFORM_STEP: Final = "reform-releases"
 _NOTICE: Final = (
     "These records were removed from every copy of this release the co-op still serves. Copies "
     "downloaded before cannot be recalled: if you hold one, delete the records named here."
@@ -326,6 +341,32 @@ def revise_releases(store: Store, releases: Path, *, seed: bytes, node_id: str, 
     return RevisionReport(revised=tuple(revised), tombstones=len(pending.own) + len(pending.peers))
 
 
+def reform_pending(conn: sqlite3.Connection) -> bool:
+    """Is the one-time revision of releases cut before anonymity was enforced still to run?"""
+    return conn.execute("SELECT 1 FROM upgrade_steps WHERE name = ?", (REFORM_STEP,)).fetchone() is not None
+
+
+def reform_releases(store: Store, releases: Path, *, seed: bytes, now: int) -> RevisionReport:
+    """Once, after an upgrade: revise every served release whose rows are not in their public
+    form (see :class:`Reform`), then strike the step off; the caller holds the release lock."""
+    reform = Reform(store.read(PublicForms.load))
+    revised: list[RevisedRelease] = []
+    for table, root, federated in (
+        ("releases", releases, False),
+        ("federated_releases", releases / "federated", True),
+    ):
+        if not root.is_dir():
+            continue
+        for stored in store.read(lambda c, table=table: _stored(c, table)):  # type: ignore[misc]
+            done = _revise_one(
+                store, root, stored, {}, federated=federated, seed=seed, now=now, reform=reform
+            )
+            if done is not None:
+                revised.append(done)
+    store.write(lambda c: c.execute("DELETE FROM upgrade_steps WHERE name = ?", (REFORM_STEP,)))
+    return RevisionReport(revised=tuple(revised))
+
+
 def _mark_revised(conn: sqlite3.Connection, pending: _Pending, now: int) -> None:
     uids = sorted(pending.own)
     for start in range(0, len(uids), _CHUNK):
@@ -374,10 +415,46 @@ class _Removed(msgspec.Struct, frozen=True):
     line: bytes
 
 
+class Reform:
+    """Rows of a release put in the form the disclosure policy lets out now (no member link on
+    anonymous rows, no member hash on pseudonymous ones): :class:`PublicForms` over a release's
+    lines, own (``{...}``) or federated (``{"origin":"<id>",...}``)."""
+
+    def __init__(self, forms: PublicForms) -> None:
+        self.forms = forms
+
+    def apply(self, line: bytes, *, federated: bool) -> bytes:
+        if not federated:
+            return self.forms.apply(line)
+        cut = line.find(b'",') + 2  # after the origin's id, which the row leads with
+        if cut < 2:
+            return line
+        body = b"{" + line[cut:]
+        public = self.forms.apply(body)
+        return line if public is body else line[:cut] + public[1:]
+
+    def rows_to_change(self, path: Path, *, federated: bool) -> bool:
+        if not path.is_file():
+            return False
+        with path.open("rb") as handle:
+            return any(
+                self.apply(raw.rstrip(b"\n"), federated=federated) is not raw.rstrip(b"\n")
+                for raw in handle
+                if raw.strip()
+            )
+
+
 def _rewrite_bucket(
-    old: Path, tmp: Path, bucket: BucketSummary, drop: set[_RowKey], *, federated: bool
+    old: Path,
+    tmp: Path,
+    bucket: BucketSummary,
+    drop: set[_RowKey],
+    *,
+    federated: bool,
+    reform: Reform | None = None,
 ) -> tuple[BucketSummary, list[_Removed]]:
-    """The bucket's JSONL and Parquet again, without the dropped rows, through the cut's own writer."""
+    """The bucket's JSONL and Parquet again, without the dropped rows (and each kept row in its
+    public form, with ``reform``), through the cut's own writer."""
     writer = _BucketWriter(tmp, bucket.license, federated_schema() if federated else record_schema())
     removed: list[_Removed] = []
     try:
@@ -391,6 +468,8 @@ def _rewrite_bucket(
                 if key in drop:
                     removed.append(_Removed(key, line))
                     continue
+                if reform is not None:
+                    line = reform.apply(line, federated=federated)
                 writer.add(line, label=row.label, language=row.language or "unknown", ai_use=row.ai_use)
     except BaseException:
         writer.abort()
@@ -407,14 +486,26 @@ def _revise_one(
     federated: bool,
     seed: bytes,
     now: int,
+    reform: Reform | None = None,
 ) -> RevisedRelease | None:
-    """Revise one release if it holds a row ``drop`` names; None when it holds none."""
-    if not drop:
-        return None
+    """Revise one release if it holds a row ``drop`` names (or, with ``reform``, a row not in its
+    public form); None when it holds none."""
     old = stored.summary
     folder = root / old.label
+    if reform is not None:
+        changing = {
+            b.name
+            for b in old.buckets
+            if reform.rows_to_change(folder / b.name / "data.jsonl", federated=federated)
+        }
+        if not changing:
+            return None
+    elif not drop:
+        return None
+    else:
+        changing = set()
     hits = {b.name: _keys_in(folder / b.name / "data.jsonl", drop, federated=federated) for b in old.buckets}
-    if not any(hits.values()):
+    if not any(hits.values()) and not changing:
         return None
     new_label = f"{old.name}-r{old.revision + 1}"
     tmp = root / f".{new_label}.tmp"
@@ -424,8 +515,10 @@ def _revise_one(
         buckets: list[BucketSummary] = []
         removed: list[_Removed] = []
         for bucket in old.buckets:
-            if hits[bucket.name]:
-                fresh, gone = _rewrite_bucket(folder, tmp, bucket, hits[bucket.name], federated=federated)
+            if hits[bucket.name] or bucket.name in changing:
+                fresh, gone = _rewrite_bucket(
+                    folder, tmp, bucket, hits[bucket.name], federated=federated, reform=reform
+                )
                 buckets.append(fresh)
                 removed += gone
             else:
@@ -448,6 +541,8 @@ def _revise_one(
             ),
         )
         statement = _statement(old, summary, removed, drop, federated=federated, now=now)
+        if reform is not None and not removed:
+            statement = msgspec.structs.replace(statement, reason=_REFORMED, notice=_REFORMED_NOTICE)
         relative = f"{REVISIONS_DIR}/r{revision}.dsse.json"
         (tmp / REVISIONS_DIR).mkdir(exist_ok=True)
         (tmp / relative).write_bytes(seal(_ENCODER.encode(statement), REVISION_PAYLOAD_TYPE, [seed]))

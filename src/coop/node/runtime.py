@@ -33,7 +33,13 @@ from coop.node.federation import FederationService
 from coop.node.intake.chat import Limits
 from coop.node.pipeline import Accepted, process_entry
 from coop.node.release import ReleaseSummary, cut_federated_release, cut_release, get_release
-from coop.node.revision import RevisionReport, revise_releases, revision_pending
+from coop.node.revision import (
+    RevisionReport,
+    reform_pending,
+    reform_releases,
+    revise_releases,
+    revision_pending,
+)
 from coop.node.store import Store
 from coop.node.submission import (
     ContributionRequest,
@@ -81,6 +87,8 @@ class Node:
         else:
             # Names claimed under an earlier way of comparing them are compared the current way.
             self.store.write(attribution.refold)
+        # Releases cut before anonymity was enforced: revised once, before anything is served.
+        self.reform_releases()
 
     def close(self) -> None:
         self.store.close()
@@ -287,6 +295,18 @@ class Node:
             return RevisionReport()  # the usual case: no lock taken, no cut held up
         with self.data.lock("release", purpose="a release cut or revision", wait=wait):
             return self._revise()
+
+    def reform_releases(self, *, wait: float = 60.0) -> RevisionReport:
+        """Once after an upgrade: put releases cut before anonymity was enforced in their public form."""
+        if not self.store.read(reform_pending):
+            return RevisionReport()
+        with self.data.lock("release", purpose="revising releases after an upgrade", wait=wait):
+            if not self.store.read(reform_pending):
+                return RevisionReport()  # another process did it meanwhile
+            report = reform_releases(self.store, self.data.releases_path, seed=self.seed, now=self.now())
+        for item in report.revised:
+            log.info("%s: revision %d puts its rows in their public form", item.release, item.revision)
+        return report
 
     def _revise(self) -> RevisionReport:
         report = revise_releases(
