@@ -383,3 +383,24 @@ def test_sharing_from_an_uploaded_export_erases_the_upload(site: Site) -> None:
     assert shared.status_code == 303, shared.text[:1000]
     with sqlite3.connect(f"file:{site.root / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
         assert conn.execute("SELECT count(*) FROM web_uploads").fetchone()[0] == 0
+
+
+def test_my_data_says_where_an_accepted_record_goes_by_its_scope(site: Site) -> None:
+    browser = Browser(site).sign_in(site.member)
+    uids = {
+        scope: share(
+            browser, f"User: where does a {scope} record go?\nAssistant: As its scope says.", scope=scope
+        )
+        for scope in ("node", "federation")
+    }
+    words = {"node": "Accepted: stays on this node", "federation": "Accepted: to partner co-ops once"}
+    deadline = time.monotonic() + 30
+    while True:
+        page = browser.page("/me")
+        rows = {scope: page.split(f'id="c-{uid}"', 1)[1].split("</tr>", 1)[0] for scope, uid in uids.items()}
+        if all(words[scope] in row for scope, row in rows.items()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)  # the node processes the waiting room every few seconds
+    for scope, row in rows.items():
+        assert words[scope] in row, (scope, row)
+        assert "in the next release" not in row

@@ -10,6 +10,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from coop.federation import (
+    DEFAULT_LIMITS,
     GENESIS,
     PAYLOAD_TYPE,
     Accepted,
@@ -476,3 +477,13 @@ def test_manifest_from_before_the_federation_field_still_verifies_and_chains() -
     assert isinstance(only(decisions), Accepted)
     assert book.store.heads()[origin.id].federation == (SELF,)
     assert book.store.entries(origin.id)[tagged.uid].tags == ("secret",)
+
+
+def test_manifest_with_a_federation_list_beyond_any_co_ops_pins_is_refused() -> None:
+    """A forged list of thousands of ids would tax every signed request that reads the heads."""
+    origin = Origin(1)
+    book = book_for(origin)
+    huge = sorted(f"{n:064x}" for n in range(DEFAULT_LIMITS.max_federation + 1))
+    decision = only(book.receive([origin.manifest([origin.entry()], federation=huge)], now=NOW))
+    assert isinstance(decision, Rejected) and decision.reason is Reason.MALFORMED
+    assert origin.id not in book.store.heads()

@@ -146,6 +146,9 @@ class Limits(msgspec.Struct, frozen=True):
     max_entries: int = 1_000_000
     max_tombstones: int = 1_000_000
     max_lifetime: int = 90 * 86_400
+    # Who a federation scope reaches: a co-op's pinned peers, a few dozen in practice.  Every
+    # signed request reads the heads' lists, so a forged huge one would tax each of them.
+    max_federation: int = 4_096
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -334,7 +337,7 @@ def _check_content(manifest: Manifest, limits: Limits) -> None:
                 raise ManifestError(Reason.MALFORMED, f"{entry.uid} has no valid hash")
             previous = entry.uid
     if manifest.federation is not None and (
-        len(manifest.federation) > limits.max_entries
+        len(manifest.federation) > limits.max_federation
         or any(not _HEX64.match(node) for node in manifest.federation)
         or list(manifest.federation) != sorted(set(manifest.federation))
     ):

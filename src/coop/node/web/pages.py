@@ -84,7 +84,7 @@ _ENCODER: Final = msgspec.json.Encoder()
 STATE_WORDS: Final = {
     ContributionState.WAITING.value: "Waiting to be checked",
     ContributionState.PROCESSING.value: "Being checked",
-    ContributionState.ACCEPTED.value: "Accepted: in the next release",
+    ContributionState.ACCEPTED.value: "Accepted: in the next release",  # public scope (me.html words the others)
     ContributionState.RELEASED.value: "Released",
     ContributionState.QUARANTINED.value: "Held for an admin's review",
     ContributionState.REJECTED.value: "Not published (an admin decided)",
