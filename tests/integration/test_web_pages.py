@@ -404,3 +404,20 @@ def test_my_data_says_where_an_accepted_record_goes_by_its_scope(site: Site) -> 
     for scope, row in rows.items():
         assert words[scope] in row, (scope, row)
         assert "in the next release" not in row
+
+
+def test_the_contribute_page_says_what_travels_where_what_is_kept_and_what_withdrawing_does(
+    site: Site,
+) -> None:
+    page = Browser(site).sign_in(site.member).page("/contribute")
+    for words in (
+        "co-ops this co-op has pinned as its peers",  # federation scope
+        "never publish it",
+        "No name and no identifier travel with the record",  # anonymous
+        "links the records under this pseudonym",  # pseudonymous
+        "is kept only until it is checked",  # raw text
+        "kept until you withdraw it",
+        "takes it out of every release this co-op serves",
+        "cannot be called back",
+    ):
+        assert words in page, words
