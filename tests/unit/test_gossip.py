@@ -487,3 +487,20 @@ def test_manifest_with_a_federation_list_beyond_any_co_ops_pins_is_refused() -> 
     decision = only(book.receive([origin.manifest([origin.entry()], federation=huge)], now=NOW))
     assert isinstance(decision, Rejected) and decision.reason is Reason.MALFORMED
     assert origin.id not in book.store.heads()
+
+
+def test_serve_relays_an_origins_manifests_only_to_co_ops_of_its_federation() -> None:
+    """A signed manifest lists federation-scope records and cannot be trimmed: not relayed beyond."""
+    origin = Origin(1)
+    book = book_for(origin)
+    member, outsider = f"{7:064x}", f"{8:064x}"
+    envelope = origin.manifest([origin.entry(Scope.FEDERATION)], federation=[SELF, member])
+    assert isinstance(only(book.receive([envelope], now=NOW)), Accepted)
+    want = [Want(origin=origin.id, after=0)]
+    assert book.serve(want, requester=member) == [envelope]
+    assert book.serve(want, requester=origin.id) == [envelope]
+    assert book.serve(want, requester=outsider) == []
+    old_style = Origin(2)
+    book2 = book_for(old_style)
+    book2.receive([old_style.manifest([old_style.entry()])], now=NOW)  # no federation list
+    assert book2.serve([Want(origin=old_style.id, after=0)], requester=member) == []

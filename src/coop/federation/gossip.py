@@ -179,6 +179,15 @@ class Rejected(msgspec.Struct, frozen=True):
 Decision = Accepted | Duplicate | Equivocation | Rejected
 
 
+def _may_relay(origin: str, requester: str, self_id: str, heads: Mapping[str, Head]) -> bool:
+    """May ``origin``'s manifests go to ``requester``?  Its own, ours (to our pinned peers:
+    our federation), and another origin's to a co-op its latest manifest names."""
+    if origin in (requester, self_id):
+        return True
+    head = heads.get(origin)
+    return head is not None and head.federation is not None and requester in head.federation
+
+
 class BookStore(Protocol):
     """Where a book keeps what it knows (memory for the simulator, SQLite for a node)."""
 
@@ -280,10 +289,20 @@ class Book:
     def wants(self, remote: Mapping[str, DigestItem]) -> list[Want]:
         return wants(self.digest(), remote, set(self.pinned) | {self.self_id})
 
-    def serve(self, requested: Sequence[Want], *, max_items: int = _MAX_SERVE) -> list[bytes]:
-        """Envelopes a peer asked for: evidence pairs first, then chains in order, bounded."""
+    def serve(
+        self, requested: Sequence[Want], *, max_items: int = _MAX_SERVE, requester: str | None = None
+    ) -> list[bytes]:
+        """Envelopes a peer asked for: evidence pairs first, then chains in order, bounded.
+
+        With ``requester`` (the peer's verified node id), another origin's manifests go only to
+        a co-op of that origin's federation (its latest manifest's list): a signed manifest
+        lists its federation-scope records and cannot be trimmed, so it is not relayed beyond.
+        """
         out: list[bytes] = []
         known = set(self.pinned) | {self.self_id}
+        if requester is not None:
+            heads = self.store.heads()
+            known = {origin for origin in known if _may_relay(origin, requester, self.self_id, heads)}
         evidence = self.store.evidence()
         for want in requested:
             if want.origin not in known or len(out) >= max_items:

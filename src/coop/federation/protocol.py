@@ -129,7 +129,7 @@ class Responder:
             return _ENC.encode(DigestMessage(self.book.digest()))
         if name == "manifests":
             request = _decode(PullManifests, body)
-            served = self.book.serve(request.wants)
+            served = self.book.serve(request.wants, requester=requester)
             return _ENC.encode(ManifestsMessage([msgspec.Raw(m) for m in served]))
         if name == "push":
             pushed = _decode(ManifestsMessage, body)
@@ -221,14 +221,16 @@ def sync_with(
     timeout: float = 10.0,
     max_bytes: int = 128 * 1024 * 1024,
     records: bool = True,
+    peer: str | None = None,
 ) -> SyncReport:
-    """One push-pull exchange with the peer at ``base``; errors end it and are reported."""
+    """One push-pull exchange with the peer at ``base`` (node id ``peer``, when known: what is
+    pushed to it follows the same relay rule as what it is served); errors end it and are reported."""
     report = SyncReport(peer=base)
     link = _Link(base, transport, signer, report, (timeout, max_bytes))
     try:
         theirs = link.post("summary", SummaryMessage(book.summary()), SummaryMessage)
         if theirs.summary != book.summary():
-            _exchange(link, book, report, now=now)
+            _exchange(link, book, report, now=now, peer=peer)
         else:
             report.in_sync = True
         if records:
@@ -238,7 +240,7 @@ def sync_with(
     return report
 
 
-def _exchange(link: _Link, book: Book, report: SyncReport, *, now: int) -> None:
+def _exchange(link: _Link, book: Book, report: SyncReport, *, now: int, peer: str | None) -> None:
     remote = link.post("digest", DigestMessage(book.digest()), DigestMessage)
     pulled: list[object] = []
     for _ in range(MAX_PULL_ROUNDS):
@@ -256,7 +258,7 @@ def _exchange(link: _Link, book: Book, report: SyncReport, *, now: int) -> None:
     # What the peer lacks, among origins it told us about or that we hold.
     theirs_lack = wants(remote.digest, book.digest(), set(book.pinned) | {book.self_id})
     if theirs_lack:
-        envelopes = book.serve(theirs_lack)
+        envelopes = book.serve(theirs_lack, requester=peer)
         if envelopes:
             pushed = link.post("push", ManifestsMessage([msgspec.Raw(e) for e in envelopes]), PushReport)
             report.pushed = pushed

@@ -824,6 +824,7 @@ class FederationService:
                     now=self.node.now(),
                     timeout=self.node.config.federation.request_timeout_seconds,
                     max_bytes=self.node.config.federation.max_response_bytes,
+                    peer=peer.node_id,
                 )
                 reports.append(report)
                 self.node.store.write(
