@@ -391,3 +391,48 @@ def test_exits_signed_manifests_are_for_admins_and_the_public_sees_only_heads_an
     assert response.status_code == 200 and "payload" in response.json()
     response, _ = _request(populated, "GET", f"/api/v1/federation/origins/{own}", "none")
     assert response.json()["origin"]["embargo"]["on"] is False
+
+
+# -- publishing channels ------------------------------------------------------------------------
+
+
+def test_exits_every_channel_publishes_only_after_asking_the_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each channel ships release folders the cut or a revision wrote; before the files leave,
+    publish() asks the policy about withdrawals they may still hold, and refuses while it says no."""
+    import subprocess
+
+    from test_channel_hf import FakeHub  # the Hub's in-memory stand-in (the one mock)
+
+    from coop.node.channels.publish import CHANNELS, publish
+    from coop.node.errors import BusyError
+
+    node = make_node(tmp_path)
+    try:
+        member, _ = make_member(node, "ben")
+        kept = contribute(node, member, scope="public", license="CC0-1.0")
+        gone = contribute(node, member, scope="public", license="CC0-1.0")
+        process(node)
+        node.cut_release()
+        _withdraw(node, member, gone)
+        # A revision that failed (or a withdrawal just after it): the files still hold the record.
+        monkeypatch.setattr(type(node), "revise_releases", lambda self, wait=0.0: None)
+        bare = tmp_path / "bare.git"
+        subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(bare)], check=True, timeout=60)
+        targets = {"git": str(bare), "site": str(tmp_path / "site"), "hf": "coop/chats"}
+        assert set(targets) == set(CHANNELS), "a new channel: add it to this walk"
+        for channel, target in targets.items():
+            api = FakeHub() if channel == "hf" else None
+            with PolicyCalls() as calls, pytest.raises(BusyError):
+                publish(node, channel, target=target, api=api)  # type: ignore[arg-type]
+            assert calls.count > 0, f"{channel} published without asking the disclosure policy"
+        monkeypatch.undo()
+        node.revise_releases()
+        shipped = publish(node, "site", target=targets["site"])
+        assert shipped.shipped
+        site = tmp_path / "site"
+        text = "".join(p.read_text(errors="ignore") for p in site.rglob("*.jsonl"))
+        assert kept in text and gone not in text
+    finally:
+        node.close()

@@ -34,7 +34,9 @@ from coop.node.channels.base import (
 from coop.node.channels.git import GitPublisher
 from coop.node.channels.hf import HubApi, HubPublisher, hub_api
 from coop.node.channels.site import SitePublisher
+from coop.node.errors import BusyError
 from coop.node.release import ReleaseSummary, list_releases
+from coop.node.revision import withheld
 from coop.node.runtime import Node
 
 __all__ = ["CHANNELS", "PublishReport", "publish", "publisher_for"]
@@ -137,6 +139,15 @@ def publish(
         return msgspec.structs.replace(report, plan=plan)
     shipped: list[Publication] = []
     for summary in todo:
+        # The last word before the files leave: the policy on any withdrawal the files may
+        # still hold (one committed after the revision above, or a revision that failed).
+        why = node.store.read(lambda c, summary=summary: withheld(c, summary, federated=False))  # type: ignore[misc]
+        if why is not None:
+            raise BusyError(
+                f"release {summary.name} still holds a record the co-op may no longer publish ({why}):"
+                " it is being revised; publish again in a minute",
+                field="release",
+            )
         if progress is not None:
             progress(f"publishing {summary.label} to {channel} {publisher.target}")
         ref = publisher.publish(_folder(node, summary), release_statement(summary, node.seed))
