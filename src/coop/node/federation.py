@@ -75,6 +75,7 @@ __all__ = [
     "mirror_facts",
     "origin_states",
     "own_facts",
+    "own_row_facts",
     "record_choices",
 ]
 
@@ -175,19 +176,27 @@ def mirror_facts(origin: str, row: Sequence[Any], data: bytes) -> RecordFacts | 
 
 
 def own_facts(row: Sequence[Any], data: bytes) -> RecordFacts | None:
-    """One of this node's records as the policy sees it, from
-    (uid, scope, license, ai_use, eval, state, admitted_in, tags as JSON, language) and its bytes."""
+    """One of this node's records as the policy sees it, from its :data:`OWN_FACTS` columns and
+    its bytes (for the attribution); None when the bytes are not a record."""
     choices = record_choices(data)
-    if choices is None:
-        return None
-    mode = choices[0]
+    return None if choices is None else own_row_facts(row, attribution=choices[0])
+
+
+def own_row_facts(
+    row: Sequence[Any], *, attribution: AttributionMode = AttributionMode.ANONYMOUS
+) -> RecordFacts:
+    """One of this node's records from its :data:`OWN_FACTS` columns alone.
+
+    Without the record's bytes the attribution is taken at its strictest (anonymous): right
+    wherever the answer does not depend on it (admission never does).
+    """
     return RecordFacts(
         uid=row[0],
         scope=Scope(row[1]),
         license=License(row[2]),
         ai_use=row[3],
         eval=EvalConsent(row[4]),
-        attribution=mode,
+        attribution=attribution,
         state=RecordState(row[5]),
         admitted=row[6] is not None,
         tags=tuple(_TAGS.decode(row[7])),

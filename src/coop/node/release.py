@@ -17,11 +17,11 @@ import io
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Final
 
 import msgspec
 import pyarrow as pa
@@ -30,16 +30,12 @@ import pyarrow.parquet as pq
 
 from coop.governance import (
     AiUse,
-    AttributionMode,
     Audience,
     CollectiveState,
     Embargo,
-    EvalConsent,
     License,
     PolicyError,
     Preference,
-    RecordFacts,
-    RecordState,
     Scope,
     admit,
     disclose,
@@ -50,7 +46,7 @@ from coop.node.collective import current_settings
 from coop.node.contributions import Stage, bump_stage
 from coop.node.croissant import CROISSANT, build_croissant, croissant_bytes
 from coop.node.errors import BusyError, NotFoundError, StorageError
-from coop.node.federation import OWN_FACTS, mirror_facts, origin_states, own_facts
+from coop.node.federation import OWN_FACTS, mirror_facts, origin_states, own_facts, own_row_facts
 from coop.node.files import fsync_dir, fsync_file, sha256_file
 from coop.node.intake.redaction import PiiType
 from coop.node.policy import embargo_sql, own_state
@@ -499,7 +495,8 @@ def _select(conn: sqlite3.Connection, *, now: int) -> _Selection:
             " ORDER BY c.seq"
         )
         for seq, *row in candidates:
-            facts = _admission_facts(row)
+            # Admission never depends on how the member is credited: the row's columns suffice.
+            facts = own_row_facts(row)
             if not admit(facts, state):
                 continue
             (public if facts.scope is Scope.PUBLIC else federation).append(int(seq))
@@ -517,29 +514,6 @@ def _select(conn: sqlite3.Connection, *, now: int) -> _Selection:
         public=tuple(public),
         federation=tuple(federation),
     )
-
-
-def _admission_facts(row: Sequence[Any]) -> RecordFacts:
-    """A candidate row (:data:`OWN_FACTS` columns) as :func:`admit` reads it.
-
-    Admission never depends on how the member is credited, so the attribution is left at
-    its strictest (anonymous); the record's own form is decided as its bytes are written.
-    """
-    return RecordFacts(
-        uid=row[0],
-        scope=Scope(row[1]),
-        license=License(row[2]),
-        ai_use=row[3],
-        eval=EvalConsent(row[4]),
-        attribution=AttributionMode.ANONYMOUS,
-        state=RecordState(row[5]),
-        admitted=row[6] is not None,
-        tags=_TAGS.decode(row[7]),
-        language=row[8],
-    )
-
-
-_TAGS: Final = msgspec.json.Decoder(tuple[str, ...])
 
 
 def _json_seqs(seqs: tuple[int, ...] | list[int]) -> str:

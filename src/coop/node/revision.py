@@ -77,7 +77,7 @@ from coop.node.release import (
     record_schema,
 )
 from coop.node.store import Store
-from coop.node.tombstones import own_tombstone_facts
+from coop.node.tombstones import own_tombstone_facts, peer_tombstone_facts
 
 __all__ = [
     "REFORM_STEP",
@@ -285,18 +285,7 @@ def withheld(conn: sqlite3.Connection, summary: ReleaseSummary, *, federated: bo
         for origin, uid in conn.execute("SELECT origin, uid FROM fed_tombstones WHERE revised_at IS NULL"):
             if origin not in origins:
                 continue
-            facts = RecordFacts(
-                uid=uid,
-                scope=Scope.PUBLIC,
-                license=License.CC0,  # not kept once withdrawn; plays no part here
-                ai_use="",
-                eval=EvalConsent.NO,
-                attribution=AttributionMode.ANONYMOUS,
-                state=RecordState.WITHDRAWN,
-                admitted=True,
-                origin=origin,
-            )
-            answer = disclose(facts, _ANY_STATE, audience, snapshot=True)
+            answer = disclose(peer_tombstone_facts(origin, uid), _ANY_STATE, audience, snapshot=True)
             if not answer:
                 return answer.reason
     return None

@@ -32,7 +32,13 @@ from coop.governance import (
     disclose_tombstone,
 )
 
-__all__ = ["PublicTombstone", "federated_tombstones", "own_tombstone_facts", "public_tombstones"]
+__all__ = [
+    "PublicTombstone",
+    "federated_tombstones",
+    "own_tombstone_facts",
+    "peer_tombstone_facts",
+    "public_tombstones",
+]
 
 # A withdrawal is announced whatever the switches say (holders must delete): no state needed.
 _ANY_STATE: Final = CollectiveState()
@@ -60,6 +66,21 @@ def own_tombstone_facts(
         attribution=AttributionMode.ANONYMOUS,
         state=RecordState.WITHDRAWN,
         admitted=released_in is not None,
+    )
+
+
+def peer_tombstone_facts(origin: str, uid: str, scope: str = Scope.PUBLIC.value) -> RecordFacts:
+    """The policy's view of a peer's withdrawn record that a federated release of this node held."""
+    return RecordFacts(
+        uid=uid,
+        scope=Scope(scope),
+        license=License.CC0,  # not stored once withdrawn; plays no part in a tombstone's answer
+        ai_use="",
+        eval=EvalConsent.NO,
+        attribution=AttributionMode.ANONYMOUS,
+        state=RecordState.WITHDRAWN,
+        admitted=True,
+        origin=origin,
     )
 
 
@@ -93,17 +114,6 @@ def federated_tombstones(conn: sqlite3.Connection, node_id: str) -> list[tuple[s
     for origin, uid, scope in conn.execute(
         "SELECT origin, uid, released_scope FROM fed_tombstones WHERE released_scope IS NOT NULL"
     ):
-        facts = RecordFacts(
-            uid=uid,
-            scope=Scope(scope),
-            license=License.CC0,  # not stored once withdrawn; plays no part in a tombstone's answer
-            ai_use="",
-            eval=EvalConsent.NO,
-            attribution=AttributionMode.ANONYMOUS,
-            state=RecordState.WITHDRAWN,
-            admitted=True,  # a federated release of this node held it
-            origin=origin,
-        )
-        if disclose_tombstone(facts, _ANY_STATE, Audience.FEDERATED):
+        if disclose_tombstone(peer_tombstone_facts(origin, uid, scope), _ANY_STATE, Audience.FEDERATED):
             named.add((origin, uid))
     return sorted(named)
