@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from typing import Any
 
 import httpx
 import tomli_w
+
+from flower_federation import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo-data"
@@ -39,12 +40,6 @@ def coop(*args: str) -> str:
         print(result.stderr.rstrip(), file=sys.stderr)
         raise SystemExit(f"demo: `coop {args[0]}` failed (exit {result.returncode})")
     return result.stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def configure(root: Path, port: int) -> None:

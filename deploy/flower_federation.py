@@ -59,10 +59,23 @@ ENV: Final = {
 }
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port on 127.0.0.1, never one this process handed out before.
+
+    The port is released before its server binds it, so the kernel may offer it again to
+    the next caller: two servers started together would then share an address.
+    """
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no fresh port on 127.0.0.1 in 100 tries")
 
 
 def _write(path: Path, data: bytes, mode: int = 0o600) -> None:
