@@ -4,7 +4,13 @@ Imports governance only.  The Flower apps live in :mod:`coop.eval.flower`
 (imported on demand: the core needs no Flower).
 """
 
-from coop.eval.errors import ArtifactError, EvalError, EvaluatorFailedError, UnknownEvaluatorError
+from coop.eval.errors import (
+    ArtifactError,
+    AttestationError,
+    EvalError,
+    EvaluatorFailedError,
+    UnknownEvaluatorError,
+)
 from coop.eval.evaluators import (
     Evaluator,
     LabelAgreement,
@@ -13,21 +19,34 @@ from coop.eval.evaluators import (
     registered,
 )
 from coop.eval.evaluators import get as get_evaluator
-from coop.eval.privacy import DELTA, add_noise, budget_left
+from coop.eval.privacy import (
+    DELTA,
+    Randomness,
+    SeededRandomness,
+    SystemRandomness,
+    add_noise,
+    budget_left,
+    discrete_gaussian,
+    discrete_laplace,
+)
 from coop.eval.report import (
     ATTESTATION_TYPE,
     REPORT_TYPE,
     Aggregate,
     Attestation,
     Decline,
+    Expected,
     NodeAnswer,
     Noise,
     Report,
     ReportCheck,
+    Tally,
     build_report,
+    check_attestation,
     open_attestation,
     render_markdown,
     seal_attestation,
+    tally,
     verify_report,
 )
 from coop.eval.request import (
@@ -49,20 +68,26 @@ __all__ = [
     "Aggregate",
     "ArtifactError",
     "Attestation",
+    "AttestationError",
     "Decline",
     "EvalError",
     "EvalRequest",
     "Evaluator",
     "EvaluatorFailedError",
+    "Expected",
     "Filters",
     "LabelAgreement",
     "LmPreference",
     "NodeAnswer",
     "Noise",
+    "Randomness",
     "Report",
     "ReportCheck",
     "RequestProblem",
     "RequestRefusedError",
+    "SeededRandomness",
+    "SystemRandomness",
+    "Tally",
     "UnknownEvaluatorError",
     "VerifiedRequest",
     "add_noise",
@@ -70,11 +95,15 @@ __all__ = [
     "build_label_agreement_model",
     "build_report",
     "build_request",
+    "check_attestation",
+    "discrete_gaussian",
+    "discrete_laplace",
     "get_evaluator",
     "open_attestation",
     "open_request",
     "registered",
     "render_markdown",
     "seal_attestation",
+    "tally",
     "verify_report",
 ]

@@ -5,7 +5,8 @@ The tree::
     EvalError
     ├── ArtifactError            a model artifact that is malformed or unsupported (bad data)
     ├── UnknownEvaluatorError    a task no registered evaluator answers to
-    └── EvaluatorFailedError     an evaluator raised while scoring records (wraps the cause)
+    ├── EvaluatorFailedError     an evaluator raised while scoring records (wraps the cause)
+    └── AttestationError         a node's attestation that does not check (bad data from a node)
 
 Each carries a ``message`` meant for people: a node puts it in the reason it
 gives for declining a request.
@@ -13,7 +14,13 @@ gives for declining a request.
 
 from __future__ import annotations
 
-__all__ = ["ArtifactError", "EvalError", "EvaluatorFailedError", "UnknownEvaluatorError"]
+__all__ = [
+    "ArtifactError",
+    "AttestationError",
+    "EvalError",
+    "EvaluatorFailedError",
+    "UnknownEvaluatorError",
+]
 
 
 class EvalError(Exception):
@@ -44,3 +51,7 @@ class EvaluatorFailedError(EvalError):
     def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
         super().__init__(message)
         self.cause = cause
+
+
+class AttestationError(EvalError):
+    """An attestation not signed by the node it names, for another request or model, or out of schema."""

@@ -7,8 +7,9 @@ as it is.  Whatever code a requester ships as ClientApp, the node decides.
 
 The **ServerApp** asks every connected SuperNode which co-op it serves, sends
 the request only to the co-ops the request names, collects the answers
-(a node that does not answer is reported as such), sums the attested
-statistics and signs the report.
+(a node that does not answer is reported as such), checks every attestation
+against the key of the co-op the request names (a bad one is reported as a
+``bad_attestation`` decline), sums the attested statistics and signs the report.
 
 Deployment reads its settings from Flower's configs: node config
 ``coop-eval-url`` and ``coop-eval-token-file`` at each SuperNode; run config
@@ -191,9 +192,14 @@ def run_eval(
         try:
             answer = _ANSWER.decode(value)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            continue
-        if answer.node_id == sender:
-            answers[sender] = answer
+            answer = NodeAnswer(
+                node_id=sender, decline=Decline.BAD_ATTESTATION, detail="an unreadable answer"
+            )
+        if answer.node_id != sender:
+            answer = NodeAnswer(
+                node_id=sender, decline=Decline.BAD_ATTESTATION, detail="an answer naming another co-op"
+            )
+        answers[sender] = answer
     for coop_id in request.targets:
         if coop_id not in answers:
             detail = "no SuperNode serves this co-op" if coop_id not in targets else "no answer in time"
@@ -207,6 +213,7 @@ def run_eval(
         purpose=request.purpose,
         answers=list(answers.values()),
         finalize=evaluator.finalize,
+        schema=evaluator.statistic_sensitivity().keys(),
         created_at=now,
         seed=job.signer_seed,
     )

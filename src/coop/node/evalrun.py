@@ -119,7 +119,9 @@ def request(args: argparse.Namespace) -> Path:
     else:
         raise InputError("name --local-node (simulation) or --superlink (deployment)", field="--superlink")
     out.write_bytes(report)
-    check = verify_report(report, finalize=evaluator.finalize)
+    check = verify_report(
+        report, finalize=evaluator.finalize, schema=evaluator.statistic_sensitivity().keys()
+    )
     if check.report is not None:
         out.with_suffix(".md").write_text(render_markdown(check.report), encoding="utf-8")
     return out
@@ -224,11 +226,15 @@ def verify(path: Path, *, trust: list[str] | None) -> ReportCheck:
         raise InputError(f"cannot read {path}: {exc.strerror}", field="REPORT") from None
     try:
         _, payload = open_envelope(data, payload_type=REPORT_TYPE, max_bytes=64 * 1024 * 1024)
-        task = msgspec.json.decode(payload, type=Report).task
-        finalize = get_evaluator(task).finalize
+        evaluator = get_evaluator(msgspec.json.decode(payload, type=Report).task)
     except (GovernanceError, EvalError, msgspec.DecodeError, msgspec.ValidationError):
-        finalize = None  # an unreadable report is verify_report's to describe
-    return verify_report(data, finalize=finalize, trusted_nodes=frozenset(trust) if trust else None)
+        evaluator = None  # an unreadable report is verify_report's to describe
+    return verify_report(
+        data,
+        finalize=evaluator.finalize if evaluator else None,
+        schema=evaluator.statistic_sensitivity().keys() if evaluator else None,
+        trusted_nodes=frozenset(trust) if trust else None,
+    )
 
 
 def markdown(path: Path) -> str:

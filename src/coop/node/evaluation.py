@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import secrets
 import sqlite3
 from collections.abc import Iterator
@@ -30,8 +29,10 @@ from coop.eval import (
     EvalError,
     NodeAnswer,
     Noise,
+    Randomness,
     RequestProblem,
     RequestRefusedError,
+    SystemRandomness,
     UnknownEvaluatorError,
     VerifiedRequest,
     add_noise,
@@ -84,7 +85,8 @@ class Evaluation:
         self.node = node
         self.token_path = node.data.root / "keys" / "eval.token"
         self.token = ensure_eval_token(self.token_path)
-        self.rng = random.Random(secrets.randbits(64))
+        # Noise comes from the OS's cryptographic generator; tests may swap in a seeded source.
+        self.rng: Randomness = SystemRandomness()
 
     def answer(self, envelope: bytes, artifact: bytes) -> NodeAnswer:
         node_id = self.node.identity.node_id
@@ -163,7 +165,9 @@ class Evaluation:
             request_hash=verified.hash,
             task=request.task,
             model_sha256=request.model_sha256,
-            records=noisy.get("n", len(records)),
+            # The count that leaves is the (noised) statistic n; an evaluator without one sends no
+            # exact count when the co-op adds noise.
+            records=noisy.get("n", len(records) if cost == 0 else 0),
             statistics=noisy,
             noise=Noise(kind=policy.noise.value, epsilon_milli=cost),
             issued_at=now,
@@ -171,8 +175,15 @@ class Evaluation:
         )
         sealed = seal_attestation(attestation, self.node.seed)
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> bool:
             if cost:
+                # Checked again in the same transaction that spends it: two answers racing for the
+                # last of a budget cannot both pass.
+                row = conn.execute(
+                    "SELECT spent_milli FROM eval_budget WHERE requester = ?", (request.requester,)
+                ).fetchone()
+                if not budget_left(policy.budget_milli, 0 if row is None else int(row[0]), cost):
+                    return False
                 conn.execute(
                     "INSERT INTO eval_budget (requester, spent_milli) VALUES (?, ?)"
                     " ON CONFLICT (requester) DO UPDATE SET spent_milli = spent_milli + excluded.spent_milli",
@@ -195,8 +206,12 @@ class Evaluation:
                     "noise": cost,
                 },
             )
+            return True
 
-        self.node.store.write(write)
+        if not self.node.store.write(write):
+            return self._decline(
+                verified, Decline.BUDGET_SPENT, "this requester's privacy budget is spent", now
+            )
         log.info(
             "answered evaluation %s (%s) over %d records", verified.hash[:16], request.task, len(records)
         )
