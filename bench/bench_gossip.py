@@ -58,7 +58,25 @@ from coop.federation.manifest import (
 from coop.federation.protocol import PATHS, SummaryMessage, SyncReport, sync_with
 from coop.federation.simulation import Federation, SimNode
 from coop.federation.transport import Request, Response
-from coop.governance import Embargo, EvalConsent, License, Scope, canonical_bytes, public_key, sha256_hex
+from coop.governance import (
+    Attribution,
+    AttributionMode,
+    Channel,
+    Checks,
+    Embargo,
+    EvalConsent,
+    Label,
+    License,
+    Message,
+    Provenance,
+    Record,
+    Role,
+    Scope,
+    Source,
+    canonical_bytes,
+    public_key,
+    sha256_hex,
+)
 from coop.node.ids import uuid7
 from results import append_section, code_version, command, machine, markdown_table
 
@@ -329,15 +347,31 @@ def add_typical_record(node: SimNode, rng: random.Random, size: int) -> Entry:
     """A record of about ``size`` canonical bytes with a UUIDv7 uid, as a real node holds."""
     uid = uuid7((1_800_000_000 + len(node.own)) * 1_000_000_000, rng.randbytes(10))
     words: list[str] = []
-    length = 140  # uid, origin and the JSON around them
+    length = 520  # uid and the record's other fields around the text
     while length < size:
         words.append(rng.choice(WORDS))
         length += len(words[-1]) + 1
-    data = canonical_bytes({"uid": uid, "origin": node.id, "text": " ".join(words)})
+    licence = rng.choice(list(License))
+    # A real record: peers keep bytes only under an entry whose terms they repeat.
+    record = Record(
+        uid=uid,
+        created_at=0,
+        route=Channel.API,
+        model=None,
+        content=(Message(Role.USER, " ".join(words)),),
+        label=Label.GOOD,
+        license=licence,
+        ai_use="train-ai=y",
+        eval=EvalConsent.YES,
+        attribution=Attribution(AttributionMode.ANONYMOUS),
+        scope=Scope.PUBLIC,
+        provenance=Provenance(Source.NATURAL, False, "messages", Checks({}, "0" * 64)),
+    )
+    data = canonical_bytes(record)
     entry = Entry(
         uid=uid,
         hash=sha256_hex(data),
-        license=rng.choice(list(License)),
+        license=licence,
         ai_use="train-ai=y",
         eval=EvalConsent.YES,
         scope=Scope.PUBLIC,

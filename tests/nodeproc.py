@@ -45,8 +45,18 @@ def coop(
 class NodeProcess:
     """`coop serve DIR` in its own process group, so kill -9 takes all of it."""
 
-    def __init__(self, root: Path, *, port: int | None = None, server: str = "granian") -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        port: int | None = None,
+        server: str = "granian",
+        args: tuple[str, ...] = (),
+        wrapper: tuple[str, ...] = (),
+    ) -> None:
         self.root = root
+        self.args = args  # more `coop serve` options
+        self.wrapper = wrapper  # a command the node runs under, e.g. ("faketime", "-f", "+240s")
         self.port = port or free_port()
         self.server = server
         self.url = f"http://127.0.0.1:{self.port}"
@@ -54,8 +64,8 @@ class NodeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> NodeProcess:
-        command = [sys.executable, "-m", "coop.node.cli", "serve", str(self.root)]
-        command += ["--port", str(self.port), "--server", self.server]
+        command = [*self.wrapper, sys.executable, "-m", "coop.node.cli", "serve", str(self.root)]
+        command += ["--port", str(self.port), "--server", self.server, *self.args]
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=ENV, start_new_session=True

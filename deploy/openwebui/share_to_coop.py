@@ -594,12 +594,14 @@ def _negative(rating: object) -> bool:
 
 
 def _user(user: Mapping[str, Any], user_id: str) -> dict[str, str]:
-    """Who shares: the node keeps id, name and e-mail in its members table only."""
+    """Who shares: the id (the node's key for the member) and a name to suggest a handle.
+
+    Nothing else of the user is sent: the node has no use for an e-mail address.
+    """
     out = {"id": user_id}
-    for key in ("name", "email"):
-        value = _text(user.get(key))
-        if value is not None:
-            out[key] = value
+    name = _text(user.get("name"))
+    if name is not None:
+        out["name"] = name[:256]  # the node takes a name of at most 256 characters
     return out
 
 

@@ -249,6 +249,10 @@ def test_peer_protocol_refuses_unsigned_replayed_and_altered_requests(fed: Fed) 
     )
     assert captured.status_code == 401, captured.text
     assert "another address" in captured.json()["detail"]
+    # The same, sent to a with a's own Host: the signature covers c's address, not a's.
+    headers = sign_request("POST", for_c, body, seed=seed, now=int(time.time()), nonce=code_word("nonce"))
+    rewritten = httpx.post(url, content=body, headers={"Content-Type": "application/json", **headers})
+    assert rewritten.status_code == 401, rewritten.text
 
 
 def _origin_row(fed: Fed, name: str, origin: str) -> tuple[int, str | None]:

@@ -10,6 +10,7 @@ answers without asking the policy fails.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -21,13 +22,14 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from coop.governance import disclosure
+from coop.federation import Entry
+from coop.governance import EvalConsent, License, Scope, disclosure
 from coop.node.accounts import Member
 from coop.node.contributions import withdraw_contribution
 from coop.node.http.app import create_app
 from coop.node.runtime import Node
 
-from factories import contribute, make_member, make_node, process
+from factories import contribute, make_member, make_node, process, record_for
 
 _POLICY_CODES = {
     disclosure.disclose.__code__,
@@ -108,14 +110,14 @@ ROUTES: dict[tuple[str, str], Exit | NotExit] = {
     ("GET", "/api/v1/governance/payouts"): NotExit(
         "ledgers as computed: computing one asks the policy (test_exits_payout_ledgers_...)"
     ),
-    ("GET", "/api/v1/governance/payouts/{payout_id:int}/csv"): NotExit("a ledger as computed, as CSV"),
+    ("GET", "/api/v1/governance/payouts/{payout_id:str}/csv"): NotExit("a ledger as computed, as CSV"),
     ("POST", "/api/v1/governance/payouts"): NotExit("admin action; answers the ledger read by the GET exits"),
     # -- federation: peers pull through the signed protocol (exercised directly below)
     ("POST", "/federation/v1/{step:str}"): NotExit("peer protocol: checked through FederationService.fetch"),
     ("GET", "/api/v1/federation/identity"): NotExit("the node's public key"),
     ("GET", "/api/v1/federation/origins"): NotExit("origins and counts"),
     ("GET", "/api/v1/federation/origins/{origin:str}"): NotExit("manifest heads of an origin"),
-    ("GET", "/api/v1/federation/origins/{origin:str}/manifests/{seq:int}"): NotExit(
+    ("GET", "/api/v1/federation/origins/{origin:str}/manifests/{seq:str}"): NotExit(
         "signed manifests as received, for this co-op's admins only (test_exits_signed_manifests_...)"
     ),
     ("GET", "/api/v1/federation/origins/{origin:str}/records"): Exit(
@@ -165,19 +167,19 @@ ROUTES: dict[tuple[str, str], Exit | NotExit] = {
     ("GET", "/admin/review/{uid:str}"): NotExit("an item under review"),
     ("POST", "/admin/review/{uid:str}"): NotExit("admin decision"),
     ("POST", "/admin/bounties"): NotExit("admin action"),
-    ("POST", "/admin/bounties/{bounty_id:int}/close"): NotExit("admin action"),
+    ("POST", "/admin/bounties/{bounty_id:str}/close"): NotExit("admin action"),
     # -- governance
     ("POST", "/api/v1/governance/proposals"): NotExit("governance"),
     ("GET", "/api/v1/governance/proposals"): NotExit("governance"),
     ("GET", "/api/v1/governance/settings"): NotExit("governance"),
     ("PUT", "/api/v1/governance/settings"): NotExit("governance"),
     ("GET", "/api/v1/governance/state"): NotExit("governance"),
-    ("GET", "/api/v1/governance/proposals/{proposal:int}"): NotExit("governance"),
-    ("POST", "/api/v1/governance/proposals/{proposal:int}/votes"): NotExit("governance"),
+    ("GET", "/api/v1/governance/proposals/{proposal:str}"): NotExit("governance"),
+    ("POST", "/api/v1/governance/proposals/{proposal:str}/votes"): NotExit("governance"),
     ("GET", "/api/v1/governance/audit"): NotExit("the audit chain: settings and actions, no record content"),
     ("GET", "/api/v1/governance/audit/verify"): NotExit("governance"),
     ("POST", "/governance/proposals"): NotExit("governance"),
-    ("POST", "/governance/proposals/{proposal:int}/vote"): NotExit("governance"),
+    ("POST", "/governance/proposals/{proposal:str}/vote"): NotExit("governance"),
     # -- the node
     ("GET", "/api/v1/node"): NotExit("node information"),
     ("GET", "/healthz"): NotExit("health"),
@@ -262,11 +264,13 @@ PEER = "ab" * 32
 
 def _mirror_from_a_peer(conn: Any) -> None:
     """One public and one federation-scope record held for another co-op, as gossip stores them."""
-    for uid, scope in (("peer-public", "public"), ("peer-federation", "federation")):
+    for uid, scope in (("peer-public", Scope.PUBLIC), ("peer-federation", Scope.FEDERATION)):
+        # Real record bytes: a mirror's terms are read from them (a row they contradict is shown to no one).
+        entry, data = record_for(Entry(uid, "", License.CC0, "", EvalConsent.YES, scope))
         conn.execute(
             "INSERT INTO mirror_records (hash, origin, uid, license, ai_use, eval, scope, record, received_at)"
-            " VALUES (?, ?, ?, 'CC0-1.0', '', 'y', ?, '{}', 0)",
-            (uid.encode().hex().ljust(64, "0"), PEER, uid, scope),
+            " VALUES (?, ?, ?, 'CC0-1.0', '', 'y', ?, ?, 0)",
+            (entry.hash, PEER, uid, scope.value, data),
         )
 
 
@@ -290,9 +294,11 @@ def _request(populated: Populated, method: str, path: str, auth: str) -> tuple[A
         if auth.startswith("session-"):
             token = populated.member_token if auth == "session-member" else populated.admin_token
             origin = str(client.base_url).rstrip("/")
+            form = client.get("/login").text  # the sign-in page sets the form's token and its cookie
+            login_csrf = re.search(r'name="login_csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
             signed = client.post(
                 "/login",
-                data={"token": token, "next": "/me"},
+                data={"token": token, "next": "/me", "login_csrf": login_csrf},
                 headers={"origin": origin},
                 follow_redirects=False,
             )

@@ -31,6 +31,8 @@ from coop.federation.gossip import Want, wants
 from coop.governance import MAX_SAFE_INTEGER, Embargo, EvalConsent, License, Scope, public_key, sha256_hex
 from coop.governance.envelope import pae, seal
 
+from factories import record_for
+
 NOW = 1_900_000_000
 STATE = GovernanceState(
     settings_digest="0" * 64, embargo=Embargo(), quality_freeze=False, audit_seq=0, audit_head="0" * 64
@@ -336,9 +338,7 @@ def _tiny_limits() -> object:
 def test_receive_records_with_wrong_bytes_refused_then_fetched_elsewhere() -> None:
     origin = Origin(1)
     book = book_for(origin)
-    entry = origin.entry()
-    data = b'{"uid":"' + entry.uid.encode() + b'"}'
-    entry = msgspec.structs.replace(entry, hash=sha256_hex(data))
+    entry, data = record_for(origin.entry())
     book.receive([origin.manifest([entry])], now=NOW)
     wanted = book.record_wants()
     assert [e.hash for _, e in wanted] == [entry.hash]
@@ -352,9 +352,7 @@ def test_receive_records_with_wrong_bytes_refused_then_fetched_elsewhere() -> No
 def test_tombstone_deletes_mirrored_copy_and_it_is_never_resurrected() -> None:
     origin = Origin(1)
     book = book_for(origin)
-    entry = origin.entry()
-    data = b"record-bytes"
-    entry = msgspec.structs.replace(entry, hash=sha256_hex(data))
+    entry, data = record_for(origin.entry())
     book.receive([origin.manifest([entry])], now=NOW)
     book.receive_records(book.record_wants(), {entry.hash: data})
     assert book.store.records([entry.hash])

@@ -180,3 +180,31 @@ def test_migration_erases_raw_text_of_processed_rows_and_vacuums_free_pages(tmp_
     assert kept == [3, 4]
     assert MARK not in path.read_bytes()
     assert b"kept-raw-" in path.read_bytes()
+
+
+def test_migration_erases_stored_email_addresses(tmp_path: Path) -> None:
+    number = next(n for n, sql in enumerate(MIGRATIONS, 1) if "e-mail" in sql and "-- scrub:" in sql)
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    for script in MIGRATIONS[: number - 1]:
+        for statement in _statements(script):
+            conn.execute(statement)
+    conn.execute(
+        "INSERT INTO members (id, name, role, provider, external_id, email, contributor_hash, created_at)"
+        " VALUES (1, 'old', 'member', 'openwebui', 'x', 'zq-marker@example.org', 'h', 1)"
+    )
+    conn.execute(f"PRAGMA user_version = {number - 1}")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    assert b"zq-marker@example.org" in path.read_bytes()
+
+    store = Store(path)
+    try:
+        emails = store.read(lambda c: [r[0] for r in c.execute("SELECT email FROM members")])
+    finally:
+        store.close()
+    assert emails == [None]
+    assert b"zq-marker@example.org" not in b"".join(
+        p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("old.sqlite3")
+    )

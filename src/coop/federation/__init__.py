@@ -5,6 +5,7 @@ its httpx adapter.  Imports governance only.
 """
 
 from coop.federation.errors import (
+    ClockSkewError,
     FederationError,
     ManifestError,
     PeerError,
@@ -35,7 +36,17 @@ from coop.federation.gossip import (
     mirrorable,
     wants,
 )
-from coop.federation.httpsig import ReplayCache, authority_of, content_digest, sign_request, verify_request
+from coop.federation.httpsig import (
+    CLOCK_SKEW,
+    MemoryReplayCache,
+    ReplayCache,
+    SignatureInput,
+    authority_of,
+    check_signature_headers,
+    content_digest,
+    sign_request,
+    verify_request,
+)
 from coop.federation.httpx_transport import HttpxTransport
 from coop.federation.manifest import (
     DEFAULT_LIMITS,
@@ -60,6 +71,7 @@ from coop.federation.protocol import Responder, SyncReport, sync_with
 from coop.federation.transport import MemoryTransport, Request, Response, Transport
 
 __all__ = [
+    "CLOCK_SKEW",
     "DEFAULT_LIMITS",
     "GENESIS",
     "MIRRORABLE_LICENCES",
@@ -69,6 +81,7 @@ __all__ = [
     "BookStore",
     "BucketManifest",
     "BucketRoot",
+    "ClockSkewError",
     "Decision",
     "DigestItem",
     "Duplicate",
@@ -83,6 +96,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "MemoryBookStore",
+    "MemoryReplayCache",
     "MemoryTransport",
     "PeerError",
     "PeerTimeoutError",
@@ -95,6 +109,7 @@ __all__ = [
     "Responder",
     "Response",
     "ResponseTooLargeError",
+    "SignatureInput",
     "SyncReport",
     "Tombstone",
     "Transport",
@@ -104,6 +119,7 @@ __all__ = [
     "bucket_roots",
     "build_manifest",
     "check_manifest",
+    "check_signature_headers",
     "collective_state",
     "content_digest",
     "digest_summary",

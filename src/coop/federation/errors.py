@@ -5,6 +5,7 @@ The tree::
     FederationError
     ├── ManifestError       a manifest that must not be stored or forwarded (bad data or policy)
     ├── RequestAuthError        a peer request whose signature, digest or freshness fails (401)
+    │   └── ClockSkewError         its time is outside the window: ``offset`` (created - now, s)
     └── PeerError              a peer that cannot be used right now
         ├── PeerUnreachableError       connection refused, reset, DNS...
         ├── PeerTimeoutError           the deadline passed (a slow-drip peer)
@@ -16,6 +17,7 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "ClockSkewError",
     "FederationError",
     "ManifestError",
     "PeerError",
@@ -58,7 +60,29 @@ class ManifestError(FederationError):
 
 
 class RequestAuthError(FederationError):
-    """A peer request that fails authentication; answered with 401."""
+    """A peer request that fails authentication; answered with 401.
+
+    ``signer`` is the key id whose signature over the request verified, when the refusal came
+    after that (its time, body digest or nonce failed); None when it did not verify, so a key id
+    the request merely claimed is never taken for its author.
+    """
+
+    def __init__(self, message: str, *, signer: str | None = None) -> None:
+        super().__init__(message)
+        self.signer = signer
+
+
+class ClockSkewError(RequestAuthError):
+    """A signature created too far in this node's future or expired too long ago.
+
+    ``offset`` is the signature's ``created`` minus this node's clock, in seconds: about
+    how far the signer's clock runs ahead (positive) or behind (negative).  Raised only once
+    the signature verified (``signer`` is set).
+    """
+
+    def __init__(self, message: str, *, offset: int, signer: str | None = None) -> None:
+        super().__init__(message, signer=signer)
+        self.offset = offset
 
 
 class PeerError(FederationError):

@@ -12,6 +12,12 @@ Rules, for each manifest received (after :func:`check_manifest`):
 * same origin and sequence, different hash: **equivocation** -- both kept as
   evidence, the origin flagged as forked, no winner picked;
 * the next sequence whose ``prev`` is not the head's hash: equivocation too;
+* evidence is bounded: two manifests prove a fork at a sequence, so no more are kept
+  there, and at most :data:`MAX_EVIDENCE_SEQS` sequences of one origin hold evidence
+  (the origin is flagged all the same);
+* a key rotation of a forked origin that chains to the head may skip the sequences
+  the fork took; when the origin is this node itself, it clears the flag here (the
+  node knows its own chain; peers keep theirs until their admins decide);
 * a sequence at or below the high-water mark that is not stored: rollback;
 * beyond the next sequence: a gap (pull the chain in order);
 * the newest manifest of a batch must not be expired (older links may be);
@@ -20,6 +26,12 @@ Rules, for each manifest received (after :func:`check_manifest`):
 What to pull is the disclosure policy's answer for this node as the requester,
 under the collective state of the origin's latest manifest (embargo, freeze,
 fork, federation): :meth:`Book.record_wants`.
+
+Record bytes describe themselves (uid, licence, AI-use, eval consent, scope, tags,
+language), so a peer cannot relabel them: bytes are kept only under a signed entry
+whose every field they repeat (:func:`record_disagreement`).  A hash belongs to one
+origin: one that another origin lists, held or withdrew is neither pulled nor kept
+under a second origin's entry, and a tombstone keeps its bytes out under every origin.
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ from coop.governance import (
     CollectiveState,
     Embargo,
     License,
+    Record,
     RecordFacts,
     RecordState,
     Scope,
@@ -56,6 +69,7 @@ from coop.governance import (
 )
 
 __all__ = [
+    "MAX_EVIDENCE_SEQS",
     "MIRRORABLE_LICENCES",
     "Accepted",
     "Book",
@@ -67,17 +81,22 @@ __all__ = [
     "Equivocation",
     "Head",
     "MemoryBookStore",
+    "RecordRefusal",
     "Rejected",
     "Want",
     "collective_state",
     "digest_summary",
     "listed_facts",
+    "record_disagreement",
     "wants",
 ]
 
 # Every licence we take permits redistribution; a future non-redistributable one stays home.
 MIRRORABLE_LICENCES: Final = frozenset({License.CC0, License.CC_BY, License.CC_BY_SA})
 _MAX_SERVE: Final = 64
+# Sequences of one origin that keep evidence (two manifests each): a forked origin is flagged
+# by the first; the rest only show the fork went on.  Beyond this nothing more is stored.
+MAX_EVIDENCE_SEQS: Final = 8
 
 
 class Head(msgspec.Struct, frozen=True):
@@ -126,6 +145,41 @@ def listed_facts(origin: str, entry: Entry) -> RecordFacts:
     )
 
 
+_RECORD: Final = msgspec.json.Decoder(Record)
+
+
+def record_disagreement(entry: Entry, data: bytes) -> str | None:
+    """Why record bytes may not be kept under ``entry`` (None: they may).
+
+    The bytes must be a record whose own uid, licence, AI-use preference, eval consent,
+    scope, tags and language are the signed entry's: a peer listing another co-op's bytes
+    under wider terms (public for federation, CC0 for ShareAlike, a fresh uid to dodge a
+    tombstone) is caught here, whoever served the bytes.
+    """
+    if sha256_hex(data) != entry.hash:
+        return "the bytes do not match the listed hash"
+    try:
+        record = _RECORD.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return "the bytes are not a record"
+    fields = ("uid", "license", "ai_use", "eval", "scope", "tags", "language")
+    wrong = [name for name in fields if getattr(record, name) != getattr(entry, name)]
+    if wrong:
+        return "the record's own " + ", ".join(wrong) + " differ from the listed entry"
+    return None
+
+
+class RecordRefusal(msgspec.Struct, frozen=True):
+    """Record bytes a node would not keep: under which origin's entry, and why."""
+
+    origin: str
+    uid: str
+    hash: str
+    # "record_mismatch" (wrong hash, not a record, relabelled) or "record_claimed" (another origin's)
+    reason: str
+    detail: str
+
+
 class DigestItem(msgspec.Struct, frozen=True, array_like=True):
     seq: int
     hash: str
@@ -149,6 +203,7 @@ class Effects(msgspec.Struct, frozen=True):
     added: tuple[Entry, ...] = ()
     tombstones: tuple[Tombstone, ...] = ()
     forked: bool = False
+    unforked: bool = False  # this node rotated its own key away from a fork: clear its flag
 
 
 class Accepted(msgspec.Struct, frozen=True):
@@ -209,7 +264,11 @@ class BookStore(Protocol):
 
     def records(self, hashes: Sequence[str]) -> dict[str, bytes]: ...
 
-    def put_records(self, items: Sequence[tuple[str, Entry, bytes]]) -> None: ...
+    def put_records(self, items: Sequence[tuple[str, Entry, bytes]]) -> None:
+        """Keep record bytes, except under a tombstoned (origin, uid) or a tombstoned hash."""
+
+    def claims(self, hashes: Sequence[str]) -> dict[str, set[str]]:
+        """The origins each hash belongs to: that list it, held its bytes or withdrew it."""
 
 
 _SORTED: Final = msgspec.json.Encoder(order="sorted")
@@ -268,6 +327,9 @@ class Book:
         self.limits = limits
         # Origins whose every mirrorable record is held: skipped until a new manifest comes.
         self._complete: set[str] = set()
+        # Entries (origin, uid, hash) whose bytes were refused: not asked for again until
+        # the origin's next manifest (a relabelled entry would be refused every round).
+        self._refused: set[tuple[str, str, str]] = set()
 
     # -- digests ------------------------------------------------------------------
 
@@ -382,13 +444,17 @@ class Book:
             decisions.append(self._next(item, latest=seq == newest[origin], now=now))
         return decisions
 
+    def _evidence_room(self, origin: str, seq: int) -> int:
+        """How many more manifests at ``seq`` are worth keeping as evidence (a pair proves a fork)."""
+        seqs = {s for s, _ in self.store.evidence().get(origin, ())}
+        if seq not in seqs and len(seqs) >= MAX_EVIDENCE_SEQS:
+            return 0
+        return max(0, 2 - len(self.store.hashes_at(origin, seq)))
+
     def _equivocation(self, origin: str, seq: int, stored: set[str], fresh: list[Verified]) -> Equivocation:
+        kept = sorted(fresh, key=lambda v: v.hash)[: self._evidence_room(origin, seq)]
         self.store.apply(
-            Effects(
-                origin=origin,
-                store=tuple((seq, v.hash, v.envelope, False) for v in fresh),
-                forked=True,
-            )
+            Effects(origin=origin, store=tuple((seq, v.hash, v.envelope, False) for v in kept), forked=True)
         )
         return Equivocation(origin=origin, seq=seq, hashes=tuple(sorted(stored | {v.hash for v in fresh})))
 
@@ -398,26 +464,28 @@ class Book:
         high = head.seq if head else 0
         if m.seq <= high:
             return Rejected(Reason.ROLLBACK, f"sequence {m.seq} is not after {high}", m.origin, m.seq)
-        if m.seq > high + 1:
+        # A forked origin rotating its key past the sequences the fork took (chained to the head).
+        recovery = head is not None and head.forked and m.rotate_to is not None and m.prev == head.hash
+        if m.seq > high + 1 and not recovery:
             return Rejected(Reason.GAP, f"sequence {m.seq} does not follow {high}", m.origin, m.seq)
         if latest and now >= m.expires_at:
             return Rejected(Reason.EXPIRED, f"manifest {m.seq} expired", m.origin, m.seq)
         if head is not None and m.prev != head.hash:
             # A successor to a history we do not hold: the origin signed two histories.
-            self.store.apply(
-                Effects(origin=m.origin, store=((m.seq, item.hash, item.envelope, False),), forked=True)
-            )
+            kept = ((m.seq, item.hash, item.envelope, False),)[: self._evidence_room(m.origin, m.seq)]
+            self.store.apply(Effects(origin=m.origin, store=kept, forked=True))
             return Equivocation(origin=m.origin, seq=m.seq, hashes=(item.hash,))
         folded = fold(self.store.entries(m.origin), m)
         if bucket_roots(folded) != m.roots:
             return Rejected(
                 Reason.BAD_MERKLE_ROOT, "the folded set does not match the roots", m.origin, m.seq
             )
+        unforked = recovery and m.origin == self.self_id
         new_head = Head(
             seq=m.seq,
             hash=item.hash,
             key=m.rotate_to or m.key,
-            forked=head.forked if head else False,
+            forked=(head.forked and not unforked) if head else False,
             embargo_whole=m.state.embargo.whole,
             coop=m.coop,
             embargo=m.state.embargo,
@@ -431,9 +499,11 @@ class Book:
                 head=new_head,
                 added=tuple(m.added()),
                 tombstones=m.tombstones,
+                unforked=unforked,
             )
         )
         self._complete.discard(m.origin)
+        self._refused = {r for r in self._refused if r[0] != m.origin}
         return Accepted(origin=m.origin, seq=m.seq, hash=item.hash)
 
     # -- records ----------------------------------------------------------------------
@@ -443,7 +513,9 @@ class Book:
 
         The disclosure policy decides, with the collective state of the origin's latest
         manifest: nothing while it is forked or frozen, nothing its embargo covers, and
-        federation-scope records only if this node is in the origin's federation.
+        federation-scope records only if this node is in the origin's federation.  A hash
+        another origin lists, held or withdrew is not asked for under this one (no peer is
+        asked to hand over one co-op's bytes as another's), nor is one refused already.
         """
         out: list[tuple[str, Entry]] = []
         for origin, head in sorted(self.store.heads().items()):
@@ -459,7 +531,14 @@ class Book:
                 and disclose(listed_facts(origin, e), state, Audience.PEER, requester=self.self_id)
             ]
             held = self.store.records([e.hash for e in candidates])
-            missing = [(origin, e) for e in candidates if e.hash not in held]
+            claims = self.store.claims([e.hash for e in candidates if e.hash not in held])
+            missing = [
+                (origin, e)
+                for e in candidates
+                if e.hash not in held
+                and not claims.get(e.hash, set()) - {origin}
+                and (origin, e.uid, e.hash) not in self._refused
+            ]
             if not missing:
                 self._complete.add(origin)
             out += missing
@@ -468,17 +547,32 @@ class Book:
         return out[:limit]
 
     def receive_records(self, wanted: Sequence[tuple[str, Entry]], got: Mapping[str, bytes]) -> list[str]:
-        """Keep record bytes whose hash matches the entry; return the hashes refused."""
+        """Keep record bytes that may be kept under their entry; return the hashes refused."""
+        return [refusal.hash for refusal in self.accept_records(wanted, got)]
+
+    def accept_records(
+        self, wanted: Sequence[tuple[str, Entry]], got: Mapping[str, bytes]
+    ) -> list[RecordRefusal]:
+        """Keep record bytes that repeat their entry's every field (:func:`record_disagreement`)
+        and whose hash no other origin lists, held or withdrew; say why the rest were refused."""
         good: list[tuple[str, Entry, bytes]] = []
-        refused: list[str] = []
+        refused: list[RecordRefusal] = []
+        claims = self.store.claims([entry.hash for _, entry in wanted if entry.hash in got])
         for origin, entry in wanted:
             data = got.get(entry.hash)
             if data is None:
                 continue
-            if sha256_hex(data) != entry.hash:
-                refused.append(entry.hash)
+            others = claims.get(entry.hash, set()) - {origin}
+            problem, reason = record_disagreement(entry, data), "record_mismatch"
+            if problem is None and others:
+                problem, reason = "the hash belongs to another origin's record", "record_claimed"
+            if problem is None:
+                good.append((origin, entry, data))
                 continue
-            good.append((origin, entry, data))
+            if reason == "record_claimed" or sha256_hex(data) == entry.hash:
+                # The right bytes under a wrong entry: asking another peer brings the same.
+                self._refused.add((origin, entry.uid, entry.hash))
+            refused.append(RecordRefusal(origin, entry.uid, entry.hash, reason, problem))
         if good:
             self.store.put_records(good)
         return refused
@@ -499,6 +593,7 @@ class MemoryBookStore:
         self._tombstones: dict[str, set[str]] = defaultdict(set)
         self._records: dict[str, tuple[str, Entry, bytes]] = {}
         self._evidence: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        self._withdrawn: dict[str, str] = {}  # hash of a tombstoned entry -> its origin
 
     def heads(self) -> dict[str, Head]:
         return dict(self._heads)
@@ -557,13 +652,17 @@ class MemoryBookStore:
             entries[entry.uid] = entry
         gone = {tomb.uid for tomb in effects.tombstones}
         for uid in gone:
-            entries.pop(uid, None)
+            listed = entries.pop(uid, None)
+            if listed is not None:
+                self._withdrawn.setdefault(listed.hash, origin)
         self._tombstones[origin] |= gone
         if gone:
-            # A tombstone deletes the mirrored copy, and nothing brings it back.
-            self._records = {
-                h: v for h, v in self._records.items() if not (v[0] == origin and v[1].uid in gone)
-            }
+            # A tombstone deletes the mirrored copy, under whichever origin holds the same
+            # bytes, and nothing brings it back.
+            for digest, (holder, entry, _) in list(self._records.items()):
+                if (holder == origin and entry.uid in gone) or digest in self._withdrawn:
+                    self._withdrawn.setdefault(digest, origin)
+                    del self._records[digest]
 
     def tombstoned(self, origin: str) -> set[str]:
         return set(self._tombstones.get(origin, ()))
@@ -573,8 +672,22 @@ class MemoryBookStore:
 
     def put_records(self, items: Sequence[tuple[str, Entry, bytes]]) -> None:
         for origin, entry, data in items:
-            if entry.uid not in self._tombstones.get(origin, set()):
-                self._records[entry.hash] = (origin, entry, data)
+            if entry.uid not in self._tombstones.get(origin, set()) and entry.hash not in self._withdrawn:
+                self._records.setdefault(entry.hash, (origin, entry, data))
+
+    def claims(self, hashes: Sequence[str]) -> dict[str, set[str]]:
+        wanted = set(hashes)
+        out: dict[str, set[str]] = defaultdict(set)
+        for origin, entries in self._entries.items():
+            for entry in entries.values():
+                if entry.hash in wanted:
+                    out[entry.hash].add(origin)
+        for digest in wanted:
+            if digest in self._records:
+                out[digest].add(self._records[digest][0])
+            if digest in self._withdrawn:
+                out[digest].add(self._withdrawn[digest])
+        return dict(out)
 
     def mirrored(self) -> dict[str, tuple[str, Entry, bytes]]:
         return dict(self._records)

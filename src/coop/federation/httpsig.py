@@ -3,48 +3,76 @@
 A request between nodes covers ``@method``, ``@authority``, ``@path``,
 ``@query`` and ``content-digest`` (RFC 9530, SHA-256 of the body), with the
 parameters ``created``, ``expires``, ``nonce``, ``keyid`` (the signer's node
-id) and ``alg="ed25519"``.  The scheme is left out of the covered target on
-purpose: a TLS-terminating proxy changes it, not the rest.
+id), ``alg="ed25519"`` and ``tag="coop-gossip"``.  The scheme is left out of
+the covered target on purpose: a TLS-terminating proxy changes it, not the rest.
 
-The verifier checks the digest against the body, the signature against the
-key of a pinned peer, the time window, and that the nonce was not seen
-before (a replay cache bounded in size and time).  Pure: callers pass the
-clock value and the cache.
+``Signature-Input`` and ``Signature`` are read as RFC 9651 Structured Field
+dictionaries (``http-sf``), so any conforming signer verifies: parameters in
+any order, extra parameters, other labels beside ours (ours is the one tagged
+``coop-gossip``, or the only one), covered components in any order and beyond
+the required set.  The signature base is rebuilt from the received parameters,
+re-serialized as RFC 9421 section 2.3 says, never from our own layout.
+
+The covered ``@authority`` is this node's own (its ``public_url``, or the socket a
+request arrived on): the ``Host`` header never decides, so a request a peer
+signed for another co-op does not verify here.
+
+Clocks: a signature may be created up to :data:`CLOCK_SKEW` (300 s, the
+tolerance of other signed-request protocols, e.g. AWS SigV4 and Kerberos) in
+this node's future and is honoured up to that long after its ``expires``;
+outside that, :class:`ClockSkewError` carries the measured offset.
+
+The verifier checks, in this order: the signature against the key of a pinned
+peer (over the covered components, the ``Content-Digest`` header value among
+them: all there before the body is read), the time window, the digest against
+the body, and that the nonce was not seen before (a :class:`ReplayCache`).
+The signature comes first so that a refusal for anything else is only ever
+reported for a request its key's holder signed (``RequestAuthError.signer``):
+a stranger claiming a peer's key id cannot write refusals or clock skew under
+its name.  Pure: callers pass the clock value and the cache.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
+import hmac
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from typing import Final
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
-from coop.federation.errors import RequestAuthError
+import http_sf
+import msgspec
+
+from coop.federation.errors import ClockSkewError, RequestAuthError
 from coop.governance.signing import public_key, sign, verify
 
 __all__ = [
+    "CLOCK_SKEW",
     "COMPONENTS",
     "MAX_WINDOW",
+    "MemoryReplayCache",
     "ReplayCache",
+    "SignatureInput",
     "authority_of",
+    "check_signature_headers",
     "content_digest",
     "sign_request",
     "verify_request",
 ]
 
 COMPONENTS: Final = ("@method", "@authority", "@path", "@query", "content-digest")
-MAX_WINDOW: Final = 300  # seconds a signature may live
-_SKEW: Final = 30
+MAX_WINDOW: Final = 300  # seconds a signature may live (expires - created)
+CLOCK_SKEW: Final = 300  # seconds two clocks may disagree (created in our future, expires in our past)
 _LABEL: Final = "coop"
 _TAG: Final = "coop-gossip"
-_INPUT: Final = re.compile(
-    r"^coop=\((?P<components>[^)]*)\);created=(?P<created>\d+);expires=(?P<expires>\d+);"
-    r'nonce="(?P<nonce>[A-Za-z0-9_-]{16,64})";keyid="(?P<keyid>[0-9a-f]{64})";alg="ed25519";tag="coop-gossip"$'
-)
+_ALG: Final = "ed25519"
+_KEYID: Final = re.compile(r"[0-9a-f]{64}")
+_NONCE: Final = re.compile(r"[\x21-\x7e]{16,128}")
+_DIGESTS: Final = {"sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
+_DERIVED: Final = frozenset({"@method", "@authority", "@path", "@query", "@request-target"})
 
 
 def content_digest(body: bytes) -> str:
@@ -64,22 +92,9 @@ def authority_of(url: str) -> str:
     return _authority_path_query(url)[0]
 
 
-def _base(method: str, url: str, digest: str, params: str) -> bytes:
-    authority, path, query = _authority_path_query(url)
-    lines = [
-        f'"@method": {method.upper()}',
-        f'"@authority": {authority}',
-        f'"@path": {path}',
-        f'"@query": {query}',
-        f'"content-digest": {digest}',
-        f'"@signature-params": {params}',
-    ]
-    return "\n".join(lines).encode()
-
-
 def _params(created: int, expires: int, nonce: str, keyid: str) -> str:
     covered = " ".join(f'"{c}"' for c in COMPONENTS)
-    return f'({covered});created={created};expires={expires};nonce="{nonce}";keyid="{keyid}";alg="ed25519";tag="{_TAG}"'
+    return f'({covered});created={created};expires={expires};nonce="{nonce}";keyid="{keyid}";alg="{_ALG}";tag="{_TAG}"'
 
 
 def sign_request(method: str, url: str, body: bytes, *, seed: bytes, now: int, nonce: str) -> dict[str, str]:
@@ -87,7 +102,16 @@ def sign_request(method: str, url: str, body: bytes, *, seed: bytes, now: int, n
     keyid = public_key(seed).hex()
     digest = content_digest(body)
     params = _params(now, now + MAX_WINDOW // 2, nonce, keyid)
-    signature = sign(seed, _base(method, url, digest, params))
+    authority, path, query = _authority_path_query(url)
+    values = {
+        "@method": method.upper(),
+        "@authority": authority,
+        "@path": path,
+        "@query": query,
+        "content-digest": digest,
+    }
+    base = _base([(c, values[c]) for c in COMPONENTS], params)
+    signature = sign(seed, base)
     return {
         "Content-Digest": digest,
         "Signature-Input": f"{_LABEL}={params}",
@@ -95,8 +119,30 @@ def sign_request(method: str, url: str, body: bytes, *, seed: bytes, now: int, n
     }
 
 
-class ReplayCache:
-    """Nonces seen within the signature window; bounded, oldest dropped first."""
+def _base(components: list[tuple[str, str]], params: str) -> bytes:
+    """The RFC 9421 signature base: one line per covered component, then the parameters."""
+    lines = [f"{http_sf.ser((name, {}))}: {value}" for name, value in components]
+    lines.append(f'"@signature-params": {params}')
+    try:
+        return "\n".join(lines).encode("ascii")
+    except UnicodeEncodeError:
+        raise RequestAuthError("a covered component is not ASCII") from None
+
+
+class ReplayCache(Protocol):
+    """Where nonces of accepted requests are remembered (memory here; SQLite in the node).
+
+    ``expires`` is the time after which the nonce can no longer be accepted (its
+    signature's ``expires`` plus :data:`CLOCK_SKEW`): the cache may forget it then.
+    """
+
+    def seen(self, nonce: str, *, expires: int, now: int) -> bool:
+        """Record a nonce; True if it was already there (a replay)."""
+        ...
+
+
+class MemoryReplayCache:
+    """Nonces seen within the signature window, in memory; bounded, oldest dropped first."""
 
     def __init__(self, max_size: int = 100_000) -> None:
         self.max_size = max_size
@@ -112,6 +158,217 @@ class ReplayCache:
         return False
 
 
+class SignatureInput(msgspec.Struct, frozen=True):
+    """Our signature of a request, as read from its ``Signature-Input`` and ``Signature``."""
+
+    label: str
+    components: tuple[str, ...]  # in the signer's order
+    params: str  # the serialized ``@signature-params`` value the signature covers
+    created: int
+    expires: int
+    nonce: str
+    keyid: str
+    signature: bytes
+
+
+def _dictionary(value: str, name: str) -> dict[str, Any]:
+    def duplicate(key: str, context: str) -> None:
+        raise RequestAuthError(f"{name} repeats {key!r}")
+
+    try:
+        parsed = http_sf.parse(value.encode("latin-1"), tltype="dictionary", on_duplicate_key=duplicate)
+    except (http_sf.StructuredFieldError, UnicodeEncodeError) as exc:
+        raise RequestAuthError(f"{name} is not a Structured Field dictionary: {exc}") from None
+    assert isinstance(parsed, dict)
+    return parsed
+
+
+def _pick(inputs: dict[str, Any]) -> str:
+    """Our label: the one tagged ``coop-gossip``, or the only one when it carries no tag."""
+    tagged = [label for label, member in inputs.items() if _member_params(member).get("tag") == _TAG]
+    if len(tagged) == 1:
+        return tagged[0]
+    if len(tagged) > 1:
+        raise RequestAuthError(f'Signature-Input holds {len(tagged)} signatures tagged "{_TAG}"')
+    if len(inputs) == 1:
+        (label,) = inputs
+        if "tag" not in _member_params(inputs[label]):
+            return label
+    raise RequestAuthError(f'Signature-Input holds no signature tagged "{_TAG}"')
+
+
+def _member_params(member: Any) -> dict[str, Any]:
+    if isinstance(member, tuple) and len(member) == 2 and isinstance(member[1], dict):
+        return member[1]
+    return {}
+
+
+def _int_param(params: Mapping[str, Any], name: str) -> int:
+    value = params.get(name)
+    if type(value) is not int:
+        raise RequestAuthError(f'Signature-Input needs an integer "{name}" parameter')
+    return value
+
+
+def _str_param(params: Mapping[str, Any], name: str) -> str:
+    value = params.get(name)
+    if type(value) is not str:
+        raise RequestAuthError(f'Signature-Input needs a string "{name}" parameter')
+    return value
+
+
+def _read(headers: Mapping[str, str]) -> SignatureInput:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    signature_input = lowered.get("signature-input")
+    signature = lowered.get("signature")
+    if not lowered.get("content-digest") or not signature_input or not signature:
+        raise RequestAuthError("the request is not signed (Content-Digest, Signature-Input, Signature)")
+    inputs = _dictionary(signature_input, "Signature-Input")
+    signatures = _dictionary(signature, "Signature")
+    label = _pick(inputs)
+    member = inputs[label]
+    if not (isinstance(member, tuple) and isinstance(member[0], list)):
+        raise RequestAuthError(f"Signature-Input member {label!r} is not an inner list")
+    items, params = member
+    components: list[str] = []
+    for item in items:
+        name, item_params = item
+        if type(name) is not str or item_params or name != name.lower():
+            raise RequestAuthError(
+                f"Signature-Input covers {http_sf.ser(item)}: only lower-case names without parameters"
+            )
+        if name in components:
+            raise RequestAuthError(f"Signature-Input covers {name!r} twice")
+        if name.startswith("@") and name not in _DERIVED:
+            raise RequestAuthError(f"Signature-Input covers {name!r}, which this node does not resolve")
+        components.append(name)
+    missing = [c for c in COMPONENTS if c not in components]
+    if missing:
+        raise RequestAuthError(
+            f"Signature-Input does not cover {', '.join(missing)} (method, target and digest)"
+        )
+    if params.get("alg") != _ALG or type(params["alg"]) is not str:
+        raise RequestAuthError(f'Signature-Input needs alg="{_ALG}"')
+    if "tag" in params and params["tag"] != _TAG:
+        raise RequestAuthError(f'Signature-Input is tagged for another protocol, not "{_TAG}"')
+    created, expires = _int_param(params, "created"), _int_param(params, "expires")
+    nonce, keyid = _str_param(params, "nonce"), _str_param(params, "keyid")
+    if not _NONCE.fullmatch(nonce):
+        raise RequestAuthError("the nonce is 16 to 128 visible ASCII characters")
+    if not _KEYID.fullmatch(keyid):
+        raise RequestAuthError("keyid is a node id: 64 lower-case hex digits")
+    if not 0 < expires - created <= MAX_WINDOW:
+        raise RequestAuthError(f"a signature lives at most {MAX_WINDOW} s (expires - created)")
+    raw = signatures.get(label)
+    if not (isinstance(raw, tuple) and isinstance(raw[0], bytes)):
+        raise RequestAuthError(f"Signature has no byte sequence labelled {label!r}")
+    return SignatureInput(
+        label=label,
+        components=tuple(components),
+        # Re-serialized from what was received (RFC 9421 section 2.3), the signer's order kept.
+        params=http_sf.ser({label: member})[len(label) + 1 :],
+        created=created,
+        expires=expires,
+        nonce=nonce,
+        keyid=keyid,
+        signature=raw[0],
+    )
+
+
+def _check_time(sig: SignatureInput, now: int) -> None:
+    """The time window, for a signature that verified (the refusal names its signer)."""
+    offset = sig.created - now
+    if sig.created > now + CLOCK_SKEW:
+        raise ClockSkewError(
+            f"the signature was created {offset:+d} s from this node's clock, more than the"
+            f" {CLOCK_SKEW} s of skew tolerated: check the clocks (NTP)",
+            offset=offset,
+            signer=sig.keyid,
+        )
+    if sig.expires < now - CLOCK_SKEW:
+        raise ClockSkewError(
+            f"the signature expired (created {offset:+d} s from this node's clock, more than the"
+            f" {CLOCK_SKEW} s of skew tolerated): a stale request, or clocks apart (NTP)",
+            offset=offset,
+            signer=sig.keyid,
+        )
+
+
+def _check_signature(
+    sig: SignatureInput,
+    key: bytes,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    authorities: Collection[str],
+) -> None:
+    """The Ed25519 signature over the base rebuilt from the request line and headers (the
+    ``Content-Digest`` header value, not the body), with one of this node's own authorities."""
+    fields = {k.lower(): v.strip(" \t") for k, v in headers.items()}
+    claimed, path, query = _authority_path_query(url)
+
+    def base(authority: str) -> bytes:
+        values = {
+            "@method": method.upper(),
+            "@authority": authority,
+            "@path": path,
+            "@query": query,
+            "@request-target": path + query,
+        }
+        covered = []
+        for name in sig.components:
+            value = values.get(name, fields.get(name))
+            if value is None:
+                raise RequestAuthError(f"the signature covers {name!r}, which the request lacks")
+            covered.append((name, value))
+        return _base(covered, sig.params)
+
+    if not any(verify(key, base(own), sig.signature) for own in sorted(set(authorities))):
+        if claimed not in authorities and verify(key, base(claimed), sig.signature):
+            # Only to explain the refusal: the Host header never makes a request verify.
+            raise RequestAuthError(
+                f"the request was signed for another address ({claimed}) than this node's"
+                f" ({', '.join(sorted(set(authorities)))})"
+            )
+        raise RequestAuthError("the signature does not verify")
+
+
+def check_signature_headers(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    *,
+    key_of: Callable[[str], bytes | None],
+    now: int,
+    authorities: Collection[str],
+) -> SignatureInput:
+    """What can be checked before the body is read: the signature headers parse, cover what is
+    required, name a pinned peer's key, verify (over the ``Content-Digest`` header, one of
+    ``authorities`` and the request line of ``url``), and only then: are valid now.
+
+    Raises :class:`RequestAuthError`; its ``signer`` is set only when the signature verified.
+    """
+    sig = _read(headers)
+    key = key_of(sig.keyid)
+    if key is None:
+        raise RequestAuthError("the signing key is not a pinned peer of this node")
+    _check_signature(sig, key, method, url, headers, authorities)
+    _check_time(sig, now)
+    return sig
+
+
+def _check_digest(value: str, body: bytes) -> None:
+    members = _dictionary(value, "Content-Digest")
+    known = {name: member for name, member in members.items() if name in _DIGESTS}
+    if not known:
+        raise RequestAuthError("Content-Digest has no sha-256 or sha-512 digest")
+    for name, member in known.items():
+        if not (isinstance(member, tuple) and isinstance(member[0], bytes)):
+            raise RequestAuthError(f"Content-Digest {name} is not a byte sequence")
+        if not hmac.compare_digest(member[0], _DIGESTS[name](body).digest()):
+            raise RequestAuthError("Content-Digest does not match the body")
+
+
 def verify_request(
     method: str,
     url: str,
@@ -121,42 +378,24 @@ def verify_request(
     key_of: Callable[[str], bytes | None],
     now: int,
     replay: ReplayCache,
-    authorities: frozenset[str] | None = None,
+    authorities: Collection[str],
 ) -> str:
     """Check a signed request; return the signer's key id, or raise :class:`RequestAuthError`.
 
-    ``authorities`` are this node's own addresses: a request signed for another node's
-    address (a captured request replayed here) is refused, whatever Host header it carries.
+    ``authorities`` are this node's own addresses (``host[:port]``): the covered
+    ``@authority`` must be one of them.  ``url`` gives the path and query only; its host
+    (the request's ``Host`` header) is never trusted, so a request signed for another node's
+    address (a captured request replayed here) does not verify, whatever Host it carries.
     """
-    if authorities is not None and authority_of(url) not in authorities:
-        raise RequestAuthError("the request was signed for another address than this node's")
-    lowered = {k.lower(): v for k, v in headers.items()}
-    digest = lowered.get("content-digest")
-    signature_input = lowered.get("signature-input")
-    signature = lowered.get("signature")
-    if not digest or not signature_input or not signature:
-        raise RequestAuthError("the request is not signed (Content-Digest, Signature-Input, Signature)")
-    if digest != content_digest(body):
-        raise RequestAuthError("Content-Digest does not match the body")
-    match = _INPUT.match(signature_input)
-    if match is None or match.group("components") != " ".join(f'"{c}"' for c in COMPONENTS):
-        raise RequestAuthError("Signature-Input does not cover method, target and content digest as required")
-    created, expires = int(match.group("created")), int(match.group("expires"))
-    if created > now + _SKEW or expires < now or expires - created > MAX_WINDOW:
-        raise RequestAuthError("the signature is not valid at this time")
-    keyid = match.group("keyid")
-    key = key_of(keyid)
-    if key is None:
-        raise RequestAuthError("the signing key is not a pinned peer of this node")
-    if not signature.startswith(f"{_LABEL}=:") or not signature.endswith(":"):
-        raise RequestAuthError("Signature is malformed")
+    sig = check_signature_headers(method, url, headers, key_of=key_of, now=now, authorities=authorities)
+    # The very value the signature covered (the same lower-casing, the last of duplicates).
+    digest = {k.lower(): v.strip(" \t") for k, v in headers.items()}["content-digest"]
     try:
-        raw = base64.b64decode(signature[len(_LABEL) + 2 : -1], validate=True)
-    except (binascii.Error, ValueError):
-        raise RequestAuthError("Signature is not base64") from None
-    params = signature_input[len(_LABEL) + 1 :]
-    if not verify(key, _base(method, url, digest, params), raw):
-        raise RequestAuthError("the signature does not verify")
-    if replay.seen(match.group("nonce"), expires=expires, now=now):
+        _check_digest(digest, body)
+    except RequestAuthError as exc:
+        raise RequestAuthError(exc.message, signer=sig.keyid) from None
+    if replay.seen(sig.nonce, expires=sig.expires + CLOCK_SKEW, now=now):
+        # Anyone who captured the peer's request can send it again: a replay says nothing about
+        # the peer, so it is booked under no peer (signer unset), like an unverified request.
         raise RequestAuthError("this request was already received (replay)")
-    return keyid
+    return sig.keyid

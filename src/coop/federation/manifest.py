@@ -38,6 +38,7 @@ from coop.governance import (
     canonical_bytes,
     sha256_hex,
 )
+from coop.governance.canonical import duplicate_key
 from coop.governance.envelope import open_envelope, seal, valid_signers
 
 __all__ = [
@@ -282,6 +283,13 @@ def check_manifest(data: bytes, *, trusted: Mapping[str, str], limits: Limits = 
         GovernanceError,
     ) as exc:
         raise ManifestError(Reason.MALFORMED, f"payload is not a manifest: {exc}") from None
+    try:
+        repeated = duplicate_key(payload)
+    except (ValueError, RecursionError):
+        repeated = "$"
+    if repeated is not None:
+        # Signed bytes two parsers would read differently: what was signed is not one manifest.
+        raise ManifestError(Reason.MALFORMED, f"the payload repeats the key {repeated!r}")
     if manifest.type != MANIFEST_TYPE:
         raise ManifestError(Reason.MALFORMED, f"unknown manifest type {manifest.type!r}")
     if manifest.key not in good:

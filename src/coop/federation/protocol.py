@@ -6,37 +6,46 @@ An exchange with a peer, every message one HTTP POST of JSON:
    (well under 128 bytes each way when nothing changed);
 2. ``digest``: origin -> (latest seq, hash, evidence hashes), both ways;
 3. ``manifests``: pull what we lack, evidence first, in bounded batches;
-4. ``push``: give the peer manifests it lacks (it verifies them itself);
+4. ``push``: give the peer manifests it lacks (it verifies them itself), in bodies of at most
+   :data:`MAX_PUSH_BYTES`, a few per exchange; a peer whose digest did not advance since we
+   last pushed to it is not pushed the same again until a back-off passed (:class:`PushMemo`);
 5. ``records``: pull record bytes by hash for entries we may mirror.
 
-Nothing is sent per item: one digest exchange, then bulk pulls.
+Nothing is sent per item: one digest exchange, then bulk pulls.  All the requests of one
+exchange share one wall-clock budget: each request's deadline is the smaller of its own and
+what is left, so a peer dripping every answer just under the per-request deadline costs at
+most the budget.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 
-from coop.federation.errors import FederationError, PeerError
+from coop.federation.errors import FederationError, PeerError, PeerTimeoutError
 from coop.federation.gossip import (
     Accepted,
     Book,
     DigestItem,
     Duplicate,
     Equivocation,
+    RecordRefusal,
     Rejected,
     Want,
     wants,
 )
 from coop.federation.transport import Request, Transport
+from coop.governance.canonical import duplicate_key
 
 __all__ = [
     "DigestMessage",
     "ManifestsMessage",
     "PullManifests",
     "PullRecords",
+    "PushMemo",
     "PushReport",
     "RecordSource",
     "RecordsMessage",
@@ -48,6 +57,14 @@ __all__ = [
 
 MAX_RECORDS_PER_PULL: Final = 256
 MAX_PULL_ROUNDS: Final = 64
+MAX_REFUSALS_KEPT: Final = 64  # record refusals one exchange reports in detail
+# Pushes: one request's body at most (a single larger manifest goes alone, within the receiver's
+# push cap), manifests and requests per exchange at most.  Pulls are the main road; a push only
+# shortens it, so it stays small whatever a peer's digest claims.
+MAX_PUSH_BYTES: Final = 4 * 1024 * 1024
+MAX_PUSH_ITEMS: Final = 16
+MAX_PUSHES: Final = 4
+MAX_PUSH_BACKOFF: Final = 64  # exchanges a peer whose digest never advances waits between pushes
 PATHS: Final = {
     "summary": "/federation/v1/summary",
     "digest": "/federation/v1/digest",
@@ -144,9 +161,18 @@ class Responder:
 def _decode(kind: type[M], data: bytes) -> M:
     try:
         decoded: M = _DECODERS[kind].decode(data)
-        return decoded
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError) as exc:
+        repeated = duplicate_key(data)
+    except (
+        msgspec.DecodeError,
+        msgspec.ValidationError,
+        UnicodeDecodeError,
+        RecursionError,
+        ValueError,
+    ) as exc:
         raise FederationError(f"malformed {kind.__name__}: {exc}") from None
+    if repeated is not None:
+        raise FederationError(f"malformed {kind.__name__}: the key {repeated!r} appears more than once")
+    return decoded
 
 
 def _report(decisions: Iterable[object]) -> PushReport:
@@ -173,6 +199,8 @@ class SyncReport(msgspec.Struct, kw_only=True):
     pushed: PushReport = msgspec.field(default_factory=PushReport)
     records: int = 0
     records_refused: int = 0
+    # Record bytes this node would not keep (relabelled, another origin's), the first few.
+    refusals: list[RecordRefusal] = msgspec.field(default_factory=list)
     bytes_sent: int = 0
     bytes_received: int = 0
     requests: int = 0
@@ -182,27 +210,79 @@ class SyncReport(msgspec.Struct, kw_only=True):
 Signer = Callable[[str, str, bytes], Mapping[str, str]]
 
 
+class PushMemo:
+    """What was pushed to one peer, per origin: the sequence its digest claimed then and a back-off.
+
+    A peer whose digest has not advanced past what it claimed when we last pushed (it lost the
+    push, refused it, or claims to be behind to make us send again) is skipped for ``backoff``
+    exchanges, doubling up to :data:`MAX_PUSH_BACKOFF`; a digest that advanced resets it.  Bounded
+    by the origins a node pins.  Not thread-safe: one exchange with a peer at a time.
+    """
+
+    def __init__(self) -> None:
+        self._marks: dict[str, tuple[int, int, int]] = {}  # origin -> (their seq, skips left, backoff)
+
+    def held(self, want: Want) -> bool:
+        """Whether to leave this want out of the push now (one call per exchange and want)."""
+        mark = self._marks.get(want.origin)
+        if mark is None or want.after > mark[0]:
+            return False
+        seq, skips, backoff = mark
+        if skips > 0:
+            self._marks[want.origin] = (seq, skips - 1, backoff)
+            return True
+        return False
+
+    def pushed(self, want: Want) -> None:
+        mark = self._marks.get(want.origin)
+        backoff = 1 if mark is None or want.after > mark[0] else min(2 * mark[2], MAX_PUSH_BACKOFF)
+        self._marks[want.origin] = (want.after, backoff, backoff)
+
+
 class _Link:
     """Signed POSTs to one peer, counting bytes."""
 
     def __init__(
-        self, base: str, transport: Transport, signer: Signer, report: SyncReport, limits: tuple[float, int]
+        self,
+        base: str,
+        transport: Transport,
+        signer: Signer,
+        report: SyncReport,
+        limits: tuple[float, int],
+        budget: tuple[float, Callable[[], float]] | None = None,
     ) -> None:
         self.base = base.rstrip("/")
         self.transport = transport
         self.signer = signer
         self.report = report
         self.timeout, self.max_bytes = limits
+        self.budget = budget
+        self.deadline = None if budget is None else budget[1]() + budget[0]
 
     def post(self, step: str, message: msgspec.Struct, kind: type[M]) -> M:
+        return self.post_bytes(step, _ENC.encode(message), kind)
+
+    def post_bytes(self, step: str, body: bytes, kind: type[M]) -> M:
         url = self.base + PATHS[step]
-        body = _ENC.encode(message)
+        timeout, limited = self.timeout, False
+        if self.budget is not None and self.deadline is not None:
+            left = self.deadline - self.budget[1]()
+            if left <= 0:
+                raise PeerTimeoutError(f"{self.base}: the exchange used its {self.budget[0]:g} s budget")
+            timeout, limited = min(timeout, left), left < timeout
         headers = {"Content-Type": "application/json", **self.signer("POST", url, body)}
-        response = self.transport.send(
-            Request(method="POST", url=url, headers=headers, body=body),
-            timeout=self.timeout,
-            max_bytes=self.max_bytes,
-        )
+        try:
+            response = self.transport.send(
+                Request(method="POST", url=url, headers=headers, body=body),
+                timeout=timeout,
+                max_bytes=self.max_bytes,
+            )
+        except PeerTimeoutError:
+            if not limited or self.budget is None:
+                raise
+            raise PeerTimeoutError(
+                f"{url}: the exchange used its {self.budget[0]:g} s budget during {step}"
+            ) from None
         self.report.requests += 1
         self.report.bytes_sent += len(body)
         self.report.bytes_received += len(response.body)
@@ -222,15 +302,23 @@ def sync_with(
     max_bytes: int = 128 * 1024 * 1024,
     records: bool = True,
     peer: str | None = None,
+    budget: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    memo: PushMemo | None = None,
 ) -> SyncReport:
     """One push-pull exchange with the peer at ``base`` (node id ``peer``, when known: what is
-    pushed to it follows the same relay rule as what it is served); errors end it and are reported."""
+    pushed to it follows the same relay rule as what it is served); errors end it and are reported.
+
+    ``budget`` seconds (by ``clock``) bound all its requests together; ``memo`` remembers what was
+    pushed to this peer across exchanges (without one, every exchange pushes what is lacking)."""
     report = SyncReport(peer=base)
-    link = _Link(base, transport, signer, report, (timeout, max_bytes))
+    link = _Link(
+        base, transport, signer, report, (timeout, max_bytes), None if budget is None else (budget, clock)
+    )
     try:
         theirs = link.post("summary", SummaryMessage(book.summary()), SummaryMessage)
         if theirs.summary != book.summary():
-            _exchange(link, book, report, now=now, peer=peer)
+            _exchange(link, book, report, now=now, peer=peer, memo=memo)
         else:
             report.in_sync = True
         if records:
@@ -240,7 +328,9 @@ def sync_with(
     return report
 
 
-def _exchange(link: _Link, book: Book, report: SyncReport, *, now: int, peer: str | None) -> None:
+def _exchange(
+    link: _Link, book: Book, report: SyncReport, *, now: int, peer: str | None, memo: PushMemo | None
+) -> None:
     remote = link.post("digest", DigestMessage(book.digest()), DigestMessage)
     pulled: list[object] = []
     for _ in range(MAX_PULL_ROUNDS):
@@ -257,11 +347,47 @@ def _exchange(link: _Link, book: Book, report: SyncReport, *, now: int, peer: st
     report.pulled = _report(pulled)
     # What the peer lacks, among origins it told us about or that we hold.
     theirs_lack = wants(remote.digest, book.digest(), set(book.pinned) | {book.self_id})
+    if memo is not None:
+        theirs_lack = [want for want in theirs_lack if not memo.held(want)]
     if theirs_lack:
-        envelopes = book.serve(theirs_lack, requester=peer)
-        if envelopes:
-            pushed = link.post("push", ManifestsMessage([msgspec.Raw(e) for e in envelopes]), PushReport)
-            report.pushed = pushed
+        _push(link, book, report, theirs_lack, peer=peer)
+        if memo is not None:
+            for want in theirs_lack:
+                memo.pushed(want)
+
+
+def _push(link: _Link, book: Book, report: SyncReport, lacking: list[Want], *, peer: str | None) -> None:
+    """What the peer lacks, a few manifests in bodies of at most :data:`MAX_PUSH_BYTES` (a larger
+    one alone, when within the byte cap a peer takes), at most :data:`MAX_PUSHES` requests."""
+    envelopes = book.serve(lacking, max_items=MAX_PUSH_ITEMS, requester=peer)
+    batches: list[list[bytes]] = []
+    size = 0
+    for envelope in envelopes:
+        if len(envelope) + 64 > link.max_bytes:
+            break  # the chain is in order: the peer cannot take the rest before this one
+        if not batches or size + len(envelope) + 1 > MAX_PUSH_BYTES:
+            if len(batches) == MAX_PUSHES:
+                break
+            batches.append([])
+            size = 16  # {"manifests":[]}
+        batches[-1].append(envelope)
+        size += len(envelope) + 1
+    del envelopes
+    totals = [0, 0, 0]
+    rejected: list[str] = []
+    while batches:
+        batch = batches.pop(0)
+        body = _ENC.encode(ManifestsMessage([msgspec.Raw(e) for e in batch]))
+        del batch
+        answer = link.post_bytes("push", body, PushReport)
+        del body
+        totals[0] += answer.accepted
+        totals[1] += answer.duplicate
+        totals[2] += answer.equivocation
+        rejected += answer.rejected
+        report.pushed = PushReport(
+            accepted=totals[0], duplicate=totals[1], equivocation=totals[2], rejected=list(rejected)
+        )
 
 
 def _pull_records(link: _Link, book: Book, report: SyncReport) -> None:
@@ -269,6 +395,7 @@ def _pull_records(link: _Link, book: Book, report: SyncReport) -> None:
     for start in range(0, len(wanted), MAX_RECORDS_PER_PULL):
         batch = wanted[start : start + MAX_RECORDS_PER_PULL]
         got = link.post("records", PullRecords([entry.hash for _, entry in batch]), RecordsMessage)
-        refused = book.receive_records(batch, {h: bytes(b) for h, b in got.records.items()})
+        refused = book.accept_records(batch, {h: bytes(b) for h, b in got.records.items()})
+        report.refusals += refused[: MAX_REFUSALS_KEPT - len(report.refusals)]
         report.records += len(got.records) - len(refused)
         report.records_refused += len(refused) + len(got.refused)

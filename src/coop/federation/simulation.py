@@ -32,7 +32,25 @@ from coop.federation.manifest import (
 )
 from coop.federation.protocol import PATHS, Responder, SyncReport, sync_with
 from coop.federation.transport import Request, Response
-from coop.governance import Embargo, EvalConsent, License, Scope, canonical_bytes, public_key, sha256_hex
+from coop.governance import (
+    Attribution,
+    AttributionMode,
+    Channel,
+    Checks,
+    Embargo,
+    EvalConsent,
+    Label,
+    License,
+    Message,
+    Provenance,
+    Record,
+    Role,
+    Scope,
+    Source,
+    canonical_bytes,
+    public_key,
+    sha256_hex,
+)
 
 __all__ = ["Behaviour", "Federation", "SimNode"]
 
@@ -84,11 +102,27 @@ class SimNode:
 
     def add_record(self, rng: random.Random, *, scope: Scope = Scope.PUBLIC) -> Entry:
         uid = f"{self.index:04d}-{len(self.own):06d}-{rng.getrandbits(32):08x}"
-        data = canonical_bytes({"uid": uid, "origin": self.id, "text": f"chat {uid}"})
+        licence = rng.choice(list(License))
+        # A real record: peers keep bytes only under an entry whose terms they repeat.
+        record = Record(
+            uid=uid,
+            created_at=0,
+            route=Channel.API,
+            model=None,
+            content=(Message(Role.USER, f"chat {uid} of {self.id}"),),
+            label=Label.GOOD,
+            license=licence,
+            ai_use="train-ai=y",
+            eval=EvalConsent.YES,
+            attribution=Attribution(AttributionMode.ANONYMOUS),
+            scope=scope,
+            provenance=Provenance(Source.NATURAL, False, "messages", Checks({}, "0" * 64)),
+        )
+        data = canonical_bytes(record)
         entry = Entry(
             uid=uid,
             hash=sha256_hex(data),
-            license=rng.choice(list(License)),
+            license=licence,
             ai_use="train-ai=y",
             eval=EvalConsent.YES,
             scope=scope,

@@ -8,13 +8,14 @@ Within simple rules the output is byte-for-byte RFC 8785 (JCS): keys sorted
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any, Final
 
 import msgspec
 
 from coop.governance.errors import InvalidValueError
 
-__all__ = ["MAX_SAFE_INTEGER", "canonical_bytes", "sha256_hex"]
+__all__ = ["MAX_SAFE_INTEGER", "canonical_bytes", "duplicate_key", "sha256_hex"]
 
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 
@@ -53,3 +54,59 @@ def _check(value: Any, path: str) -> None:
             _check(item, f"{path}.{key}")
         return
     raise InvalidValueError(f"unsupported value at {path}", field=path)  # pragma: no cover
+
+
+def duplicate_key(text: str | bytes) -> str | None:
+    """The path of the first key some object of this JSON holds twice (``a.b[1].c``), else None.
+
+    Parsers disagree on a repeated key (most keep the last one, some the first), so two
+    readers of the same signed or submitted bytes could see different values: such a
+    document is refused wherever one enters (request bodies, peer messages, manifests,
+    envelopes).  Numbers are not converted (an integer of any length passes), so only
+    the structure is read.  Raises ``ValueError`` for text that is not JSON and
+    ``RecursionError`` for nesting deeper than the interpreter allows.
+    """
+    try:
+        json.loads(text, object_pairs_hook=_unique, **_NO_NUMBERS)
+    except _RepeatedKeyError:
+        return _first_repeated(json.loads(text, object_pairs_hook=_Pairs, **_NO_NUMBERS)) or "$"
+    return None
+
+
+class _RepeatedKeyError(Exception):
+    pass
+
+
+def _skip(_text: str) -> None:
+    return None
+
+
+_NO_NUMBERS: Final[dict[str, Any]] = {"parse_int": _skip, "parse_float": _skip, "parse_constant": _skip}
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> None:
+    if len(pairs) > 1 and len({key for key, _ in pairs}) != len(pairs):
+        raise _RepeatedKeyError
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """An object's members in order, repeats kept (to name the first repeated key's path)."""
+
+
+def _first_repeated(value: Any, path: str = "") -> str | None:
+    if isinstance(value, _Pairs):
+        seen: set[str] = set()
+        for key, _item in value:
+            if key in seen:
+                return f"{path}.{key}" if path else key
+            seen.add(key)
+        for key, item in value:
+            found = _first_repeated(item, f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _first_repeated(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None

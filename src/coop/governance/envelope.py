@@ -15,6 +15,7 @@ from typing import Final
 
 import msgspec
 
+from coop.governance.canonical import duplicate_key
 from coop.governance.errors import InvalidValueError
 from coop.governance.signing import public_key, sign, verify
 
@@ -64,8 +65,12 @@ def open_envelope(data: bytes, *, payload_type: str, max_bytes: int) -> tuple[En
         )
     try:
         envelope = _DECODER.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        repeated = duplicate_key(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
         raise InvalidValueError(f"not a DSSE envelope: {exc}", field="envelope") from None
+    if repeated is not None:
+        # Two readers could take different payloads or signatures from it: refuse it.
+        raise InvalidValueError(f"the envelope repeats the key {repeated!r}", field="envelope")
     if envelope.payload_type != payload_type:
         raise InvalidValueError(
             f"payload type {envelope.payload_type!r} is not {payload_type!r}", field="payloadType"

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import logging
+import io
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, TextIO
 
 import httpx
 import msgspec
@@ -32,7 +33,7 @@ from coop.node.collective import audit
 from coop.node.contributions import Decision
 from coop.node.contributions import get_contribution as _get_contribution
 from coop.node.contributions import list_by_state as _list_by_state
-from coop.node.datadir import DataDir
+from coop.node.datadir import SERVE_LOCK, DataDir
 from coop.node.errors import (
     AuthError,
     BusyError,
@@ -45,6 +46,7 @@ from coop.node.errors import (
 )
 from coop.node.intake.chat import IntakeFormat
 from coop.node.intake.formats import detect_format, parse_content
+from coop.node.refusals import SKEW_SHOWN, skew_text
 from coop.node.submission import ContributionState
 
 __all__ = ["EXIT_CODES", "main"]
@@ -119,11 +121,17 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from coop.node.logs import configure_logging
     from coop.node.server import ServerKind, serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per gossip request is noise
-    serve(Path(args.dir), host=args.host, port=args.port, kind=ServerKind(args.server))
+    configure_logging()  # control characters from clients and peers escaped: one event, one line
+    serve(
+        Path(args.dir),
+        host=args.host,
+        port=args.port,
+        kind=ServerKind(args.server),
+        access_log=args.access_log,
+    )
     return 0
 
 
@@ -544,12 +552,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_payouts(args: argparse.Namespace) -> int:
+    from coop.node.http.params import release_version
+
     def run(node: Any) -> int:
-        digits = args.release[1:] if args.release.startswith("v") else args.release
-        if not digits.isdigit():
-            raise InputError(f"{args.release!r} is not a release (v1, v2, ...)", field="--release")
         view = node.payout(
-            int(digits),
+            release_version(args.release, field="--release", error=InputError),
             amount=args.amount,
             currency=args.currency,
             actor=LOCAL_ADMIN,
@@ -581,10 +588,16 @@ def cmd_identity(args: argparse.Namespace) -> int:
     def run(node: Any) -> int:
         if args.action == "rotate":
             # A serving node would go on signing with the old key: rotate only while it is stopped.
-            with node.data.lock(
-                "processor", purpose="the node (coop serve); stop it before rotating its key"
-            ):
-                report = node.federation.rotate_key(actor=LOCAL_ADMIN)
+            try:
+                with (
+                    node.data.lock(SERVE_LOCK, purpose="coop serve"),
+                    node.data.lock("processor", purpose="a pipeline run"),
+                ):
+                    report = node.federation.rotate_key(actor=LOCAL_ADMIN)
+            except BusyError as exc:
+                if "is already running" not in exc.message:
+                    raise
+                raise BusyError(f"{exc.message}: stop it before rotating the key") from None
             identity = node.identity
             if args.json:
                 _print_json(
@@ -607,11 +620,14 @@ def cmd_identity(args: argparse.Namespace) -> int:
         else:
             print(f"node id      {info['node_id']}")
             print(f"signing key  {info['public_key']}")
-            print(f"fingerprint  {info['fingerprint']}")
+            print(f"fingerprint  {info['fingerprint']}  (of the node id: read it aloud to a pinning peer)")
             print(f"co-op        {info['coop']}")
             print(
                 f"peers pin it with: coop peers add DIR {node.config.node.public_url} --key {info['node_id']}"
             )
+            halted = node.federation.own_fork()
+            if halted is not None:
+                print(f"FORKED: {halted}")
         return 0
 
     return _with_node(args, run)
@@ -643,12 +659,21 @@ def cmd_peers(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(peers)
             return 0
+        halted = node.federation.own_fork()
+        if halted is not None:
+            print(f"FORKED: {halted}")
         if not peers:
             print("no peers pinned yet: coop peers add DIR URL --key NODE_ID")
         for peer in peers:
             flags = " FORKED" if peer.forked else ""
             seq = "-" if peer.seq is None else str(peer.seq)
             error = f", last error: {peer.last_error}" if peer.last_error else ""
+            skew = peer.clock_skew
+            if skew is not None and abs(skew) >= SKEW_SHOWN:
+                error += f", {skew_text(skew)} (this node's clock minus the peer's)"
+            if peer.refused:
+                last = peer.refused[0]
+                error += f", last refused {_when(last.at)}: {last.step}: {last.detail}"
             print(
                 f"{peer.node_id[:16]}  {peer.url}  seq {seq}  last contact {_when(peer.last_contact)}"
                 f"  ({peer.contacts} ok, {peer.failures} failed{error}){flags}"
@@ -980,6 +1005,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--server", choices=["granian", "uvicorn"], default="granian", help="the ASGI server")
+    p.add_argument("--access-log", action="store_true", help="log each response: client, path, status")
 
     member = sub.add_parser("member", help="Manage members.").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -1222,13 +1248,63 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What never reaches a terminal raw: C0 controls but newline and tab, DEL, C1 (0x9b is a CSI),
+# the line and paragraph separators and the bidirectional overrides ("Trojan Source").
+_UNPRINTABLE: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+class _Printable(io.TextIOBase):
+    """The command line's output: text a peer, a member or a proxy wrote (a peer's refusal in
+    ``coop peers list``, a chat title, an error message) is shown, never obeyed by the terminal.
+
+    Each such character is written as ``\\uXXXX``: readable, and inside ``--json`` output the
+    same escape JSON itself uses, so the document still parses to the same value.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(_UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._stream.encoding
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Everything a node writes (database, keys, releases) is private to its operator.
     os.umask(0o077)
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Printable(out), _Printable(err)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.fn(args)
+        sys.stdout.flush()  # inside the try: a closed pipe (`coop payouts | head`) is caught below
         return code
+    except BrokenPipeError:
+        # The reader went away: say nothing more (no traceback at exit), as `cat | head` does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, the status a shell reports for a writer whose reader left
     except (NodeError, GovernanceError) as exc:
         code = next((c for kind, c in EXIT_CODES if isinstance(exc, kind)), 1)
         if isinstance(exc, UnreachableError):

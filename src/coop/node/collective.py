@@ -33,10 +33,15 @@ from coop.governance import (
 )
 from coop.governance.audit import AuditHead
 from coop.node.accounts import Member
-from coop.node.errors import ForbiddenError, NotFoundError, StateError
+from coop.node.errors import ForbiddenError, NotFoundError, PayloadTooLargeError, RateLimitedError, StateError
 from coop.node.store import next_tick
 
 __all__ = [
+    "MAX_CHANGE_BYTES",
+    "MAX_CHANGE_TEXT",
+    "MAX_OPENED_PER_DAY",
+    "MAX_OPEN_PER_MEMBER",
+    "MAX_REASON",
     "Actor",
     "ProposalView",
     "SettingsView",
@@ -58,6 +63,14 @@ __all__ = [
 _SETTINGS: Final = msgspec.json.Decoder(Settings)
 _ENCODER: Final = msgspec.json.Encoder(order="sorted")
 _DAY: Final = 86_400
+
+# What one member may put before the co-op: every open proposal is shown on the governance
+# page and kept in the audit log forever, so its size and their number are bounded.
+MAX_REASON: Final = 2000  # characters of the reason members read
+MAX_CHANGE_TEXT: Final = 200  # characters of any one text in the changes (a path, a tag, a key)
+MAX_CHANGE_BYTES: Final = 8 * 1024  # the changes as stored (canonical JSON)
+MAX_OPEN_PER_MEMBER: Final = 5  # proposals of one member open at once
+MAX_OPENED_PER_DAY: Final = 10  # proposals one member opens in any 24 hours
 
 
 class Actor(msgspec.Struct, frozen=True):
@@ -325,9 +338,75 @@ def get_proposal(conn: sqlite3.Connection, proposal_id: int) -> ProposalView:
     return _proposal(conn, row)
 
 
-def list_proposals(conn: sqlite3.Connection) -> list[ProposalView]:
-    rows = conn.execute(f"SELECT {_PROPOSAL_COLUMNS} FROM proposals ORDER BY id DESC").fetchall()
+def list_proposals(
+    conn: sqlite3.Connection, *, limit: int | None = None, before: int | None = None
+) -> list[ProposalView]:
+    """Proposals newest first: at most ``limit`` of them, with ids below ``before``."""
+    rows = conn.execute(
+        f"SELECT {_PROPOSAL_COLUMNS} FROM proposals WHERE id < ? ORDER BY id DESC LIMIT ?",
+        (2**63 - 1 if before is None else before, -1 if limit is None else limit),
+    ).fetchall()
     return [_proposal(conn, row) for row in rows]
+
+
+def _check_texts(value: Any, path: str) -> None:
+    """Every text in a proposal's changes (keys too) is at most MAX_CHANGE_TEXT characters."""
+    if isinstance(value, str) and len(value) > MAX_CHANGE_TEXT:
+        raise PayloadTooLargeError(
+            f"{path} is {len(value)} characters; a value in a proposal is at most {MAX_CHANGE_TEXT}",
+            field=path,
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_texts(str(key), path)
+            _check_texts(item, f"{path}.{key}" if len(str(key)) <= MAX_CHANGE_TEXT else path)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_texts(item, f"{path}[{index}]")
+
+
+def _check_size(changes: dict[str, Any], encoded: bytes) -> None:
+    for path, value in changes.items():
+        if len(path) > MAX_CHANGE_TEXT:
+            raise PayloadTooLargeError(
+                f"a setting path is at most {MAX_CHANGE_TEXT} characters", field="changes"
+            )
+        _check_texts(value, path)
+    if len(encoded) > MAX_CHANGE_BYTES:
+        raise PayloadTooLargeError(
+            f"the changes take {len(encoded)} bytes; a proposal holds at most {MAX_CHANGE_BYTES}",
+            field="changes",
+        )
+
+
+def _check_pace(conn: sqlite3.Connection, actor: Actor, at: int) -> None:
+    """At most MAX_OPEN_PER_MEMBER open and MAX_OPENED_PER_DAY opened a day, per member (429)."""
+    closing = [
+        closes
+        for (closes,) in conn.execute(
+            "SELECT closes_at FROM proposals WHERE opened_by = ? AND status = 'open' ORDER BY closes_at",
+            (actor.name,),
+        )
+    ]
+    if len(closing) >= MAX_OPEN_PER_MEMBER:
+        raise RateLimitedError(
+            f"{actor.name} has {len(closing)} proposals open; at most {MAX_OPEN_PER_MEMBER} at once:"
+            " wait until one is decided",
+            retry_after=max(closing[0] - at, 1),
+        )
+    opened = [
+        when
+        for (when,) in conn.execute(
+            "SELECT opened_at FROM proposals WHERE opened_by = ? AND opened_at > ? ORDER BY opened_at",
+            (actor.name, at - _DAY),
+        )
+    ]
+    if len(opened) >= MAX_OPENED_PER_DAY:
+        raise RateLimitedError(
+            f"{actor.name} opened {len(opened)} proposals in the last 24 hours; at most"
+            f" {MAX_OPENED_PER_DAY} a day",
+            retry_after=max(opened[0] + _DAY - at, 1),
+        )
 
 
 def _electorate(conn: sqlite3.Connection, at: int) -> int:
@@ -349,8 +428,10 @@ def open_proposal(
     voting_days: int | None = None,
 ) -> ProposalView:
     reason = reason.strip()
-    if not reason or len(reason) > 2000:
-        raise InvalidValueError("say in 1 to 2000 characters why", field="reason")
+    if not reason or len(reason) > MAX_REASON:
+        raise InvalidValueError(f"say in 1 to {MAX_REASON} characters why", field="reason")
+    encoded = _ENCODER.encode(changes)
+    _check_size(changes, encoded)
     current = current_settings(conn).settings
     classes = changed_classes(changes)
     apply_changes(current, changes)  # refuse now what could never be applied
@@ -358,6 +439,7 @@ def open_proposal(
     days = rule.voting_days if voting_days is None else voting_days
     if not 1 <= days <= 365:
         raise InvalidValueError("voting lasts 1 to 365 days", field="voting_days")
+    _check_pace(conn, actor, at)
     electorate = _electorate(conn, at)
     cur = conn.execute(
         "INSERT INTO proposals (opened_at, closes_at, opened_by, reason, changes, classes, quorum_percent,"
@@ -367,7 +449,7 @@ def open_proposal(
             at + days * _DAY,
             actor.name,
             reason,
-            _ENCODER.encode(changes),
+            encoded,
             json.dumps(sorted(c.value for c in classes)),
             rule.quorum_percent,
             rule.threshold_percent,

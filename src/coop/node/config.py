@@ -76,6 +76,16 @@ class FederationConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     manifest_lifetime_days: int = 30
     request_timeout_seconds: float = 10.0
     max_response_bytes: int = 128 * 1024 * 1024
+    # All the requests of one exchange with one peer together: a slow peer costs at most this.
+    exchange_budget_seconds: float = 30.0
+
+
+class HealthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """When ``/healthz`` calls a periodic job stale: no success for this many of its intervals
+    (and never sooner than ``stale_min_seconds``, so one slow run is not an outage)."""
+
+    stale_after_intervals: float = 10.0
+    stale_min_seconds: float = 120.0
 
 
 class ChannelsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -97,6 +107,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     storage: StorageConfig = StorageConfig()
     federation: FederationConfig = FederationConfig()
     channels: ChannelsConfig = ChannelsConfig()
+    health: HealthConfig = HealthConfig()
 
     def __post_init__(self) -> None:
         if self.storage.synchronous not in ("full", "normal"):

@@ -6,10 +6,11 @@ Layout::
       node.toml          the configuration
       coop.sqlite3       the database (WAL)
       keys/node.key      Ed25519 seed, 0600
+      keys/node.key.staged  a rotation's new seed until its manifest is accepted, 0600
       keys/salt          HMAC salt for contributor hashes, 0600
       audit-head.json    the audit log's signed head (latest entry and hash), 0600
       releases/vN/       immutable release artifacts
-      locks/             advisory locks (processor, releases)
+      locks/             advisory locks (serve: held for a server's life; processor, releases, ...)
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from coop.governance import fingerprint, public_key
 from coop.node.config import Config, NodeSection, load_config, write_config
 from coop.node.errors import BusyError, StorageError
 
-__all__ = ["DataDir", "Identity"]
+__all__ = ["SERVE_LOCK", "DataDir", "Identity"]
 
 _SECRET_MODE: Final = 0o600
+# Held by `coop serve` for the server's life: one server per data directory.
+SERVE_LOCK: Final = "serve"
 
 
 class Identity(msgspec.Struct, frozen=True):
@@ -40,7 +43,7 @@ class Identity(msgspec.Struct, frozen=True):
 
     node_id: str
     public_key: bytes
-    fingerprint: str
+    fingerprint: str  # of the node id (what peers pin and read aloud), the same after a key rotation
 
 
 class DataDir:
@@ -126,24 +129,42 @@ class DataDir:
             node_id = self.node_id_path.read_text(encoding="ascii").strip()
         except FileNotFoundError:
             node_id = public.hex()
-        return Identity(node_id=node_id, public_key=public, fingerprint=fingerprint(public))
+        return Identity(node_id=node_id, public_key=public, fingerprint=fingerprint(bytes.fromhex(node_id)))
 
-    def rotate_key(self) -> tuple[bytes, bytes]:
-        """A new signing key in place of the current one; the old is kept beside it.
+    @property
+    def staged_key_path(self) -> Path:
+        """A new signing key waiting for its rotation manifest to be accepted."""
+        return self.root / "keys" / "node.key.staged"
 
-        Returns (old seed, new seed).  The caller announces the rotation in a manifest
-        signed by both before anything else is signed with the new key.
+    def stage_key(self) -> bytes:
+        """A new signing key written beside the current one (which stays the one that signs).
+
+        Returns its seed.  :meth:`commit_staged_key` switches to it once its rotation manifest
+        is accepted; :meth:`discard_staged_key` takes it back on any failure.
         """
-        old = bytes(self.signing_key())
         new = bytes(SigningKey.generate())
+        self.staged_key_path.unlink(missing_ok=True)  # a rotation that never finished
+        _write_secret(self.staged_key_path, new)
+        return new
+
+    def staged_key(self) -> bytes | None:
+        """The staged key's seed, if a rotation is under way (or was cut short)."""
+        if not self.staged_key_path.exists():
+            return None
+        return _read_secret(self.staged_key_path, 32)
+
+    def commit_staged_key(self) -> None:
+        """Sign with the staged key from now on; the old key is kept, retired, beside it."""
+        old = bytes(self.signing_key())
         retired = self.key_path.with_name(f"node.key.{public_key(old).hex()[:16]}.retired")
         if not retired.exists():
             _write_secret(retired, old)
-        pending = self.key_path.with_name("node.key.new")
-        pending.unlink(missing_ok=True)
-        _write_secret(pending, new)
-        os.replace(pending, self.key_path)
-        return old, new
+        os.replace(self.staged_key_path, self.key_path)  # atomic: one key or the other, never none
+        _fsync_dir(self.key_path.parent)
+
+    def discard_staged_key(self) -> None:
+        """Roll a rotation back: the current key stays the one that signs."""
+        self.staged_key_path.unlink(missing_ok=True)
 
     @contextmanager
     def lock(self, name: str, *, purpose: str, wait: float = 0.0) -> Iterator[None]:
@@ -178,6 +199,14 @@ def _write_secret(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _SECRET_MODE)
     try:
         os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -8,6 +8,7 @@ The tree::
     │   ├── MediaTypeError          a Content-Type we do not take (415)
     │   ├── UnsupportedFormatError  not an export / text / messages we can read
     │   ├── PayloadTooLargeError    over a size or count limit (413)
+    │   ├── RequestTimeoutError     a body not sent within its deadline (408)
     │   └── ConflictError           an Idempotency-Key reused for another body (409)
     ├── AuthError                missing or wrong credentials (401)
     ├── ForbiddenError           authenticated, but not allowed (403)
@@ -36,6 +37,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "RateLimitedError",
+    "RequestTimeoutError",
     "StateError",
     "StorageError",
     "UnsupportedFormatError",
@@ -69,6 +71,10 @@ class UnsupportedFormatError(InputError):
 
 class PayloadTooLargeError(InputError):
     """A body, message or list is over its limit."""
+
+
+class RequestTimeoutError(InputError):
+    """The client did not send its whole body within the deadline (a slow drip holds a slot)."""
 
 
 class ConflictError(InputError):

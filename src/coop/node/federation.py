@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from email.utils import formatdate, parsedate_to_datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
@@ -40,8 +43,18 @@ from coop.federation import (
     sync_with,
     verify_request,
 )
-from coop.federation.gossip import collective_state, listed_facts
+from coop.federation.errors import ClockSkewError, RequestAuthError
+from coop.federation.gossip import (
+    Accepted,
+    Equivocation,
+    RecordRefusal,
+    Rejected,
+    collective_state,
+)
+from coop.federation.httpsig import check_signature_headers
 from coop.federation.manifest import PAYLOAD_TYPE
+from coop.federation.protocol import PushMemo, PushReport
+from coop.federation.transport import Request, Response, Transport
 from coop.governance import (
     Attribution,
     AttributionMode,
@@ -59,7 +72,9 @@ from coop.governance import (
 from coop.governance.envelope import open_envelope
 from coop.node.attribution import PublicForms
 from coop.node.collective import audit, audit_head
-from coop.node.errors import BusyError, InputError, NotFoundError
+from coop.node.errors import BusyError, InputError, NotFoundError, PayloadTooLargeError, StateError
+from coop.node.nonces import SqliteReplayCache
+from coop.node.refusals import SKEW_SHOWN, Refusal, recent_refusals, record_refusal, skew_text
 from coop.node.writer import scrub_after_commit
 
 if TYPE_CHECKING:
@@ -82,6 +97,21 @@ __all__ = [
 log = logging.getLogger("coop.federation")
 
 _DAY: Final = 86_400
+
+# The largest request body each protocol step takes, checked before it is read (``push`` carries
+# manifests: up to ``federation.max_response_bytes``, as much as a pull may bring).  A summary
+# is ~80 bytes, a records pull at most 256 hashes (~17 KB); a digest or a manifests pull holds
+# ~150 bytes per origin a node knows of.
+STEP_CAPS: Final = {
+    "summary": 4 * 1024,
+    "digest": 4 * 1024 * 1024,
+    "manifests": 4 * 1024 * 1024,
+    "records": 256 * 1024,
+}
+PARALLEL_PEERS: Final = 8  # peers exchanged with at once in a round
+_REFUSALS_SHOWN: Final = 5
+_PUSH_REPORT: Final = msgspec.json.Decoder(PushReport)
+_KEYID: Final = re.compile(r'keyid="([0-9a-f]{64})"')
 
 
 def _placeholders(n: int) -> str:
@@ -153,24 +183,47 @@ def record_choices(data: bytes) -> tuple[AttributionMode, tuple[str, ...], str |
     return choices.attribution.mode, choices.tags, choices.language
 
 
+class _Described(msgspec.Struct):
+    """What a record's bytes say of themselves, for the policy (the rest is skipped)."""
+
+    uid: str
+    license: License
+    ai_use: str
+    eval: EvalConsent
+    scope: Scope
+    attribution: Attribution
+    tags: tuple[str, ...] = ()
+    language: str | None = None
+
+
+_DESCRIBED: Final = msgspec.json.Decoder(_Described)
+
+
 def mirror_facts(origin: str, row: Sequence[Any], data: bytes) -> RecordFacts | None:
-    """A mirrored record as the policy sees it, from (uid, license, ai_use, eval, scope) and its
-    bytes: listed by its origin (so a cut there admitted it), live until a tombstone deletes it."""
-    choices = record_choices(data)
-    if choices is None:
+    """A mirrored record as the policy sees it: listed by its origin (so a cut there admitted
+    it), live until a tombstone deletes it.
+
+    Its terms are the record's own, read from its bytes, never the row's (uid, license, ai_use,
+    eval, scope): a row the bytes disagree with (a peer's relabelling, kept before receipt
+    checked it) is nothing the policy discloses (None).
+    """
+    try:
+        own = _DESCRIBED.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    mode, tags, language = choices
+    if (own.uid, own.license.value, own.ai_use, own.eval.value, own.scope.value) != tuple(row[:5]):
+        return None
     return RecordFacts(
-        uid=row[0],
-        license=License(row[1]),
-        ai_use=row[2],
-        eval=EvalConsent(row[3]),
-        scope=Scope(row[4]),
-        attribution=mode,
+        uid=own.uid,
+        license=own.license,
+        ai_use=own.ai_use,
+        eval=own.eval,
+        scope=own.scope,
+        attribution=own.attribution.mode,
         state=RecordState.ACCEPTED,
         admitted=True,
-        tags=tags,
-        language=language,
+        tags=own.tags,
+        language=own.language,
         origin=origin,
     )
 
@@ -313,10 +366,12 @@ class SqliteBookStore:
     def put_records(self, items: Sequence[tuple[str, Entry, bytes]]) -> None:
         def write(conn: sqlite3.Connection) -> None:
             for origin, entry, data in items:
+                # Never under a tombstoned (origin, uid), nor bytes any origin withdrew.
                 conn.execute(
                     "INSERT OR IGNORE INTO mirror_records (hash, origin, uid, license, ai_use, eval, scope, record,"
                     " received_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, unixepoch()"
-                    " WHERE NOT EXISTS (SELECT 1 FROM fed_tombstones WHERE origin = ? AND uid = ?)",
+                    " WHERE NOT EXISTS (SELECT 1 FROM fed_tombstones WHERE origin = ? AND uid = ?)"
+                    " AND NOT EXISTS (SELECT 1 FROM fed_tombstones WHERE hash = ?)",
                     (
                         entry.hash,
                         origin,
@@ -328,10 +383,28 @@ class SqliteBookStore:
                         data,
                         origin,
                         entry.uid,
+                        entry.hash,
                     ),
                 )
 
         self.store.write(write)
+
+    def claims(self, hashes: Sequence[str]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for start in range(0, len(hashes), 300):
+            chunk = list(hashes[start : start + 300])
+            marks = _placeholders(len(chunk))
+            rows = self.store.read(
+                lambda c, chunk=chunk, marks=marks: c.execute(  # type: ignore[misc]
+                    f"SELECT hash, origin FROM fed_entries WHERE hash IN ({marks})"
+                    f" UNION SELECT hash, origin FROM mirror_records WHERE hash IN ({marks})"
+                    f" UNION SELECT hash, origin FROM fed_tombstones WHERE hash IN ({marks})",
+                    chunk * 3,
+                ).fetchall()
+            )
+            for digest, origin in rows:
+                out.setdefault(digest, set()).add(origin)
+        return out
 
 
 def _mirror_rows(conn: sqlite3.Connection, chunk: list[str]) -> list[tuple[str, bytes]]:
@@ -379,6 +452,8 @@ def _apply(conn: sqlite3.Connection, effects: Effects) -> None:
                 None if head.federation is None else msgspec.json.encode(head.federation).decode(),
             ),
         )
+        if effects.unforked:
+            conn.execute("UPDATE fed_origins SET forked = 0 WHERE origin = ?", (origin,))
     conn.executemany(
         "INSERT OR REPLACE INTO fed_entries (origin, uid, hash, license, ai_use, eval, scope, tags, language)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -398,10 +473,26 @@ def _apply(conn: sqlite3.Connection, effects: Effects) -> None:
         ],
     )
     for tomb in effects.tombstones:
+        # The hash the entry listed (or the copy held) is kept with the tombstone: the same bytes
+        # stay out under any other origin's entry, and a copy held under one is deleted too.
+        entry = conn.execute(
+            "SELECT hash FROM fed_entries WHERE origin = ? AND uid = ?", (origin, tomb.uid)
+        ).fetchone()
+        held = conn.execute(
+            "SELECT hash FROM mirror_records WHERE origin = ? AND uid = ?", (origin, tomb.uid)
+        ).fetchone()
+        withdrawn = entry[0] if entry else held[0] if held else None
         conn.execute("DELETE FROM fed_entries WHERE origin = ? AND uid = ?", (origin, tomb.uid))
-        conn.execute("INSERT OR IGNORE INTO fed_tombstones (origin, uid) VALUES (?, ?)", (origin, tomb.uid))
+        conn.execute(
+            "INSERT INTO fed_tombstones (origin, uid, hash) VALUES (?, ?, ?)"
+            " ON CONFLICT (origin, uid) DO UPDATE SET hash = coalesce(hash, excluded.hash)",
+            (origin, tomb.uid, withdrawn),
+        )
         # A tombstone deletes the mirrored copy, and nothing brings it back.
-        gone = conn.execute("DELETE FROM mirror_records WHERE origin = ? AND uid = ?", (origin, tomb.uid))
+        gone = conn.execute(
+            "DELETE FROM mirror_records WHERE (origin = ? AND uid = ?) OR hash = ?",
+            (origin, tomb.uid, withdrawn),
+        )
         if gone.rowcount:
             scrub_after_commit()  # no image of the withdrawn text left in the write-ahead log
 
@@ -419,9 +510,17 @@ class _LockedBook(Book):
         with self._lock:
             return super().receive(envelopes, now=now)
 
-    def receive_records(self, wanted: Sequence[tuple[str, Entry]], got: Mapping[str, bytes]) -> list[str]:
+    def accept_records(
+        self, wanted: Sequence[tuple[str, Entry]], got: Mapping[str, bytes]
+    ) -> list[RecordRefusal]:
         with self._lock:
-            return super().receive_records(wanted, got)
+            return super().accept_records(wanted, got)
+
+    def record_wants(self, *, limit: int = 1000) -> list[tuple[str, Entry]]:
+        # Under the lock: rounds run peers at once, and a manifest received between reading an
+        # origin's entries and marking it complete must not leave it marked complete.
+        with self._lock:
+            return super().record_wants(limit=limit)
 
 
 class IssueReport(msgspec.Struct, frozen=True):
@@ -443,6 +542,10 @@ class PeerView(msgspec.Struct, frozen=True):
     failures: int
     seq: int | None
     forked: bool
+    # This node's clock minus the peer's, in seconds, as last measured (its Date, or its refusal).
+    clock_skew: int | None = None
+    # What this node refused of the peer lately (requests, manifests), newest first.
+    refused: tuple[Refusal, ...] = ()
 
 
 class OriginView(msgspec.Struct, frozen=True):
@@ -471,8 +574,13 @@ class FederationService:
         self.store = SqliteBookStore(node)
         self._lock = threading.RLock()
         self.book = _LockedBook(self.self_id, {}, self.store, lock=self._lock)
-        self.replay = ReplayCache()
+        # Seen nonces live in the database: a captured request stays refused after a restart.
+        self.replay: ReplayCache = SqliteReplayCache(node.store)
         self.rng = random.Random(secrets.randbits(64))
+        self._pool: ThreadPoolExecutor | None = None
+        # Per peer, what was pushed to it: a peer whose digest never advances is not re-pushed.
+        self._pushed: dict[str, PushMemo] = {}
+        self._fork_logged = False  # the own-fork halt is logged once per process, not every round
         self.store.reread_states()
         self.refresh_pins()
 
@@ -553,10 +661,14 @@ class FederationService:
         rows = self.node.store.read(
             lambda c: c.execute(
                 "SELECT p.node_id, p.url, p.name, p.added_at, p.last_contact, p.last_error, p.contacts, p.failures,"
-                " o.seq, coalesce(o.forked, 0) FROM peers p LEFT JOIN fed_origins o ON o.origin = p.node_id"
-                " ORDER BY p.id"
+                " o.seq, coalesce(o.forked, 0), p.clock_skew"
+                " FROM peers p LEFT JOIN fed_origins o ON o.origin = p.node_id ORDER BY p.id"
             ).fetchall()
         )
+        refused = {
+            r[0]: tuple(self.node.store.read(partial(recent_refusals, node_id=r[0], limit=_REFUSALS_SHOWN)))
+            for r in rows
+        }
         return [
             PeerView(
                 node_id=r[0],
@@ -569,6 +681,8 @@ class FederationService:
                 failures=r[7],
                 seq=r[8],
                 forked=bool(r[9]),
+                clock_skew=r[10],
+                refused=refused[r[0]],
             )
             for r in rows
         ]
@@ -607,11 +721,39 @@ class FederationService:
         with self._lock, self.node.data.lock("manifest", purpose="issuing a manifest", wait=30):
             return self._issue(release=release, force=force)
 
+    def own_fork(self) -> str | None:
+        """Why this node issues no manifests, in one line, when its own chain was forked (another
+        manifest signed with its key at a sequence it used); None when it is not."""
+        head = self.store.heads().get(self.self_id)
+        if head is None or not head.forked:
+            return None
+        seqs = sorted({seq for seq, _ in self.store.evidence().get(self.self_id, ())})
+        at = f" at sequence {', '.join(map(str, seqs))}" if seqs else ""
+        return (
+            f"this node's own manifest chain was forked{at} (manifests signed with its key that it did"
+            " not issue: a copy of its data directory or its key): it issues no manifests until the key"
+            f" is rotated; stop every other copy, then run: coop identity rotate {self.node.data.root}"
+        )
+
+    def _next_own_seq(self, head: Head) -> int:
+        """The sequence of this node's next manifest: after its head, and after every sequence a
+        fork of its chain took (a rotation skips them; its peers hold them as evidence)."""
+        if not head.forked:
+            return head.seq + 1
+        return max([head.seq, *(seq for seq, _ in self.store.evidence().get(self.self_id, ()))]) + 1
+
     def _issue(self, *, release: str | None, force: bool) -> IssueReport | None:
         node = self.node
         now = node.now()
         settings = node.settings()
         head = self.store.heads().get(self.self_id)
+        halted = self.own_fork()
+        if halted is not None:
+            # Each attempt would be refused as one more fork of its own chain: none is made.
+            if not self._fork_logged:
+                log.error("%s", halted)
+                self._fork_logged = True
+            return None
         audit_entry = node.store.read(audit_head)
         state = GovernanceState(
             settings_digest=settings.digest,
@@ -666,7 +808,12 @@ class FederationService:
         )
 
     def rotate_key(self, *, actor: str) -> IssueReport:
-        """Announce a new signing key in a manifest signed by the old and the new key."""
+        """Announce a new signing key in a manifest signed by the old and the new key.
+
+        One transaction: the new key waits beside the old one until this node's own book has
+        accepted the rotation manifest; only then does it sign.  On any failure before that
+        the new key is removed and the old one stays active (a StateError says why).
+        """
         with self._lock, self.node.data.lock("manifest", purpose="issuing a manifest", wait=30):
             node = self.node
             now = node.now()
@@ -674,30 +821,39 @@ class FederationService:
             if head is None:
                 self._issue(release=None, force=True)
                 head = self.store.heads()[self.self_id]
-            old, new = node.data.rotate_key()
-            previous = self._own_state(head)
-            assert previous is not None
-            complete = self.store.entries(self.self_id)
-            payload = build_manifest(
-                origin=self.self_id,
-                key=public_key(old).hex(),
-                coop=node.config.node.name,
-                seq=head.seq + 1,
-                prev=head.hash,
-                issued_at=now,
-                lifetime=node.config.federation.manifest_lifetime_days * _DAY,
-                release=self._latest_release(),
-                added=[],
-                complete=complete,
-                tombstones=[],
-                state=previous[0],
-                rotate_to=public_key(new).hex(),
-                federation=self.federation(),
-            )
-            envelope = seal_manifest(payload, [old, new])
-            decision = self.book.receive([envelope], now=now)
-            if not decision or decision[0].__class__.__name__ != "Accepted":
-                raise RuntimeError(f"this node refused its own rotation: {decision}")
+            old = node.seed
+            new = node.data.stage_key()
+            try:
+                previous = self._own_state(head)
+                assert previous is not None
+                payload = build_manifest(
+                    origin=self.self_id,
+                    key=public_key(old).hex(),
+                    coop=node.config.node.name,
+                    seq=self._next_own_seq(head),
+                    prev=head.hash,
+                    issued_at=now,
+                    lifetime=node.config.federation.manifest_lifetime_days * _DAY,
+                    release=self._latest_release(),
+                    added=[],
+                    complete=self.store.entries(self.self_id),
+                    tombstones=[],
+                    state=previous[0],
+                    rotate_to=public_key(new).hex(),
+                    federation=self.federation(),
+                )
+                decision = self.book.receive([seal_manifest(payload, [old, new])], now=now)
+                if not decision or not isinstance(decision[0], Accepted):
+                    why = _refusal(decision[0]) if decision else "no decision"
+                    raise StateError(
+                        f"this node refused its own rotation manifest ({why}); the key was not rotated"
+                    )
+            except BaseException:
+                node.data.discard_staged_key()
+                raise
+            # Accepted and stored: from here the new key is the one peers expect (a crash
+            # before the switch is finished by settle_rotation when the node next opens).
+            node.data.commit_staged_key()
             node.reload_identity()
             node.store.write(
                 lambda c: audit(
@@ -709,8 +865,32 @@ class FederationService:
                     payload={"old_key": public_key(old).hex(), "new_key": public_key(new).hex()},
                 )
             )
-            digest = self.store.heads()[self.self_id].hash
-            return IssueReport(seq=head.seq + 1, hash=digest, added=0, tombstones=0, release=None)
+            accepted = self.store.heads()[self.self_id]
+            self._fork_logged = False
+            return IssueReport(seq=accepted.seq, hash=accepted.hash, added=0, tombstones=0, release=None)
+
+    def settle_rotation(self) -> None:
+        """Finish or roll back a rotation a crash cut short: switch to the staged key if this
+        node's accepted chain announces it, else remove it (the old key stays active)."""
+        try:
+            # A rotation running in another process holds this lock: never settle under it.
+            with self.node.data.lock("manifest", purpose="issuing a manifest", wait=30):
+                self._settle_rotation()
+        except BusyError as exc:
+            log.warning("a key rotation is still running: %s", exc.message)
+
+    def _settle_rotation(self) -> None:
+        staged = self.node.data.staged_key()
+        if staged is None:
+            return
+        head = self.store.heads().get(self.self_id)
+        if head is not None and head.key == public_key(staged).hex():
+            self.node.data.commit_staged_key()
+            self.node.reload_identity()
+            log.warning("finished a key rotation that was cut short: signing with the announced key")
+        else:
+            self.node.data.discard_staged_key()
+            log.warning("removed the new key of a rotation that was never announced: the old key signs")
 
     def _own_state(self, head: Head | None) -> tuple[GovernanceState, int, tuple[str, ...] | None] | None:
         if head is None:
@@ -772,37 +952,171 @@ class FederationService:
         body: bytes,
         *,
         listening: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
     ) -> bytes:
         """Authenticate a peer's request (RFC 9421) and answer it.
+
+        A refused request or pushed manifest is kept (:mod:`coop.node.refusals`): the
+        security log, the peer's ``last_error`` and its recent refusals say what and why.
 
         The signature must cover one of this node's own addresses: its ``public_url`` or
         ``listening`` (the socket the request arrived on, when given).
         """
         now = self.node.now()
+        try:
+            keyid = verify_request(
+                method,
+                url,
+                headers,
+                body,
+                key_of=self.key_of,
+                now=now,
+                replay=self.replay,
+                authorities=self._authorities(listening),
+            )
+        except RequestAuthError as exc:
+            self._refused_request(step, headers, exc, now=now, ip=ip, user_agent=user_agent)
+            raise
+        requester = self.node_of(keyid)
+        answer = Responder(self.book, self).handle(step, body, now=now, requester=requester)
+        if requester is not None:
+            # Booked under the peer's node id, which its signing key is not once it rotated.
+            self.node.store.write(lambda c: _contact(c, requester, None, now))
+        if step == "push":
+            rejected = _PUSH_REPORT.decode(answer).rejected
+            if rejected:
+                self._refused_manifests(requester, keyid, "push", rejected, ip=ip, user_agent=user_agent)
+        return answer
+
+    def step_cap(self, step: str) -> int:
+        """The largest request body a protocol step takes (a push carries manifests, the rest is small)."""
+        return self.node.config.federation.max_response_bytes if step == "push" else STEP_CAPS[step]
+
+    def _authorities(self, listening: str | None) -> frozenset[str]:
+        """The ``@authority`` values a peer's signature may cover: this node's ``public_url``,
+        and ``listening`` (the socket the request arrived on), when given."""
         own = {authority_of(self.node.config.node.public_url)}
         if listening is not None:
             own.add(authority_of(listening))
-        keyid = verify_request(
-            method,
-            url,
-            headers,
-            body,
-            key_of=self.key_of,
-            now=now,
-            replay=self.replay,
-            authorities=frozenset(own),
-        )
-        requester = self.node_of(keyid)
-        answer = Responder(self.book, self).handle(step, body, now=now, requester=requester)
-        self.node.store.write(lambda c: _contact(c, keyid, None, now))
-        return answer
+        return frozenset(own)
+
+    def admit(
+        self,
+        step: str,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        length: int | None,
+        listening: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """What is checked before a peer's request body is read: the signature headers are well
+        formed, name a pinned peer's key, verify (they cover the Content-Digest header, not the
+        body) and are valid now (else :class:`RequestAuthError`), and the announced length is
+        within the step's cap (else :class:`PayloadTooLargeError`)."""
+        now = self.node.now()
+        try:
+            sig = check_signature_headers(
+                method, url, headers, key_of=self.key_of, now=now, authorities=self._authorities(listening)
+            )
+        except RequestAuthError as exc:
+            self._refused_request(step, headers, exc, now=now, ip=ip, user_agent=user_agent)
+            raise
+        cap = self.step_cap(step)
+        if length is not None and length > cap:
+            message = f"a {step} request is at most {cap} bytes (this one announced {length})"
+            refusal = Refusal(
+                at=now,
+                step=step,
+                reason="too_large",
+                detail=message,
+                node_id=self.node_of(sig.keyid),
+                keyid=sig.keyid,
+            )
+            self.node.store.write(partial(record_refusal, refusal=refusal, ip=ip, user_agent=user_agent))
+            raise PayloadTooLargeError(message, field="body")
+
+    def _refused_request(
+        self,
+        step: str,
+        headers: Mapping[str, str],
+        exc: RequestAuthError,
+        *,
+        now: int,
+        ip: str | None,
+        user_agent: str | None,
+    ) -> None:
+        # Only a signature that verified names who sent the request: anything else is kept
+        # under no peer (the key id it claimed, for the record), so a stranger claiming a
+        # peer's key id writes neither that peer's last_error, refusals nor clock skew.
+        keyid = exc.signer or _claimed_keyid(headers)
+        node_id = None if exc.signer is None else self.node_of(exc.signer)
+        offset = exc.offset if isinstance(exc, ClockSkewError) else None
+        reason = "clock_skew" if offset is not None else "unauthenticated"
+        refusal = Refusal(at=now, step=step, reason=reason, detail=exc.message, node_id=node_id, keyid=keyid)
+
+        def write(conn: sqlite3.Connection) -> None:
+            record_refusal(conn, refusal, ip=ip, user_agent=user_agent)
+            if node_id is not None and offset is not None:
+                # The signer's clock minus ours; kept as ours minus the peer's, like our own measures.
+                conn.execute("UPDATE peers SET clock_skew = ? WHERE node_id = ?", (-offset, node_id))
+
+        self.node.store.write(write)
+
+    def _refused_manifests(
+        self,
+        node_id: str | None,
+        keyid: str | None,
+        step: str,
+        reasons: Sequence[str],
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        now = self.node.now()
+        counts: dict[str, int] = {}
+        for reason in reasons:
+            counts[reason] = counts.get(reason, 0) + 1
+
+        def write(conn: sqlite3.Connection) -> None:
+            for reason, n in sorted(counts.items()):
+                detail = f"{n} manifest{'s' if n > 1 else ''} refused: {reason}"
+                record_refusal(
+                    conn,
+                    Refusal(at=now, step=step, reason=reason, detail=detail, node_id=node_id, keyid=keyid),
+                    ip=ip,
+                    user_agent=user_agent,
+                )
+
+        self.node.store.write(write)
+
+    def _refused_records(self, node_id: str, refusals: Sequence[RecordRefusal]) -> None:
+        """Keep record bytes a peer served that this node would not keep, one refusal each
+        (a few per exchange: the book does not ask for a refused entry again)."""
+        now = self.node.now()
+
+        def write(conn: sqlite3.Connection) -> None:
+            for item in refusals:
+                detail = f"record {item.uid!r} ({item.hash[:12]}) listed by {item.origin[:12]}: {item.detail}"
+                record_refusal(
+                    conn, Refusal(at=now, step="records", reason=item.reason, detail=detail, node_id=node_id)
+                )
+
+        self.node.store.write(write)
 
     # -- gossip rounds -----------------------------------------------------------------------------
 
     def signer(self, method: str, url: str, body: bytes) -> dict[str, str]:
-        return sign_request(
-            method, url, body, seed=self.node.seed, now=self.node.now(), nonce=secrets.token_urlsafe(18)
+        now = self.node.now()
+        headers = sign_request(
+            method, url, body, seed=self.node.seed, now=now, nonce=secrets.token_urlsafe(18)
         )
+        # Our clock, for the peer to measure the offset when it refuses us for time.
+        headers["Date"] = formatdate(now, usegmt=True)
+        return headers
 
     def gossip_round(self, *, every_peer: bool = False) -> list[SyncReport]:
         """Issue a manifest if something changed, then gossip with ``fanout`` peers at random
@@ -819,31 +1133,78 @@ class FederationService:
         self.refresh_pins()
         self.issue()
         candidates = self.peers()
+        with self._lock:  # a removed peer's push memo goes with it
+            self._pushed = {
+                p.node_id: self._pushed[p.node_id] for p in candidates if p.node_id in self._pushed
+            }
         fanout = self.node.config.federation.fanout
         chosen = candidates if every_peer else self.rng.sample(candidates, min(fanout, len(candidates)))
-        transport = HttpxTransport()
-        reports: list[SyncReport] = []
+        if not chosen:
+            return []
+        # Peers are exchanged with at once (a bounded pool): a slow one costs its slot, not the
+        # round; each request ends by its own deadline (the transport's), whatever the peer sends,
+        # and all of one exchange's requests by ``exchange_budget_seconds``.
+        transport = HttpxTransport(max_connections=2 * PARALLEL_PEERS)
         try:
-            for peer in chosen:
-                report = sync_with(
-                    peer.url,
-                    self.book,
-                    transport,
-                    signer=self.signer,
-                    now=self.node.now(),
-                    timeout=self.node.config.federation.request_timeout_seconds,
-                    max_bytes=self.node.config.federation.max_response_bytes,
-                    peer=peer.node_id,
-                )
-                reports.append(report)
-                self.node.store.write(
-                    partial(_contact, node_id=peer.node_id, error=report.error, now=self.node.now())
-                )
-                if report.error:
-                    log.warning("gossip with %s failed: %s", peer.url, report.error)
+            futures = [self._gossip_pool().submit(self._sync_one, peer, transport) for peer in chosen]
+            return [future.result() for future in futures]
         finally:
             transport.close()
-        return reports
+
+    def _gossip_pool(self) -> ThreadPoolExecutor:
+        # One pool for the service's life: its threads (and their database readers) are reused.
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=PARALLEL_PEERS, thread_name_prefix="coop-gossip")
+            return self._pool
+
+    def _push_memo(self, node_id: str) -> PushMemo:
+        with self._lock:
+            return self._pushed.setdefault(node_id, PushMemo())
+
+    def _sync_one(self, peer: PeerView, transport: HttpxTransport) -> SyncReport:
+        """One exchange with one peer; what it moved, what went wrong and the peer's clock are kept."""
+        observed = _Observed(transport, self.node.now)
+        report = sync_with(
+            peer.url,
+            self.book,
+            observed,
+            signer=self.signer,
+            now=self.node.now(),
+            timeout=self.node.config.federation.request_timeout_seconds,
+            max_bytes=self.node.config.federation.max_response_bytes,
+            peer=peer.node_id,
+            budget=self.node.config.federation.exchange_budget_seconds,
+            memo=self._push_memo(peer.node_id),
+        )
+        if report.error and observed.problem:
+            report.error = f"{report.error}: {observed.problem}"
+        if report.error and observed.refused_for_time and observed.skew is not None:
+            report.error = f"{report.error} ({skew_text(observed.skew)})"
+
+        def write(conn: sqlite3.Connection) -> None:
+            _contact(conn, node_id=peer.node_id, error=report.error, now=self.node.now())
+            if observed.skew is not None:
+                conn.execute(
+                    "UPDATE peers SET clock_skew = ? WHERE node_id = ?", (observed.skew, peer.node_id)
+                )
+
+        self.node.store.write(write)
+        if report.pulled.rejected:
+            self._refused_manifests(peer.node_id, None, "manifests", report.pulled.rejected)
+        if report.refusals:
+            self._refused_records(peer.node_id, report.refusals)
+        if report.error:
+            log.warning("gossip with %s failed: %r", peer.url, report.error)
+        return report
+
+    def skewed_peers(self) -> list[dict[str, Any]]:
+        """Peers whose clock was last measured :data:`SKEW_SHOWN` seconds or more from ours."""
+        return [
+            {"node_id": p.node_id, "clock_skew": p.clock_skew, "text": skew_text(p.clock_skew)}
+            for p in self.peers()
+            if p.clock_skew is not None and abs(p.clock_skew) >= SKEW_SHOWN
+        ]
 
     # -- browsing ----------------------------------------------------------------------------------
 
@@ -910,22 +1271,79 @@ class FederationService:
         """
         rows = self.node.store.read(
             lambda c: c.execute(
-                "SELECT uid, hash, license, ai_use, eval, scope FROM mirror_records WHERE origin = ? AND uid > ?"
-                " ORDER BY uid LIMIT ?",
+                "SELECT uid, hash, license, ai_use, eval, scope, record FROM mirror_records"
+                " WHERE origin = ? AND uid > ? ORDER BY uid LIMIT ?",
                 (origin, after, limit),
             ).fetchall()
         )
         keys = ("uid", "hash", "license", "ai_use", "eval", "scope")
         state = self.node.store.read(origin_states).get(origin, CollectiveState())
-        return [
-            dict(zip(keys, r, strict=True))
-            for r in rows
-            if disclose(
-                listed_facts(origin, Entry(r[0], r[1], License(r[2]), r[3], EvalConsent(r[4]), Scope(r[5]))),
-                state,
-                audience,
-            )
-        ]
+        out = []
+        for r in rows:
+            # Listed under the record's own terms (its bytes), and only where the row agrees.
+            facts = mirror_facts(origin, (r[0], *r[2:6]), bytes(r[6]))
+            if disclose(facts, state, audience) if facts is not None else audience is Audience.ADMIN:
+                out.append(dict(zip(keys, r[:6], strict=True)))
+        return out
+
+
+def _refusal(decision: Decision) -> str:
+    """Why this node's book did not accept a manifest, in a few words."""
+    if isinstance(decision, Rejected):
+        return f"{decision.reason}: {decision.detail}"
+    if isinstance(decision, Equivocation):
+        return f"sequence {decision.seq} already holds another manifest (a fork)"
+    return f"{type(decision).__name__.lower()} of sequence {decision.seq}"
+
+
+def _claimed_keyid(headers: Mapping[str, str]) -> str | None:
+    """The key id a request's Signature-Input names (well-formed ids only), to say who was refused."""
+    value = next((v for k, v in headers.items() if k.lower() == "signature-input"), "")
+    match = _KEYID.search(value[:4096])
+    return None if match is None else match.group(1)
+
+
+class _Observed:
+    """A round's transport as one peer sees it: notes the peer's clock (its ``Date``, or the
+    offset its refusal measured) and why it refused, which the protocol reports as a status."""
+
+    def __init__(self, transport: Transport, now: Callable[[], int]) -> None:
+        self.transport = transport
+        self.now = now
+        self.skew: int | None = None  # this node's clock minus the peer's
+        self.problem: str | None = None
+        self.refused_for_time = False
+
+    def send(self, request: Request, *, timeout: float, max_bytes: int) -> Response:
+        sent = self.now()
+        response = self.transport.send(request, timeout=timeout, max_bytes=max_bytes)
+        received = self.now()
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        try:
+            peer_time = int(parsedate_to_datetime(headers.get("date", "")).timestamp())
+            self.skew = (sent + received) // 2 - peer_time
+        except (TypeError, ValueError, IndexError, OverflowError):
+            pass
+        if response.status >= 400 and headers.get("content-type", "").startswith("application/problem+json"):
+            self._read_problem(response.body)
+        return response
+
+    def _read_problem(self, body: bytes) -> None:
+        try:
+            problem = msgspec.json.decode(body[:8192])
+        except msgspec.DecodeError:
+            return
+        if not isinstance(problem, dict):
+            return
+        detail = problem.get("detail")
+        if isinstance(detail, str):
+            # %r-style quoting keeps a peer's words from forging lines in our log or listing.
+            self.problem = repr(detail[:200])[1:-1]
+        offset = problem.get("clock_offset_seconds")
+        if isinstance(offset, int) and not isinstance(offset, bool):
+            # The peer measured our signature's clock minus its own: ours minus the peer's.
+            self.skew = offset
+            self.refused_for_time = True
 
 
 class _StateOnly(msgspec.Struct):

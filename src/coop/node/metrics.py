@@ -13,14 +13,16 @@ for chats it captured but the member did not send) through the events endpoint.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 from typing import Final
 
 import msgspec
 
 from coop.node.contributions import Stage
+from coop.node.scheduler import JobHealth
 
-__all__ = ["STAGE_ORDER", "WINDOWS", "MetricsReport", "collect", "prometheus"]
+__all__ = ["STAGE_ORDER", "WINDOWS", "MetricsReport", "collect", "prometheus", "prometheus_jobs"]
 
 STAGE_ORDER: Final = (
     Stage.ELIGIBLE,
@@ -157,4 +159,51 @@ def prometheus(report: MetricsReport) -> str:
         f'coop_channel_published_timestamp_seconds{{channel="{c}"}} {v["at"]}'
         for c, v in sorted(report.channels.items())
     ]
+    return "\n".join(lines) + "\n"
+
+
+def prometheus_jobs(jobs: Sequence[JobHealth]) -> str:
+    """The serving node's background jobs: age of the last success, failures, staleness."""
+    gauges: list[tuple[str, str, str, Callable[[JobHealth], float | None]]] = [
+        (
+            "coop_job_last_success_age_seconds",
+            "gauge",
+            "Seconds since the job last succeeded (since the server started, before its first success).",
+            lambda j: j.age_seconds,
+        ),
+        (
+            "coop_job_last_success_timestamp_seconds",
+            "gauge",
+            "When the job last succeeded (Unix time; absent before its first success).",
+            lambda j: j.last_success,
+        ),
+        ("coop_job_failures_total", "counter", "Failed runs since the server started.", lambda j: j.failures),
+        (
+            "coop_job_consecutive_failures",
+            "gauge",
+            "Failed runs in a row (0 when the last run succeeded).",
+            lambda j: j.consecutive_failures,
+        ),
+        (
+            "coop_job_stale_after_seconds",
+            "gauge",
+            "Age beyond which /healthz calls the job stale.",
+            lambda j: j.stale_after_seconds,
+        ),
+        (
+            "coop_job_stale",
+            "gauge",
+            "1 when the job is stale (/healthz answers 503).",
+            lambda j: int(j.stale),
+        ),
+    ]
+    if not jobs:
+        return ""
+    lines: list[str] = []
+    for name, kind, help_text, value in gauges:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for job in jobs:
+            v = value(job)
+            if v is not None:
+                lines.append(f'{name}{{job="{job.job}"}} {v}')
     return "\n".join(lines) + "\n"

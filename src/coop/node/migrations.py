@@ -407,6 +407,35 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE TABLE upgrade_steps (name TEXT PRIMARY KEY) WITHOUT ROWID;
     INSERT INTO upgrade_steps (name) VALUES ('reform-releases');
     """,
+    # 13: federation transport: seen request nonces outlive a restart (purged once expired),
+    #     refused peer requests and manifests are kept (bounded), and each peer's measured clock
+    #     offset (this node's clock minus the peer's, in seconds).
+    """
+    CREATE INDEX peer_nonces_by_expires ON peer_nonces (expires);
+    CREATE TABLE peer_refusals (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        node_id TEXT,
+        keyid TEXT,
+        step TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX peer_refusals_by_node ON peer_refusals (node_id, id);
+    ALTER TABLE peers ADD COLUMN clock_skew INTEGER;
+    """,
+    # 14: members' e-mail addresses: an Open WebUI ingest sent them and the node kept them, yet
+    #     nothing reads them (a member is known by provider and id). No longer stored; erased.
+    """
+    -- scrub: erases e-mail addresses nothing reads
+    UPDATE members SET email = NULL WHERE email IS NOT NULL;
+    """,
+    # 15: a peer's tombstone keeps the hash its entry listed, so the same bytes stay out under
+    #     any other origin's entry too (a co-op relisting a withdrawn record as its own).
+    """
+    ALTER TABLE fed_tombstones ADD COLUMN hash TEXT;
+    CREATE INDEX fed_tombstones_by_hash ON fed_tombstones (hash) WHERE hash IS NOT NULL;
+    """,
 )
 
 

@@ -797,11 +797,12 @@ def _republishable(conn: sqlite3.Connection) -> Iterator[tuple[str, str, bytes]]
     rows = conn.execute(
         "SELECT origin, license, record, uid, license, ai_use, eval, scope FROM mirror_records ORDER BY origin, uid"
     )
-    for origin, licence, data, *row in rows:
+    for origin, _, data, *row in rows:
         state = states.get(origin)
+        # Scope and licence are the record's own (its bytes), never a relabelling peer's.
         facts = mirror_facts(origin, row, bytes(data))
         if state is not None and facts is not None and disclose(facts, state, Audience.FEDERATED):
-            yield origin, licence, bytes(data)
+            yield origin, facts.license.value, bytes(data)
 
 
 def list_federated_releases(conn: sqlite3.Connection) -> list[ReleaseSummary]:

@@ -79,6 +79,8 @@ class Node:
             max_messages=self.config.limits.max_messages,
             max_message_chars=self.config.limits.max_message_chars,
         )
+        if self.data.staged_key_path.exists():
+            self.federation.settle_rotation()  # a key rotation a crash cut short
         now = self.now()
         self.store.write(lambda c: collective.ensure_settings(c, seed=self.seed, at=now))
         # Members from before names were claimed: their names and a random default pseudonym.

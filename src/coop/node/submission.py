@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Final, TypeVar
+from typing import Annotated, Final, TypeVar
 
 import msgspec
 
@@ -100,12 +100,24 @@ class ContributionRequest(msgspec.Struct, forbid_unknown_fields=True):
     channel: str = "api"  # the client says which intake route it is (api, cli, web)
 
 
-class IngestUser(msgspec.Struct):
-    """The Open WebUI user, as its action passes ``__user__`` (only ``id`` is required)."""
+# Caps on who an integration says its user is: an Open WebUI id is a UUID, a name a display
+# name, an address at most 320 characters (RFC 5321).  Over them the request is refused (422,
+# naming ``user.id``, ``user.name`` or ``user.email``), never stored.
+MAX_USER_ID: Final = 256
+MAX_USER_NAME: Final = 256
+MAX_USER_EMAIL: Final = 320
 
-    id: str
-    name: str | None = None
-    email: str | None = None
+
+class IngestUser(msgspec.Struct):
+    """The Open WebUI user, as its action passes ``__user__`` (only ``id`` is required).
+
+    Other fields of ``__user__`` are ignored.  The node keeps the id (its key for the member)
+    and a handle cleaned from the name; the e-mail is read only to be bounded, and not stored.
+    """
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_USER_ID)]
+    name: Annotated[str, msgspec.Meta(max_length=MAX_USER_NAME)] | None = None
+    email: Annotated[str, msgspec.Meta(max_length=MAX_USER_EMAIL)] | None = None
 
 
 class IngestRequest(msgspec.Struct, forbid_unknown_fields=True):

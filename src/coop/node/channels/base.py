@@ -93,7 +93,7 @@ class Publisher(Protocol):
         ...
 
 
-_TAG: Final = re.compile(r"^v(\d+)(?:-r(\d+))?$")
+_TAG: Final = re.compile(r"^v([0-9]{1,15})(?:-r([0-9]{1,15}))?$")  # ASCII: \d takes any digit
 
 
 def release_tag(name: str) -> tuple[int, int] | None:

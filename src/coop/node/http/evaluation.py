@@ -14,10 +14,13 @@ from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
+from coop.eval.report import NodeAnswer
 from coop.node.accounts import Member
 from coop.node.errors import AuthError, ForbiddenError, InputError
+from coop.node.evaluation import EvalRequestView
+from coop.node.http import answers as a
 from coop.node.http.clientaddr import forwarded
-from coop.node.http.openapi import with_body
+from coop.node.http.openapi import ADMIN, documented
 from coop.node.http.problems import decode_body
 from coop.node.runtime import Node
 
@@ -56,7 +59,11 @@ def evaluation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), evaluation.token):
             raise AuthError("the eval token is missing or wrong", field="Authorization")
 
-    @get("/api/v1/eval/local/identity", sync_to_thread=False)
+    @get(
+        "/api/v1/eval/local/identity",
+        sync_to_thread=False,
+        operation_class=documented(a.LocalIdentity, problems=(401, 403)),
+    )
     def identity(request: Request[Any, Any, Any]) -> Response[bytes]:
         local_only(request)
         return _json({"node_id": node.identity.node_id})
@@ -65,7 +72,7 @@ def evaluation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
         "/api/v1/eval/local",
         status_code=200,
         request_max_body_size=_MAX_ARTIFACT,
-        operation_class=with_body(LocalEvalRequest),
+        operation_class=documented(NodeAnswer, body=LocalEvalRequest, problems=(401, 403)),
     )
     async def answer(request: Request[Any, Any, Any]) -> Response[bytes]:
         """Evaluate inside the node; answer with aggregates and a signed attestation, or a decline."""
@@ -78,12 +85,20 @@ def evaluation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
         result = await asyncio.to_thread(evaluation.answer, bytes(data.request), artifact)
         return _json(result)
 
-    @get("/api/v1/admin/eval/requests", sync_to_thread=False)
+    @get(
+        "/api/v1/admin/eval/requests",
+        sync_to_thread=False,
+        operation_class=documented(list[EvalRequestView], problems=ADMIN),
+    )
     def requests(request: Request[Any, Any, Any]) -> Response[bytes]:
         signed_in(request, admin=True)
         return _json(evaluation.requests())
 
-    @post("/api/v1/admin/eval/requests/{digest:str}/{decision:str}", status_code=200)
+    @post(
+        "/api/v1/admin/eval/requests/{digest:str}/{decision:str}",
+        status_code=200,
+        operation_class=documented(EvalRequestView, problems=(*ADMIN, 404, 409, 422)),
+    )
     async def decide(
         request: Request[Any, Any, Any], digest: FromPath[str], decision: FromPath[str]
     ) -> Response[bytes]:

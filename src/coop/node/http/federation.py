@@ -5,23 +5,29 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 
 from coop.governance import Audience
+from coop.governance.envelope import Envelope
 from coop.node.accounts import Member
-from coop.node.errors import InputError, NotFoundError
+from coop.node.errors import NotFoundError, PayloadTooLargeError, RequestTimeoutError
+from coop.node.federation import STEP_CAPS, OriginView, PeerView
+from coop.node.http import answers as a
+from coop.node.http.clientaddr import client_ip
+from coop.node.http.openapi import ADMIN, documented
+from coop.node.http.params import IdPath, whole_number, whole_query
 from coop.node.runtime import Node
 
 __all__ = ["federation_handlers"]
 
 _ENCODER: Final = msgspec.json.Encoder()
 _STEPS: Final = frozenset({"summary", "digest", "manifests", "push", "records"})
-_MAX_PEER_BODY: Final = 256 * 1024 * 1024
 
 
 def _json(value: object) -> Response[bytes]:
@@ -34,23 +40,78 @@ def _origin(text: str) -> str:
     return text
 
 
+async def _capped_body(request: Request[Any, Any, Any], cap: int, step: str, *, within: float) -> bytes:
+    """The body, read as it streams in and refused at ``cap`` bytes (whatever Content-Length said)
+    or when it is not all here ``within`` seconds (a peer dripping a byte now and then would
+    otherwise hold the connection, and what it sent so far, for ever)."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(within):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > cap:
+                    raise PayloadTooLargeError(f"a {step} request is at most {cap} bytes", field="body")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"a {step} request body must arrive within {within:g} s ({size} bytes came)", field="body"
+        ) from None
+    return b"".join(chunks)
+
+
 def federation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HTTPRouteHandler]:
     service = node.federation
 
-    @post("/federation/v1/{step:str}", status_code=200, request_max_body_size=_MAX_PEER_BODY)
+    largest = max(*STEP_CAPS.values(), node.config.federation.max_response_bytes)
+    # A peer gives up on its own request after this long: reading its body longer serves no one.
+    body_seconds = node.config.federation.request_timeout_seconds
+
+    @post(
+        "/federation/v1/{step:str}",
+        status_code=200,
+        request_max_body_size=largest,
+        operation_class=documented(Any, problems=(400, 401, 404, 408, 411, 413)),
+    )
     async def protocol(request: Request[Any, Any, Any], step: FromPath[str]) -> Response[bytes]:
-        """One step of gossip with a pinned peer; the request must carry its RFC 9421 signature."""
+        """One step of gossip with a pinned peer; the request must carry its RFC 9421 signature.
+
+        Nothing of the body is read before the signature headers name a pinned peer, verify
+        (they cover the Content-Digest header) and are valid now (401), and a Content-Length within the step's cap is announced (411, 413);
+        the body is then read with the cap enforced.
+        """
         if step not in _STEPS:
             raise NotFoundError(f"no protocol step {step!r}", field="step")
-        body = await request.body()
         headers = {k: v for k, v in request.headers.items()}
+        ip, agent = client_ip(request), request.headers.get("user-agent")
+        declared = request.headers.get("content-length", "")
+        length = int(declared) if declared.isascii() and declared.isdigit() else None
         server = request.scope.get("server")
         listening = None
         if server and server[1] is not None:
             host = f"[{server[0]}]" if ":" in str(server[0]) else str(server[0])
             listening = f"{request.url.scheme}://{host}:{server[1]}/"
+        await asyncio.to_thread(
+            partial(
+                service.admit,
+                step,
+                request.method,
+                str(request.url),
+                headers,
+                length=length,
+                listening=listening,
+                ip=ip,
+                user_agent=agent,
+            )
+        )
+        if length is None:
+            cap = service.step_cap(step)
+            raise HTTPException(
+                status_code=411, detail=f"send Content-Length (a {step} request is at most {cap} bytes)"
+            )
+        body = await _capped_body(request, service.step_cap(step), step, within=body_seconds)
         answer = await asyncio.to_thread(
-            partial(service.handle, listening=listening),
+            partial(service.handle, listening=listening, ip=ip, user_agent=agent),
             step,
             request.method,
             str(request.url),
@@ -59,7 +120,9 @@ def federation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
         )
         return Response(answer, media_type="application/json")
 
-    @get("/api/v1/federation/identity", sync_to_thread=False)
+    @get(
+        "/api/v1/federation/identity", sync_to_thread=False, operation_class=documented(a.FederationIdentity)
+    )
     def identity() -> Response[bytes]:
         """This node's id (its first Ed25519 key), the key that signs now, and its fingerprint."""
         return _json(
@@ -71,12 +134,16 @@ def federation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
             }
         )
 
-    @get("/api/v1/federation/origins", sync_to_thread=False)
+    @get("/api/v1/federation/origins", sync_to_thread=False, operation_class=documented(list[OriginView]))
     def origins() -> Response[bytes]:
         """Every co-op this node holds manifests of, with its chain head and what is mirrored."""
         return _json(service.origins())
 
-    @get("/api/v1/federation/origins/{origin:str}", sync_to_thread=False)
+    @get(
+        "/api/v1/federation/origins/{origin:str}",
+        sync_to_thread=False,
+        operation_class=documented(a.OriginDetail, problems=(404,)),
+    )
     def origin(origin: FromPath[str]) -> Response[bytes]:
         key = _origin(origin)
         view = next((o for o in service.origins() if o.origin == key), None)
@@ -84,10 +151,12 @@ def federation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
             raise NotFoundError(f"no manifests from {key}", field="origin")
         return _json({"origin": view, "manifests": service.manifests(key)})
 
-    @get("/api/v1/federation/origins/{origin:str}/manifests/{seq:int}", sync_to_thread=False)
-    def manifest(
-        request: Request[Any, Any, Any], origin: FromPath[str], seq: FromPath[int]
-    ) -> Response[bytes]:
+    @get(
+        "/api/v1/federation/origins/{origin:str}/manifests/{seq:str}",
+        sync_to_thread=False,
+        operation_class=documented(Envelope, problems=(*ADMIN, 404)),
+    )
+    def manifest(request: Request[Any, Any, Any], origin: FromPath[str], seq: IdPath) -> Response[bytes]:
         """A manifest's DSSE envelope, byte for byte as it was signed and received (admins only).
 
         A signed manifest cannot be trimmed, and it lists federation-scope records, which the
@@ -95,28 +164,37 @@ def federation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
         each origin's head and switches at ``/api/v1/federation/origins/{origin}``.
         """
         signed_in(request, admin=True)
-        return Response(service.envelope(_origin(origin), seq), media_type="application/json")
+        key = _origin(origin)
+        number = whole_number(seq, field="seq", low=1, error=NotFoundError)
+        return Response(service.envelope(key, number), media_type="application/json")
 
-    @get("/api/v1/federation/origins/{origin:str}/records", sync_to_thread=False)
+    @get(
+        "/api/v1/federation/origins/{origin:str}/records",
+        sync_to_thread=False,
+        operation_class=documented(list[a.MirroredRecord], problems=(*ADMIN, 404, 422)),
+    )
     def mirrored(
         request: Request[Any, Any, Any],
         origin: FromPath[str],
         after: FromQuery[str] = "",
-        limit: FromQuery[int] = 200,
+        limit: Annotated[str, whole_query("records per page", low=1, high=1000, default=200)] = "200",
     ) -> Response[bytes]:
         """Records of that origin mirrored here (uid order; page with ``after``).
 
         Anyone sees the public ones a federated release may carry; an admin sees every row.
         """
-        if not 1 <= limit <= 1000:
-            raise InputError("limit is 1 to 1000", field="limit")
+        count = whole_number(limit, field="limit", low=1, high=1000)
         audience = Audience.FEDERATED
         if request.headers.get("authorization"):
             signed_in(request, admin=True)
             audience = Audience.ADMIN
-        return _json(service.mirrored(_origin(origin), after=after, limit=limit, audience=audience))
+        return _json(service.mirrored(_origin(origin), after=after, limit=count, audience=audience))
 
-    @get("/api/v1/federation/peers", sync_to_thread=False)
+    @get(
+        "/api/v1/federation/peers",
+        sync_to_thread=False,
+        operation_class=documented(list[PeerView], problems=ADMIN),
+    )
     def peers(request: Request[Any, Any, Any]) -> Response[bytes]:
         signed_in(request, admin=True)
         return _json(service.peers())

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Request, Response, get, post, put
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import FromPath, FromQuery
 
 from coop.governance import Choice, parse_enum
+from coop.governance.audit import AuditEntry
 from coop.node.accounts import Member
-from coop.node.collective import Actor, audit_entries, audit_head, get_proposal, list_proposals
+from coop.node.collective import (
+    Actor,
+    ProposalView,
+    SettingsView,
+    audit_entries,
+    audit_head,
+    get_proposal,
+    list_proposals,
+)
 from coop.node.errors import InputError, NotFoundError
-from coop.node.http.openapi import with_body
+from coop.node.http import answers as a
+from coop.node.http.openapi import ADMIN, AUTH, documented
+from coop.node.http.params import IdPath, release_version, whole_number, whole_query
 from coop.node.http.problems import decode_body
-from coop.node.payouts import list_payouts
+from coop.node.payouts import PayoutView, list_payouts
 from coop.node.runtime import Node
 
 __all__ = ["governance_handlers"]
@@ -68,10 +78,11 @@ def _json(value: object, status: int = 200) -> Response[bytes]:
 
 
 def _release_number(text: str) -> int:
-    digits = text[1:] if text.startswith("v") else text
-    if not digits.isdigit() or len(digits) > 9:
-        raise InputError(f"{text!r} is not a release (they are named v1, v2, ...)", field="release")
-    return int(digits)
+    return release_version(text, field="release", error=InputError)
+
+
+def _proposal_id(text: str) -> int:
+    return whole_number(text, field="proposal", low=1, error=NotFoundError)
 
 
 def governance_handlers(
@@ -92,17 +103,20 @@ def governance_handlers(
             "audit_head": None if head is None else {"seq": head.seq, "hash": head.hash},
         }
 
-    @get("/api/v1/governance/settings", sync_to_thread=False)
+    @get("/api/v1/governance/settings", sync_to_thread=False, operation_class=documented(SettingsView))
     def settings() -> Response[bytes]:
         """The co-op's current settings, with who changed them last and how."""
         return _json(node.settings())
 
-    @get("/api/v1/governance/state", sync_to_thread=False)
+    @get("/api/v1/governance/state", sync_to_thread=False, operation_class=documented(a.GovernanceState))
     def governance_state() -> Response[bytes]:
         """What a manifest carries: settings digest, embargo, quality freeze, audit head."""
         return _json(state())
 
-    @put("/api/v1/governance/settings", operation_class=with_body(SettingsChange))
+    @put(
+        "/api/v1/governance/settings",
+        operation_class=documented(SettingsView, body=SettingsChange, problems=(*ADMIN, 409)),
+    )
     async def change(request: Request[Any, Any, Any]) -> Response[bytes]:
         """An admin's direct change, where the decision rules let an admin act alone."""
         admin = signed_in(request, admin=True)
@@ -113,7 +127,11 @@ def governance_handlers(
         )
         return _json(view)
 
-    @post("/api/v1/governance/proposals", status_code=201, operation_class=with_body(ProposalRequest))
+    @post(
+        "/api/v1/governance/proposals",
+        status_code=201,
+        operation_class=documented(ProposalView, body=ProposalRequest, status=201, problems=(*AUTH, 409)),
+    )
     async def propose(request: Request[Any, Any, Any]) -> Response[bytes]:
         member = signed_in(request)
         require_json(request)
@@ -127,47 +145,78 @@ def governance_handlers(
         )
         return _json(view, status=201)
 
-    @get("/api/v1/governance/proposals", sync_to_thread=False)
-    def proposals(request: Request[Any, Any, Any]) -> Response[bytes]:
+    @get(
+        "/api/v1/governance/proposals",
+        sync_to_thread=False,
+        operation_class=documented(list[ProposalView], problems=AUTH),
+    )
+    def proposals(
+        request: Request[Any, Any, Any],
+        limit: Annotated[str, whole_query("proposals per page", low=1, high=500, default=100)] = "100",
+        before: Annotated[str, whole_query("only proposals with a lower id (the next page)")] = "0",
+    ) -> Response[bytes]:
+        """Proposals newest first, a page at a time."""
         signed_in(request)
-        return _json(node.store.read(list_proposals))
+        count = whole_number(limit, field="limit", low=1, high=500)
+        below = whole_number(before, field="before") or None
+        return _json(node.store.read(lambda c: list_proposals(c, limit=count, before=below)))
 
-    @get("/api/v1/governance/proposals/{proposal:int}", sync_to_thread=False)
-    def proposal(request: Request[Any, Any, Any], proposal: FromPath[int]) -> Response[bytes]:
+    @get(
+        "/api/v1/governance/proposals/{proposal:str}",
+        sync_to_thread=False,
+        operation_class=documented(ProposalView, problems=(*AUTH, 404)),
+    )
+    def proposal(request: Request[Any, Any, Any], proposal: IdPath) -> Response[bytes]:
         signed_in(request)
-        return _json(node.store.read(lambda c: get_proposal(c, proposal)))
+        number = _proposal_id(proposal)
+        return _json(node.store.read(lambda c: get_proposal(c, number)))
 
     @post(
-        "/api/v1/governance/proposals/{proposal:int}/votes",
+        "/api/v1/governance/proposals/{proposal:str}/votes",
         status_code=201,
-        operation_class=with_body(VoteRequest),
+        operation_class=documented(ProposalView, body=VoteRequest, status=201, problems=(*AUTH, 404, 409)),
     )
-    async def vote(request: Request[Any, Any, Any], proposal: FromPath[int]) -> Response[bytes]:
+    async def vote(request: Request[Any, Any, Any], proposal: IdPath) -> Response[bytes]:
         """Cast yes, no or abstain; the change takes effect once quorum and threshold are met."""
         member = signed_in(request)
+        number = _proposal_id(proposal)
         require_json(request)
         data = decode_body(_VOTE, await request.body())
         choice = parse_enum(Choice, data.choice, field="choice")
-        view = await asyncio.to_thread(node.vote, proposal, member, choice)
+        view = await asyncio.to_thread(node.vote, number, member, choice)
         return _json(view, status=201)
 
-    @get("/api/v1/governance/audit", sync_to_thread=False)
+    @get(
+        "/api/v1/governance/audit",
+        sync_to_thread=False,
+        operation_class=documented(list[AuditEntry], problems=(*AUTH, 422)),
+    )
     def audit_log(
-        request: Request[Any, Any, Any], after: FromQuery[int] = 0, limit: FromQuery[int] = 200
+        request: Request[Any, Any, Any],
+        after: Annotated[str, whole_query("entries after this sequence number")] = "0",
+        limit: Annotated[str, whole_query("entries per page", low=1, high=1000, default=200)] = "200",
     ) -> Response[bytes]:
         """The signed, hash-chained log of every change and vote (members may read it)."""
         signed_in(request)
-        if limit < 1 or limit > 1000:
-            raise InputError("limit is 1 to 1000", field="limit")
-        return _json(node.store.read(lambda c: audit_entries(c, after=after, limit=limit)))
+        since = whole_number(after, field="after")
+        count = whole_number(limit, field="limit", low=1, high=1000)
+        return _json(node.store.read(lambda c: audit_entries(c, after=since, limit=count)))
 
-    @get("/api/v1/governance/audit/verify", sync_to_thread=False)
+    @get(
+        "/api/v1/governance/audit/verify",
+        sync_to_thread=False,
+        operation_class=documented(a.AuditCheck, problems=AUTH),
+    )
     def audit_verify(request: Request[Any, Any, Any]) -> Response[bytes]:
         signed_in(request)
         report = node.verify_audit()
         return _json({"ok": bool(report), **msgspec.to_builtins(report)})
 
-    @post("/api/v1/governance/payouts", status_code=201, operation_class=with_body(PayoutRequest))
+    @post(
+        "/api/v1/governance/payouts",
+        status_code=201,
+        operation_class=documented(PayoutView, body=PayoutRequest, status=201, problems=(*ADMIN, 404, 409)),
+    )
     async def payout(request: Request[Any, Any, Any]) -> Response[bytes]:
         """Split an amount paid for a release between its contributors and the commons.
 
@@ -187,15 +236,25 @@ def governance_handlers(
         )
         return _json(view, status=201)
 
-    @get("/api/v1/governance/payouts", sync_to_thread=False)
+    @get(
+        "/api/v1/governance/payouts",
+        sync_to_thread=False,
+        operation_class=documented(list[PayoutView], problems=ADMIN),
+    )
     def payouts(request: Request[Any, Any, Any]) -> Response[bytes]:
         signed_in(request, admin=True)
         return _json(node.store.read(list_payouts))
 
-    @get("/api/v1/governance/payouts/{payout_id:int}/csv", sync_to_thread=False, media_type="text/csv")
-    def payout_csv(request: Request[Any, Any, Any], payout_id: FromPath[int]) -> Response[str]:
+    @get(
+        "/api/v1/governance/payouts/{payout_id:str}/csv",
+        sync_to_thread=False,
+        media_type="text/csv",
+        operation_class=documented(problems=(*ADMIN, 404)),
+    )
+    def payout_csv(request: Request[Any, Any, Any], payout_id: IdPath) -> Response[str]:
         signed_in(request, admin=True)
-        found = next((p for p in node.store.read(list_payouts) if p.id == payout_id), None)
+        number = whole_number(payout_id, field="payout", low=1, error=NotFoundError)
+        found = next((p for p in node.store.read(list_payouts) if p.id == number), None)
         if found is None:
             raise NotFoundError(f"no payout {payout_id}", field="payout")
         return Response(found.ledger.to_csv(), media_type="text/csv")

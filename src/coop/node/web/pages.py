@@ -18,15 +18,15 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Request, Response, get, post, route
 from litestar.datastructures import Cookie, UploadFile
+from litestar.enums import HttpMethod
 from litestar.params import FromPath
-from litestar.response import Redirect, Stream, Template
+from litestar.response import Redirect, Template
 from litestar.router import Router
-from litestar.static_files import create_static_files_router
 
 from coop.governance import (
     Channel,
@@ -42,7 +42,9 @@ from coop.node.accounts import Member
 from coop.node.collective import Actor, last_changes, list_proposals, recent_entries
 from coop.node.contributions import Decision, Idempotency, InsertResult
 from coop.node.errors import ForbiddenError, InputError, NodeError, NotFoundError
-from coop.node.http.problems import HtmlRenderer, classify
+from coop.node.http.download import Download, static_file
+from coop.node.http.params import whole_number
+from coop.node.http.problems import HtmlRenderer, classify, refuse_duplicate_keys
 from coop.node.intake.chat import ParsedChat
 from coop.node.intake.formats import parse_content, select_chat
 from coop.node.intake.redaction import redact
@@ -63,10 +65,14 @@ from coop.node.web.render import STATIC
 from coop.node.web.sessions import (
     COOKIE,
     LIFETIME,
+    LOGIN_COOKIE,
+    LOGIN_LIFETIME,
     WebSession,
     check_csrf,
+    check_login_token,
     end_session,
     find_session,
+    login_token,
     start_session,
 )
 from coop.node.writer import scrub_after_commit
@@ -78,6 +84,8 @@ StoreContribution = Callable[
 ]
 
 _UPLOAD_LIFETIME: Final = 3600
+_PROPOSALS_PER_PAGE: Final = 20
+_MAX_PAGE: Final = 1_000_000  # a page number far past any catalogue, still a small SQL OFFSET
 _LANGUAGE: Final = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _ENCODER: Final = msgspec.json.Encoder()
 
@@ -131,6 +139,23 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _origin(url: str) -> str | None:
+    """``scheme://host[:port]`` as browsers serialise an origin (default port left out), or None."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if scheme not in ("http", "https") or not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == {"http": 80, "https": 443}[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
 def _safe_next(value: str | None) -> str:
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/me"
@@ -156,7 +181,7 @@ def web_handlers(
     store: StoreContribution,
     poke: Callable[[], None],
 ) -> tuple[list[Router], HtmlRenderer]:
-    """The page routes, the static files router, and the renderer for error pages."""
+    """The page routes (the static files among them), and the renderer for error pages."""
     cfg = node.config
 
     # -- sessions and context ------------------------------------------------------
@@ -176,13 +201,42 @@ def web_handlers(
             raise ForbiddenError("only the co-op's admins may open this page", field="session")
         return session
 
-    async def posted(request: Request[Any, Any, Any], session: WebSession | None) -> dict[str, Any]:
-        """The form's fields; refuses a form from another site or an old session."""
+    public_origin = _origin(cfg.node.public_url)
+    public_https = cfg.node.public_url.lower().startswith("https://")
+
+    def secure_cookies(request: Request[Any, Any, Any]) -> bool:
+        """Cookies only over https: when the request came so, or the co-op's public URL is https
+        (then a proxy without ``trusted_proxies`` cannot leave them unprotected)."""
+        return public_https or request.url.scheme == "https"
+
+    def same_origin(request: Request[Any, Any, Any], *, strict: bool) -> None:
+        """Refuse a form another site sent: its Origin (or, without one, its Referer) must be ours.
+
+        Ours is the request's own origin (behind a trusted proxy: the browser's ``https://host``)
+        or ``node.public_url``'s.  ``Origin: null`` (a sandboxed frame, a data: URL) always fails;
+        ``strict`` also fails a form with neither header (sign-in, which no session token guards).
+        """
+        ours = {_origin(f"{request.url.scheme}://{request.url.netloc}"), public_origin} - {None}
         origin = request.headers.get("origin")
-        if origin and origin != "null":
-            expected = f"{request.url.scheme}://{request.url.netloc}"
-            if origin != expected:
+        if origin is not None:
+            if _origin(origin) not in ours:
                 raise ForbiddenError("this form was sent from another site", field="Origin")
+            return
+        referer = request.headers.get("referer")
+        if referer is not None:
+            if _origin(referer) not in ours:
+                raise ForbiddenError("this form was sent from another site", field="Referer")
+        elif strict:
+            raise ForbiddenError(
+                "your browser did not say which site sent this form: sign in from this node's page",
+                field="Origin",
+            )
+
+    async def posted(
+        request: Request[Any, Any, Any], session: WebSession | None, *, signing_in: bool = False
+    ) -> dict[str, Any]:
+        """The form's fields; refuses a form from another site or an old session."""
+        same_origin(request, strict=signing_in)
         form = await request.form()
         values: dict[str, Any] = {}
         for key, value in form.multi_items():
@@ -217,6 +271,7 @@ def web_handlers(
         *,
         status: int = 200,
         cookies: list[Cookie] | None = None,
+        private: bool = False,
         **values: Any,
     ) -> Template:
         return Template(
@@ -224,7 +279,7 @@ def web_handlers(
             context=context(request, session, **values),
             status_code=status,
             cookies=cookies,
-            headers={"Cache-Control": "no-store"} if session is not None else None,
+            headers={"Cache-Control": "no-store"} if session is not None or private else None,
         )
 
     def with_error(
@@ -320,10 +375,7 @@ def web_handlers(
     @get("/browse", sync_to_thread=False)
     def browse(request: Request[Any, Any, Any]) -> Template:
         query = request.query_params
-        try:
-            number = int(query.get("page") or 1)
-        except ValueError:
-            raise InputError("page must be a whole number", field="page") from None
+        number = whole_number(query.get("page") or "1", field="page", low=1, high=_MAX_PAGE)
         filters = catalog.SearchFilters(
             q=(query.get("q") or "")[:200],
             label=query.get("label") or "",
@@ -396,7 +448,13 @@ def web_handlers(
         request: Request[Any, Any, Any], session: WebSession | None, *, status: int = 200, **extra: Any
     ) -> Template:
         view = node.settings()
-        proposals = list(reversed(node.store.read(list_proposals)))
+        # One page of proposals, newest first (?before=ID for older ones): the page stays bounded
+        # however many there are.
+        before_text = request.query_params.get("before")
+        before = None if not before_text else whole_number(before_text, field="before", low=1)
+        page_rows = node.store.read(lambda c: list_proposals(c, limit=_PROPOSALS_PER_PAGE + 1, before=before))
+        proposals = page_rows[:_PROPOSALS_PER_PAGE]
+        older = proposals[-1].id if len(page_rows) > _PROPOSALS_PER_PAGE else None
         entries = node.store.read(lambda c: recent_entries(c, limit=30))
         chain = node.verify_audit()
         voted: set[int] = set()
@@ -419,6 +477,7 @@ def web_handlers(
             settings=view.settings,
             changed=node.store.read(last_changes),
             proposals=proposals,
+            older=older,
             voted=voted,
             entries=entries,
             chain=chain,
@@ -431,13 +490,36 @@ def web_handlers(
 
     @get("/login", sync_to_thread=False)
     def login_page(request: Request[Any, Any, Any]) -> Template:
+        token, new = login_token(request.cookies.get(LOGIN_COOKIE))
+        cookie = Cookie(
+            key=LOGIN_COOKIE,
+            value=token,
+            path="/login",
+            max_age=LOGIN_LIFETIME,
+            httponly=True,
+            samesite="strict",
+            secure=secure_cookies(request),
+        )
         return page(
-            request, session_of(request), "login.html", next=_safe_next(request.query_params.get("next"))
+            request,
+            session_of(request),
+            "login.html",
+            cookies=[cookie] if new else None,
+            private=True,  # the form carries this browser's token: no shared cache may keep it
+            next=_safe_next(request.query_params.get("next")),
+            login_csrf=token,
         )
 
     @post("/login", status_code=303)
     async def login(request: Request[Any, Any, Any]) -> Response[Any]:
-        values = await posted(request, None)
+        values = await posted(request, None, signing_in=True)
+        presession = request.cookies.get(LOGIN_COOKIE)
+        if not check_login_token(presession, values.get("login_csrf")):
+            raise ForbiddenError(
+                "this sign-in form is out of date or was not sent from this node's sign-in page: "
+                "open the sign-in page again",
+                field="login_csrf",
+            )
         target = _safe_next(values.get("next"))
         token = str(values.get("token") or "").strip()
         member = node.store.read(lambda c: member_by_token(c, token)) if token else None
@@ -450,7 +532,9 @@ def web_handlers(
                 None,
                 "login.html",
                 status=401,
+                private=True,
                 next=target,
+                login_csrf=presession,
                 errors=errors,
                 error_fields=marked,
                 errors_title="Authentication required",
@@ -464,7 +548,7 @@ def web_handlers(
             max_age=LIFETIME,
             httponly=True,
             samesite="lax",
-            secure=request.url.scheme == "https",
+            secure=secure_cookies(request),
         )
         sep = "&" if "?" in target else "?"
         return Redirect(f"{target}{sep}done=signed-in", status_code=303, cookies=[cookie])
@@ -610,7 +694,7 @@ def web_handlers(
                 data = await upload.read()
                 if not data.strip():
                     raise InputError("the file is empty", field="export")
-                chats = parse(data, field="export")
+                chats = await asyncio.to_thread(partial(parse, data, field="export"))
                 upload_id = await asyncio.to_thread(save_upload, member, data)
                 form = msgspec.structs.replace(form, upload=upload_id, text="")
                 if len(chats) > 1:
@@ -633,13 +717,17 @@ def web_handlers(
                         form, label="good" if rating > 0 else "fail" if rating < 0 else ""
                     )
             if step != "submit":
-                preview = preview_chat(chosen, note=form.note, correction=form.correction)
+                preview = await asyncio.to_thread(  # redacts every message: off the event loop
+                    partial(preview_chat, chosen, note=form.note, correction=form.correction)
+                )
                 return contribute_page(request, session, form, preview=preview)
             content = content_of(member, form)
             wire = form.request(
                 content, terms_version=str(values.get("terms_version") or cfg.node.terms_version)
             )
-            submission, _notices = node.build_submission(wire, channel=Channel.WEB, member=member)
+            submission, _notices = await asyncio.to_thread(
+                partial(node.build_submission, wire, channel=Channel.WEB, member=member)
+            )
             idem = None
             if form.form_id:
                 digest = hashlib.sha256(_ENCODER.encode(wire)).hexdigest()
@@ -668,8 +756,9 @@ def web_handlers(
             data = msgspec.json.decode(body, type=dict[str, str])
         except msgspec.MsgspecError:
             raise InputError('send {"text": "..."}', field="text") from None
+        refuse_duplicate_keys(body)
         text = data.get("text", "")[:200_000]
-        result = redact(text)
+        result = await asyncio.to_thread(redact, text)  # CPU work: off the event loop
         hits = [
             {"start": _utf16(text, h.start), "end": _utf16(text, h.end), "type": h.type.value}
             for h in result.hits
@@ -687,18 +776,17 @@ def web_handlers(
         items = node.store.read(lambda c: contrib.list_member_contributions(c, member_id))
         return page(request, session, "me.html", items=list(reversed(items)), states=STATE_WORDS)
 
-    @get("/me/export.jsonl", sync_to_thread=False)
-    def my_export(request: Request[Any, Any, Any]) -> Stream:
+    @route("/me/export.jsonl", http_method=[HttpMethod.GET, HttpMethod.HEAD], sync_to_thread=False)
+    def my_export(request: Request[Any, Any, Any]) -> Download:
         session = require(request)
         member_id = session.member.id
         lines = node.store.read(lambda c: list(contrib.iter_member_records(c, member_id)))
-        return Stream(
-            iter(lines),
+        return Download(
+            b"".join(lines),
             media_type="application/jsonl",
-            headers={
-                "Content-Disposition": 'attachment; filename="my-contributions.jsonl"',
-                "Cache-Control": "no-store",
-            },
+            filename="my-contributions.jsonl",
+            disposition="attachment",
+            headers={"Cache-Control": "no-store"},
         )
 
     def owned(session: WebSession, uid: str) -> contrib.ContributionDetail:
@@ -834,7 +922,7 @@ def web_handlers(
 
         return await admin_action(request, act, "freeze", "#switches")
 
-    @get("/admin/review/{uid:str}", sync_to_thread=False)
+    @get("/admin/review/{uid:str}", sync_to_thread=True)  # redacts every message: off the loop
     def review(request: Request[Any, Any, Any], uid: FromPath[str]) -> Template:
         session = require(request, admin=True)
         detail = node.store.read(lambda c: contrib.get_contribution(c, uid))
@@ -866,12 +954,9 @@ def web_handlers(
             title = str(values.get("title") or "").strip()
             if not 1 <= len(title) <= 120:
                 raise InputError("give the bounty a title of 1 to 120 characters", field="title")
-            try:
-                target = int(str(values.get("target") or ""))
-            except ValueError:
-                raise InputError("the target is a whole number of contributions", field="target") from None
-            if not 1 <= target <= 1_000_000:
-                raise InputError("the target is 1 to 1000000 contributions", field="target")
+            target = whole_number(
+                str(values.get("target") or "").strip(), field="target", low=1, high=1_000_000
+            )
             label = str(values.get("label") or "") or None
             if label not in (None, "good", "fail"):
                 raise InputError("the label is good, fail or either", field="label")
@@ -902,11 +987,12 @@ def web_handlers(
 
         return await admin_action(request, act, "bounty", "#bounties")
 
-    @post("/admin/bounties/{bounty_id:int}/close", status_code=303)
-    async def close_bounty(request: Request[Any, Any, Any], bounty_id: FromPath[int]) -> Response[Any]:
+    @post("/admin/bounties/{bounty_id:str}/close", status_code=303)
+    async def close_bounty(request: Request[Any, Any, Any], bounty_id: FromPath[str]) -> Response[Any]:
         def act(session: WebSession, values: dict[str, Any]) -> None:
+            number = whole_number(bounty_id, field="bounty", low=1, error=NotFoundError)
             now = node.now()
-            node.store.write(lambda c: catalog.close_bounty(c, bounty_id, now=now))
+            node.store.write(lambda c: catalog.close_bounty(c, number, now=now))
 
         return await admin_action(request, act, "bounty-closed", "#bounties")
 
@@ -947,22 +1033,33 @@ def web_handlers(
             return governance_page(request, session, status=status, **problem)
         return done("/governance", "proposed", "#proposals")
 
-    @post("/governance/proposals/{proposal:int}/vote", status_code=303)
-    async def vote(request: Request[Any, Any, Any], proposal: FromPath[int]) -> Response[Any]:
+    @post("/governance/proposals/{proposal:str}/vote", status_code=303)
+    async def vote(request: Request[Any, Any, Any], proposal: FromPath[str]) -> Response[Any]:
         session = require(request)
         values = await posted(request, session)
         try:
+            number = whole_number(proposal, field="proposal", low=1, error=NotFoundError)
             choice = parse_enum(Choice, str(values.get("choice") or ""), field="choice")
-            await asyncio.to_thread(node.vote, proposal, session.member, choice)
+            await asyncio.to_thread(node.vote, number, session.member, choice)
         except (NodeError, GovernanceError) as exc:
             problem = with_error(exc)
             status = problem.pop("status")
             return governance_page(request, session, status=status, **problem)
-        return done("/governance", "voted", f"#p{proposal}")
+        return done("/governance", "voted", f"#p{number}")
 
-    static = create_static_files_router(
-        path="/static", directories=[Path(STATIC)], name="static", include_in_schema=False
+    @route(
+        "/static/{path:path}",
+        http_method=[HttpMethod.GET, HttpMethod.HEAD],
+        sync_to_thread=False,
+        include_in_schema=False,
     )
+    def static(path: FromPath[str]) -> Download:
+        """The pages' CSS and script, with HEAD, ranges and validators like every file served.
+
+        A name no file there can have (``..``, a NUL byte: ``/static/%00``) is simply absent.
+        """
+        return static_file(Path(STATIC), path)
+
     pages = Router(
         path="/",
         route_handlers=[
@@ -998,8 +1095,9 @@ def web_handlers(
             close_bounty,
             propose,
             vote,
+            static,
         ],
         exception_handlers={_SignInError: sign_in_redirect},
         include_in_schema=False,
     )
-    return [pages, static], html_error
+    return [pages], html_error
