@@ -62,15 +62,40 @@ ENV: Final = {
 _HANDED_OUT: set[int] = set()
 
 
+def _worker_ports() -> range | None:
+    """Under pytest-xdist, this worker's own slice of 10000-31999 (below the kernel's ephemeral
+    range, so no client socket takes one): two test processes never hand out the same port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        return None
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    span = (32_000 - 10_000) // count
+    low = 10_000 + int(worker[2:]) % count * span
+    return range(low, low + span)
+
+
 def free_port() -> int:
     """A free port on 127.0.0.1, never one this process handed out before.
 
     The port is released before its server binds it, so the kernel may offer it again to
-    the next caller: two servers started together would then share an address.
+    the next caller: two servers started together would then share an address.  Test
+    processes running side by side (pytest-xdist) draw from disjoint slices.
     """
-    for _ in range(100):
+    slice_ = _worker_ports()
+    for attempt in range(100):
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
+            if slice_ is None:
+                sock.bind(("127.0.0.1", 0))
+            else:
+                candidate = slice_[
+                    (os.getpid() * 7919 + attempt * 104_729 + len(_HANDED_OUT) * 31) % len(slice_)
+                ]
+                if candidate in _HANDED_OUT:
+                    continue
+                try:
+                    sock.bind(("127.0.0.1", candidate))
+                except OSError:
+                    continue
             port = int(sock.getsockname()[1])
         if port not in _HANDED_OUT:
             _HANDED_OUT.add(port)
