@@ -122,3 +122,11 @@ def test_no_page_loads_anything_from_another_host(tmp_path: Path) -> None:
             assert "/api/v1/contributions" in page and "/schema/openapi.json" in page
     finally:
         node.close()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/contributions", "/api/v1/contributions/ingest"])
+def test_the_retry_key_is_declared_where_it_is_honoured(tmp_path: Path, path: str) -> None:
+    parameters = _document(tmp_path)["paths"][path]["post"].get("parameters", [])
+    (retry,) = [p for p in parameters if p["name"] == "Idempotency-Key"]
+    assert retry["in"] == "header" and retry["required"] is False
+    assert retry["schema"]["maxLength"] == 200

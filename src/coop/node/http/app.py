@@ -355,7 +355,12 @@ def create_app(
         "/api/v1/contributions",
         status_code=201,
         operation_class=documented(
-            a.Stored, body=ContributionRequest, status=201, also=(200,), problems=(*AUTH, 409)
+            a.Stored,
+            body=ContributionRequest,
+            status=201,
+            also=(200,),
+            problems=(*AUTH, 409),
+            idempotent=True,
         ),
     )
     async def contribute(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -427,7 +432,7 @@ def create_app(
         "/api/v1/contributions/ingest",
         status_code=201,
         operation_class=documented(
-            a.Stored, body=IngestRequest, status=201, also=(200,), problems=(*AUTH, 409)
+            a.Stored, body=IngestRequest, status=201, also=(200,), problems=(*AUTH, 409), idempotent=True
         ),
     )
     async def ingest(request: Request[Any, Any, Any]) -> Response[bytes]:

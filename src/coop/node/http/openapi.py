@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import msgspec
 from litestar.openapi.plugins import OpenAPIRenderPlugin
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, RequestBody, Schema
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    Operation,
+    Parameter,
+    RequestBody,
+    Schema,
+)
 
 if TYPE_CHECKING:
     from litestar import Request
@@ -104,6 +111,7 @@ def documented(
     media_type: str = "application/json",
     also: Iterable[int] = (),
     files: Iterable[str] = (),
+    idempotent: bool = False,
 ) -> type[Operation]:
     """An Operation class declaring the JSON ``returns`` at ``status`` (and ``also``), ``body``, ``problems``.
 
@@ -120,6 +128,18 @@ def documented(
             content={"application/json": OpenAPIMediaType(schema=schema_of(body))},
             description=described[0] if described else None,
             required=True,
+        )
+    retry = None
+    if idempotent:
+        retry = Parameter(
+            name="Idempotency-Key",
+            param_in="header",
+            required=False,
+            description=(
+                "Send the same key with a retry of the same body: the first answer is repeated (200)"
+                " instead of storing twice; the same key with another body is a 409."
+            ),
+            schema=cast(Schema, {"type": "string", "minLength": 1, "maxLength": 200}),
         )
     statuses = sorted({429, *problems, *(BODY if body is not None else ())})
     codes = sorted({status, *also})
@@ -146,6 +166,8 @@ def documented(
             self.responses = dict(sorted(responses.items()))
             if request is not None:
                 self.request_body = request
+            if retry is not None:
+                self.parameters = [*(self.parameters or ()), retry]
 
     return _Documented
 
