@@ -144,3 +144,79 @@ def test_a_strangers_refusals_reach_the_security_log_once_a_minute_escaped(
     )
     assert [r[0] for r in rows] == ["203.0.113.9", "203.0.113.9", "198.51.100.1"]
     assert "\x85" not in rows[0][1] and "\x1b" not in rows[0][1]
+
+
+def test_a_static_name_too_long_for_the_file_system_is_a_404(served: tuple[Node, Litestar, str]) -> None:
+    _, app, _ = served
+    with TestClient(app) as http:
+        for method in ("GET", "HEAD"):
+            assert http.request(method, "/static/" + "a" * 300).status_code == 404
+
+
+def test_an_integration_keys_answers_are_not_cached_either(served: tuple[Node, Litestar, str]) -> None:
+    from coop.node.store import add_integration
+
+    node, app, _ = served
+    _, key = node.store.write(lambda c: add_integration(c, name="owui-cache", now=node.now()))
+    with TestClient(app) as http:
+        answer = http.post("/api/v1/contributions/ingest", headers={"X-API-Key": key}, content=b"{}")
+    assert answer.status_code >= 400
+    assert answer.headers["cache-control"] == "private, no-store"
+
+
+def test_a_key_twice_inside_chat_content_sent_as_text_is_refused(served: tuple[Node, Litestar, str]) -> None:
+    import json
+
+    _, app, token = served
+    inner = (
+        '{"messages": [{"role": "user", "content": "secret-A", "content": "shown-B"},'
+        ' {"role": "assistant", "content": "ok"}]}'
+    )
+    body = {"label": "good", "consent": True, "format": "messages", "content": inner}
+    with TestClient(app) as http:
+        answer = http.post(
+            "/api/v1/contributions",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            content=json.dumps(body),
+        )
+    assert answer.status_code in (400, 422), answer.text
+    assert answer.json()["field"].startswith("content"), answer.json()
+
+
+def test_a_signed_payload_with_a_key_twice_is_refused() -> None:
+    from coop.governance.envelope import open_envelope, seal
+    from coop.governance.errors import InvalidValueError
+
+    sealed = seal(b'{"version": 1, "version": 2}', "application/vnd.test+json", [bytes(32)])
+    with pytest.raises(InvalidValueError, match="version"):
+        open_envelope(sealed, payload_type="application/vnd.test+json", max_bytes=10_000)
+
+
+def test_a_proposals_reason_cannot_forge_lines_in_the_cli(
+    served: tuple[Node, Litestar, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from coop.node.cli import main
+
+    node, app, token = served
+    reason = "harmless\nproposal 99 [adopted] by ada: FAKE"
+    with TestClient(app) as http:
+        opened = http.post(
+            "/api/v1/governance/proposals",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"changes": {"quality_freeze": True}, "reason": reason},
+        )
+    assert opened.status_code == 201, opened.text
+    capsys.readouterr()
+    assert main(["proposals", str(node.data.root)]) == 0
+    shown = capsys.readouterr().out
+    assert "\nproposal 99" not in shown and "harmless\\x0aproposal 99" in shown
+
+
+def test_an_ndjson_export_is_checked_line_by_line() -> None:
+    from coop.node.errors import InputError
+    from coop.node.intake.chat import IntakeFormat
+    from coop.node.intake.formats import parse_content
+
+    with pytest.raises(InputError) as caught:
+        parse_content(b'{"id": "1"}\n{"id": "2", "id": "3"}\n', IntakeFormat.OPENWEBUI)
+    assert caught.value.field == "content.[1].id"

@@ -274,3 +274,38 @@ def test_laundering_old_relabelled_row_is_not_listed_served_or_republished(world
     summary = world.v.cut_federated_release()
     folder = world.v.data.releases_path / "federated" / summary.label
     assert SECRET.encode() not in b"".join(f.read_bytes() for f in folder.rglob("*") if f.is_file())
+
+
+# -- a decoy claim censors nothing -----------------------------------------------------------------
+
+
+def test_laundering_a_decoy_listing_and_withdrawal_censor_nothing(world: World) -> None:
+    """P lists O's hash under a uid of its own, then withdraws it: the bytes say O's uid, so
+    P's claim contests nothing; V still pulls O's record, keeps it and lists it."""
+    decoy = msgspec.structs.replace(world.entry, uid="p-decoy-1")
+    world.hostile_lists(decoy)
+    world.gossip_from_o()
+    book = world.v.federation.book
+    assert (world.o.identity.node_id, world.entry) in book.record_wants()
+    # P's tombstone of its decoy (a second manifest) withdraws nothing of O's.
+    store = world.v.federation.store
+    store.apply(_effects(world.p.id, [], tombstones=[Tombstone(uid="p-decoy-1", at=1)]))
+    assert book.receive_records(book.record_wants(), {world.entry.hash: world.data}) == []
+    o = world.o.identity.node_id
+    assert world.mirrored_rows() == [(o, world.uid, "federation", "CC-BY-SA-4.0")]
+    # ...and once held, another decoy withdrawal still deletes nothing.
+    store.apply(_effects(world.p.id, [decoy]))
+    store.apply(_effects(world.p.id, [], tombstones=[Tombstone(uid="p-decoy-1", at=2)]))
+    assert world.mirrored_rows() == [(o, world.uid, "federation", "CC-BY-SA-4.0")]
+
+
+def test_laundering_memory_store_decoy_withdrawal_keeps_the_honest_copy() -> None:
+    o, p = public_key(bytes([1]) * 32).hex(), public_key(bytes([2]) * 32).hex()
+    store = MemoryBookStore()
+    entry, data = record_for(Entry("u1", "", License.CC0, "train-ai=y", EvalConsent.YES, Scope.PUBLIC))
+    store.apply(_effects(o, [entry]))
+    store.put_records([(o, entry, data)])
+    decoy = msgspec.structs.replace(entry, uid="p-decoy")
+    store.apply(_effects(p, [decoy]))
+    store.apply(_effects(p, [], tombstones=[Tombstone(uid="p-decoy", at=1)]))
+    assert store.records([entry.hash]) == {entry.hash: data}

@@ -170,14 +170,19 @@ def test_check_signature_headers_verifies_before_it_reads_the_time() -> None:
     with pytest.raises(ClockSkewError) as skewed:
         check_signature_headers("POST", url, real, key_of=key_of, now=now, authorities=own)
     assert skewed.value.signer == peer_id
-    # The body's digest is compared after the body is read; a mismatch is the signer's request.
+    # The body's digest is compared after the body is read. A captured request's headers with
+    # another body, or an expired captured request, prove nothing about the peer: no signer.
     fresh = sign_request("POST", url, SUMMARY, seed=peer, now=now, nonce="d" * 24)
     check_signature_headers("POST", url, fresh, key_of=key_of, now=now, authorities=own)
     with pytest.raises(RequestAuthError, match="does not match the body") as mismatch:
         verify_request(
             "POST", url, fresh, b"{}", key_of=key_of, now=now, replay=MemoryReplayCache(), authorities=own
         )
-    assert mismatch.value.signer == peer_id
+    assert mismatch.value.signer is None
+    old = sign_request("POST", url, SUMMARY, seed=peer, now=now - 7200, nonce="o" * 24)
+    with pytest.raises(ClockSkewError, match="expired") as expired:
+        check_signature_headers("POST", url, old, key_of=key_of, now=now, authorities=own)
+    assert expired.value.signer is None
 
 
 def test_rotated_peers_contact_is_booked_under_its_node_id(tmp_path: Path) -> None:

@@ -267,8 +267,10 @@ class BookStore(Protocol):
     def put_records(self, items: Sequence[tuple[str, Entry, bytes]]) -> None:
         """Keep record bytes, except under a tombstoned (origin, uid) or a tombstoned hash."""
 
-    def claims(self, hashes: Sequence[str]) -> dict[str, set[str]]:
-        """The origins each hash belongs to: that list it, held its bytes or withdrew it."""
+    def claims(self, hashes: Sequence[str]) -> dict[str, set[tuple[str, str]]]:
+        """Who each hash belongs to, as (origin, uid): the entries that list it, the copy held,
+        the withdrawals.  Only a claim on the same uid contests another (the uid is inside the
+        hashed bytes: a claim under another uid is a decoy the bytes will refute)."""
 
 
 _SORTED: Final = msgspec.json.Encoder(order="sorted")
@@ -536,7 +538,7 @@ class Book:
                 (origin, e)
                 for e in candidates
                 if e.hash not in held
-                and not claims.get(e.hash, set()) - {origin}
+                and not _contested(claims.get(e.hash, ()), origin, e.uid)
                 and (origin, e.uid, e.hash) not in self._refused
             ]
             if not missing:
@@ -562,9 +564,8 @@ class Book:
             data = got.get(entry.hash)
             if data is None:
                 continue
-            others = claims.get(entry.hash, set()) - {origin}
             problem, reason = record_disagreement(entry, data), "record_mismatch"
-            if problem is None and others:
+            if problem is None and _contested(claims.get(entry.hash, ()), origin, entry.uid):
                 problem, reason = "the hash belongs to another origin's record", "record_claimed"
             if problem is None:
                 good.append((origin, entry, data))
@@ -578,9 +579,18 @@ class Book:
         return refused
 
 
+def _contested(claims: Iterable[tuple[str, str]], origin: str, uid: str) -> bool:
+    """Another origin claims the same record (the same uid under the same hash)."""
+    return any(other != origin and claimed == uid for other, claimed in claims)
+
+
 def mirrorable(entry: Entry) -> bool:
     """May a peer hold a copy? Federation or public scope, and a licence that allows it."""
     return entry.scope in (Scope.FEDERATION, Scope.PUBLIC) and entry.license in MIRRORABLE_LICENCES
+
+
+def _withdrawn_uid(withdrawn: Mapping[str, set[tuple[str, str]]], digest: str, uid: str) -> bool:
+    return any(claimed == uid for _, claimed in withdrawn.get(digest, ()))
 
 
 class MemoryBookStore:
@@ -593,7 +603,7 @@ class MemoryBookStore:
         self._tombstones: dict[str, set[str]] = defaultdict(set)
         self._records: dict[str, tuple[str, Entry, bytes]] = {}
         self._evidence: dict[str, list[tuple[int, str]]] = defaultdict(list)
-        self._withdrawn: dict[str, str] = {}  # hash of a tombstoned entry -> its origin
+        self._withdrawn: dict[str, set[tuple[str, str]]] = defaultdict(set)  # hash -> (origin, uid) withdrawn
 
     def heads(self) -> dict[str, Head]:
         return dict(self._heads)
@@ -654,14 +664,17 @@ class MemoryBookStore:
         for uid in gone:
             listed = entries.pop(uid, None)
             if listed is not None:
-                self._withdrawn.setdefault(listed.hash, origin)
+                self._withdrawn[listed.hash].add((origin, uid))
         self._tombstones[origin] |= gone
         if gone:
-            # A tombstone deletes the mirrored copy, under whichever origin holds the same
-            # bytes, and nothing brings it back.
+            # A tombstone deletes the mirrored copy of that record (the same uid in the same
+            # bytes) under whichever origin holds it, and nothing brings it back; a copy of
+            # another uid is not this withdrawal's to delete.
             for digest, (holder, entry, _) in list(self._records.items()):
-                if (holder == origin and entry.uid in gone) or digest in self._withdrawn:
-                    self._withdrawn.setdefault(digest, origin)
+                if (holder == origin and entry.uid in gone) or _withdrawn_uid(
+                    self._withdrawn, digest, entry.uid
+                ):
+                    self._withdrawn[digest].add((holder, entry.uid))
                     del self._records[digest]
 
     def tombstoned(self, origin: str) -> set[str]:
@@ -672,22 +685,28 @@ class MemoryBookStore:
 
     def put_records(self, items: Sequence[tuple[str, Entry, bytes]]) -> None:
         for origin, entry, data in items:
-            if entry.uid not in self._tombstones.get(origin, set()) and entry.hash not in self._withdrawn:
+            try:
+                own_uid = _RECORD.decode(data).uid  # the record's own uid, whatever the entry says
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            if entry.uid not in self._tombstones.get(origin, set()) and not _withdrawn_uid(
+                self._withdrawn, entry.hash, own_uid
+            ):
                 self._records.setdefault(entry.hash, (origin, entry, data))
 
-    def claims(self, hashes: Sequence[str]) -> dict[str, set[str]]:
+    def claims(self, hashes: Sequence[str]) -> dict[str, set[tuple[str, str]]]:
         wanted = set(hashes)
-        out: dict[str, set[str]] = defaultdict(set)
+        out: dict[str, set[tuple[str, str]]] = defaultdict(set)
         for origin, entries in self._entries.items():
             for entry in entries.values():
                 if entry.hash in wanted:
-                    out[entry.hash].add(origin)
+                    out[entry.hash].add((origin, entry.uid))
         for digest in wanted:
             if digest in self._records:
-                out[digest].add(self._records[digest][0])
-            if digest in self._withdrawn:
-                out[digest].add(self._withdrawn[digest])
-        return dict(out)
+                holder, entry, _ = self._records[digest]
+                out[digest].add((holder, entry.uid))
+            out[digest] |= self._withdrawn.get(digest, set())
+        return {digest: claims for digest, claims in out.items() if claims}
 
     def mirrored(self) -> dict[str, tuple[str, Entry, bytes]]:
         return dict(self._records)

@@ -79,6 +79,12 @@ def open_envelope(data: bytes, *, payload_type: str, max_bytes: int) -> tuple[En
         payload = base64.b64decode(envelope.payload, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidValueError("payload is not base64", field="payload") from None
+    try:
+        repeated_inside = duplicate_key(payload)
+    except (ValueError, RecursionError):
+        repeated_inside = None  # not JSON: what the payload must be is the caller's to check
+    if repeated_inside is not None:
+        raise InvalidValueError(f"the payload repeats the key {repeated_inside!r}", field="payload")
     return envelope, payload
 
 

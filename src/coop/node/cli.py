@@ -46,6 +46,7 @@ from coop.node.errors import (
 )
 from coop.node.intake.chat import IntakeFormat
 from coop.node.intake.formats import detect_format, parse_content
+from coop.node.logs import escape_controls
 from coop.node.refusals import SKEW_SHOWN, skew_text
 from coop.node.submission import ContributionState
 
@@ -456,7 +457,7 @@ def cmd_freeze(args: argparse.Namespace) -> int:
 
 def _show_proposal(view: Any) -> None:
     print(
-        f"proposal {view.id} [{view.status.value}] by {view.opened_by}: {view.reason}\n"
+        f"proposal {view.id} [{view.status.value}] by {view.opened_by}: {escape_controls(view.reason)}\n"
         f"  changes {msgspec.json.encode(view.changes).decode()}\n"
         f"  yes {view.yes}, no {view.no}, abstain {view.abstain}, not voted {view.missing} "
         f"(electorate {view.electorate}; quorum {view.quorum_needed} votes, yes > {view.threshold_percent}%)"

@@ -366,12 +366,17 @@ class SqliteBookStore:
     def put_records(self, items: Sequence[tuple[str, Entry, bytes]]) -> None:
         def write(conn: sqlite3.Connection) -> None:
             for origin, entry, data in items:
-                # Never under a tombstoned (origin, uid), nor bytes any origin withdrew.
+                # Never under a tombstoned (origin, uid), nor the same record (the uid inside
+                # the bytes, whatever uid the entry says) withdrawn under any origin.
+                try:
+                    own_uid = _DESCRIBED.decode(data).uid
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    continue  # not a record: nothing to keep
                 conn.execute(
                     "INSERT OR IGNORE INTO mirror_records (hash, origin, uid, license, ai_use, eval, scope, record,"
                     " received_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, unixepoch()"
                     " WHERE NOT EXISTS (SELECT 1 FROM fed_tombstones WHERE origin = ? AND uid = ?)"
-                    " AND NOT EXISTS (SELECT 1 FROM fed_tombstones WHERE hash = ?)",
+                    " AND NOT EXISTS (SELECT 1 FROM fed_tombstones WHERE hash = ? AND uid = ?)",
                     (
                         entry.hash,
                         origin,
@@ -384,26 +389,27 @@ class SqliteBookStore:
                         origin,
                         entry.uid,
                         entry.hash,
+                        own_uid,
                     ),
                 )
 
         self.store.write(write)
 
-    def claims(self, hashes: Sequence[str]) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = {}
+    def claims(self, hashes: Sequence[str]) -> dict[str, set[tuple[str, str]]]:
+        out: dict[str, set[tuple[str, str]]] = {}
         for start in range(0, len(hashes), 300):
             chunk = list(hashes[start : start + 300])
             marks = _placeholders(len(chunk))
             rows = self.store.read(
                 lambda c, chunk=chunk, marks=marks: c.execute(  # type: ignore[misc]
-                    f"SELECT hash, origin FROM fed_entries WHERE hash IN ({marks})"
-                    f" UNION SELECT hash, origin FROM mirror_records WHERE hash IN ({marks})"
-                    f" UNION SELECT hash, origin FROM fed_tombstones WHERE hash IN ({marks})",
+                    f"SELECT hash, origin, uid FROM fed_entries WHERE hash IN ({marks})"
+                    f" UNION SELECT hash, origin, uid FROM mirror_records WHERE hash IN ({marks})"
+                    f" UNION SELECT hash, origin, uid FROM fed_tombstones WHERE hash IN ({marks})",
                     chunk * 3,
                 ).fetchall()
             )
-            for digest, origin in rows:
-                out.setdefault(digest, set()).add(origin)
+            for digest, origin, uid in rows:
+                out.setdefault(digest, set()).add((origin, uid))
         return out
 
 
@@ -488,12 +494,27 @@ def _apply(conn: sqlite3.Connection, effects: Effects) -> None:
             " ON CONFLICT (origin, uid) DO UPDATE SET hash = coalesce(hash, excluded.hash)",
             (origin, tomb.uid, withdrawn),
         )
-        # A tombstone deletes the mirrored copy, and nothing brings it back.
-        gone = conn.execute(
-            "DELETE FROM mirror_records WHERE (origin = ? AND uid = ?) OR hash = ?",
-            (origin, tomb.uid, withdrawn),
-        )
-        if gone.rowcount:
+        # A tombstone deletes the mirrored copy of that record (the same uid in the same bytes)
+        # under whichever origin holds it, and nothing brings it back. A copy of another uid
+        # is not this withdrawal's: a peer listing another co-op's hash under a decoy uid and
+        # "withdrawing" it must not delete that co-op's record here.
+        deleted = conn.execute(
+            "DELETE FROM mirror_records WHERE (origin = ? AND uid = ?) OR (hash = ? AND uid = ?)",
+            (origin, tomb.uid, withdrawn, tomb.uid),
+        ).rowcount
+        if withdrawn is not None:
+            # A relabelled copy of the same bytes (a row its bytes disagree with, kept before
+            # receipt checked it) is no honest co-op's record: it goes with the withdrawal.
+            for other, *terms, data in conn.execute(
+                "SELECT origin, uid, license, ai_use, eval, scope, record FROM mirror_records"
+                " WHERE hash = ? AND origin != ?",
+                (withdrawn, origin),
+            ).fetchall():
+                if mirror_facts(other, terms, bytes(data)) is None:
+                    deleted += conn.execute(
+                        "DELETE FROM mirror_records WHERE hash = ? AND origin = ?", (withdrawn, other)
+                    ).rowcount
+        if deleted:
             scrub_after_commit()  # no image of the withdrawn text left in the write-ahead log
 
 

@@ -220,8 +220,12 @@ def static_file(root: Path, relative: str) -> Download:
         or any(not ch.isprintable() or ch == "\\" for ch in relative)
     )
     base = root.resolve()
-    target = base.joinpath(*parts).resolve() if not bad else base
-    if bad or not target.is_relative_to(base) or not target.is_file():
+    try:
+        target = base.joinpath(*parts).resolve() if not bad else base
+        found = not bad and target.is_relative_to(base) and target.is_file()
+    except OSError:  # a name too long for the file system, and its kin: nothing there
+        found = False
+    if not found:
         raise NotFoundError(f"no static file {relative[:80]!r}", field="path")
     media, _ = mimetypes.guess_type(target.name)
     return Download(target, media_type=media or "application/octet-stream")

@@ -75,7 +75,7 @@ async def credentials_not_cached(message: Message, scope: Scope) -> None:
         return
     request_headers = scope.get("headers") or ()
     credentialed = any(
-        name == b"authorization" or (name == b"cookie" and _SESSION_COOKIE in value)
+        name in (b"authorization", b"x-api-key") or (name == b"cookie" and _SESSION_COOKIE in value)
         for name, value in request_headers
     )
     if not credentialed:

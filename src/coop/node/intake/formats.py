@@ -7,6 +7,7 @@ from typing import Final
 
 import msgspec
 
+from coop.governance.canonical import duplicate_key
 from coop.node.errors import InputError, UnsupportedFormatError
 from coop.node.intake.chat import LIMITS, IntakeFormat, Limits, ParsedChat
 from coop.node.intake.messages import parse_messages
@@ -74,11 +75,40 @@ def detect_format(data: bytes) -> IntakeFormat:
     )
 
 
+def _repeated_key(data: bytes) -> str | None:
+    """The first key some object repeats, in one JSON document or in each line of an NDJSON
+    export (``[3].messages[0].content``: line 4)."""
+    try:
+        try:
+            return duplicate_key(data)
+        except ValueError:
+            pass  # not one document: an NDJSON export, one per line
+        for number, line in enumerate(data.splitlines()):
+            if line.strip():
+                repeated = duplicate_key(line)
+                if repeated is not None:
+                    return f"[{number}].{repeated}"
+    except RecursionError:
+        raise InputError("JSON nested too deep", field="content") from None
+    except ValueError as exc:
+        raise InputError(f"not valid JSON: {exc}", field="content") from None
+    return None
+
+
 def parse_content(
     data: bytes, fmt: IntakeFormat | None = None, *, limits: Limits = LIMITS
 ) -> list[ParsedChat]:
     """Parse an upload in ``fmt`` (detected when None): one chat, or each chat of an export."""
     fmt = detect_format(data) if fmt is None else fmt
+    if fmt is not IntakeFormat.TEXT:
+        # A chat sent as a JSON string or a file is read by msgspec too, which keeps the last of
+        # a repeated key: the same refusal as for a request body (two readers must agree).
+        repeated = _repeated_key(data)
+        if repeated is not None:
+            raise InputError(
+                f"the key {repeated!r} appears more than once in one object; send each key once",
+                field=f"content.{repeated}",
+            )
     match fmt:
         case IntakeFormat.OPENWEBUI:
             return parse_openwebui(data, limits=limits)
