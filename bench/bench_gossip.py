@@ -56,24 +56,13 @@ from coop.federation.manifest import (
     seal_manifest,
 )
 from coop.federation.protocol import PATHS, SummaryMessage, SyncReport, sync_with
-from coop.federation.simulation import Federation, SimNode
+from coop.federation.simulation import Federation, SimNode, record_for
 from coop.federation.transport import Request, Response
 from coop.governance import (
-    Attribution,
-    AttributionMode,
-    Channel,
-    Checks,
     Embargo,
     EvalConsent,
-    Label,
     License,
-    Message,
-    Provenance,
-    Record,
-    Role,
     Scope,
-    Source,
-    canonical_bytes,
     public_key,
     sha256_hex,
 )
@@ -352,29 +341,11 @@ def add_typical_record(node: SimNode, rng: random.Random, size: int) -> Entry:
         words.append(rng.choice(WORDS))
         length += len(words[-1]) + 1
     licence = rng.choice(list(License))
-    # A real record: peers keep bytes only under an entry whose terms they repeat.
-    record = Record(
-        uid=uid,
-        created_at=0,
-        route=Channel.API,
-        model=None,
-        content=(Message(Role.USER, " ".join(words)),),
-        label=Label.GOOD,
-        license=licence,
-        ai_use="train-ai=y",
-        eval=EvalConsent.YES,
-        attribution=Attribution(AttributionMode.ANONYMOUS),
-        scope=Scope.PUBLIC,
-        provenance=Provenance(Source.NATURAL, False, "messages", Checks({}, "0" * 64)),
-    )
-    data = canonical_bytes(record)
-    entry = Entry(
-        uid=uid,
-        hash=sha256_hex(data),
-        license=licence,
-        ai_use="train-ai=y",
-        eval=EvalConsent.YES,
-        scope=Scope.PUBLIC,
+    entry, data = record_for(
+        Entry(
+            uid=uid, hash="", license=licence, ai_use="train-ai=y", eval=EvalConsent.YES, scope=Scope.PUBLIC
+        ),
+        " ".join(words),
     )
     node.own[uid] = (entry, data)
     return entry

@@ -7,21 +7,8 @@ from pathlib import Path
 
 import msgspec
 
-from coop.federation import Entry
-from coop.governance import (
-    Attribution,
-    AttributionMode,
-    Channel,
-    Checks,
-    Label,
-    Message,
-    Provenance,
-    Record,
-    Source,
-    canonical_bytes,
-    sha256_hex,
-)
-from coop.governance import Role as Speaker
+from coop.federation.simulation import record_for as record_for  # record bytes for an entry
+from coop.governance import Channel
 from coop.node.accounts import Member, Role
 from coop.node.contributions import insert_contribution
 from coop.node.datadir import DataDir
@@ -86,25 +73,3 @@ def contribute(
 def process(node: Node) -> None:
     with node.processor_lock():
         node.process_pending()
-
-
-def record_for(entry: Entry, text: str = "a chat") -> tuple[Entry, bytes]:
-    """Record bytes whose own terms are the entry's, and the entry naming their hash."""
-    record = Record(
-        uid=entry.uid,
-        created_at=0,
-        route=Channel.API,
-        model=None,
-        content=(Message(Speaker.USER, text),),
-        label=Label.GOOD,
-        tags=entry.tags,
-        language=entry.language,
-        license=entry.license,
-        ai_use=entry.ai_use,
-        eval=entry.eval,
-        attribution=Attribution(AttributionMode.ANONYMOUS),
-        scope=entry.scope,
-        provenance=Provenance(Source.NATURAL, False, "messages", Checks({}, "0" * 64)),
-    )
-    data = canonical_bytes(record)
-    return msgspec.structs.replace(entry, hash=sha256_hex(data)), data

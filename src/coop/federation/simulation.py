@@ -52,9 +52,34 @@ from coop.governance import (
     sha256_hex,
 )
 
-__all__ = ["Behaviour", "Federation", "SimNode"]
+__all__ = ["Behaviour", "Federation", "SimNode", "record_for"]
 
 _STEPS: Final = {path: step for step, path in PATHS.items()}
+
+
+def record_for(entry: Entry, text: str = "a chat") -> tuple[Entry, bytes]:
+    """A record saying ``text`` whose own terms are ``entry``'s (peers keep bytes only under an
+    entry whose terms they repeat), and the entry naming the record's hash."""
+    record = Record(
+        uid=entry.uid,
+        created_at=0,
+        route=Channel.API,
+        model=None,
+        content=(Message(Role.USER, text),),
+        label=Label.GOOD,
+        tags=entry.tags,
+        language=entry.language,
+        license=entry.license,
+        ai_use=entry.ai_use,
+        eval=entry.eval,
+        attribution=Attribution(AttributionMode.ANONYMOUS),
+        scope=entry.scope,
+        provenance=Provenance(Source.NATURAL, False, "messages", Checks({}, "0" * 64)),
+    )
+    data = canonical_bytes(record)
+    return msgspec.structs.replace(entry, hash=sha256_hex(data)), data
+
+
 _STATE: Final = GovernanceState(
     settings_digest="0" * 64, embargo=Embargo(), quality_freeze=False, audit_seq=0, audit_head="0" * 64
 )
@@ -103,29 +128,9 @@ class SimNode:
     def add_record(self, rng: random.Random, *, scope: Scope = Scope.PUBLIC) -> Entry:
         uid = f"{self.index:04d}-{len(self.own):06d}-{rng.getrandbits(32):08x}"
         licence = rng.choice(list(License))
-        # A real record: peers keep bytes only under an entry whose terms they repeat.
-        record = Record(
-            uid=uid,
-            created_at=0,
-            route=Channel.API,
-            model=None,
-            content=(Message(Role.USER, f"chat {uid} of {self.id}"),),
-            label=Label.GOOD,
-            license=licence,
-            ai_use="train-ai=y",
-            eval=EvalConsent.YES,
-            attribution=Attribution(AttributionMode.ANONYMOUS),
-            scope=scope,
-            provenance=Provenance(Source.NATURAL, False, "messages", Checks({}, "0" * 64)),
-        )
-        data = canonical_bytes(record)
-        entry = Entry(
-            uid=uid,
-            hash=sha256_hex(data),
-            license=licence,
-            ai_use="train-ai=y",
-            eval=EvalConsent.YES,
-            scope=scope,
+        entry, data = record_for(
+            Entry(uid=uid, hash="", license=licence, ai_use="train-ai=y", eval=EvalConsent.YES, scope=scope),
+            f"chat {uid} of {self.id}",
         )
         self.own[uid] = (entry, data)
         return entry
