@@ -36,7 +36,7 @@ class BareChat(msgspec.Struct, frozen=True):
 
 
 class BareContribution(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The fields of ``coop.node.submission.ContributionRequest``, content decoded."""
+    """The fields of ``coop.node.contributions.submission.ContributionRequest``, content decoded."""
 
     label: str
     content: BareChat

@@ -77,13 +77,13 @@ from coop.eval import evaluators as _evaluators
 from coop.eval.report import REPORT_TYPE
 from coop.governance import Channel, Record
 from coop.governance.envelope import open_envelope
-from coop.node.accounts import Role
-from coop.node.collective import Actor
-from coop.node.contributions import insert_contribution
+from coop.node.collective.repository import Actor
+from coop.node.contributions.repository import insert_contribution
+from coop.node.contributions.submission import ContributionRequest
 from coop.node.ids import uuid7
+from coop.node.members.accounts import Role
 from coop.node.runtime import Node
-from coop.node.store import add_member
-from coop.node.submission import ContributionRequest
+from coop.node.storage.store import add_member
 from results import append_section, code_version, command, machine, markdown_table
 
 BIN: Final = Path(sys.executable).parent
@@ -98,12 +98,12 @@ ENV: Final = {
     "RAY_USAGE_STATS_ENABLED": "0",  # Ray would otherwise report usage off the machine
     "PYTHONUNBUFFERED": "1",
 }
-# What coop.node.evalrun._simulation passes to run_simulation; the driver uses the same.
+# What coop.node.evaluation.requester._simulation passes to run_simulation; the driver uses the same.
 SIM_BACKEND: Final = {
     "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
     "init_args": {"num_cpus": 2, "include_dashboard": False},
 }
-# The node's own query for eligible records (coop.node.evaluation.Evaluation._eligible, no filters).
+# The node's own query for eligible records (coop.node.evaluation.service.Evaluation._eligible, no filters).
 ELIGIBLE_SQL: Final = (
     "SELECT t.record FROM contributions c JOIN contents t ON t.seq = c.seq"
     " WHERE c.state IN ('accepted', 'released') AND c.eval = 'y' ORDER BY c.seq"

@@ -61,12 +61,12 @@ from coop.governance import (
     Source,
     parse_ai_use,
 )
-from coop.node.attribution import Contributor, public_identity
-from coop.node.datadir import DataDir
+from coop.node.contributions.pipeline import Accepted, dedup_key, process_entry
+from coop.node.contributions.submission import ContributionRequest, Submission, build_submission
 from coop.node.ids import uuid7
 from coop.node.intake.chat import IntakeFormat, Limits, ParsedChat
-from coop.node.pipeline import Accepted, dedup_key, process_entry
-from coop.node.submission import ContributionRequest, Submission, build_submission
+from coop.node.members.attribution import Contributor, public_identity
+from coop.node.storage.datadir import DataDir
 from profiling import attach, pyspy_available, summarise
 from results import append_section, code_version, command, machine, markdown_table
 

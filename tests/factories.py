@@ -9,13 +9,13 @@ import msgspec
 
 from coop.federation.simulation import record_for as record_for  # record bytes for an entry
 from coop.governance import Channel
-from coop.node.accounts import Member, Role
-from coop.node.contributions import insert_contribution
-from coop.node.datadir import DataDir
+from coop.node.contributions.repository import insert_contribution
+from coop.node.contributions.submission import ContributionRequest
 from coop.node.ids import uuid7
+from coop.node.members.accounts import Member, Role
 from coop.node.runtime import Node
-from coop.node.store import add_member
-from coop.node.submission import ContributionRequest
+from coop.node.storage.datadir import DataDir
+from coop.node.storage.store import add_member
 
 _counter = itertools.count()
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import tomli_w
 
-from coop.node.datadir import DataDir
+from coop.node.storage.datadir import DataDir
 
 from nodeproc import NodeProcess, coop
 

@@ -10,9 +10,9 @@ import pytest
 
 from coop.node.channels.base import STATEMENT, ChannelError, ReleaseFolder, release_statement, verify_release
 from coop.node.channels.publish import publish, publisher_for
-from coop.node.contributions import withdraw_contribution
+from coop.node.contributions.repository import withdraw_contribution
 from coop.node.metrics import prometheus
-from coop.node.release import list_releases
+from coop.node.releases.cut import list_releases
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process

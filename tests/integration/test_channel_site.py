@@ -15,7 +15,7 @@ import pytest
 
 from coop.node.channels.base import verify_release
 from coop.node.channels.publish import publish
-from coop.node.contributions import withdraw_contribution
+from coop.node.contributions.repository import withdraw_contribution
 
 from browsing import accessible, chromium
 from factories import contribute, make_member, make_node, process

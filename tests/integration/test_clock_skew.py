@@ -150,7 +150,7 @@ def test_clock_twenty_minutes_ahead_is_refused_with_the_offset_in_peers_list(pai
     assert "clock skew \u2248 +1" in listed, listed
     # The refusal itself is problem details with the reason and the offset.
     from coop.federation import sign_request
-    from coop.node.datadir import DataDir
+    from coop.node.storage.datadir import DataDir
 
     url = f"{pair.nodes['a'].url}/federation/v1/summary"
     body = json.dumps({"summary": "0" * 64}).encode()

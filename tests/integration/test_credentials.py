@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from coop.node.runtime import Node
-from coop.node.store import add_integration, integration_by_key, member_by_token
+from coop.node.storage.store import add_integration, integration_by_key, member_by_token
 from coop.node.web.sessions import find_session, start_session
 
 from factories import make_member, make_node

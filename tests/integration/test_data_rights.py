@@ -21,7 +21,7 @@ import msgspec
 import pyarrow.parquet as pq
 import pytest
 
-from coop.node.revision import verify_revision
+from coop.node.releases.revision import verify_revision
 
 from harness import (
     add_member,

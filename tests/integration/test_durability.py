@@ -113,10 +113,10 @@ def test_server_killed_mid_stream_keeps_every_acknowledged_contribution(node_dir
 def _fill_waiting_room(root: Path, count: int) -> None:
     """Many large waiting-room entries, inserted in bulk the way the intake stores them."""
     from coop.governance import Channel
-    from coop.node.contributions import insert_contribution
+    from coop.node.contributions.repository import insert_contribution
+    from coop.node.contributions.submission import ContributionRequest
     from coop.node.ids import uuid7
     from coop.node.runtime import Node
-    from coop.node.submission import ContributionRequest
 
     from factories import make_member
 

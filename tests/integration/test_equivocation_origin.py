@@ -41,7 +41,7 @@ def _rows(root: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
 def test_forked_origin_stops_issuing_and_keeps_bounded_evidence(tmp_path: Path) -> None:
     from coop.federation import GovernanceState, build_manifest, seal_manifest, sign_request
     from coop.governance import Embargo
-    from coop.node.datadir import DataDir
+    from coop.node.storage.datadir import DataDir
 
     roots, nodes, ids = {}, {}, {}
     for name in ("a", "b"):

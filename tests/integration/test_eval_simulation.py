@@ -16,11 +16,11 @@ from coop.eval import build_label_agreement_model, get_evaluator
 from coop.eval.report import REPORT_TYPE, Report
 from coop.governance import Channel, Record
 from coop.governance.envelope import open_envelope
-from coop.node.collective import Actor
-from coop.node.contributions import insert_contribution
+from coop.node.collective.repository import Actor
+from coop.node.contributions.repository import insert_contribution
+from coop.node.contributions.submission import ContributionRequest
 from coop.node.ids import uuid7
 from coop.node.runtime import Node
-from coop.node.submission import ContributionRequest
 
 from factories import make_member
 from harness import init_node

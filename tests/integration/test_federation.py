@@ -214,7 +214,7 @@ def test_federation_survives_kill_9_of_a_node_mid_sync(fed: Fed) -> None:
 
 def test_peer_protocol_refuses_unsigned_replayed_and_altered_requests(fed: Fed) -> None:
     from coop.federation import sign_request
-    from coop.node.datadir import DataDir
+    from coop.node.storage.datadir import DataDir
 
     url = f"{fed.nodes['a'].url}/federation/v1/summary"
     body = json.dumps({"summary": "0" * 64}).encode()

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coop.node.attribution import fold
+from coop.node.members.attribution import fold
 
 from harness import add_member, assert_problem, bearer, chat_text, code_word, init_node, running
 from nodeproc import NodeProcess, coop

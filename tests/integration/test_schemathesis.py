@@ -24,9 +24,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from coop.node import store
-from coop.node.accounts import Role
+from coop.node.members.accounts import Role
 from coop.node.runtime import Node
+from coop.node.storage import store
 
 from harness import bearer, init_node, running
 

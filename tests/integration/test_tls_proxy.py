@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coop.node.datadir import DataDir
+from coop.node.storage.datadir import DataDir
 
 from flower_federation import free_port
 from harness import add_member, bearer, chat_text, code_word, init_node

@@ -33,11 +33,11 @@ from coop.governance import (
     payee_for,
     record_kind,
 )
-from coop.node.attribution import Contributor, PublicForms
+from coop.node.collective.payouts import split_ledger
+from coop.node.contributions.pipeline import Accepted, process_entry
+from coop.node.contributions.submission import Submission
 from coop.node.intake.chat import IntakeFormat, ParsedChat
-from coop.node.payouts import split_ledger
-from coop.node.pipeline import Accepted, process_entry
-from coop.node.submission import Submission
+from coop.node.members.attribution import Contributor, PublicForms
 
 SALT = b"p" * 32
 HANDLES = ["ada", "ben", "cy", "dee", "eli"]

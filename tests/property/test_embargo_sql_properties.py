@@ -25,8 +25,8 @@ from coop.governance import (
     Scope,
     disclose,
 )
-from coop.node.release import _embargo_condition
-from coop.node.web.catalog import _embargo_sql
+from coop.node.releases.catalog import _embargo_sql
+from coop.node.releases.cut import _embargo_condition
 
 TAGS = ["tax", "Tax", "TAX", "health", "law", "a'b", "ünï", "ÜNÏ"]
 rows = st.lists(

@@ -42,11 +42,11 @@ from coop.governance import (
     ProposalStatus,
     public_key,
 )
-from coop.node.collective import Actor
-from coop.node.contributions import withdraw_contribution
-from coop.node.release import list_federated_releases, list_releases
+from coop.node.collective.repository import Actor
+from coop.node.contributions.repository import withdraw_contribution
+from coop.node.releases import catalog
+from coop.node.releases.cut import list_federated_releases, list_releases
 from coop.node.runtime import Node
-from coop.node.web import catalog
 
 from factories import contribute, make_member, make_node, process
 

@@ -18,12 +18,12 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from coop.node.collective import MAX_OPEN_PER_MEMBER, MAX_OPENED_PER_DAY, Actor
+from coop.node.collective.repository import MAX_OPEN_PER_MEMBER, MAX_OPENED_PER_DAY, Actor
 from coop.node.errors import RateLimitedError
 from coop.node.http import app as app_module
 from coop.node.http.app import MAX_PREVIEW_CHARS, create_app
 from coop.node.runtime import Node
-from coop.node.store import add_integration
+from coop.node.storage.store import add_integration
 
 from factories import make_member, make_node
 

@@ -29,12 +29,19 @@ from coop.governance import (
     canonical_bytes,
     pseudonym_hash,
 )
-from coop.node.accounts import Member
-from coop.node.attribution import Contributor, PublicForms, claim_member_name, fold, public_identity, refold
 from coop.node.errors import InputError
+from coop.node.members.accounts import Member
+from coop.node.members.attribution import (
+    Contributor,
+    PublicForms,
+    claim_member_name,
+    fold,
+    public_identity,
+    refold,
+)
+from coop.node.releases import catalog
 from coop.node.runtime import Node
-from coop.node.store import add_member, ensure_external_member
-from coop.node.web import catalog
+from coop.node.storage.store import add_member, ensure_external_member
 
 from factories import contribute, make_member, make_node, process
 
@@ -455,7 +462,7 @@ def test_payout_public_ledger_shows_choices_and_internal_ledger_pays_each_member
 
 
 def attribution_ledger(conn: Any, payout: int) -> Any:
-    from coop.node.payouts import member_ledger
+    from coop.node.collective.payouts import member_ledger
 
     ledger = member_ledger(conn, payout)
     assert ledger is not None

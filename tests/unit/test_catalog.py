@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from coop.governance import Embargo
-from coop.node.accounts import Member
-from coop.node.collective import Actor
-from coop.node.contributions import withdraw_contribution
+from coop.node.collective.repository import Actor
+from coop.node.contributions.repository import withdraw_contribution
+from coop.node.members.accounts import Member
+from coop.node.releases import catalog
+from coop.node.releases.catalog import SearchFilters
 from coop.node.runtime import Node
-from coop.node.web import catalog
-from coop.node.web.catalog import SearchFilters
 
 from factories import contribute, make_member, make_node, process
 

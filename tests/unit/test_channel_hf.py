@@ -22,7 +22,7 @@ from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from coop.node.channels.base import STATEMENT, ChannelError, verify_release
 from coop.node.channels.publish import publish
-from coop.node.contributions import withdraw_contribution
+from coop.node.contributions.repository import withdraw_contribution
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process

@@ -12,9 +12,10 @@ import pytest
 from litestar.testing import TestClient
 
 from coop.governance import Choice, PolicyError, ProposalStatus
-from coop.node import cli, collective
-from coop.node.audithead import read_head
-from coop.node.collective import Actor
+from coop.node import cli
+from coop.node.collective import repository as collective
+from coop.node.collective.audithead import read_head
+from coop.node.collective.repository import Actor
 from coop.node.errors import ForbiddenError, StateError
 from coop.node.http.app import create_app
 from coop.node.runtime import Node

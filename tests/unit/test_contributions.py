@@ -9,12 +9,12 @@ import msgspec
 import pytest
 
 from coop.governance import Channel
-from coop.node import contributions as contrib
-from coop.node.contributions import Decision, Idempotency
+from coop.node.contributions import repository as contrib
+from coop.node.contributions.repository import Decision, Idempotency
+from coop.node.contributions.submission import ContributionRequest, ContributionState, EditRequest
 from coop.node.errors import BusyError, ConflictError, NotFoundError, StateError
 from coop.node.ids import uuid7
 from coop.node.runtime import Node
-from coop.node.submission import ContributionRequest, ContributionState, EditRequest
 
 from factories import chat_text, contribute, make_member, make_node, process
 
@@ -96,7 +96,7 @@ def test_finish_batch_row_withdrawn_meanwhile_is_left_withdrawn(node: Node) -> N
     claimed = node.store.write(lambda c: contrib.claim_batch(c, claim=7, limit=10))
     assert [item.uid for item in claimed] == [uid]
     node.store.write(lambda c: contrib.withdraw_contribution(c, uid=uid, member=member, now=2))
-    from coop.node.pipeline import process_entry
+    from coop.node.contributions.pipeline import process_entry
 
     item = claimed[0]
     outcome = process_entry(

@@ -338,13 +338,13 @@ def test_node_image_keeps_data_in_a_volume_with_a_healthcheck() -> None:
 
 
 def test_the_flower_app_ships_inside_the_package() -> None:
-    # Read from the source, not imported: importing evalrun imports flwr (slow, and it warns).
-    source = (ROOT / "src" / "coop" / "node" / "evalrun.py").read_text(encoding="utf-8")
+    # Read from the source, not imported: importing the requester imports flwr (slow, and it warns).
+    source = (ROOT / "src" / "coop" / "node" / "evaluation" / "requester.py").read_text(encoding="utf-8")
     assert 'DEPLOY_APP: Final = Path(__file__).resolve().parent / "flower_app"' in source
-    app = ROOT / "src" / "coop" / "node" / "flower_app" / "pyproject.toml"
+    app = ROOT / "src" / "coop" / "node" / "evaluation" / "flower_app" / "pyproject.toml"
     assert "coop.eval.flower:app_server" in app.read_text(encoding="utf-8")
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    assert '"node/flower_app/pyproject.toml"' in pyproject  # package data: in every install
+    assert '"node/evaluation/flower_app/pyproject.toml"' in pyproject  # package data: in every install
 
 
 def test_images_install_the_pinned_flower() -> None:

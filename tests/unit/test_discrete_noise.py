@@ -31,7 +31,7 @@ from coop.eval import (
 )
 from coop.eval.privacy import discrete_laplace_pmf, laplace_scale
 from coop.governance import NoiseKind
-from coop.node.collective import Actor
+from coop.node.collective.repository import Actor
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process

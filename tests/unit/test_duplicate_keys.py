@@ -17,7 +17,7 @@ from coop.node.errors import MalformedError
 from coop.node.http.app import create_app
 from coop.node.http.problems import refuse_duplicate_keys
 from coop.node.runtime import Node
-from coop.node.store import add_integration
+from coop.node.storage.store import add_integration
 
 from factories import make_member, make_node
 

@@ -24,7 +24,7 @@ from coop.eval import (
 from coop.eval import evaluators as evaluators_module
 from coop.eval.flower import EvalJob, make_client_app, run_eval
 from coop.governance import public_key
-from coop.node.collective import Actor, audit_entries
+from coop.node.collective.repository import Actor, audit_entries
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process
@@ -200,7 +200,7 @@ def test_crashing_evaluator_becomes_a_decline(node: Node, monkeypatch: pytest.Mo
         def statistic_sensitivity(self) -> dict[str, int]:
             return real.statistic_sensitivity()
 
-    monkeypatch.setattr("coop.node.evaluation.get_evaluator", lambda name: Crashing())
+    monkeypatch.setattr("coop.node.evaluation.service.get_evaluator", lambda name: Crashing())
     model = _model()
     answer = _answer(node, _request(node, model), model)
     assert answer.decline is Decline.EVALUATOR_FAILED
@@ -281,8 +281,8 @@ def test_run_eval_replies_carry_numbers_and_signatures_never_records(node: Node)
         for value in record.values()
     )
     assert seen
-    from coop.node.contributions import list_by_state
-    from coop.node.submission import ContributionState
+    from coop.node.contributions.repository import list_by_state
+    from coop.node.contributions.submission import ContributionState
 
     accepted = node.store.read(lambda c: list_by_state(c, ContributionState.ACCEPTED))
     for view in accepted:

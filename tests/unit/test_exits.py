@@ -24,9 +24,9 @@ from litestar.testing import TestClient
 
 from coop.federation import Entry
 from coop.governance import EvalConsent, License, Scope, disclosure
-from coop.node.accounts import Member
-from coop.node.contributions import withdraw_contribution
+from coop.node.contributions.repository import withdraw_contribution
 from coop.node.http.app import create_app
+from coop.node.members.accounts import Member
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process, record_for

@@ -10,8 +10,8 @@ import pytest
 
 from coop.federation import check_manifest
 from coop.governance import Choice, PolicyError, ProposalStatus, public_key
-from coop.node.collective import Actor, audit_entries
-from coop.node.contributions import get_contribution, withdraw_contribution
+from coop.node.collective.repository import Actor, audit_entries
+from coop.node.contributions.repository import get_contribution, withdraw_contribution
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process
@@ -86,8 +86,8 @@ def test_issue_after_withdrawal_announces_the_tombstone(node: Node) -> None:
 
 
 def test_edit_after_listing_in_a_manifest_makes_a_new_record(node: Node, tmp_path: Path) -> None:
+    from coop.node.contributions.submission import EditRequest
     from coop.node.ids import uuid7
-    from coop.node.submission import EditRequest
 
     peer = make_node(tmp_path, "Peer")
     _pin(node, peer)
@@ -372,7 +372,7 @@ def test_heads_stored_before_the_declared_state_was_kept_read_it_from_the_manife
 def test_migration_keeps_old_listings_and_admits_only_what_a_cut_released() -> None:
     import sqlite3
 
-    from coop.node.migrations import MIGRATIONS, _statements, migrate
+    from coop.node.storage.migrations import MIGRATIONS, _statements, migrate
 
     number = next(i for i, sql in enumerate(MIGRATIONS, 1) if "ADD COLUMN admitted_in" in sql)
     conn = sqlite3.connect(":memory:", isolation_level=None)

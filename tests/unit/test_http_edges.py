@@ -13,7 +13,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.testing import TestClient
 
 from coop.node.http.app import create_app
-from coop.node.refusals import Refusal, record_refusal
+from coop.node.peering.refusals import Refusal, record_refusal
 from coop.node.runtime import Node
 
 from factories import make_member, make_node
@@ -154,7 +154,7 @@ def test_a_static_name_too_long_for_the_file_system_is_a_404(served: tuple[Node,
 
 
 def test_an_integration_keys_answers_are_not_cached_either(served: tuple[Node, Litestar, str]) -> None:
-    from coop.node.store import add_integration
+    from coop.node.storage.store import add_integration
 
     node, app, _ = served
     _, key = node.store.write(lambda c: add_integration(c, name="owui-cache", now=node.now()))

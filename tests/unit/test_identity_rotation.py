@@ -14,9 +14,9 @@ import pytest
 
 from coop.federation import Reason, Rejected
 from coop.governance import public_key, sign, verify
-from coop.node import federation as federation_module
 from coop.node.cli import main
 from coop.node.errors import StateError
+from coop.node.peering import service as federation_module
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process

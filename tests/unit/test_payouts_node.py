@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from coop.node import cli, collective
+from coop.node import cli
+from coop.node.collective import repository as collective
+from coop.node.collective.payouts import list_payouts
 from coop.node.errors import InputError, StateError
 from coop.node.http.app import create_app
-from coop.node.migrations import MIGRATIONS, migrate
-from coop.node.payouts import list_payouts
 from coop.node.runtime import Node
+from coop.node.storage.migrations import MIGRATIONS, migrate
 
 from factories import contribute, make_member, make_node, process
 

@@ -10,8 +10,8 @@ import msgspec
 import pytest
 
 from coop.federation import RequestAuthError, sign_request
-from coop.node.nonces import SqliteReplayCache
-from coop.node.refusals import KEPT, PER_PEER, Refusal, recent_refusals, record_refusal
+from coop.node.peering.nonces import SqliteReplayCache
+from coop.node.peering.refusals import KEPT, PER_PEER, Refusal, recent_refusals, record_refusal
 from coop.node.runtime import Node
 
 from factories import make_node

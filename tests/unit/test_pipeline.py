@@ -18,10 +18,10 @@ from coop.governance import (
     Scope,
     sha256_hex,
 )
-from coop.node.attribution import Contributor
+from coop.node.contributions.pipeline import Accepted, Quarantined, dedup_key, process_entry
+from coop.node.contributions.submission import Submission
 from coop.node.intake.chat import IntakeFormat, ParsedChat
-from coop.node.pipeline import Accepted, Quarantined, dedup_key, process_entry
-from coop.node.submission import Submission
+from coop.node.members.attribution import Contributor
 
 
 def _submission(

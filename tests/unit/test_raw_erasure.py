@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from coop.node import contributions as contrib
-from coop.node.accounts import Member
-from coop.node.backup import backup
-from coop.node.contributions import Decision
-from coop.node.datadir import DataDir
-from coop.node.migrations import MIGRATIONS, SCRUBBING, _statements
+from coop.node.contributions import repository as contrib
+from coop.node.contributions.repository import Decision
+from coop.node.contributions.submission import ContributionState
+from coop.node.members.accounts import Member
 from coop.node.runtime import Node
-from coop.node.store import Store
-from coop.node.submission import ContributionState
+from coop.node.storage.backup import backup
+from coop.node.storage.datadir import DataDir
+from coop.node.storage.migrations import MIGRATIONS, SCRUBBING, _statements
+from coop.node.storage.store import Store
 
 from factories import contribute, make_member, make_node, process
 
@@ -121,8 +121,8 @@ def test_backup_after_erasure_carries_no_raw_text(node: Node, tmp_path: Path) ->
 
 
 def test_edit_after_processing_starts_from_the_redacted_record(node: Node) -> None:
+    from coop.node.contributions.submission import EditRequest
     from coop.node.ids import uuid7
-    from coop.node.submission import EditRequest
 
     member, _ = make_member(node)
     uid = contribute(node, member, text=_chat("zq-marker-edited"))

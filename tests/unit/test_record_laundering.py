@@ -19,8 +19,8 @@ import pytest
 from coop.federation import Effects, Entry, GovernanceState, Tombstone, build_manifest, seal_manifest
 from coop.federation.gossip import Book, MemoryBookStore, record_disagreement
 from coop.governance import Audience, Embargo, EvalConsent, License, Scope, public_key, sha256_hex
-from coop.node.contributions import withdraw_contribution
-from coop.node.refusals import recent_refusals
+from coop.node.contributions.repository import withdraw_contribution
+from coop.node.peering.refusals import recent_refusals
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process, record_for

@@ -22,8 +22,8 @@ from coop.federation import (
     verify_request,
 )
 from coop.governance import public_key
-from coop.node.federation import PeerView
-from coop.node.refusals import KEPT, Refusal, recent_refusals, record_refusal
+from coop.node.peering.refusals import KEPT, Refusal, recent_refusals, record_refusal
+from coop.node.peering.service import PeerView
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process

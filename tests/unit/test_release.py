@@ -10,9 +10,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from coop.node import release as release_module
-from coop.node.contributions import withdraw_contribution
-from coop.node.release import bucket_content_usage
+from coop.node.contributions.repository import withdraw_contribution
+from coop.node.releases import cut as release_module
+from coop.node.releases.cut import bucket_content_usage
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process
@@ -165,7 +165,7 @@ def test_cut_release_marks_records_released_in_version(node: Node) -> None:
     federation = contribute(node, member, license="CC0-1.0", scope="federation")
     process(node)
     node.cut_release()
-    from coop.node.contributions import get_contribution
+    from coop.node.contributions.repository import get_contribution
 
     released = node.store.read(lambda c: get_contribution(c, uid))
     kept = node.store.read(lambda c: get_contribution(c, federation))

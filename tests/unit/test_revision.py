@@ -21,15 +21,15 @@ import pyarrow.parquet as pq
 import pytest
 from litestar.testing import TestClient
 
-from coop.node import revision as revision_module
 from coop.node.channels.base import STATEMENT, release_statement, verify_release
-from coop.node.contributions import withdraw_contribution
+from coop.node.contributions.repository import withdraw_contribution
+from coop.node.contributions.submission import EditRequest
 from coop.node.http.app import create_app
 from coop.node.ids import uuid7
-from coop.node.release import ReleaseSummary, get_federated_release, get_release
-from coop.node.revision import verify_revision
+from coop.node.releases import revision as revision_module
+from coop.node.releases.cut import ReleaseSummary, get_federated_release, get_release
+from coop.node.releases.revision import verify_revision
 from coop.node.runtime import Node
-from coop.node.submission import EditRequest
 
 from factories import chat_text, contribute, make_member, make_node, process
 from nodeproc import ENV
@@ -230,7 +230,7 @@ def test_revision_injected_failure_before_the_commit_keeps_the_old_revision_serv
 _KILLER = """
 import os, signal, sys
 from pathlib import Path
-from coop.node import revision
+from coop.node.releases import revision
 from coop.node.runtime import Node
 
 stage = sys.argv[2]

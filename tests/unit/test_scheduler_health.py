@@ -18,11 +18,11 @@ import pytest
 from litestar.testing import TestClient
 
 from coop.node.config import Config, HealthConfig, NodeSection, PipelineConfig
-from coop.node.contributions import BatchReport
+from coop.node.contributions.repository import BatchReport
+from coop.node.contributions.retention import PurgeReport
 from coop.node.errors import BusyError, StorageError
 from coop.node.http.app import create_app
 from coop.node.logs import FORMAT, EscapingFormatter
-from coop.node.retention import PurgeReport
 from coop.node.runtime import Node
 from coop.node.scheduler import Job, JobHealth, Scheduler, backoff
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from coop.node.retention import purge
+from coop.node.contributions.retention import purge
 from coop.node.web.sessions import LIFETIME, check_csrf, end_session, find_session, start_session
 
 from factories import make_member, make_node

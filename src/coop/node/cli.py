@@ -28,12 +28,11 @@ import httpx
 import msgspec
 
 from coop.governance import GovernanceError, PolicyError, parse_ai_use
-from coop.node.accounts import Role
-from coop.node.collective import audit
-from coop.node.contributions import Decision
-from coop.node.contributions import get_contribution as _get_contribution
-from coop.node.contributions import list_by_state as _list_by_state
-from coop.node.datadir import SERVE_LOCK, DataDir
+from coop.node.collective.repository import audit
+from coop.node.contributions.repository import Decision
+from coop.node.contributions.repository import get_contribution as _get_contribution
+from coop.node.contributions.repository import list_by_state as _list_by_state
+from coop.node.contributions.submission import ContributionState
 from coop.node.errors import (
     AuthError,
     BusyError,
@@ -47,8 +46,9 @@ from coop.node.errors import (
 from coop.node.intake.chat import IntakeFormat
 from coop.node.intake.formats import detect_format, parse_content
 from coop.node.logs import escape_controls
-from coop.node.refusals import SKEW_SHOWN, skew_text
-from coop.node.submission import ContributionState
+from coop.node.members.accounts import Role
+from coop.node.peering.refusals import SKEW_SHOWN, skew_text
+from coop.node.storage.datadir import SERVE_LOCK, DataDir
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -104,7 +104,7 @@ def _when(ts: int | None) -> str:
 
 def cmd_init(args: argparse.Namespace) -> int:
     data = DataDir.create(Path(args.dir), name=args.name or Path(args.dir).resolve().name)
-    from coop.node.store import Store
+    from coop.node.storage.store import Store
 
     Store(data.db_path).close()  # create the database and apply migrations now
     identity = data.identity()
@@ -147,7 +147,7 @@ def _with_node(args: argparse.Namespace, fn: Callable[[Any], int]) -> int:
 
 
 def cmd_member_add(args: argparse.Namespace) -> int:
-    from coop.node.store import add_member
+    from coop.node.storage.store import add_member
 
     def run(node: Any) -> int:
         role = Role.ADMIN if args.admin else Role.MEMBER
@@ -170,7 +170,7 @@ def cmd_member_add(args: argparse.Namespace) -> int:
 
 
 def cmd_integration_add(args: argparse.Namespace) -> int:
-    from coop.node.store import add_integration
+    from coop.node.storage.store import add_integration
 
     def run(node: Any) -> int:
         now = node.now()
@@ -193,7 +193,7 @@ def cmd_integration_add(args: argparse.Namespace) -> int:
 
 def cmd_member_token(args: argparse.Namespace) -> int:
     """``member revoke`` (token and web sessions gone) and ``member token`` (the same, then a new token)."""
-    from coop.node.store import member_credentials
+    from coop.node.storage.store import member_credentials
 
     reissue = args.action == "token"
 
@@ -221,7 +221,7 @@ def cmd_member_token(args: argparse.Namespace) -> int:
 
 
 def cmd_integration_revoke(args: argparse.Namespace) -> int:
-    from coop.node.store import revoke_integration
+    from coop.node.storage.store import revoke_integration
 
     def run(node: Any) -> int:
         now = node.now()
@@ -398,7 +398,7 @@ def _show_settings(view: Any, as_json: bool) -> None:
 
 
 def _local_actor() -> Any:
-    from coop.node.collective import Actor
+    from coop.node.collective.repository import Actor
 
     return Actor(LOCAL_ADMIN, admin=True)
 
@@ -467,7 +467,7 @@ def _show_proposal(view: Any) -> None:
 
 def cmd_propose(args: argparse.Namespace) -> int:
     def run(node: Any) -> int:
-        from coop.node.collective import Actor
+        from coop.node.collective.repository import Actor
 
         view = node.propose(
             _assignments(args.pairs),
@@ -486,7 +486,7 @@ def cmd_propose(args: argparse.Namespace) -> int:
 
 def cmd_proposals(args: argparse.Namespace) -> int:
     def run(node: Any) -> int:
-        from coop.node.collective import list_proposals
+        from coop.node.collective.repository import list_proposals
 
         node.close_expired_proposals()
         items = node.store.read(list_proposals)
@@ -504,7 +504,7 @@ def cmd_proposals(args: argparse.Namespace) -> int:
 
 def cmd_vote(args: argparse.Namespace) -> int:
     """A member's own vote, cast over HTTP with their token (an admin cannot vote for them)."""
-    from coop.node.collective import ProposalView
+    from coop.node.collective.repository import ProposalView
 
     with _client(args) as client:
         response = _request(
@@ -523,7 +523,7 @@ def cmd_vote(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     def run(node: Any) -> int:
-        from coop.node.collective import audit_entries
+        from coop.node.collective.repository import audit_entries
 
         if args.action == "verify":
             report = node.verify_audit()
@@ -712,7 +712,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from coop.node import evalrun
+    from coop.node.evaluation import requester as evalrun
 
     action = args.eval_action
     if action == "keygen":
@@ -973,8 +973,8 @@ def cmd_site(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from coop.node.backup import backup
-    from coop.node.datadir import DataDir
+    from coop.node.storage.backup import backup
+    from coop.node.storage.datadir import DataDir
 
     report = backup(DataDir.open(Path(args.dir)), Path(args.out))
     if args.json:

@@ -19,7 +19,7 @@ from typing import Final
 
 import msgspec
 
-from coop.node.contributions import Stage
+from coop.node.contributions.repository import Stage
 from coop.node.scheduler import JobHealth
 
 __all__ = ["STAGE_ORDER", "WINDOWS", "MetricsReport", "collect", "prometheus", "prometheus_jobs"]

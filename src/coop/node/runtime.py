@@ -18,30 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from coop.governance import ChainReport, Channel, Choice, compute_payouts
-from coop.node import attribution, collective, metrics, retention
-from coop.node import contributions as contrib
-from coop.node import payouts as payout_files
-from coop.node.accounts import Member
-from coop.node.audithead import HeadKeeper, latest_entry, read_head
-from coop.node.collective import Actor, ProposalView, SettingsView
+from coop.node import metrics
+from coop.node.collective import payouts as payout_files
+from coop.node.collective import repository as collective
+from coop.node.collective.audithead import HeadKeeper, latest_entry, read_head
+from coop.node.collective.repository import Actor, ProposalView, SettingsView
 from coop.node.config import Config
-from coop.node.contributions import BatchReport, Decision
-from coop.node.datadir import DataDir, Identity
-from coop.node.errors import StorageError
-from coop.node.evaluation import Evaluation
-from coop.node.federation import FederationService
-from coop.node.intake.chat import Limits
-from coop.node.pipeline import Accepted, process_entry
-from coop.node.release import ReleaseSummary, cut_federated_release, cut_release, get_release
-from coop.node.revision import (
-    RevisionReport,
-    reform_pending,
-    reform_releases,
-    revise_releases,
-    revision_pending,
-)
-from coop.node.store import Store
-from coop.node.submission import (
+from coop.node.contributions import repository as contrib
+from coop.node.contributions import retention
+from coop.node.contributions.pipeline import Accepted, process_entry
+from coop.node.contributions.repository import BatchReport, Decision
+from coop.node.contributions.submission import (
     ContributionRequest,
     ContributionState,
     EditRequest,
@@ -50,7 +37,23 @@ from coop.node.submission import (
     apply_edit,
     build_submission,
 )
-from coop.node.web import catalog
+from coop.node.errors import StorageError
+from coop.node.evaluation.service import Evaluation
+from coop.node.intake.chat import Limits
+from coop.node.members import attribution
+from coop.node.members.accounts import Member
+from coop.node.peering.service import FederationService
+from coop.node.releases import catalog
+from coop.node.releases.cut import ReleaseSummary, cut_federated_release, cut_release, get_release
+from coop.node.releases.revision import (
+    RevisionReport,
+    reform_pending,
+    reform_releases,
+    revise_releases,
+    revision_pending,
+)
+from coop.node.storage.datadir import DataDir, Identity
+from coop.node.storage.store import Store
 
 __all__ = ["Node"]
 
@@ -289,7 +292,7 @@ class Node:
             )
 
     def revise_releases(self, *, wait: float = 0.0) -> RevisionReport:
-        """Take withdrawn records out of every release this node serves (see :mod:`coop.node.revision`).
+        """Take withdrawn records out of every release this node serves (see :mod:`coop.node.releases.revision`).
 
         Waits up to ``wait`` seconds for a release cut in progress (BusyError after that).
         """

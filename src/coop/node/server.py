@@ -16,10 +16,10 @@ import signal
 import socket
 from pathlib import Path
 
-from coop.node.datadir import SERVE_LOCK, DataDir
 from coop.node.errors import BusyError, InputError
 from coop.node.http.app import create_app
 from coop.node.runtime import Node
+from coop.node.storage.datadir import SERVE_LOCK, DataDir
 
 __all__ = ["ServerKind", "check_address", "serve"]
 

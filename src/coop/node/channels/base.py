@@ -22,7 +22,7 @@ from coop.governance.envelope import open_envelope, seal, valid_signers
 from coop.governance.errors import InvalidValueError
 from coop.node.errors import NodeError
 from coop.node.files import sha256_file
-from coop.node.release import ReleaseSummary
+from coop.node.releases.cut import ReleaseSummary
 
 __all__ = [
     "RELEASE_PAYLOAD_TYPE",

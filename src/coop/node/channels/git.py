@@ -8,7 +8,7 @@ plain push.  The channel never forces: if the branch moved on the remote, or
 a later release is already there, it refuses and changes nothing remote.
 
 A revision of a published release (withdrawn records removed, see
-``coop.node.revision``) is a new commit whose parent is the commit of the
+``coop.node.releases.revision``) is a new commit whose parent is the commit of the
 revision before it, tagged ``vN-rK``: a new tag, since a consumer who pinned
 ``vN`` expects it never to move (and moving it would take a force push).  If
 that parent is the branch's head (the latest release), the branch moves on to

@@ -2,7 +2,7 @@
 
 A channel gets every release it does not hold yet, oldest first (git and the
 Hub keep one commit and one ``vN`` tag per release; the site is rebuilt once
-with all of them).  A release revised after withdrawals (``coop.node.revision``)
+with all of them).  A release revised after withdrawals (``coop.node.releases.revision``)
 goes out again as ``vN-rK``: git as a new commit and tag on top of the previous
 revision, the Hub for the release its branch holds (the latest), the site
 rebuilt; tags already published never move.  Each release shipped is one row in ``publications`` (the
@@ -21,7 +21,6 @@ from typing import Final
 
 import msgspec
 
-from coop.node import collective
 from coop.node.channels.base import (
     ChannelError,
     Publication,
@@ -34,9 +33,10 @@ from coop.node.channels.base import (
 from coop.node.channels.git import GitPublisher
 from coop.node.channels.hf import HubApi, HubPublisher, hub_api
 from coop.node.channels.site import SitePublisher
+from coop.node.collective import repository as collective
 from coop.node.errors import BusyError
-from coop.node.release import ReleaseSummary, list_releases
-from coop.node.revision import withheld
+from coop.node.releases.cut import ReleaseSummary, list_releases
+from coop.node.releases.revision import withheld
 from coop.node.runtime import Node
 
 __all__ = ["CHANNELS", "PublishReport", "publish", "publisher_for"]

@@ -30,9 +30,9 @@ import msgspec
 
 from coop.governance import Record, parse_ai_use
 from coop.node.channels.base import STATEMENT, ChannelError, ReleaseFolder, release_statement
-from coop.node.release import ReleaseSummary, list_releases, robots_txt
+from coop.node.releases import catalog
+from coop.node.releases.cut import ReleaseSummary, list_releases, robots_txt
 from coop.node.runtime import Node
-from coop.node.web import catalog
 from coop.node.web.forms import AI_CHOICES, LICENCES, SCOPES
 from coop.node.web.render import STATIC, environment
 

@@ -13,11 +13,11 @@ from coop.governance import Defaults
 from coop.governance.envelope import Envelope
 from coop.governance.record import Record
 from coop.node.config import LimitsConfig
-from coop.node.contributions import ContributionView
-from coop.node.federation import OriginView
+from coop.node.contributions.repository import ContributionView
+from coop.node.contributions.submission import ContributionState, Submission
 from coop.node.intake.redaction import Hit
+from coop.node.peering.service import OriginView
 from coop.node.scheduler import JobHealth
-from coop.node.submission import ContributionState, Submission
 
 __all__ = [
     "AuditCheck",

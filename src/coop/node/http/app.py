@@ -25,10 +25,18 @@ from litestar.params import FromPath
 
 from coop.governance import Audience, Channel, contributor_hash, parse_enum
 from coop.governance.envelope import Envelope
-from coop.node import contributions as contrib
-from coop.node.accounts import Member, Role
 from coop.node.channels.base import release_statement
-from coop.node.contributions import BatchReport, ClientInfo, ContributionView, Decision, Idempotency, Stage
+from coop.node.contributions import repository as contrib
+from coop.node.contributions.repository import (
+    BatchReport,
+    ClientInfo,
+    ContributionView,
+    Decision,
+    Idempotency,
+    Stage,
+)
+from coop.node.contributions.retention import RetentionItem
+from coop.node.contributions.submission import ContributionRequest, EditRequest, IngestRequest, Submission
 from coop.node.errors import (
     BusyError,
     InputError,
@@ -53,8 +61,9 @@ from coop.node.http.ratelimit import RateLimiter
 from coop.node.ids import uuid7
 from coop.node.intake.redaction import redact
 from coop.node.logs import escape_controls
+from coop.node.members.accounts import Member, Role
 from coop.node.metrics import MetricsReport, prometheus, prometheus_jobs
-from coop.node.release import (
+from coop.node.releases.cut import (
     ReleaseSummary,
     get_federated_release,
     get_release,
@@ -62,12 +71,10 @@ from coop.node.release import (
     list_releases,
     robots_txt,
 )
-from coop.node.retention import RetentionItem
-from coop.node.revision import withheld
+from coop.node.releases.revision import withheld
 from coop.node.runtime import Node
 from coop.node.scheduler import Scheduler
-from coop.node.store import ensure_external_member
-from coop.node.submission import ContributionRequest, EditRequest, IngestRequest, Submission
+from coop.node.storage.store import ensure_external_member
 from coop.node.web.pages import web_handlers
 from coop.node.web.render import template_config
 

@@ -7,9 +7,9 @@ from typing import Any, Final
 
 from litestar import Request
 
-from coop.node.accounts import Integration, Member
 from coop.node.errors import AuthError, ForbiddenError
-from coop.node.store import Store, integration_by_key, member_by_token
+from coop.node.members.accounts import Integration, Member
+from coop.node.storage.store import Store, integration_by_key, member_by_token
 
 __all__ = ["Authenticator", "bearer"]
 

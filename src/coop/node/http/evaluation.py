@@ -15,13 +15,13 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
 from coop.eval.report import NodeAnswer
-from coop.node.accounts import Member
 from coop.node.errors import AuthError, ForbiddenError, InputError
-from coop.node.evaluation import EvalRequestView
+from coop.node.evaluation.service import EvalRequestView
 from coop.node.http import answers as a
 from coop.node.http.clientaddr import forwarded
 from coop.node.http.openapi import ADMIN, documented
 from coop.node.http.problems import decode_body
+from coop.node.members.accounts import Member
 from coop.node.runtime import Node
 
 __all__ = ["evaluation_handlers"]

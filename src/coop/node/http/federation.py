@@ -15,13 +15,13 @@ from litestar.params import FromPath, FromQuery
 
 from coop.governance import Audience
 from coop.governance.envelope import Envelope
-from coop.node.accounts import Member
 from coop.node.errors import NotFoundError, PayloadTooLargeError, RequestTimeoutError
-from coop.node.federation import STEP_CAPS, OriginView, PeerView
 from coop.node.http import answers as a
 from coop.node.http.clientaddr import client_ip
 from coop.node.http.openapi import ADMIN, documented
 from coop.node.http.params import IdPath, whole_number, whole_query
+from coop.node.members.accounts import Member
+from coop.node.peering.service import STEP_CAPS, OriginView, PeerView
 from coop.node.runtime import Node
 
 __all__ = ["federation_handlers"]

@@ -12,8 +12,8 @@ from litestar.handlers import HTTPRouteHandler
 
 from coop.governance import Choice, parse_enum
 from coop.governance.audit import AuditEntry
-from coop.node.accounts import Member
-from coop.node.collective import (
+from coop.node.collective.payouts import PayoutView, list_payouts
+from coop.node.collective.repository import (
     Actor,
     ProposalView,
     SettingsView,
@@ -27,7 +27,7 @@ from coop.node.http import answers as a
 from coop.node.http.openapi import ADMIN, AUTH, documented
 from coop.node.http.params import IdPath, release_version, whole_number, whole_query
 from coop.node.http.problems import decode_body
-from coop.node.payouts import PayoutView, list_payouts
+from coop.node.members.accounts import Member
 from coop.node.runtime import Node
 
 __all__ = ["governance_handlers"]

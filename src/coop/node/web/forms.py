@@ -14,9 +14,9 @@ from typing import Final
 import msgspec
 
 from coop.governance import Defaults, License
+from coop.node.contributions.submission import ContributionRequest
 from coop.node.errors import InputError
 from coop.node.intake.chat import ParsedChat
-from coop.node.submission import ContributionRequest
 from coop.node.web.render import highlight
 
 __all__ = [

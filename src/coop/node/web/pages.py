@@ -37,10 +37,10 @@ from coop.governance import (
     parse_ai_use,
     parse_enum,
 )
-from coop.node import contributions as contrib
-from coop.node.accounts import Member
-from coop.node.collective import Actor, last_changes, list_proposals, recent_entries
-from coop.node.contributions import Decision, Idempotency, InsertResult
+from coop.node.collective.repository import Actor, last_changes, list_proposals, recent_entries
+from coop.node.contributions import repository as contrib
+from coop.node.contributions.repository import Decision, Idempotency, InsertResult
+from coop.node.contributions.submission import ContributionState, Submission, content_bytes
 from coop.node.errors import ForbiddenError, InputError, NodeError, NotFoundError
 from coop.node.http.download import Download, static_file
 from coop.node.http.params import whole_number
@@ -48,11 +48,12 @@ from coop.node.http.problems import HtmlRenderer, classify, refuse_duplicate_key
 from coop.node.intake.chat import ParsedChat
 from coop.node.intake.formats import parse_content, select_chat
 from coop.node.intake.redaction import redact
-from coop.node.release import list_federated_releases, list_releases
+from coop.node.members.accounts import Member
+from coop.node.releases import catalog
+from coop.node.releases.cut import list_federated_releases, list_releases
 from coop.node.runtime import Node
-from coop.node.store import member_by_token
-from coop.node.submission import ContributionState, Submission, content_bytes
-from coop.node.web import catalog
+from coop.node.storage.store import member_by_token
+from coop.node.storage.writer import scrub_after_commit
 from coop.node.web.forms import (
     AI_CHOICES,
     LICENCES,
@@ -75,7 +76,6 @@ from coop.node.web.sessions import (
     login_token,
     start_session,
 )
-from coop.node.writer import scrub_after_commit
 
 __all__ = ["StoreContribution", "web_handlers"]
 

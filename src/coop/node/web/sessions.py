@@ -19,8 +19,8 @@ from typing import Final
 
 import msgspec
 
-from coop.node.accounts import Member
-from coop.node.store import member_from_row
+from coop.node.members.accounts import Member
+from coop.node.storage.store import member_from_row
 
 __all__ = [
     "COOKIE",

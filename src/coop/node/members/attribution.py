@@ -60,8 +60,8 @@ from coop.governance import (
     pseudonym_hash,
     public_form,
 )
-from coop.node.accounts import Member
 from coop.node.errors import InputError
+from coop.node.members.accounts import Member
 
 __all__ = [
     "Contributor",

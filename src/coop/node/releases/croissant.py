@@ -25,7 +25,7 @@ from coop.governance import Channel
 from coop.node.intake.redaction import PiiType
 
 if TYPE_CHECKING:  # release.py writes croissant.json at the cut, so only the types come from it
-    from coop.node.release import BucketSummary, FileEntry, ReleaseSummary
+    from coop.node.releases.cut import BucketSummary, FileEntry, ReleaseSummary
 
 __all__ = ["CONFORMS_TO", "CROISSANT", "build_croissant", "croissant_bytes", "spdx_url"]
 

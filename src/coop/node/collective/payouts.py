@@ -39,9 +39,9 @@ from coop.governance import (
     regroup,
     sha256_hex,
 )
-from coop.node.collective import audit
+from coop.node.collective.repository import audit
 from coop.node.errors import InputError, StateError
-from coop.node.release import ReleaseSummary
+from coop.node.releases.cut import ReleaseSummary
 
 __all__ = [
     "MAX_REASON_CHARS",
@@ -119,7 +119,7 @@ def standing_payout(conn: sqlite3.Connection, version: int) -> PayoutView | None
 def removed_since_cut(conn: sqlite3.Connection, summary: ReleaseSummary) -> list[str]:
     """Records the release held when it was cut and that were withdrawn (or rectified) since.
 
-    A revision takes them out of the files (see :mod:`coop.node.revision`); a payout still
+    A revision takes them out of the files (see :mod:`coop.node.releases.revision`); a payout still
     counts them as the release's, withdrawn, paid nothing.
     """
     rows = conn.execute(

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 from typing import Final
 
-from coop.node.store import Store
+from coop.node.storage.store import Store
 
 __all__ = ["SqliteReplayCache"]
 

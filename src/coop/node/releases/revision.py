@@ -62,11 +62,11 @@ from coop.governance import (
 )
 from coop.governance.envelope import open_envelope, seal, valid_signers
 from coop.governance.errors import InvalidValueError
-from coop.node import collective
-from coop.node.attribution import PublicForms
+from coop.node.collective import repository as collective
 from coop.node.errors import NodeError
 from coop.node.files import fsync_dir, fsync_file, sha256_file
-from coop.node.release import (
+from coop.node.members.attribution import PublicForms
+from coop.node.releases.cut import (
     _SUMMARY_ENCODER,
     BucketSummary,
     FileEntry,
@@ -76,8 +76,8 @@ from coop.node.release import (
     federated_schema,
     record_schema,
 )
-from coop.node.store import Store
-from coop.node.tombstones import own_tombstone_facts, peer_tombstone_facts
+from coop.node.releases.tombstones import own_tombstone_facts, peer_tombstone_facts
+from coop.node.storage.store import Store
 
 __all__ = [
     "REFORM_STEP",

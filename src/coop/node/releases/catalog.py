@@ -31,9 +31,9 @@ from coop.governance import (
     disclose,
     public_form,
 )
-from coop.node.attribution import PublicForms
+from coop.node.members.attribution import PublicForms
 from coop.node.policy import embargo_sql, facts_from_record
-from coop.node.writer import scrub_after_commit
+from coop.node.storage.writer import scrub_after_commit
 
 __all__ = [
     "Bounty",

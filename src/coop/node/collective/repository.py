@@ -32,9 +32,9 @@ from coop.governance import (
     verify_chain,
 )
 from coop.governance.audit import AuditHead
-from coop.node.accounts import Member
 from coop.node.errors import ForbiddenError, NotFoundError, PayloadTooLargeError, RateLimitedError, StateError
-from coop.node.store import next_tick
+from coop.node.members.accounts import Member
+from coop.node.storage.store import next_tick
 
 __all__ = [
     "MAX_CHANGE_BYTES",

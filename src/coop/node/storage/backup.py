@@ -22,9 +22,9 @@ from typing import Final
 
 import msgspec
 
-from coop.node.datadir import DataDir
 from coop.node.errors import InputError, StorageError
 from coop.node.files import fsync_dir, fsync_file
+from coop.node.storage.datadir import DataDir
 
 __all__ = ["BackupReport", "backup"]
 
@@ -120,7 +120,7 @@ def _copy(data: DataDir, tmp: Path) -> BackupReport:
 
 
 class _Folder(msgspec.Struct):
-    """The folder a release row names: ``vN``, or ``vN-rK`` once revised (coop.node.revision)."""
+    """The folder a release row names: ``vN``, or ``vN-rK`` once revised (coop.node.releases.revision)."""
 
     name: str
     revision: int = 1

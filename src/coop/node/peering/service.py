@@ -70,12 +70,12 @@ from coop.governance import (
     public_key,
 )
 from coop.governance.envelope import open_envelope
-from coop.node.attribution import PublicForms
-from coop.node.collective import audit, audit_head
+from coop.node.collective.repository import audit, audit_head
 from coop.node.errors import BusyError, InputError, NotFoundError, PayloadTooLargeError, StateError
-from coop.node.nonces import SqliteReplayCache
-from coop.node.refusals import SKEW_SHOWN, Refusal, recent_refusals, record_refusal, skew_text
-from coop.node.writer import scrub_after_commit
+from coop.node.members.attribution import PublicForms
+from coop.node.peering.nonces import SqliteReplayCache
+from coop.node.peering.refusals import SKEW_SHOWN, Refusal, recent_refusals, record_refusal, skew_text
+from coop.node.storage.writer import scrub_after_commit
 
 if TYPE_CHECKING:
     from coop.node.runtime import Node
@@ -978,7 +978,7 @@ class FederationService:
     ) -> bytes:
         """Authenticate a peer's request (RFC 9421) and answer it.
 
-        A refused request or pushed manifest is kept (:mod:`coop.node.refusals`): the
+        A refused request or pushed manifest is kept (:mod:`coop.node.peering.refusals`): the
         security log, the peer's ``last_error`` and its recent refusals say what and why.
 
         The signature must cover one of this node's own addresses: its ``public_url`` or

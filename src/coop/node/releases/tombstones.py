@@ -10,7 +10,7 @@ that audience before (:func:`coop.governance.disclose_tombstone`):
 - a federated release lists each ``(origin, uid)`` once, and only records that
   were public there: this co-op's own records as above, and a peer's records
   that one of this node's federated releases held (``fed_tombstones.released_scope``,
-  set when a revision removed them from it; see :mod:`coop.node.revision`).
+  set when a revision removed them from it; see :mod:`coop.node.releases.revision`).
 """
 
 from __future__ import annotations

@@ -35,9 +35,9 @@ from typing import Final
 import msgspec
 
 from coop.governance.audit import AuditHead, sign_head
-from coop.node.datadir import DataDir
 from coop.node.errors import BusyError, StorageError
 from coop.node.files import fsync_dir
+from coop.node.storage.datadir import DataDir
 
 __all__ = ["HeadKeeper", "latest_entry", "read_head", "write_head"]
 

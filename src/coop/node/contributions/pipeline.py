@@ -26,10 +26,10 @@ from coop.governance import (
     canonical_bytes,
     sha256_hex,
 )
-from coop.node.attribution import Contributor, public_identity
+from coop.node.contributions.submission import Submission
 from coop.node.intake.chat import IntakeFormat, ParsedChat
 from coop.node.intake.redaction import redact
-from coop.node.submission import Submission
+from coop.node.members.attribution import Contributor, public_identity
 
 __all__ = ["Accepted", "Outcome", "Quarantined", "dedup_key", "process_entry", "redacted_submission"]
 

@@ -41,17 +41,17 @@ from coop.governance import (
     disclose,
     parse_ai_use,
 )
-from coop.node.attribution import PublicForms
-from coop.node.collective import current_settings
-from coop.node.contributions import Stage, bump_stage
-from coop.node.croissant import CROISSANT, build_croissant, croissant_bytes
+from coop.node.collective.repository import current_settings
+from coop.node.contributions.repository import Stage, bump_stage
 from coop.node.errors import BusyError, NotFoundError, StorageError
-from coop.node.federation import OWN_FACTS, mirror_facts, origin_states, own_facts, own_row_facts
 from coop.node.files import fsync_dir, fsync_file, sha256_file
 from coop.node.intake.redaction import PiiType
+from coop.node.members.attribution import PublicForms
+from coop.node.peering.service import OWN_FACTS, mirror_facts, origin_states, own_facts, own_row_facts
 from coop.node.policy import embargo_sql, own_state
-from coop.node.store import Store
-from coop.node.tombstones import federated_tombstones, public_tombstones
+from coop.node.releases.croissant import CROISSANT, build_croissant, croissant_bytes
+from coop.node.releases.tombstones import federated_tombstones, public_tombstones
+from coop.node.storage.store import Store
 
 __all__ = [
     "BucketSummary",
@@ -101,7 +101,7 @@ class ReleaseSummary(msgspec.Struct, frozen=True):
     tombstones: int
     files: tuple[FileEntry, ...]
     origins: tuple[str, ...] = ()  # a federated release: the co-ops whose records it combines
-    # 1 as cut; each rewrite that removes withdrawn records (coop.node.revision) adds one.
+    # 1 as cut; each rewrite that removes withdrawn records (coop.node.releases.revision) adds one.
     revision: int = 1
 
     def bucket(self, name: str) -> BucketSummary | None:

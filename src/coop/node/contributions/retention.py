@@ -19,7 +19,7 @@ import sqlite3
 import msgspec
 
 from coop.node.config import Config, RetentionConfig
-from coop.node.writer import scrub_after_commit
+from coop.node.storage.writer import scrub_after_commit
 
 __all__ = ["PurgeReport", "RetentionItem", "purge", "report"]
 

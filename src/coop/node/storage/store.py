@@ -1,7 +1,7 @@
 """The node's SQLite store: one writer (group commit), per-thread readers, typed results.
 
 Write operations are plain functions of a connection, run by the
-:class:`~coop.node.writer.Writer`; reads use a per-thread read-only
+:class:`~coop.node.storage.writer.Writer`; reads use a per-thread read-only
 connection.  Nothing here returns a cursor.
 """
 
@@ -15,17 +15,17 @@ from pathlib import Path
 from typing import TypeVar
 
 from coop.governance import ANONYMOUS_PREFIX, contributor_hash
-from coop.node.accounts import Integration, Member, Role, hash_secret, new_secret
-from coop.node.attribution import (
+from coop.node.errors import InputError, NotFoundError, StorageError
+from coop.node.members.accounts import Integration, Member, Role, hash_secret, new_secret
+from coop.node.members.attribution import (
     check_member_name,
     claim_member_name,
     clean_display_name,
     default_pseudonym,
     is_reserved,
 )
-from coop.node.errors import InputError, NotFoundError, StorageError
-from coop.node.migrations import migrate
-from coop.node.writer import Writer, connect
+from coop.node.storage.migrations import migrate
+from coop.node.storage.writer import Writer, connect
 
 __all__ = [
     "Store",
@@ -153,7 +153,7 @@ def ensure_external_member(
     """The member for a user of an integration (Open WebUI), created on first contribution.
 
     The raw id and e-mail stay in this table; everything else sees the HMAC.  The display
-    name is only a suggestion: cleaned (:func:`~coop.node.attribution.clean_display_name`),
+    name is only a suggestion: cleaned (:func:`~coop.node.members.attribution.clean_display_name`),
     then the first handle free of every claimed name in the fold of names (``Ada``,
     ``Ada-2``, ...), so no integration user can pass for another member.
     """

@@ -29,14 +29,14 @@ from coop.governance import (
     Scope,
     disclose,
 )
-from coop.node.accounts import Member
-from coop.node.attribution import Contributor, settle
+from coop.node.contributions.pipeline import Accepted, Outcome, Quarantined, redacted_submission
+from coop.node.contributions.submission import ContributionState, Submission
 from coop.node.errors import ConflictError, InputError, NotFoundError, StateError
-from coop.node.pipeline import Accepted, Outcome, Quarantined, redacted_submission
-from coop.node.store import next_tick
-from coop.node.submission import ContributionState, Submission
-from coop.node.web.catalog import unindex
-from coop.node.writer import scrub_after_commit
+from coop.node.members.accounts import Member
+from coop.node.members.attribution import Contributor, settle
+from coop.node.releases.catalog import unindex
+from coop.node.storage.store import next_tick
+from coop.node.storage.writer import scrub_after_commit
 
 __all__ = [
     "BatchReport",

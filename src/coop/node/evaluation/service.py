@@ -42,7 +42,7 @@ from coop.eval import (
     seal_attestation,
 )
 from coop.governance import Approval, Audience, NoiseKind, Record, RecordState, disclose
-from coop.node.collective import audit
+from coop.node.collective.repository import audit
 from coop.node.errors import NotFoundError, StateError
 from coop.node.policy import facts_from_record, own_state
 

@@ -1,0 +1,1 @@
+"""Contributions: the wire requests, the repository in the store, the pipeline, retention."""

@@ -1,0 +1,1 @@
+"""Members, admins and integrations: accounts, credentials, and how a member is credited."""

@@ -1,0 +1,1 @@
+"""Releases: the cut, revisions, tombstones, Croissant metadata, the public catalogue."""
