@@ -1,6 +1,7 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Each sets itself up.
+# Another Python gets its own venv: `make test PYTHON=python3.13 VENV=.venv-3.13`.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -24,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/python deploy/demo.py
 
 test: $(STAMP)
-	bash scripts/gate
+	VENV=$(VENV) bash scripts/gate
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

@@ -57,7 +57,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -77,13 +77,14 @@ from coop.eval import evaluators as _evaluators
 from coop.eval.report import REPORT_TYPE
 from coop.governance import Channel, Record
 from coop.governance.envelope import open_envelope
-from coop.node.collective.repository import Actor
+from coop.governance.signing import Signer
+from coop.node.collective.settings import Actor
 from coop.node.contributions.repository import insert_contribution
 from coop.node.contributions.submission import ContributionRequest
 from coop.node.ids import uuid7
 from coop.node.members.accounts import Role
+from coop.node.members.repository import add_member
 from coop.node.runtime import Node
-from coop.node.storage.store import add_member
 from results import append_section, code_version, command, machine, markdown_table
 
 BIN: Final = Path(sys.executable).parent
@@ -103,7 +104,7 @@ SIM_BACKEND: Final = {
     "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
     "init_args": {"num_cpus": 2, "include_dashboard": False},
 }
-# The node's own query for eligible records (coop.node.evaluation.service.Evaluation._eligible, no filters).
+# The node's own query for eligible records (coop.node.evaluation.repository.eligible_rows, no filters).
 ELIGIBLE_SQL: Final = (
     "SELECT t.record FROM contributions c JOIN contents t ON t.seq = c.seq"
     " WHERE c.state IN ('accepted', 'released') AND c.eval = 'y' ORDER BY c.seq"
@@ -186,7 +187,7 @@ def fill(root: Path, rng: random.Random, count: int, prefix: str) -> str:
 
 
 def eligible_records(root: Path) -> list[Record]:
-    with sqlite3.connect(f"file:{root / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{root / 'coop.sqlite3'}?mode=ro", uri=True)) as conn:
         rows = conn.execute(ELIGIBLE_SQL).fetchall()
     return [_RECORD.decode(row[0]) for row in rows if row[0] is not None]
 
@@ -503,7 +504,7 @@ def central(roots: Sequence[Path], artifact: bytes) -> Central:
 
 def new_request(seed: bytes, artifact: bytes, targets: Sequence[str], purpose: str) -> bytes:
     return build_request(
-        seed=seed,
+        signer=Signer(seed),
         task=TASK,
         model_name="bench-model.npz",
         artifact=artifact,

@@ -66,6 +66,7 @@ from coop.governance import (
     public_key,
     sha256_hex,
 )
+from coop.governance.signing import Signer
 from coop.node.ids import uuid7
 from results import append_section, code_version, command, machine, markdown_table
 
@@ -561,7 +562,7 @@ def bench_verify(n_entries: int, repeats: int) -> tuple[str, list[str]]:
             tombstones=[],
             state=STATE,
         )
-        return payload, seal_manifest(payload, [seed])
+        return payload, seal_manifest(payload, [Signer(seed)])
 
     t_build, built = _timed(lambda: manifest(1, GENESIS, entries), 1)
     payload, envelope = built  # type: ignore[misc]
@@ -618,7 +619,7 @@ def bench_verify(n_entries: int, repeats: int) -> tuple[str, list[str]]:
         tombstones=[],
         state=STATE,
     )
-    tiny = seal_manifest(tiny_payload, [tiny_seed])
+    tiny = seal_manifest(tiny_payload, [Signer(tiny_seed)])
     tiny_trusted = {tiny_origin: tiny_origin}
     checks = _rate(lambda: check_manifest(tiny, trusted=tiny_trusted), 2.0)
 

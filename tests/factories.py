@@ -13,9 +13,9 @@ from coop.node.contributions.repository import insert_contribution
 from coop.node.contributions.submission import ContributionRequest
 from coop.node.ids import uuid7
 from coop.node.members.accounts import Member, Role
+from coop.node.members.repository import add_member
 from coop.node.runtime import Node
 from coop.node.storage.datadir import DataDir
-from coop.node.storage.store import add_member
 
 _counter = itertools.count()
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from coop.node.channels.base import STATEMENT, ChannelError, ReleaseFolder, release_statement, verify_release
+from coop.node.channels.base import ChannelError, ReleaseFolder
 from coop.node.channels.publish import publish, publisher_for
-from coop.node.contributions.repository import withdraw_contribution
+from coop.node.contributions.rights import withdraw_contribution
 from coop.node.metrics import prometheus
-from coop.node.releases.cut import list_releases
+from coop.node.releases.repository import list_releases
+from coop.node.releases.statement import STATEMENT, release_statement, verify_release
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process
@@ -125,7 +126,7 @@ def test_three_releases_one_with_a_withdrawal_reach_a_bare_repository(tmp_path: 
         with pytest.raises(ChannelError, match="rewrite history"):
             publisher.publish(
                 ReleaseFolder(path=node.data.releases_path / "v2", summary=v2_summary),
-                release_statement(v2_summary, node.seed),
+                release_statement(v2_summary, node.signer),
             )
     finally:
         node.close()

@@ -13,9 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coop.node.channels.base import verify_release
 from coop.node.channels.publish import publish
-from coop.node.contributions.repository import withdraw_contribution
+from coop.node.contributions.rights import withdraw_contribution
+from coop.node.releases.statement import verify_release
+from coop.node.web.static_site import site_builder
 
 from browsing import accessible, chromium
 from factories import contribute, make_member, make_node, process
@@ -171,10 +172,12 @@ def test_the_site_is_rebuilt_with_a_revised_release_at_the_next_publish(tmp_path
         keep = contribute(node, member, license="CC-BY-4.0")
         process(node)
         node.cut_release()
-        assert [p.release for p in publish(node, "site", target=str(out)).shipped] == ["v1"]
+        assert [
+            p.release for p in publish(node, "site", target=str(out), build_site=site_builder(node)).shipped
+        ] == ["v1"]
         node.store.write(lambda c: withdraw_contribution(c, uid=gone, member=member, now=node.now()))
 
-        report = publish(node, "site", target=str(out))
+        report = publish(node, "site", target=str(out), build_site=site_builder(node))
 
         assert [p.release for p in report.shipped] == ["v1-r2"]
         lines = (out / "releases/v1/cc-by/data.jsonl").read_text().splitlines()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def test_a_peers_words_are_shown_not_obeyed_by_the_terminal(tmp_path: Path) -> N
     root = init_node(tmp_path / "node")
     words = "refused\x1b[2J\x1b]0;owned\x07\r\x9b31m\u202eevil"
     db = next(root.glob("*.sqlite3"))
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         conn.execute(
             "INSERT INTO peers (url, node_id, name, added_at, last_error) VALUES (?, ?, ?, 1, ?)",
             ("http://127.0.0.1:9/", "ab" * 32, "peer", words),

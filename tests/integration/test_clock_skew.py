@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from coop.governance.signing import Signer
+
 from harness import add_member, bearer, chat_text, code_word, init_node
 from nodeproc import NodeProcess, coop, free_port
 
@@ -156,7 +158,7 @@ def test_clock_twenty_minutes_ahead_is_refused_with_the_offset_in_peers_list(pai
     body = json.dumps({"summary": "0" * 64}).encode()
     seed = bytes(DataDir(pair.roots["b"]).signing_key())
     headers = sign_request(
-        "POST", url, body, seed=seed, now=int(time.time()) + 1200, nonce=code_word("nonce")
+        "POST", url, body, signer=Signer(seed), now=int(time.time()) + 1200, nonce=code_word("nonce")
     )
     refused = httpx.post(url, content=body, headers={"Content-Type": "application/json", **headers})
     assert refused.status_code == 401

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from coop.node.members.repository import add_integration, integration_by_key, member_by_token
+from coop.node.members.sessions import find_session, start_session
 from coop.node.runtime import Node
-from coop.node.storage.store import add_integration, integration_by_key, member_by_token
-from coop.node.web.sessions import find_session, start_session
 
 from factories import make_member, make_node
 from nodeproc import coop

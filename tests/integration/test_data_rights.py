@@ -21,7 +21,7 @@ import msgspec
 import pyarrow.parquet as pq
 import pytest
 
-from coop.node.releases.revision import verify_revision
+from coop.node.releases.revision_statement import verify_revision
 
 from harness import (
     add_member,
@@ -385,7 +385,7 @@ def _folder(path: Path) -> str:
 
 _SHARE = ("--label", "fail", "--consent")
 
-# (name, exit code as documented in coop.node.cli, the arguments)
+# (name, exit code as documented in coop.node.cli.common.Exit, the arguments)
 CLI_ERRORS: list[tuple[str, int, Callable[[CliScene], tuple[str, ...]]]] = [
     ("contribute-without-consent", 2, lambda s: ("contribute", s.chat, *s.remote, "--label", "fail")),
     ("contribute-missing-file", 2, lambda s: ("contribute", str(s.tmp / "nope.txt"), *s.remote, *_SHARE)),
@@ -410,7 +410,13 @@ CLI_ERRORS: list[tuple[str, int, Callable[[CliScene], tuple[str, ...]]]] = [
         6,
         lambda s: ("contribute", s.chat, "--node", f"http://127.0.0.1:{free_port()}", *s.remote[2:], *_SHARE),
     ),
-    ("process-not-a-node", 7, lambda s: ("process", _folder(s.tmp / "not-a-node"))),
+    ("process-not-a-node", 2, lambda s: ("process", _folder(s.tmp / "not-a-node"))),
+    ("process-missing-dir", 2, lambda s: ("process", str(s.tmp / "no-such-dir"))),
+    (
+        "contribute-url-without-scheme",
+        2,
+        lambda s: ("contribute", s.chat, "--node", "127.0.0.1:8000", *s.remote[2:], *_SHARE),
+    ),
 ]
 
 

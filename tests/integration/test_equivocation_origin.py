@@ -7,10 +7,13 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import httpx
 import pytest
+
+from coop.governance.signing import Signer
 
 from harness import add_member, bearer, chat_text, code_word, init_node
 from nodeproc import NodeProcess, coop, free_port
@@ -34,7 +37,7 @@ def _wait(check: Callable[[], object], what: str, within: float = 60.0) -> None:
 
 
 def _rows(root: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    with sqlite3.connect(f"file:{root / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{root / 'coop.sqlite3'}?mode=ro", uri=True)) as conn:
         return list(conn.execute(sql, args).fetchall())
 
 
@@ -89,11 +92,13 @@ def test_forked_origin_stops_issuing_and_keeps_bounded_evidence(tmp_path: Path) 
                 tombstones=[],
                 state=state,
             ),
-            [seed],
+            [Signer(seed)],
         )
         url = f"{nodes['b'].url}/federation/v1/push"
         body = b'{"manifests":[' + forged + b"]}"
-        headers = sign_request("POST", url, body, seed=seed, now=int(time.time()), nonce=code_word("nonce"))
+        headers = sign_request(
+            "POST", url, body, signer=Signer(seed), now=int(time.time()), nonce=code_word("nonce")
+        )
         pushed = httpx.post(url, content=body, headers={"Content-Type": "application/json", **headers})
         assert pushed.status_code == 200, pushed.text
         # a learns of the fork from b, then a member's record is released on a: it waits, unlisted.

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from coop.eval import build_label_agreement_model
-from coop.node.collective.repository import Actor
+from coop.node.collective.settings import Actor
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, process

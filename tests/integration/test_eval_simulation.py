@@ -6,6 +6,7 @@ import json
 import random
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from coop.eval import build_label_agreement_model, get_evaluator
 from coop.eval.report import REPORT_TYPE, Report
 from coop.governance import Channel, Record
 from coop.governance.envelope import open_envelope
-from coop.node.collective.repository import Actor
+from coop.node.collective.settings import Actor
 from coop.node.contributions.repository import insert_contribution
 from coop.node.contributions.submission import ContributionRequest
 from coop.node.ids import uuid7
@@ -67,7 +68,7 @@ def _fill(root: Path, rng: random.Random, count: int, *, prefix: str) -> None:
 
 
 def _eligible_records(root: Path) -> list[Record]:
-    with sqlite3.connect(f"file:{root / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{root / 'coop.sqlite3'}?mode=ro", uri=True)) as conn:
         rows = conn.execute(
             "SELECT t.record FROM contributions c JOIN contents t ON t.seq = c.seq"
             " WHERE c.state IN ('accepted', 'released') AND c.eval = 'y' ORDER BY c.seq"

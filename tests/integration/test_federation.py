@@ -6,11 +6,14 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from coop.governance.signing import Signer
 
 from harness import add_member, bearer, chat_text, code_word, init_node
 from nodeproc import NodeProcess, coop, free_port
@@ -45,7 +48,7 @@ class Fed:
         return str(response.json()["name"])
 
     def unprocessed(self) -> int:
-        with sqlite3.connect(f"file:{self.roots['a'] / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+        with closing(sqlite3.connect(f"file:{self.roots['a'] / 'coop.sqlite3'}?mode=ro", uri=True)) as conn:
             (n,) = conn.execute(
                 "SELECT count(*) FROM contributions WHERE state IN ('waiting_room', 'processing')"
             ).fetchone()
@@ -57,7 +60,7 @@ class Fed:
 
     def mirrored(self, name: str, origin: str) -> dict[str, str]:
         """Every record of ``origin`` that ``name`` holds (its database: the public route lists public ones)."""
-        with sqlite3.connect(f"file:{self.roots[name] / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+        with closing(sqlite3.connect(f"file:{self.roots[name] / 'coop.sqlite3'}?mode=ro", uri=True)) as conn:
             rows = conn.execute("SELECT uid, hash FROM mirror_records WHERE origin = ?", (origin,)).fetchall()
         return {str(uid): str(digest) for uid, digest in rows}
 
@@ -125,11 +128,11 @@ def test_federation_converges_and_mirrors_only_what_may_travel(fed: Fed) -> None
         )
     # node scope never leaves its node, not even as a hash
     for name in ("b", "c"):
-        with sqlite3.connect(f"file:{fed.roots[name] / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+        with closing(sqlite3.connect(f"file:{fed.roots[name] / 'coop.sqlite3'}?mode=ro", uri=True)) as conn:
             listed = {r[0] for r in conn.execute("SELECT uid FROM fed_entries WHERE origin = ?", (a,))}
         assert home not in listed
     # what travels is the exact record: its hash is the one the origin listed
-    with sqlite3.connect(f"file:{fed.roots['a'] / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{fed.roots['a'] / 'coop.sqlite3'}?mode=ro", uri=True)) as conn:
         (origin_hash,) = conn.execute(
             "SELECT record_sha256 FROM contributions WHERE uid = ?", (public,)
         ).fetchone()
@@ -159,7 +162,7 @@ def test_federation_tombstone_deletes_mirrored_copies_for_good(fed: Fed) -> None
     fed.process_and_release()
     for name in ("b", "c"):
         fed.wait(lambda n=name: set(fed.mirrored(n, a)) == {keep}, f"{name} deleted the withdrawn copy")
-        with sqlite3.connect(f"file:{fed.roots[name] / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+        with closing(sqlite3.connect(f"file:{fed.roots[name] / 'coop.sqlite3'}?mode=ro", uri=True)) as conn:
             tomb = conn.execute(
                 "SELECT 1 FROM fed_tombstones WHERE origin = ? AND uid = ?", (a, gone)
             ).fetchone()
@@ -201,7 +204,7 @@ def test_federation_survives_kill_9_of_a_node_mid_sync(fed: Fed) -> None:
     fed.nodes["c"].start()
     fed.wait(lambda: _same_heads(fed), "converged after c came back", within=90)
     fed.wait(lambda: len(fed.mirrored("c", a)) == 170, "c mirrored every record", within=90)
-    with sqlite3.connect(f"file:{fed.roots['c'] / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{fed.roots['c'] / 'coop.sqlite3'}?mode=ro", uri=True)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         chain = [
             r[0]
@@ -222,19 +225,23 @@ def test_peer_protocol_refuses_unsigned_replayed_and_altered_requests(fed: Fed) 
     assert unsigned.status_code == 401
     assert unsigned.json()["field"] == "Signature"
     seed = bytes(DataDir(fed.roots["b"]).signing_key())
-    headers = sign_request("POST", url, body, seed=seed, now=int(time.time()), nonce=code_word("nonce"))
+    headers = sign_request(
+        "POST", url, body, signer=Signer(seed), now=int(time.time()), nonce=code_word("nonce")
+    )
     first = httpx.post(url, content=body, headers={"Content-Type": "application/json", **headers})
     assert first.status_code == 200, first.text
     replay = httpx.post(url, content=body, headers={"Content-Type": "application/json", **headers})
     assert replay.status_code == 401
     assert "replay" in replay.json()["detail"]
-    headers = sign_request("POST", url, body, seed=seed, now=int(time.time()), nonce=code_word("nonce"))
+    headers = sign_request(
+        "POST", url, body, signer=Signer(seed), now=int(time.time()), nonce=code_word("nonce")
+    )
     altered = httpx.post(
         url, content=body.replace(b"0", b"1"), headers={"Content-Type": "application/json", **headers}
     )
     assert altered.status_code == 401
     stranger = sign_request(
-        "POST", url, body, seed=bytes(range(32)), now=int(time.time()), nonce=code_word("nonce")
+        "POST", url, body, signer=Signer(bytes(range(32))), now=int(time.time()), nonce=code_word("nonce")
     )
     assert (
         httpx.post(url, content=body, headers={"Content-Type": "application/json", **stranger}).status_code
@@ -242,7 +249,9 @@ def test_peer_protocol_refuses_unsigned_replayed_and_altered_requests(fed: Fed) 
     )
     # A request b signed for c, replayed at a with c's Host header: signed for another address.
     for_c = f"{fed.nodes['c'].url}/federation/v1/summary"
-    headers = sign_request("POST", for_c, body, seed=seed, now=int(time.time()), nonce=code_word("nonce"))
+    headers = sign_request(
+        "POST", for_c, body, signer=Signer(seed), now=int(time.time()), nonce=code_word("nonce")
+    )
     c_host = for_c.split("/")[2]
     captured = httpx.post(
         url, content=body, headers={"Content-Type": "application/json", "Host": c_host, **headers}
@@ -250,14 +259,16 @@ def test_peer_protocol_refuses_unsigned_replayed_and_altered_requests(fed: Fed) 
     assert captured.status_code == 401, captured.text
     assert "another address" in captured.json()["detail"]
     # The same, sent to a with a's own Host: the signature covers c's address, not a's.
-    headers = sign_request("POST", for_c, body, seed=seed, now=int(time.time()), nonce=code_word("nonce"))
+    headers = sign_request(
+        "POST", for_c, body, signer=Signer(seed), now=int(time.time()), nonce=code_word("nonce")
+    )
     rewritten = httpx.post(url, content=body, headers={"Content-Type": "application/json", **headers})
     assert rewritten.status_code == 401, rewritten.text
 
 
 def _origin_row(fed: Fed, name: str, origin: str) -> tuple[int, str | None]:
     """What ``name`` keeps of ``origin``'s latest manifest: its quality freeze and embargo."""
-    with sqlite3.connect(f"file:{fed.roots[name] / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{fed.roots[name] / 'coop.sqlite3'}?mode=ro", uri=True)) as conn:
         row = conn.execute(
             "SELECT quality_freeze, embargo FROM fed_origins WHERE origin = ?", (origin,)
         ).fetchone()
@@ -265,7 +276,7 @@ def _origin_row(fed: Fed, name: str, origin: str) -> tuple[int, str | None]:
 
 
 def _listed_at(fed: Fed, name: str, origin: str) -> set[str]:
-    with sqlite3.connect(f"file:{fed.roots[name] / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{fed.roots[name] / 'coop.sqlite3'}?mode=ro", uri=True)) as conn:
         return {r[0] for r in conn.execute("SELECT uid FROM fed_entries WHERE origin = ?", (origin,))}
 
 

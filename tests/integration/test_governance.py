@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -202,7 +203,7 @@ def test_proposal_missing_quorum_changes_nothing(co: Co) -> None:
             == "open"
         )
     # A day passes (behind the node's back: the clock is not ours to move).
-    with sqlite3.connect(co.root / "coop.sqlite3") as conn:
+    with closing(sqlite3.connect(co.root / "coop.sqlite3")) as conn, conn:
         conn.execute("UPDATE proposals SET closes_at = 1 WHERE id = ?", (opened["id"],))
     listed = coop("proposals", str(co.root), "--json").stdout
     status = {p["id"]: p["status"] for p in json.loads(listed)}
@@ -244,7 +245,7 @@ def test_governance_votes_refused_with_problems(co: Co) -> None:
         assert_problem(ben.post(url, json={"choice": "no"}), 409, "voter")  # double vote
         assert_problem(ben.post(url, json={"choice": "maybe"}), 422, "choice")
     newcomer = add_member(co.root, "newcomer")
-    with sqlite3.connect(co.root / "coop.sqlite3") as conn:
+    with closing(sqlite3.connect(co.root / "coop.sqlite3")) as conn, conn:
         conn.execute("UPDATE members SET created_at = created_at + 100 WHERE name = 'newcomer'")
     with httpx.Client(base_url=co.node.url, headers=bearer(newcomer)) as late:
         assert_problem(late.post(url, json={"choice": "yes"}), 403, "voter")
@@ -265,7 +266,7 @@ def test_audit_chain_catches_a_row_edited_behind_the_nodes_back(co: Co) -> None:
     assert "intact" in ok.stdout
     entries = co.admin.get("/api/v1/governance/audit").json()
     target = next(e for e in entries if e["action"] == "settings.change")
-    with sqlite3.connect(co.root / "coop.sqlite3") as conn:
+    with closing(sqlite3.connect(co.root / "coop.sqlite3")) as conn, conn:
         conn.execute(
             "UPDATE audit_log SET payload = ? WHERE seq = ?",
             (json.dumps({"changes": {"quality_freeze": False}}).encode(), target["seq"]),

@@ -188,6 +188,9 @@ REFUSALS = [
     Refusal("wrong-type-label", 422, "label", json_bytes(contribution(label=1))),
     Refusal("unknown-label", 422, "label", json_bytes(contribution(label="meh"))),
     Refusal("unknown-scope", 422, "scope", json_bytes(contribution(scope="everywhere"))),
+    Refusal("unknown-eval-consent", 422, "eval", json_bytes(contribution(eval="maybe")), detail_has="y, n"),
+    Refusal("malformed-attribution", 422, "attribution", json_bytes(contribution(attribution="me"))),
+    Refusal("unknown-channel", 422, "channel", json_bytes(contribution(channel="fax"))),
     Refusal("bad-tag", 422, "tags[1]", json_bytes(contribution(tags=["ok", "<script>"]))),
     Refusal("bad-language", 422, "language", json_bytes(contribution(language="english!"))),
     Refusal(
@@ -298,6 +301,8 @@ LIMIT_REFUSALS = [
 EDIT_REFUSALS = [
     ("nothing-to-change", {}, "body"),
     ("unknown-licence", {"license": "GPL-3.0"}, "license"),
+    ("unknown-scope", {"scope": "everywhere"}, "scope"),
+    ("unknown-label", {"label": "meh"}, "label"),
     ("unknown-field", {"content": "new text"}, "content"),
     ("aipref-bad-value", {"ai_use": "search=perhaps"}, "ai_use.search"),
     ("aipref-typo", {"ai_use": "serach=n"}, "ai_use"),

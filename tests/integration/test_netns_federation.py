@@ -22,7 +22,7 @@ import pytest
 import tomli_w
 
 from coop.eval import build_label_agreement_model
-from coop.node.collective.repository import Actor
+from coop.node.collective.settings import Actor
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, process
@@ -83,7 +83,9 @@ class Hosts:
 
     def mirrored(self, name: str, origin: str) -> set[str]:
         """Every record of ``origin`` that ``name`` holds (its database: the public route lists public ones)."""
-        with sqlite3.connect(f"file:{self.roots[name] / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+        with contextlib.closing(
+            sqlite3.connect(f"file:{self.roots[name] / 'coop.sqlite3'}?mode=ro", uri=True)
+        ) as conn:
             rows = conn.execute("SELECT uid FROM mirror_records WHERE origin = ?", (origin,)).fetchall()
         return {str(uid) for (uid,) in rows}
 

@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ import pytest
 
 from coop.federation import sign_request
 from coop.governance import public_key
+from coop.governance.signing import Signer
 
 from harness import PROBLEM_JSON, code_word, init_node
 from nodeproc import NodeProcess, coop, free_port
@@ -85,7 +87,12 @@ def _head_only(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], 
 
 def _signed(url: str, seed: bytes, body: bytes = b"{}", *, now: int | None = None) -> dict[str, str]:
     return sign_request(
-        "POST", url, body, seed=seed, now=int(time.time()) if now is None else now, nonce=code_word("nonce")
+        "POST",
+        url,
+        body,
+        signer=Signer(seed),
+        now=int(time.time()) if now is None else now,
+        nonce=code_word("nonce"),
     )
 
 
@@ -106,7 +113,7 @@ def test_unknown_key_huge_post_is_refused_before_its_body_is_sent(node: NodeProc
     assert status == 401, problem
     assert "not a pinned peer" in problem["detail"]
     # The refusal is in the security log, with the key it claimed.
-    with sqlite3.connect(f"file:{node.root / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{node.root / 'coop.sqlite3'}?mode=ro", uri=True)) as conn:
         rows = conn.execute("SELECT keyid, step, reason FROM peer_refusals").fetchall()
         actions = [r[0] for r in conn.execute("SELECT action FROM security_events")]
     assert (public_key(STRANGER_SEED).hex(), "push", "unauthenticated") in rows
@@ -170,7 +177,7 @@ def test_captured_request_is_refused_after_a_restart(node: NodeProcess) -> None:
     # says nothing about the peer (its refusal history and last error stay its own).
     peers = json.loads(coop("peers", "list", str(node.root), "--json").stdout)
     assert not any("replay" in r["detail"] for r in peers[0]["refused"])
-    with sqlite3.connect(next(node.root.glob("*.sqlite3"))) as conn:
+    with closing(sqlite3.connect(next(node.root.glob("*.sqlite3")))) as conn, conn:
         kept = conn.execute(
             "SELECT node_id, detail FROM peer_refusals WHERE detail LIKE '%replay%'"
         ).fetchall()

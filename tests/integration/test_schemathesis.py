@@ -24,9 +24,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from coop.node.members import repository as members_repo
 from coop.node.members.accounts import Role
 from coop.node.runtime import Node
-from coop.node.storage import store
 
 from harness import bearer, init_node, running
 
@@ -53,12 +53,12 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[s
     try:
         now = made.now()
         _, member = made.store.write(
-            lambda c: store.add_member(c, name="sam", role=Role.MEMBER, salt=made.salt, now=now)
+            lambda c: members_repo.add_member(c, name="sam", role=Role.MEMBER, salt=made.salt, now=now)
         )
         _, admin = made.store.write(
-            lambda c: store.add_member(c, name="ada", role=Role.ADMIN, salt=made.salt, now=now)
+            lambda c: members_repo.add_member(c, name="ada", role=Role.ADMIN, salt=made.salt, now=now)
         )
-        _, key = made.store.write(lambda c: store.add_integration(c, name="owui", now=now))
+        _, key = made.store.write(lambda c: members_repo.add_integration(c, name="owui", now=now))
     finally:
         made.close()
     identities = {

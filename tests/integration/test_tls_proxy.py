@@ -23,7 +23,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,7 +205,7 @@ def _hidden(page: str, name: str) -> str:
 
 
 def _security_ips(root: Path) -> list[str | None]:
-    with sqlite3.connect(f"file:{DataDir(root).db_path}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{DataDir(root).db_path}?mode=ro", uri=True)) as conn:
         return [row[0] for row in conn.execute("SELECT ip FROM security_events ORDER BY at, rowid")]
 
 

@@ -12,6 +12,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -385,11 +386,11 @@ def test_sharing_from_an_uploaded_export_erases_the_upload(site: Site) -> None:
     )
     assert page.status_code == 200, page.text[:500]
     upload = re.search(r'name="upload" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    with sqlite3.connect(f"file:{site.root / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{site.root / 'coop.sqlite3'}?mode=ro", uri=True)) as conn:
         assert conn.execute("SELECT count(*) FROM web_uploads WHERE id = ?", (upload,)).fetchone()[0] == 1
     shared = browser.post("/contribute", {**fields, "upload": upload, "chat_id": "c1", "step": "submit"})
     assert shared.status_code == 303, shared.text[:1000]
-    with sqlite3.connect(f"file:{site.root / 'coop.sqlite3'}?mode=ro", uri=True) as conn:
+    with closing(sqlite3.connect(f"file:{site.root / 'coop.sqlite3'}?mode=ro", uri=True)) as conn:
         assert conn.execute("SELECT count(*) FROM web_uploads").fetchone()[0] == 0
 
 

@@ -31,6 +31,7 @@ from coop.eval import (
 )
 from coop.governance import public_key
 from coop.governance.envelope import seal
+from coop.governance.signing import Signer
 
 REQUESTER = bytes(range(32))
 SEED = bytes([1]) * 32
@@ -40,7 +41,7 @@ EVALUATOR = get_evaluator("label-agreement")
 SCHEMA = frozenset(EVALUATOR.statistic_sensitivity())
 MODEL = build_label_agreement_model([("thanks", True), ("wrong", False)] * 4, dim=256, seed=1)
 REQUEST = build_request(
-    seed=REQUESTER,
+    signer=Signer(REQUESTER),
     task="label-agreement",
     model_name="m.npz",
     artifact=MODEL,
@@ -90,7 +91,7 @@ payloads = st.fixed_dictionaries(
 @settings(max_examples=200, deadline=None)
 @given(payload=payloads)
 def test_any_signed_payload_is_checked_or_refused_never_a_crash(payload: dict[str, Any]) -> None:
-    text = seal(msgspec.json.encode(payload), ATTESTATION_TYPE, [SEED]).decode()
+    text = seal(msgspec.json.encode(payload), ATTESTATION_TYPE, [Signer(SEED)]).decode()
     try:
         attestation = check_attestation(text, node_id=NODE, expected=EXPECTED)
     except AttestationError:
@@ -109,7 +110,7 @@ def test_any_signed_payload_is_checked_or_refused_never_a_crash(payload: dict[st
         finalize=EVALUATOR.finalize,
         schema=SCHEMA,
         created_at=NOW,
-        seed=REQUESTER,
+        signer=Signer(REQUESTER),
     )
     check = verify_report(report, finalize=EVALUATOR.finalize, schema=SCHEMA)
     assert check, check.problems

@@ -26,7 +26,7 @@ from coop.governance import (
     disclose,
 )
 from coop.node.releases.catalog import _embargo_sql
-from coop.node.releases.cut import _embargo_condition
+from coop.node.releases.sources import _embargo_condition
 
 TAGS = ["tax", "Tax", "TAX", "health", "law", "a'b", "ünï", "ÜNÏ"]
 rows = st.lists(
@@ -70,16 +70,18 @@ def test_embargo_sql_catalogue_and_cut_agree_with_the_policy(
     spec: list[tuple[str | None, list[str]]], embargo: Embargo
 ) -> None:
     conn = sqlite3.connect(":memory:")
-    conn.execute("CREATE TABLE k (id INTEGER PRIMARY KEY, language TEXT, tags TEXT NOT NULL)")
-    conn.executemany(
-        "INSERT INTO k (id, language, tags) VALUES (?, ?, ?)",
-        [(i, lang, json.dumps(t)) for i, (lang, t) in enumerate(spec)],
-    )
-    expected = {i for i, (lang, t) in enumerate(spec) if _allowed(lang, t, embargo)}
-    catalogue_sql, params = _embargo_sql(embargo)
-    catalogue = {r[0] for r in conn.execute(f"SELECT id FROM k WHERE 1{catalogue_sql}", params)}
-    cut_sql, cut_params = _embargo_condition(embargo)
-    cut = {r[0] for r in conn.execute(f"SELECT id FROM k WHERE 1{cut_sql}", cut_params)}
-    conn.close()
+    try:
+        conn.execute("CREATE TABLE k (id INTEGER PRIMARY KEY, language TEXT, tags TEXT NOT NULL)")
+        conn.executemany(
+            "INSERT INTO k (id, language, tags) VALUES (?, ?, ?)",
+            [(i, lang, json.dumps(t)) for i, (lang, t) in enumerate(spec)],
+        )
+        expected = {i for i, (lang, t) in enumerate(spec) if _allowed(lang, t, embargo)}
+        catalogue_sql, params = _embargo_sql(embargo)
+        catalogue = {r[0] for r in conn.execute(f"SELECT id FROM k WHERE 1{catalogue_sql}", params)}
+        cut_sql, cut_params = _embargo_condition(embargo)
+        cut = {r[0] for r in conn.execute(f"SELECT id FROM k WHERE 1{cut_sql}", cut_params)}
+    finally:
+        conn.close()
     assert catalogue == expected
     assert cut == expected

@@ -42,10 +42,10 @@ from coop.governance import (
     ProposalStatus,
     public_key,
 )
-from coop.node.collective.repository import Actor
-from coop.node.contributions.repository import withdraw_contribution
+from coop.node.collective.settings import Actor
+from coop.node.contributions.rights import withdraw_contribution
 from coop.node.releases import catalog
-from coop.node.releases.cut import list_federated_releases, list_releases
+from coop.node.releases.repository import list_federated_releases, list_releases
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process

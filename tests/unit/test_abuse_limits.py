@@ -18,12 +18,14 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from coop.node.collective.repository import MAX_OPEN_PER_MEMBER, MAX_OPENED_PER_DAY, Actor
+from coop.node.collective.proposals import MAX_OPEN_PER_MEMBER, MAX_OPENED_PER_DAY
+from coop.node.collective.settings import Actor
 from coop.node.errors import RateLimitedError
-from coop.node.http import app as app_module
-from coop.node.http.app import MAX_PREVIEW_CHARS, create_app
+from coop.node.http import contributions as contributions_module
+from coop.node.http.app import create_app
+from coop.node.http.contributions import MAX_PREVIEW_CHARS
+from coop.node.members.repository import add_integration
 from coop.node.runtime import Node
-from coop.node.storage.store import add_integration
 
 from factories import make_member, make_node
 
@@ -170,7 +172,7 @@ def test_abuse_preview_runs_off_the_event_loop_so_healthz_answers_meanwhile(
 ) -> None:
     """While a preview is inside the redactor, /healthz completes; then the preview does (ordering)."""
     _, token = make_member(node)
-    real = app_module.redact
+    real = contributions_module.redact
     entered, gate = threading.Event(), threading.Event()
     released: list[bool] = []
 
@@ -179,7 +181,7 @@ def test_abuse_preview_runs_off_the_event_loop_so_healthz_answers_meanwhile(
         released.append(gate.wait(timeout=10))  # on the loop, /healthz could not set it: False
         return real(text)
 
-    monkeypatch.setattr(app_module, "redact", held_redact)
+    monkeypatch.setattr(contributions_module, "redact", held_redact)
     app = create_app(node, background=False)
 
     async def scenario() -> tuple[int, int]:

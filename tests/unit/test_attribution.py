@@ -39,9 +39,9 @@ from coop.node.members.attribution import (
     public_identity,
     refold,
 )
+from coop.node.members.repository import add_member, ensure_external_member
 from coop.node.releases import catalog
 from coop.node.runtime import Node
-from coop.node.storage.store import add_member, ensure_external_member
 
 from factories import contribute, make_member, make_node, process
 

@@ -8,6 +8,7 @@ from nacl.signing import SigningKey
 
 from coop.governance import AuditEntry, append_entry, verify_chain
 from coop.governance.audit import sign_head
+from coop.governance.signing import Signer
 
 SEED = bytes(range(32))
 KEY = bytes(SigningKey(SEED).verify_key)
@@ -19,7 +20,12 @@ def _chain(n: int) -> list[AuditEntry]:
         head = entries[-1] if entries else None
         entries.append(
             append_entry(
-                head, at=1000 + i, actor="ada", action="settings.change", payload={"n": i}, seed=SEED
+                head,
+                at=1000 + i,
+                actor="ada",
+                action="settings.change",
+                payload={"n": i},
+                signer=Signer(SEED),
             )
         )
     return entries
@@ -69,7 +75,12 @@ def test_verify_chain_rehashed_forgery_fails_signature() -> None:
         head = forged[-1] if forged else None
         forged.append(
             append_entry(
-                head, at=entry.at, actor=entry.actor, action=entry.action, payload={"x": 1}, seed=other
+                head,
+                at=entry.at,
+                actor=entry.actor,
+                action=entry.action,
+                payload={"x": 1},
+                signer=Signer(other),
             )
         )
     report = verify_chain(forged, KEY)
@@ -91,7 +102,12 @@ def _rotate(entries: list[AuditEntry], old: bytes, new: bytes, *, signer: bytes)
     }
     entries.append(
         append_entry(
-            entries[-1], at=2000, actor="ada", action="identity.rotate", payload=payload, seed=signer
+            entries[-1],
+            at=2000,
+            actor="ada",
+            action="identity.rotate",
+            payload=payload,
+            signer=Signer(signer),
         )
     )
 
@@ -101,14 +117,14 @@ def test_verify_chain_follows_a_key_rotation_and_ends_on_the_new_key() -> None:
     entries = _chain(3)
     _rotate(entries, SEED, new, signer=new)
     entries.append(
-        append_entry(entries[-1], at=3000, actor="ada", action="release.cut", payload={}, seed=new)
+        append_entry(entries[-1], at=3000, actor="ada", action="release.cut", payload={}, signer=Signer(new))
     )
     report = verify_chain(entries, KEY)
     assert report and report.checked == 5
     assert report.key == bytes(SigningKey(new).verify_key).hex()
     # After the rotation, an entry signed with the old key no longer counts.
     entries.append(
-        append_entry(entries[-1], at=4000, actor="ada", action="release.cut", payload={}, seed=SEED)
+        append_entry(entries[-1], at=4000, actor="ada", action="release.cut", payload={}, signer=Signer(SEED))
     )
     late = verify_chain(entries, KEY)
     assert not late and late.first_bad == 6
@@ -127,7 +143,7 @@ def test_verify_chain_ignores_a_rotation_from_a_key_not_in_force() -> None:
 
 def test_verify_chain_cut_off_tail_is_caught_by_the_signed_head() -> None:
     entries = _chain(5)
-    head = sign_head(5, entries[-1].hash, SEED)
+    head = sign_head(5, entries[-1].hash, Signer(SEED))
     report = verify_chain(entries[:3], KEY, head=head, current_key=KEY)
     assert not report
     assert report.first_bad == 4
@@ -138,11 +154,11 @@ def test_verify_chain_cut_off_tail_is_caught_by_the_signed_head() -> None:
 
 def test_verify_chain_tail_cut_and_written_again_is_caught_by_the_signed_head() -> None:
     entries = _chain(5)
-    head = sign_head(5, entries[-1].hash, SEED)
+    head = sign_head(5, entries[-1].hash, Signer(SEED))
     rewritten = entries[:3]
     for i in range(2):  # validly signed entries 4 and 5, but not the ones the head names
         rewritten.append(
-            append_entry(rewritten[-1], at=5000 + i, actor="ada", action="x", payload={}, seed=SEED)
+            append_entry(rewritten[-1], at=5000 + i, actor="ada", action="x", payload={}, signer=Signer(SEED))
         )
     report = verify_chain(rewritten, KEY, head=head, current_key=KEY)
     assert not report
@@ -152,7 +168,7 @@ def test_verify_chain_tail_cut_and_written_again_is_caught_by_the_signed_head() 
 
 def test_verify_chain_head_not_signed_by_the_node_is_a_problem() -> None:
     entries = _chain(3)
-    forged = sign_head(3, entries[-1].hash, bytes(range(1, 33)))
+    forged = sign_head(3, entries[-1].hash, Signer(bytes(range(1, 33))))
     report = verify_chain(entries, KEY, head=forged, current_key=KEY)
     assert not report
     assert report.first_bad is None
@@ -161,14 +177,14 @@ def test_verify_chain_head_not_signed_by_the_node_is_a_problem() -> None:
 
 def test_verify_chain_head_matching_the_last_entry_checks_without_warning() -> None:
     entries = _chain(4)
-    report = verify_chain(entries, KEY, head=sign_head(4, entries[-1].hash, SEED), current_key=KEY)
+    report = verify_chain(entries, KEY, head=sign_head(4, entries[-1].hash, Signer(SEED)), current_key=KEY)
     assert report and report.checked == 4
     assert report.warning is None
 
 
 def test_verify_chain_head_behind_the_log_only_warns() -> None:
     entries = _chain(4)
-    report = verify_chain(entries, KEY, head=sign_head(2, entries[1].hash, SEED), current_key=KEY)
+    report = verify_chain(entries, KEY, head=sign_head(2, entries[1].hash, Signer(SEED)), current_key=KEY)
     assert report
     assert "2 entries behind the log" in (report.warning or "")
 
@@ -185,7 +201,7 @@ def test_verify_chain_head_signed_by_the_key_before_a_rotation_still_checks() ->
     # Written just before the rotation, not yet rewritten with the new key (a crash in between).
     new = bytes(range(1, 33))
     entries = _chain(3)
-    head = sign_head(3, entries[-1].hash, SEED)
+    head = sign_head(3, entries[-1].hash, Signer(SEED))
     _rotate(entries, SEED, new, signer=new)
     report = verify_chain(entries, KEY, head=head, current_key=bytes(SigningKey(new).verify_key))
     assert report, report.problem

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from coop.governance import Embargo
-from coop.node.collective.repository import Actor
-from coop.node.contributions.repository import withdraw_contribution
+from coop.node.collective.settings import Actor
+from coop.node.contributions.rights import withdraw_contribution
 from coop.node.members.accounts import Member
 from coop.node.releases import catalog
 from coop.node.releases.catalog import SearchFilters

@@ -20,9 +20,10 @@ import yaml
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-from coop.node.channels.base import STATEMENT, ChannelError, verify_release
+from coop.node.channels.base import ChannelError
 from coop.node.channels.publish import publish
-from coop.node.contributions.repository import withdraw_contribution
+from coop.node.contributions.rights import withdraw_contribution
+from coop.node.releases.statement import STATEMENT, verify_release
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process

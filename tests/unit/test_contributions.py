@@ -8,8 +8,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from coop.governance import Channel
+from coop.governance import Channel, Label, License
 from coop.node.contributions import repository as contrib
+from coop.node.contributions import review, rights
 from coop.node.contributions.repository import Decision, Idempotency
 from coop.node.contributions.submission import ContributionRequest, ContributionState, EditRequest
 from coop.node.errors import BusyError, ConflictError, NotFoundError, StateError
@@ -93,9 +94,9 @@ def test_process_pending_same_conversation_twice_is_duplicate(node: Node) -> Non
 def test_finish_batch_row_withdrawn_meanwhile_is_left_withdrawn(node: Node) -> None:
     member, _ = make_member(node)
     uid = contribute(node, member)
-    claimed = node.store.write(lambda c: contrib.claim_batch(c, claim=7, limit=10))
+    claimed = node.store.write(lambda c: review.claim_batch(c, claim=7, limit=10))
     assert [item.uid for item in claimed] == [uid]
-    node.store.write(lambda c: contrib.withdraw_contribution(c, uid=uid, member=member, now=2))
+    node.store.write(lambda c: rights.withdraw_contribution(c, uid=uid, member=member, now=2))
     from coop.node.contributions.pipeline import process_entry
 
     item = claimed[0]
@@ -103,7 +104,7 @@ def test_finish_batch_row_withdrawn_meanwhile_is_left_withdrawn(node: Node) -> N
         item.submission, uid=uid, created_at=1, contributor=item.contributor, salt=node.salt, threshold=5
     )
     report = node.store.write(
-        lambda c: contrib.finish_batch(c, claim=7, outcomes=[(item.seq, outcome)], now=3)
+        lambda c: review.finish_batch(c, claim=7, outcomes=[(item.seq, outcome)], now=3)
     )
     assert report.skipped == 1
     assert _state(node, uid) is S.WITHDRAWN
@@ -117,7 +118,7 @@ def test_processor_lock_second_holder_is_refused(node: Node) -> None:
 def test_processor_lock_recovers_claims_left_by_a_dead_processor(node: Node) -> None:
     member, _ = make_member(node)
     uid = contribute(node, member)
-    node.store.write(lambda c: contrib.claim_batch(c, claim=99, limit=10))
+    node.store.write(lambda c: review.claim_batch(c, claim=99, limit=10))
     assert _state(node, uid) is S.PROCESSING
     process(node)
     assert _state(node, uid) is S.ACCEPTED
@@ -126,7 +127,7 @@ def test_processor_lock_recovers_claims_left_by_a_dead_processor(node: Node) -> 
 def test_withdraw_contribution_waiting_room_erases_content_at_once(node: Node) -> None:
     member, _ = make_member(node)
     uid = contribute(node, member)
-    node.store.write(lambda c: contrib.withdraw_contribution(c, uid=uid, member=member, now=5))
+    node.store.write(lambda c: rights.withdraw_contribution(c, uid=uid, member=member, now=5))
     detail = node.store.read(lambda c: contrib.get_contribution(c, uid))
     assert detail is not None
     assert detail.view.state is S.WITHDRAWN
@@ -140,7 +141,7 @@ def test_withdraw_contribution_of_another_member_is_not_found(node: Node) -> Non
     other, _ = make_member(node)
     uid = contribute(node, owner)
     with pytest.raises(NotFoundError):
-        node.store.write(lambda c: contrib.withdraw_contribution(c, uid=uid, member=other, now=5))
+        node.store.write(lambda c: rights.withdraw_contribution(c, uid=uid, member=other, now=5))
     assert _state(node, uid) is S.WAITING
 
 
@@ -148,7 +149,7 @@ def test_edit_before_release_goes_back_to_waiting_room_in_place(node: Node) -> N
     member, _ = make_member(node)
     uid = contribute(node, member, license="CC0-1.0")
     process(node)
-    new_uid, state, _ = node.edit(member, uid, EditRequest(license="CC-BY-4.0", note="fixed"), uuid7())
+    new_uid, state, _ = node.edit(member, uid, EditRequest(license=License.CC_BY, note="fixed"), uuid7())
     assert (new_uid, state) == (uid, S.WAITING)
     process(node)
     detail = node.store.read(lambda c: contrib.get_contribution(c, uid))
@@ -162,7 +163,7 @@ def test_edit_after_release_makes_new_record_and_tombstones_old(node: Node) -> N
     uid = contribute(node, member, label="good")
     process(node)
     node.cut_release()
-    new_uid, state, _ = node.edit(member, uid, EditRequest(label="fail"), uuid7())
+    new_uid, state, _ = node.edit(member, uid, EditRequest(label=Label.FAIL), uuid7())
     assert new_uid != uid and state is S.WAITING
     old = node.store.read(lambda c: contrib.get_contribution(c, uid))
     new = node.store.read(lambda c: contrib.get_contribution(c, new_uid))
@@ -180,9 +181,9 @@ def test_edit_after_release_makes_new_record_and_tombstones_old(node: Node) -> N
 def test_edit_withdrawn_contribution_is_refused(node: Node) -> None:
     member, _ = make_member(node)
     uid = contribute(node, member)
-    node.store.write(lambda c: contrib.withdraw_contribution(c, uid=uid, member=member, now=5))
+    node.store.write(lambda c: rights.withdraw_contribution(c, uid=uid, member=member, now=5))
     with pytest.raises(StateError):
-        node.edit(member, uid, EditRequest(label="fail"), uuid7())
+        node.edit(member, uid, EditRequest(label=Label.FAIL), uuid7())
 
 
 def _quarantined(node: Node) -> str:

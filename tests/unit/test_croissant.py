@@ -10,7 +10,7 @@ from pathlib import Path
 import mlcroissant as mlc
 import pytest
 
-from coop.node.contributions.repository import withdraw_contribution
+from coop.node.contributions.rights import withdraw_contribution
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process

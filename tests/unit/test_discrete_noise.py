@@ -31,7 +31,8 @@ from coop.eval import (
 )
 from coop.eval.privacy import discrete_laplace_pmf, laplace_scale
 from coop.governance import NoiseKind
-from coop.node.collective.repository import Actor
+from coop.governance.signing import Signer
+from coop.node.collective.settings import Actor
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process
@@ -191,7 +192,7 @@ MODEL = build_label_agreement_model([("thanks correct", True), ("wrong broken", 
 
 def _request(node: Node, seed: bytes) -> bytes:
     return build_request(
-        seed=seed,
+        signer=Signer(seed),
         task="label-agreement",
         model_name="m.npz",
         artifact=MODEL,

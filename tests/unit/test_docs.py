@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from coop.node.cli import _parser
+from coop.node.cli import cli
 from coop.node.config import Config, NodeSection
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
@@ -44,9 +44,7 @@ def test_readme_documents_collective_setting(setting: str) -> None:
 
 
 def _commands() -> list[str]:
-    parser = _parser()
-    action = next(a for a in parser._actions if a.dest == "command")
-    return sorted(action.choices)  # type: ignore[arg-type]
+    return sorted(cli.commands)
 
 
 @pytest.mark.parametrize("command", _commands())

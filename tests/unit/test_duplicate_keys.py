@@ -16,8 +16,8 @@ from litestar.testing import TestClient
 from coop.node.errors import MalformedError
 from coop.node.http.app import create_app
 from coop.node.http.problems import refuse_duplicate_keys
+from coop.node.members.repository import add_integration
 from coop.node.runtime import Node
-from coop.node.storage.store import add_integration
 
 from factories import make_member, make_node
 
@@ -113,7 +113,8 @@ def test_the_same_key_in_different_objects_is_fine(text: str) -> None:
 
 
 def test_the_web_live_preview_refuses_a_key_twice(api: Api, tmp_path: Path) -> None:
-    from coop.node.web.sessions import COOKIE, find_session, start_session
+    from coop.node.members.sessions import find_session, start_session
+    from coop.node.web.sessions import COOKIE
 
     member, _ = make_member(api.node, "web-sam")
     now = api.node.now()

@@ -21,6 +21,7 @@ from coop.federation import (
 )
 from coop.federation.gossip import MAX_EVIDENCE_SEQS
 from coop.governance import Embargo, public_key, sha256_hex
+from coop.governance.signing import Signer
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process
@@ -51,7 +52,7 @@ def _manifest(
         state=STATE,
         rotate_to=None if rotate_to is None else public_key(rotate_to).hex(),
     )
-    return seal_manifest(payload, [seed] if rotate_to is None else [seed, rotate_to])
+    return seal_manifest(payload, [Signer(seed)] if rotate_to is None else [Signer(seed), Signer(rotate_to)])
 
 
 def _hash(envelope: bytes) -> str:
@@ -136,7 +137,7 @@ def _forge_own_successor(node: Node, seq: int, seed: bytes) -> bytes:
         tombstones=[],
         state=STATE,
     )
-    return seal_manifest(payload, [seed])
+    return seal_manifest(payload, [Signer(seed)])
 
 
 def _own_evidence(node: Node) -> int:
@@ -151,7 +152,7 @@ def test_node_whose_own_chain_forked_stops_issuing_until_rotation(node: Node) ->
     first = node.federation.issue(force=True)
     assert first is not None
     assert node.federation.own_fork() is None
-    old = node.seed
+    old = bytes(node.data.signing_key())
     forged = _forge_own_successor(node, first.seq + 1, old)
     (decision,) = node.federation.book.receive([forged], now=node.now())
     assert isinstance(decision, Equivocation)

@@ -41,6 +41,7 @@ from coop.eval.flower import EvalJob, make_client_app, run_eval
 from coop.eval.report import REPORT_TYPE
 from coop.governance import canonical_bytes, public_key
 from coop.governance.envelope import open_envelope, seal
+from coop.governance.signing import Signer
 
 REQUESTER = bytes(range(32))
 SEED_A = bytes([1]) * 32
@@ -57,7 +58,7 @@ MODEL = build_label_agreement_model([("thanks", True), ("wrong", False)] * 4, di
 
 def _request(targets: Iterable[str] = (A, B), artifact: bytes = MODEL) -> bytes:
     return build_request(
-        seed=REQUESTER,
+        signer=Signer(REQUESTER),
         task="label-agreement",
         model_name="m.npz",
         artifact=artifact,
@@ -99,7 +100,7 @@ def _attestation(node_id: str, n: int = 10, **overrides: Any) -> Attestation:
 
 
 def _sealed(attestation: Attestation, seed: bytes) -> str:
-    return seal_attestation(attestation, seed).decode()
+    return seal_attestation(attestation, Signer(seed)).decode()
 
 
 def _good(node: str, seed: bytes, n: int = 10) -> NodeAnswer:
@@ -117,7 +118,7 @@ def _build(answers: list[NodeAnswer]) -> bytes:
         finalize=EVALUATOR.finalize,
         schema=SCHEMA,
         created_at=NOW,
-        seed=REQUESTER,
+        signer=Signer(REQUESTER),
     )
 
 
@@ -211,7 +212,7 @@ BAD_ANSWERS: list[Any] = [
             attestation=seal(
                 msgspec.json.encode(_attestation(A, statistics=_stats_with(fp=2**60))),
                 "application/vnd.coop-flywheel.eval-attestation+json",
-                [SEED_A],
+                [Signer(SEED_A)],
             ).decode(),
         ),
         "out of range",
@@ -236,7 +237,7 @@ BAD_ANSWERS: list[Any] = [
             attestation=seal(
                 b'{"node_id": "' + A.encode() + b'", "statistics": []}',
                 "application/vnd.coop-flywheel.eval-attestation+json",
-                [SEED_A],
+                [Signer(SEED_A)],
             ).decode(),
         ),
         "not an attestation",
@@ -318,7 +319,7 @@ def test_check_attestation_accepts_the_genuine_one() -> None:
 
 
 def _resigned(report: bytes, edit: Callable[[Report], Report], seed: bytes = REQUESTER) -> bytes:
-    return seal(canonical_bytes(edit(_decoded(report))), REPORT_TYPE, [seed])
+    return seal(canonical_bytes(edit(_decoded(report))), REPORT_TYPE, [Signer(seed)])
 
 
 def _replace_answer(report: Report, node: str, answer: NodeAnswer) -> Report:

@@ -24,7 +24,9 @@ from coop.eval import (
 from coop.eval import evaluators as evaluators_module
 from coop.eval.flower import EvalJob, make_client_app, run_eval
 from coop.governance import public_key
-from coop.node.collective.repository import Actor, audit_entries
+from coop.governance.signing import Signer
+from coop.node.collective.audit import audit_entries
+from coop.node.collective.settings import Actor
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process
@@ -66,7 +68,7 @@ def _model() -> bytes:
 
 def _request(node: Node, artifact: bytes, **overrides: Any) -> bytes:
     values: dict[str, Any] = {
-        "seed": REQUESTER,
+        "signer": Signer(REQUESTER),
         "task": "label-agreement",
         "model_name": "m.npz",
         "artifact": artifact,

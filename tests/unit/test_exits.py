@@ -24,7 +24,7 @@ from litestar.testing import TestClient
 
 from coop.federation import Entry
 from coop.governance import EvalConsent, License, Scope, disclosure
-from coop.node.contributions.repository import withdraw_contribution
+from coop.node.contributions.rights import withdraw_contribution
 from coop.node.http.app import create_app
 from coop.node.members.accounts import Member
 from coop.node.runtime import Node
@@ -148,6 +148,8 @@ ROUTES: dict[tuple[str, str], Exit | NotExit] = {
     ("GET", "/me/export.jsonl"): Exit("member", "/me/export.jsonl", auth="session-member"),
     ("GET", "/me/withdraw/{uid:str}"): NotExit("a confirmation form for the member's own record"),
     ("POST", "/me/withdraw/{uid:str}"): NotExit("the member withdraws their own record"),
+    ("GET", "/me/correct/{uid:str}"): Exit("member", "/me/correct/{public_uid}", auth="session-member"),
+    ("POST", "/me/correct/{uid:str}"): NotExit("the member corrects their own record"),
     ("GET", "/contribute"): NotExit("intake form"),
     ("POST", "/contribute"): NotExit("intake"),
     ("POST", "/contribute/preview"): NotExit("echoes the caller's own text, redacted"),
@@ -413,6 +415,7 @@ def test_exits_every_channel_publishes_only_after_asking_the_policy(
 
     from coop.node.channels.publish import CHANNELS, publish
     from coop.node.errors import BusyError
+    from coop.node.web.static_site import site_builder
 
     node = make_node(tmp_path)
     try:
@@ -431,11 +434,11 @@ def test_exits_every_channel_publishes_only_after_asking_the_policy(
         for channel, target in targets.items():
             api = FakeHub() if channel == "hf" else None
             with PolicyCalls() as calls, pytest.raises(BusyError):
-                publish(node, channel, target=target, api=api)  # type: ignore[arg-type]
+                publish(node, channel, target=target, api=api, build_site=site_builder(node))  # type: ignore[arg-type]
             assert calls.count > 0, f"{channel} published without asking the disclosure policy"
         monkeypatch.undo()
         node.revise_releases()
-        shipped = publish(node, "site", target=targets["site"])
+        shipped = publish(node, "site", target=targets["site"], build_site=site_builder(node))
         assert shipped.shipped
         site = tmp_path / "site"
         text = "".join(p.read_text(errors="ignore") for p in site.rglob("*.jsonl"))

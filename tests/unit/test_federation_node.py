@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from coop.federation import check_manifest
-from coop.governance import Choice, PolicyError, ProposalStatus, public_key
-from coop.node.collective.repository import Actor, audit_entries
-from coop.node.contributions.repository import get_contribution, withdraw_contribution
+from coop.governance import Choice, Label, PolicyError, ProposalStatus, public_key
+from coop.node.collective.audit import audit_entries
+from coop.node.collective.settings import Actor
+from coop.node.contributions.repository import get_contribution
+from coop.node.contributions.rights import withdraw_contribution
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process
@@ -97,7 +99,7 @@ def test_edit_after_listing_in_a_manifest_makes_a_new_record(node: Node, tmp_pat
     process(node)
     node.cut_release()
     node.federation.issue()
-    new_uid, _, _ = node.edit(member, uid, EditRequest(label="fail"), uuid7())
+    new_uid, _, _ = node.edit(member, uid, EditRequest(label=Label.FAIL), uuid7())
     assert new_uid != uid  # listed: peers may hold it, so the old one is tombstoned
     old = node.store.read(lambda c: get_contribution(c, uid))
     assert old is not None and old.view.state == "withdrawn"
@@ -376,24 +378,27 @@ def test_migration_keeps_old_listings_and_admits_only_what_a_cut_released() -> N
 
     number = next(i for i, sql in enumerate(MIGRATIONS, 1) if "ADD COLUMN admitted_in" in sql)
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    for sql in MIGRATIONS[: number - 1]:
-        for statement in _statements(sql):
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {number - 1}")
-    rows = [
-        ("released", "public", 1, 1),  # released by v1 and listed
-        ("accepted", "federation", None, 1),  # listed on acceptance by older code
-        ("accepted", "public", None, None),  # accepted, never cut
-    ]
-    for seq, (state, scope, released_in, listed_seq) in enumerate(rows, 1):
-        conn.execute(
-            "INSERT INTO contributions (seq, uid, member_id, state, channel, created_at, updated_at, label,"
-            " license, ai_use, scope, eval, tags, released_in, listed_seq)"
-            " VALUES (?, ?, 1, ?, 'api', 0, 0, 'good', 'CC-BY-4.0', 'train-ai=y', ?, 'y', '[]', ?, ?)",
-            (seq, f"u{seq}", state, scope, released_in, listed_seq),
-        )
-    migrate(conn)
-    got = conn.execute("SELECT uid, admitted_in, listed_seq FROM contributions ORDER BY seq").fetchall()
+    try:
+        for sql in MIGRATIONS[: number - 1]:
+            for statement in _statements(sql):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {number - 1}")
+        rows = [
+            ("released", "public", 1, 1),  # released by v1 and listed
+            ("accepted", "federation", None, 1),  # listed on acceptance by older code
+            ("accepted", "public", None, None),  # accepted, never cut
+        ]
+        for seq, (state, scope, released_in, listed_seq) in enumerate(rows, 1):
+            conn.execute(
+                "INSERT INTO contributions (seq, uid, member_id, state, channel, created_at, updated_at, label,"
+                " license, ai_use, scope, eval, tags, released_in, listed_seq)"
+                " VALUES (?, ?, 1, ?, 'api', 0, 0, 'good', 'CC-BY-4.0', 'train-ai=y', ?, 'y', '[]', ?, ?)",
+                (seq, f"u{seq}", state, scope, released_in, listed_seq),
+            )
+        migrate(conn)
+        got = conn.execute("SELECT uid, admitted_in, listed_seq FROM contributions ORDER BY seq").fetchall()
+    finally:
+        conn.close()
     # Listed rows stay listed (peers hold them); only a cut's release counts as admission.
     assert got == [("u1", 1, 1), ("u2", None, 1), ("u3", None, None)]
 

@@ -30,6 +30,7 @@ from coop.federation import (
 from coop.federation.gossip import Want, wants
 from coop.governance import MAX_SAFE_INTEGER, Embargo, EvalConsent, License, Scope, public_key, sha256_hex
 from coop.governance.envelope import pae, seal
+from coop.governance.signing import Signer
 
 from factories import record_for
 
@@ -109,7 +110,7 @@ class Origin:
         return data
 
     def manifest(self, added: list[Entry] | None = None, **kwargs: object) -> bytes:
-        return seal_manifest(self.payload(added, **kwargs), [self.seed])  # type: ignore[arg-type]
+        return seal_manifest(self.payload(added, **kwargs), [Signer(self.seed)])  # type: ignore[arg-type]
 
 
 def book_for(*origins: Origin) -> Book:
@@ -136,7 +137,7 @@ def test_receive_forged_signature_is_rejected_and_not_stored() -> None:
     origin = Origin(1)
     book = book_for(origin)
     payload = origin.payload([origin.entry()])
-    envelope = json.loads(seal(payload, "application/vnd.coop-flywheel.manifest+json", [seed(9)]))
+    envelope = json.loads(seal(payload, "application/vnd.coop-flywheel.manifest+json", [Signer(seed(9))]))
     envelope["signatures"][0]["keyid"] = origin.id  # claims the trusted key, signed by another
     decision = only(book.receive([json.dumps(envelope).encode()], now=NOW))
     assert isinstance(decision, Rejected)
@@ -168,12 +169,14 @@ def test_receive_key_rotation_signed_by_both_keys_moves_trust() -> None:
     book = book_for(origin)
     new = seed(7)
     assert isinstance(only(book.receive([origin.manifest([origin.entry()])], now=NOW)), Accepted)
-    rotation = seal_manifest(origin.payload(rotate_to=public_key(new).hex()), [origin.seed, new])
+    rotation = seal_manifest(
+        origin.payload(rotate_to=public_key(new).hex()), [Signer(origin.seed), Signer(new)]
+    )
     assert isinstance(only(book.receive([rotation], now=NOW)), Accepted)
     assert book.store.heads()[origin.id].key == public_key(new).hex()
-    after = seal_manifest(origin.payload([origin.entry()], key=public_key(new).hex()), [new])
+    after = seal_manifest(origin.payload([origin.entry()], key=public_key(new).hex()), [Signer(new)])
     assert isinstance(only(book.receive([after], now=NOW)), Accepted)
-    stale = seal_manifest(origin.payload([origin.entry()], commit=False), [origin.seed])
+    stale = seal_manifest(origin.payload([origin.entry()], commit=False), [Signer(origin.seed)])
     decision = only(book.receive([stale], now=NOW))
     assert isinstance(decision, Rejected)  # the old key no longer speaks for the origin
 
@@ -184,12 +187,15 @@ def test_receive_rotation_signed_only_by_the_new_key_is_rejected() -> None:
     book.receive([origin.manifest([origin.entry()])], now=NOW)
     new = seed(7)
     by_new_only = seal_manifest(
-        origin.payload(key=public_key(new).hex(), rotate_to=public_key(new).hex(), commit=False), [new]
+        origin.payload(key=public_key(new).hex(), rotate_to=public_key(new).hex(), commit=False),
+        [Signer(new)],
     )
     decision = only(book.receive([by_new_only], now=NOW))
     assert isinstance(decision, Rejected)
     assert decision.reason in (Reason.UNKNOWN_KEY, Reason.BAD_SIGNATURE)
-    by_old_only = seal_manifest(origin.payload(rotate_to=public_key(new).hex(), commit=False), [origin.seed])
+    by_old_only = seal_manifest(
+        origin.payload(rotate_to=public_key(new).hex(), commit=False), [Signer(origin.seed)]
+    )
     decision = only(book.receive([by_old_only], now=NOW))
     assert isinstance(decision, Rejected)
     assert decision.reason is Reason.ROTATION_UNSIGNED
@@ -213,7 +219,7 @@ def test_receive_lower_seq_unknown_here_is_rollback() -> None:
     book = Book("f" * 64, {origin.id: origin.id}, store)
     book.receive([origin.manifest([origin.entry()]), origin.manifest([origin.entry()])], now=NOW)
     del store._manifests[(origin.id, 1)]  # as if pruned: an old sequence now unknown here
-    replay = seal_manifest(origin.payload(seq=1, prev=GENESIS, commit=False), [origin.seed])
+    replay = seal_manifest(origin.payload(seq=1, prev=GENESIS, commit=False), [Signer(origin.seed)])
     decision = only(book.receive([replay], now=NOW))
     assert isinstance(decision, Rejected)
     assert decision.reason is Reason.ROLLBACK
@@ -236,8 +242,10 @@ def test_receive_two_valid_manifests_same_seq_is_equivocation_with_evidence() ->
     book = book_for(origin)
     base = origin.manifest([origin.entry()])
     book.receive([base], now=NOW)
-    one = seal_manifest(origin.payload([origin.entry()], commit=False), [origin.seed])
-    other = seal_manifest(origin.payload([origin.entry(), origin.entry()], commit=False), [origin.seed])
+    one = seal_manifest(origin.payload([origin.entry()], commit=False), [Signer(origin.seed)])
+    other = seal_manifest(
+        origin.payload([origin.entry(), origin.entry()], commit=False), [Signer(origin.seed)]
+    )
     assert isinstance(only(book.receive([one], now=NOW)), Accepted)
     decision = only(book.receive([other], now=NOW))
     assert isinstance(decision, Equivocation)
@@ -263,7 +271,9 @@ def test_receive_next_seq_not_chaining_is_equivocation() -> None:
     origin = Origin(1)
     book = book_for(origin)
     book.receive([origin.manifest([origin.entry()])], now=NOW)
-    off_chain = seal_manifest(origin.payload([origin.entry()], prev="a" * 64, commit=False), [origin.seed])
+    off_chain = seal_manifest(
+        origin.payload([origin.entry()], prev="a" * 64, commit=False), [Signer(origin.seed)]
+    )
     decision = only(book.receive([off_chain], now=NOW))
     assert isinstance(decision, Equivocation)
     assert book.store.heads()[origin.id].forked
@@ -293,7 +303,7 @@ def test_receive_sequence_at_2_to_53_is_rejected() -> None:
     manifest = msgspec.json.decode(origin.payload(commit=False))
     manifest["seq"] = 2**53
     payload = msgspec.json.encode(manifest, order="sorted")
-    decision = only(book.receive([seal_manifest(payload, [origin.seed])], now=NOW))
+    decision = only(book.receive([seal_manifest(payload, [Signer(origin.seed)])], now=NOW))
     assert isinstance(decision, Rejected)
     assert decision.reason is Reason.SEQ_OUT_OF_RANGE
     assert MAX_SAFE_INTEGER == 2**53 - 1
@@ -305,7 +315,7 @@ def test_receive_roots_not_matching_the_folded_set_are_rejected() -> None:
     manifest = msgspec.json.decode(origin.payload([origin.entry()], commit=False))
     manifest["roots"][0][1] = 5  # claims five entries where the chain gives one
     payload = msgspec.json.encode(manifest, order="sorted")
-    decision = only(book.receive([seal_manifest(payload, [origin.seed])], now=NOW))
+    decision = only(book.receive([seal_manifest(payload, [Signer(origin.seed)])], now=NOW))
     assert isinstance(decision, Rejected)
     assert decision.reason is Reason.BAD_MERKLE_ROOT
 
@@ -316,7 +326,7 @@ def test_receive_node_scope_entry_is_malformed() -> None:
     manifest = msgspec.json.decode(origin.payload([origin.entry()], commit=False))
     manifest["buckets"][0]["entries"][0][5] = "node"
     payload = msgspec.json.encode(manifest, order="sorted")
-    decision = only(book.receive([seal_manifest(payload, [origin.seed])], now=NOW))
+    decision = only(book.receive([seal_manifest(payload, [Signer(origin.seed)])], now=NOW))
     assert isinstance(decision, Rejected)
     assert decision.reason is Reason.MALFORMED
 
@@ -367,8 +377,10 @@ def test_record_wants_skip_forked_origins() -> None:
     origin = Origin(1)
     book = book_for(origin)
     book.receive([origin.manifest([origin.entry()])], now=NOW)
-    one = seal_manifest(origin.payload([origin.entry()], commit=False), [origin.seed])
-    other = seal_manifest(origin.payload([origin.entry(), origin.entry()], commit=False), [origin.seed])
+    one = seal_manifest(origin.payload([origin.entry()], commit=False), [Signer(origin.seed)])
+    other = seal_manifest(
+        origin.payload([origin.entry(), origin.entry()], commit=False), [Signer(origin.seed)]
+    )
     book.receive([one, other], now=NOW)
     assert book.store.heads()[origin.id].forked
     assert book.record_wants() == []
@@ -466,7 +478,7 @@ def test_manifest_from_before_the_federation_field_still_verifies_and_chains() -
         bucket["entries"] = [item[:6] for item in bucket["entries"]]
     old_bytes = json.dumps(old, sort_keys=True, separators=(",", ":")).encode()
     assert b"federation" not in old_bytes and b'"public"]' in old_bytes
-    decisions = book.receive([seal(old_bytes, PAYLOAD_TYPE, [origin.seed])], now=NOW)
+    decisions = book.receive([seal(old_bytes, PAYLOAD_TYPE, [Signer(origin.seed)])], now=NOW)
     assert isinstance(only(decisions), Accepted)
     assert book.store.heads()[origin.id].federation is None
     origin.seq, origin.prev, origin.complete = 1, sha256_hex(old_bytes), {entry.uid: entry}

@@ -154,7 +154,7 @@ def test_a_static_name_too_long_for_the_file_system_is_a_404(served: tuple[Node,
 
 
 def test_an_integration_keys_answers_are_not_cached_either(served: tuple[Node, Litestar, str]) -> None:
-    from coop.node.storage.store import add_integration
+    from coop.node.members.repository import add_integration
 
     node, app, _ = served
     _, key = node.store.write(lambda c: add_integration(c, name="owui-cache", now=node.now()))
@@ -186,8 +186,9 @@ def test_a_key_twice_inside_chat_content_sent_as_text_is_refused(served: tuple[N
 def test_a_signed_payload_with_a_key_twice_is_refused() -> None:
     from coop.governance.envelope import open_envelope, seal
     from coop.governance.errors import InvalidValueError
+    from coop.governance.signing import Signer
 
-    sealed = seal(b'{"version": 1, "version": 2}', "application/vnd.test+json", [bytes(32)])
+    sealed = seal(b'{"version": 1, "version": 2}', "application/vnd.test+json", [Signer(bytes(32))])
     with pytest.raises(InvalidValueError, match="version"):
         open_envelope(sealed, payload_type="application/vnd.test+json", max_bytes=10_000)
 

@@ -26,7 +26,7 @@ from coop.federation import (
     verify_request,
 )
 from coop.federation.httpsig import COMPONENTS
-from coop.governance.signing import public_key, sign
+from coop.governance.signing import Signer, public_key, sign
 
 SEED = bytes(range(32))
 KEYID = public_key(SEED).hex()
@@ -123,7 +123,7 @@ def test_verify_request_accepts_extra_covered_fields_in_any_order() -> None:
 
 def test_independent_verifier_accepts_our_signature() -> None:
     now = int(time.time())  # the library reads the wall clock; nothing here asserts on it
-    headers = sign_request("POST", A_URL, BODY, seed=SEED, now=now, nonce="m" * 24)
+    headers = sign_request("POST", A_URL, BODY, signer=Signer(SEED), now=now, nonce="m" * 24)
     verifier = HTTPMessageVerifier(
         signature_algorithm=algorithms.ED25519,
         key_resolver=MappingKeyResolver(
@@ -237,7 +237,7 @@ def test_verify_request_refuses_a_replay_and_an_unpinned_key() -> None:
     assert _verify(headers, replay=replay) == KEYID
     with pytest.raises(RequestAuthError, match="replay"):
         _verify(headers, replay=replay)
-    stranger = sign_request("POST", A_URL, BODY, seed=bytes(32), now=NOW, nonce="s" * 24)
+    stranger = sign_request("POST", A_URL, BODY, signer=Signer(bytes(32)), now=NOW, nonce="s" * 24)
     with pytest.raises(RequestAuthError, match="not a pinned peer"):
         _verify(stranger)
 
@@ -246,7 +246,7 @@ def test_verify_request_refuses_a_replay_and_an_unpinned_key() -> None:
 
 
 def test_request_signed_for_another_node_is_refused_even_with_host_rewritten() -> None:
-    headers = sign_request("POST", B_URL, BODY, seed=SEED, now=NOW, nonce="h" * 24)
+    headers = sign_request("POST", B_URL, BODY, signer=Signer(SEED), now=NOW, nonce="h" * 24)
     # Sent to A as captured (Host: b) and with the Host rewritten to A's own address.
     with pytest.raises(RequestAuthError, match="another address"):
         _verify(headers, url=B_URL)
@@ -258,7 +258,12 @@ def test_request_signed_for_another_node_is_refused_even_with_host_rewritten() -
 
 def test_request_signed_for_the_public_url_verifies_whatever_host_a_proxy_sends() -> None:
     headers = sign_request(
-        "POST", "https://coop-a.example/federation/v1/summary", BODY, seed=SEED, now=NOW, nonce="p" * 24
+        "POST",
+        "https://coop-a.example/federation/v1/summary",
+        BODY,
+        signer=Signer(SEED),
+        now=NOW,
+        nonce="p" * 24,
     )
     # A proxy passing Host: 127.0.0.1:8000 upstream: the node checks its own public authority.
     own = frozenset({"coop-a.example", "127.0.0.1:8000"})
@@ -269,15 +274,15 @@ def test_request_signed_for_the_public_url_verifies_whatever_host_a_proxy_sends(
 
 
 def test_verify_request_tolerates_four_minutes_of_skew_either_way() -> None:
-    ahead = sign_request("POST", A_URL, BODY, seed=SEED, now=NOW + 240, nonce="a" * 24)
-    behind = sign_request("POST", A_URL, BODY, seed=SEED, now=NOW - 240, nonce="b" * 24)
+    ahead = sign_request("POST", A_URL, BODY, signer=Signer(SEED), now=NOW + 240, nonce="a" * 24)
+    behind = sign_request("POST", A_URL, BODY, signer=Signer(SEED), now=NOW - 240, nonce="b" * 24)
     assert _verify(ahead) == KEYID
     assert _verify(behind) == KEYID
 
 
 @pytest.mark.parametrize("offset", [CLOCK_SKEW + 60, -(CLOCK_SKEW + 200)])
 def test_verify_request_beyond_the_skew_reports_the_measured_offset(offset: int) -> None:
-    headers = sign_request("POST", A_URL, BODY, seed=SEED, now=NOW + offset, nonce="c" * 24)
+    headers = sign_request("POST", A_URL, BODY, signer=Signer(SEED), now=NOW + offset, nonce="c" * 24)
     with pytest.raises(ClockSkewError) as caught:
         _verify(headers)
     assert caught.value.offset == offset
@@ -291,7 +296,7 @@ def test_verify_request_beyond_the_skew_reports_the_measured_offset(offset: int)
 
 def test_replay_cache_keeps_a_nonce_while_its_skewed_window_lasts() -> None:
     replay = MemoryReplayCache()
-    headers = sign_request("POST", A_URL, BODY, seed=SEED, now=NOW, nonce="r" * 24)
+    headers = sign_request("POST", A_URL, BODY, signer=Signer(SEED), now=NOW, nonce="r" * 24)
     assert _verify(headers, replay=replay) == KEYID
     # Past expires but inside the skew the signature still verifies: the nonce must still be known.
     with pytest.raises(RequestAuthError, match="replay"):

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from coop.federation import Reason, Rejected
-from coop.governance import public_key, sign, verify
+from coop.governance import public_key, verify
 from coop.node.cli import main
 from coop.node.errors import StateError
-from coop.node.peering import service as federation_module
+from coop.node.peering import books, issuance
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process
@@ -43,11 +43,11 @@ def _key_files(node: Node) -> dict[str, int]:
 
 def _assert_old_key_still_signs(node: Node, old_seed: bytes, tmp_path: Path) -> None:
     old_public = public_key(old_seed)
-    assert node.seed == old_seed
+    assert node.signer.public_key == public_key(old_seed)
     assert node.identity.public_key == old_public
     assert node.data.key_path.read_bytes() == old_seed
     assert not node.data.staged_key_path.exists()
-    assert verify(old_public, b"still me", sign(node.seed, b"still me"))
+    assert verify(old_public, b"still me", node.signer.sign(b"still me"))
     # Its own next manifest is accepted (signed by the old key, which its chain still names) ...
     report = node.federation.issue(force=True)
     assert report is not None
@@ -68,7 +68,7 @@ def _assert_old_key_still_signs(node: Node, old_seed: bytes, tmp_path: Path) -> 
 def test_rotate_key_refused_by_own_book_keeps_old_key(
     node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    old_seed = node.seed
+    old_seed = bytes(node.data.signing_key())
     seen: list[dict[str, int]] = []
 
     def refuse(envelopes: Any, *, now: int) -> list[Any]:
@@ -88,12 +88,12 @@ def test_rotate_key_refused_by_own_book_keeps_old_key(
 def test_rotate_key_failure_while_sealing_rolls_back(
     node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    old_seed = node.seed
+    old_seed = bytes(node.data.signing_key())
 
     def broken(payload: bytes, seeds: Any) -> bytes:
         raise RuntimeError("signing failed")
 
-    monkeypatch.setattr(federation_module, "seal_manifest", broken)
+    monkeypatch.setattr(issuance, "seal_manifest", broken)
     with pytest.raises(RuntimeError, match="signing failed"):
         node.federation.rotate_key(actor="local-admin")
     monkeypatch.undo()
@@ -130,7 +130,7 @@ def test_rotate_key_cut_short_after_acceptance_is_finished_when_the_node_opens(
     node.close()
     reopened = Node(root)
     try:
-        assert reopened.seed == staged
+        assert reopened.signer.public_key == public_key(staged)
         head = reopened.federation.store.heads()[reopened.identity.node_id]
         assert head.key == public_key(staged).hex()
         assert not reopened.data.staged_key_path.exists()
@@ -140,12 +140,12 @@ def test_rotate_key_cut_short_after_acceptance_is_finished_when_the_node_opens(
 
 
 def test_staged_key_never_announced_is_removed_when_the_node_opens(node: Node) -> None:
-    root, old_seed = node.data.root, node.seed
+    root, old_seed = node.data.root, bytes(node.data.signing_key())
     node.data.stage_key()  # a rotation that died before its manifest was accepted
     node.close()
     reopened = Node(root)
     try:
-        assert reopened.seed == old_seed
+        assert reopened.signer.public_key == public_key(old_seed)
         assert not reopened.data.staged_key_path.exists()
         assert reopened.federation.issue(force=True) is not None
     finally:
@@ -158,7 +158,7 @@ def test_cli_identity_rotate_refused_prints_one_line_and_keeps_key(
     root, old_public = node.data.root, node.identity.public_key
     node.close()
     refusal = [Rejected(reason=Reason.ROLLBACK, detail="refused for the test")]
-    monkeypatch.setattr(federation_module._LockedBook, "receive", lambda self, envelopes, *, now: refusal)
+    monkeypatch.setattr(books.LockedBook, "receive", lambda self, envelopes, *, now: refusal)
     assert main(["identity", "rotate", str(root)]) == 4
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("coop: error: this node refused its own rotation manifest")

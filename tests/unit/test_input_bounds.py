@@ -15,8 +15,9 @@ from litestar.testing import TestClient
 from coop.node.errors import InputError, NotFoundError
 from coop.node.http.app import create_app
 from coop.node.http.params import MAX_WHOLE, release_version, whole_number
+from coop.node.members.sessions import find_session, start_session
 from coop.node.runtime import Node
-from coop.node.web.sessions import COOKIE, find_session, start_session
+from coop.node.web.sessions import COOKIE
 
 from factories import contribute, make_member, make_node, process
 

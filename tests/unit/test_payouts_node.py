@@ -10,7 +10,7 @@ import pytest
 from litestar.testing import TestClient
 
 from coop.node import cli
-from coop.node.collective import repository as collective
+from coop.node.collective import audit as audit_log
 from coop.node.collective.payouts import list_payouts
 from coop.node.errors import InputError, StateError
 from coop.node.http.app import create_app
@@ -35,7 +35,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 
 def _payout_actions(node: Node) -> list[str]:
-    return [e.action for e in node.store.read(collective.audit_entries) if e.action.startswith("payout.")]
+    return [e.action for e in node.store.read(audit_log.audit_entries) if e.action.startswith("payout.")]
 
 
 def test_payout_second_for_the_same_release_is_refused_naming_the_release(node: Node) -> None:
@@ -55,7 +55,7 @@ def test_payout_superseding_with_a_reason_is_recorded_in_the_audit_log(node: Nod
     stored = {p.id: p for p in node.store.read(list_payouts)}
     assert stored[first.id].superseded_by == second.id
     assert stored[second.id].superseded_by is None
-    entries = node.store.read(collective.audit_entries)
+    entries = node.store.read(audit_log.audit_entries)
     supersede = next(e for e in entries if e.action == "payout.supersede")
     assert supersede.actor == "ada"
     assert supersede.payload == {

@@ -33,7 +33,7 @@ def trio(tmp_path: Path) -> Iterator[tuple[Node, Node, Node]]:
 def _post(to: Node, by: Node, step: str, body: bytes) -> bytes:
     url = to.config.node.public_url.rstrip("/") + f"/federation/v1/{step}"
     headers = sign_request(
-        "POST", url, body, seed=by.seed, now=by.now(), nonce=msgspec.json.encode(step).hex() * 2
+        "POST", url, body, signer=by.signer, now=by.now(), nonce=msgspec.json.encode(step).hex() * 2
     )
     return to.federation.handle(step, "POST", url, headers, body, ip="127.0.0.9", user_agent="test")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from coop.node.contributions import repository as contrib
+from coop.node.contributions import rights
 from coop.node.contributions.repository import Decision
 from coop.node.contributions.submission import ContributionState
 from coop.node.members.accounts import Member
@@ -77,10 +78,10 @@ def _through_every_exit(node: Node, member: Member) -> dict[str, str]:
     now = node.now()
     for marker in ("zq-marker-withdrawn-live",):
         node.store.write(
-            lambda c, uid=uids[marker]: contrib.withdraw_contribution(c, uid=uid, member=member, now=now)
+            lambda c, uid=uids[marker]: rights.withdraw_contribution(c, uid=uid, member=member, now=now)
         )
     waiting = contribute(node, member, text=_chat("zq-marker-withdrawn-waiting"))
-    node.store.write(lambda c: contrib.withdraw_contribution(c, uid=waiting, member=member, now=now))
+    node.store.write(lambda c: rights.withdraw_contribution(c, uid=waiting, member=member, now=now))
     uids["zq-marker-withdrawn-waiting"] = waiting
     return uids
 
@@ -121,6 +122,7 @@ def test_backup_after_erasure_carries_no_raw_text(node: Node, tmp_path: Path) ->
 
 
 def test_edit_after_processing_starts_from_the_redacted_record(node: Node) -> None:
+    from coop.governance import Label
     from coop.node.contributions.submission import EditRequest
     from coop.node.ids import uuid7
 
@@ -128,7 +130,7 @@ def test_edit_after_processing_starts_from_the_redacted_record(node: Node) -> No
     uid = contribute(node, member, text=_chat("zq-marker-edited"))
     process(node)
 
-    new_uid, state, _ = node.edit(member, uid, EditRequest(label="fail"), uuid7())
+    new_uid, state, _ = node.edit(member, uid, EditRequest(label=Label.FAIL), uuid7())
 
     assert (new_uid, state) == (uid, S.WAITING)
     edited = node.store.read(lambda c: contrib.get_contribution(c, uid))
@@ -142,31 +144,35 @@ def test_migration_erases_raw_text_of_processed_rows_and_vacuums_free_pages(tmp_
     number = min(SCRUBBING)
     path = tmp_path / "old.sqlite3"
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA secure_delete = OFF")  # as every node ran before this fix
-    for script in MIGRATIONS[: number - 1]:
-        for statement in _statements(script):
-            conn.execute(statement)
-    conn.execute(
-        "INSERT INTO members (id, name, role, provider, external_id, contributor_hash, created_at)"
-        " VALUES (1, 'old', 'member', 'local', 'x', 'h', 1)"
-    )
-    for seq, state in ((1, "accepted"), (2, "released"), (3, "waiting_room"), (4, "quarantined")):
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA secure_delete = OFF")  # as every node ran before this fix
+        for script in MIGRATIONS[: number - 1]:
+            for statement in _statements(script):
+                conn.execute(statement)
         conn.execute(
-            "INSERT INTO contributions (seq, uid, member_id, state, channel, created_at, updated_at, label,"
-            " license, ai_use, scope, eval, tags) VALUES (?, ?, 1, ?, 'api', 1, 1, 'good', 'CC0-1.0', '',"
-            " 'public', 'y', '[]')",
-            (seq, f"u{seq}", state),
+            "INSERT INTO members (id, name, role, provider, external_id, contributor_hash, created_at)"
+            " VALUES (1, 'old', 'member', 'local', 'x', 'h', 1)"
         )
-        marker = b"zq-marker-" if state in ("accepted", "released") else b"kept-raw-"
-        conn.execute("INSERT INTO contents (seq, submission) VALUES (?, ?)", (seq, marker + b"x" * 20_000))
-    # Text freed before secure_delete existed still sits in free pages.
-    conn.execute("CREATE TABLE scratch (b BLOB)")
-    conn.execute("INSERT INTO scratch VALUES (?)", (b"zq-marker-freed" * 3000,))
-    conn.execute("DROP TABLE scratch")
-    conn.execute(f"PRAGMA user_version = {number - 1}")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
+        for seq, state in ((1, "accepted"), (2, "released"), (3, "waiting_room"), (4, "quarantined")):
+            conn.execute(
+                "INSERT INTO contributions (seq, uid, member_id, state, channel, created_at, updated_at, label,"
+                " license, ai_use, scope, eval, tags) VALUES (?, ?, 1, ?, 'api', 1, 1, 'good', 'CC0-1.0', '',"
+                " 'public', 'y', '[]')",
+                (seq, f"u{seq}", state),
+            )
+            marker = b"zq-marker-" if state in ("accepted", "released") else b"kept-raw-"
+            conn.execute(
+                "INSERT INTO contents (seq, submission) VALUES (?, ?)", (seq, marker + b"x" * 20_000)
+            )
+        # Text freed before secure_delete existed still sits in free pages.
+        conn.execute("CREATE TABLE scratch (b BLOB)")
+        conn.execute("INSERT INTO scratch VALUES (?)", (b"zq-marker-freed" * 3000,))
+        conn.execute("DROP TABLE scratch")
+        conn.execute(f"PRAGMA user_version = {number - 1}")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
     assert MARK in path.read_bytes()
 
     store = Store(path)
@@ -186,17 +192,19 @@ def test_migration_erases_stored_email_addresses(tmp_path: Path) -> None:
     number = next(n for n, sql in enumerate(MIGRATIONS, 1) if "e-mail" in sql and "-- scrub:" in sql)
     path = tmp_path / "old.sqlite3"
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    for script in MIGRATIONS[: number - 1]:
-        for statement in _statements(script):
-            conn.execute(statement)
-    conn.execute(
-        "INSERT INTO members (id, name, role, provider, external_id, email, contributor_hash, created_at)"
-        " VALUES (1, 'old', 'member', 'openwebui', 'x', 'zq-marker@example.org', 'h', 1)"
-    )
-    conn.execute(f"PRAGMA user_version = {number - 1}")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        for script in MIGRATIONS[: number - 1]:
+            for statement in _statements(script):
+                conn.execute(statement)
+        conn.execute(
+            "INSERT INTO members (id, name, role, provider, external_id, email, contributor_hash, created_at)"
+            " VALUES (1, 'old', 'member', 'openwebui', 'x', 'zq-marker@example.org', 'h', 1)"
+        )
+        conn.execute(f"PRAGMA user_version = {number - 1}")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
     assert b"zq-marker@example.org" in path.read_bytes()
 
     store = Store(path)

@@ -19,7 +19,8 @@ import pytest
 from coop.federation import Effects, Entry, GovernanceState, Tombstone, build_manifest, seal_manifest
 from coop.federation.gossip import Book, MemoryBookStore, record_disagreement
 from coop.governance import Audience, Embargo, EvalConsent, License, Scope, public_key, sha256_hex
-from coop.node.contributions.repository import withdraw_contribution
+from coop.governance.signing import Signer
+from coop.node.contributions.rights import withdraw_contribution
 from coop.node.peering.refusals import recent_refusals
 from coop.node.runtime import Node
 
@@ -60,7 +61,7 @@ class Hostile:
             federation=federation,
         )
         self.prev = sha256_hex(payload)
-        return seal_manifest(payload, [self.seed])
+        return seal_manifest(payload, [Signer(self.seed)])
 
 
 @dataclass
@@ -158,7 +159,7 @@ def test_laundering_refusal_is_recorded_against_the_peer_that_served_it(world: W
     refused = world.v.federation.book.accept_records([(world.p.id, listed)], {listed.hash: world.data})
     assert [(r.reason, r.uid) for r in refused] == [("record_mismatch", "laundered-0001")]
     assert "uid, license, scope" in refused[0].detail
-    world.v.federation._refused_records(world.p.id, refused)
+    world.v.federation.rounds.refused_records(world.p.id, refused)
     (kept,) = world.v.store.read(lambda c: recent_refusals(c, world.p.id))
     assert kept.step == "records" and kept.reason == "record_mismatch"
 

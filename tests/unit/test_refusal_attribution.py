@@ -22,8 +22,9 @@ from coop.federation import (
     verify_request,
 )
 from coop.governance import public_key
+from coop.governance.signing import Signer
+from coop.node.peering.peers import PeerView
 from coop.node.peering.refusals import KEPT, Refusal, recent_refusals, record_refusal
-from coop.node.peering.service import PeerView
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process
@@ -50,10 +51,10 @@ def _url(to: Node, step: str = "summary") -> str:
 
 
 def _signed(
-    to: Node, seed: bytes, *, now: int, step: str = "summary", body: bytes = SUMMARY
+    to: Node, seed: Signer, *, now: int, step: str = "summary", body: bytes = SUMMARY
 ) -> dict[str, str]:
     nonce = f"attribution-{next(_COUNTER):08d}"
-    return sign_request("POST", _url(to, step), body, seed=seed, now=now, nonce=nonce)
+    return sign_request("POST", _url(to, step), body, signer=seed, now=now, nonce=nonce)
 
 
 def _claiming(headers: dict[str, str], keyid: str) -> dict[str, str]:
@@ -89,12 +90,12 @@ def test_request_claiming_a_peers_keyid_leaves_the_peer_untouched(
     now = v.now()
     forged = {
         # The reviewer's: a stranger's key, created = now + 4000, O's key id written in.
-        "bad time": _claiming(_signed(v, s.seed, now=now + 4000), o.identity.node_id),
-        "bad signature": _claiming(_signed(v, s.seed, now=now), o.identity.node_id),
+        "bad time": _claiming(_signed(v, s.signer, now=now + 4000), o.identity.node_id),
+        "bad signature": _claiming(_signed(v, s.signer, now=now), o.identity.node_id),
         # O's real signature, lifted from another request.
         "o's signature replanted": {
-            **_claiming(_signed(v, s.seed, now=now), o.identity.node_id),
-            "Signature": _signed(v, o.seed, now=now, body=b"{}")["Signature"],
+            **_claiming(_signed(v, s.signer, now=now), o.identity.node_id),
+            "Signature": _signed(v, o.signer, now=now, body=b"{}")["Signature"],
         },
     }[kind]
     with pytest.raises(RequestAuthError) as caught:
@@ -112,10 +113,10 @@ def test_request_claiming_a_peers_keyid_leaves_the_peer_untouched(
 def test_forged_requests_do_not_push_a_peers_real_refusals_out(trio: tuple[Node, Node, Node]) -> None:
     v, o, s = trio
     with pytest.raises(ClockSkewError):
-        _send(v, _signed(v, o.seed, now=v.now() + 4000))
+        _send(v, _signed(v, o.signer, now=v.now() + 4000))
     for _ in range(25):
         with pytest.raises(RequestAuthError):
-            _send(v, _claiming(_signed(v, s.seed, now=v.now() + 4000), o.identity.node_id))
+            _send(v, _claiming(_signed(v, s.signer, now=v.now() + 4000), o.identity.node_id))
     peer = _peer(v, o)
     assert [r.reason for r in peer.refused] == ["clock_skew"]
     assert peer.clock_skew == -4000
@@ -142,7 +143,7 @@ def test_skewed_request_the_peer_signed_is_attributed_with_its_offset(
 ) -> None:
     v, o, _ = trio
     with pytest.raises(ClockSkewError) as caught:
-        (_admit if route == "admit" else _send)(v, _signed(v, o.seed, now=v.now() + 4000))
+        (_admit if route == "admit" else _send)(v, _signed(v, o.signer, now=v.now() + 4000))
     assert caught.value.signer == o.identity.node_id
     peer = _peer(v, o)
     assert peer.clock_skew == -4000  # ours minus the peer's
@@ -161,25 +162,25 @@ def test_check_signature_headers_verifies_before_it_reads_the_time() -> None:
 
     now = 1_760_000_000
     forged = _claiming(
-        sign_request("POST", url, SUMMARY, seed=stranger, now=now + 4000, nonce="f" * 24), peer_id
+        sign_request("POST", url, SUMMARY, signer=Signer(stranger), now=now + 4000, nonce="f" * 24), peer_id
     )
     with pytest.raises(RequestAuthError, match="does not verify") as caught:
         check_signature_headers("POST", url, forged, key_of=key_of, now=now, authorities=own)
     assert not isinstance(caught.value, ClockSkewError) and caught.value.signer is None
-    real = sign_request("POST", url, SUMMARY, seed=peer, now=now + 4000, nonce="r" * 24)
+    real = sign_request("POST", url, SUMMARY, signer=Signer(peer), now=now + 4000, nonce="r" * 24)
     with pytest.raises(ClockSkewError) as skewed:
         check_signature_headers("POST", url, real, key_of=key_of, now=now, authorities=own)
     assert skewed.value.signer == peer_id
     # The body's digest is compared after the body is read. A captured request's headers with
     # another body, or an expired captured request, prove nothing about the peer: no signer.
-    fresh = sign_request("POST", url, SUMMARY, seed=peer, now=now, nonce="d" * 24)
+    fresh = sign_request("POST", url, SUMMARY, signer=Signer(peer), now=now, nonce="d" * 24)
     check_signature_headers("POST", url, fresh, key_of=key_of, now=now, authorities=own)
     with pytest.raises(RequestAuthError, match="does not match the body") as mismatch:
         verify_request(
             "POST", url, fresh, b"{}", key_of=key_of, now=now, replay=MemoryReplayCache(), authorities=own
         )
     assert mismatch.value.signer is None
-    old = sign_request("POST", url, SUMMARY, seed=peer, now=now - 7200, nonce="o" * 24)
+    old = sign_request("POST", url, SUMMARY, signer=Signer(peer), now=now - 7200, nonce="o" * 24)
     with pytest.raises(ClockSkewError, match="expired") as expired:
         check_signature_headers("POST", url, old, key_of=key_of, now=now, authorities=own)
     assert expired.value.signer is None
@@ -201,7 +202,7 @@ def test_rotated_peers_contact_is_booked_under_its_node_id(tmp_path: Path) -> No
         v.federation.book.receive(chain, now=v.now())
         assert v.federation.node_of(o.identity.public_key.hex()) == o.identity.node_id
         before = _peer(v, o)
-        _send(v, _signed(v, o.seed, now=v.now()))
+        _send(v, _signed(v, o.signer, now=v.now()))
         after = _peer(v, o)
         assert after.contacts == before.contacts + 1
         assert after.last_contact is not None

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from huggingface_hub import DatasetCard
 
-from coop.node.contributions.repository import withdraw_contribution
+from coop.node.contributions.rights import withdraw_contribution
 from coop.node.releases import cut as release_module
-from coop.node.releases.cut import bucket_content_usage
+from coop.node.releases.model import bucket_content_usage
+from coop.node.releases.statement import STATEMENT
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process
@@ -64,7 +66,9 @@ def test_cut_release_checksums_cover_every_file(node: Node) -> None:
     for line in (root / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split("  ", 1)
         listed[name] = digest
-    on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"SHA256SUMS"}
+    # Every file but SHA256SUMS itself and the statement signed at the cut (it signs the checksums).
+    on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    on_disk -= {"SHA256SUMS", STATEMENT}
     assert set(listed) == on_disk
     for name, digest in listed.items():
         assert hashlib.sha256((root / name).read_bytes()).hexdigest() == digest
@@ -95,14 +99,13 @@ def test_cut_release_card_has_one_config_per_bucket(node: Node) -> None:
     contribute(node, member, license="CC0-1.0")
     process(node)
     node.cut_release()
-    card = (node.data.releases_path / "v1/README.md").read_text()
-    front = card.split("---")[1]
-    assert "config_name: cc0" in front
-    assert "config_name: cc-by-sa" in front
-    assert "config_name: cc-by\n" not in front  # empty buckets get no config
-    assert "path: cc-by-sa/*.parquet" in front
-    assert "- cc-by-sa-4.0" in front
-    assert '- "id"' in front
+    card = DatasetCard.load(node.data.releases_path / "v1/README.md").data  # the Hub's own reader
+    # Empty buckets get no config; the first is the default.
+    assert [c["config_name"] for c in card["configs"]] == ["cc0", "cc-by-sa"]
+    assert card["configs"][0]["default"] is True
+    assert card["configs"][1]["data_files"] == [{"split": "train", "path": "cc-by-sa/*.parquet"}]
+    assert card.license == ["cc0-1.0", "cc-by-sa-4.0"]
+    assert card.language == ["id"]
 
 
 def test_cut_release_loads_one_bucket_with_datasets(node: Node) -> None:
@@ -128,7 +131,7 @@ def test_cut_release_record_leaving_mid_cut_restarts_the_cut(
     keep = contribute(node, member, license="CC0-1.0")
     gone = contribute(node, member, license="CC0-1.0")
     process(node)
-    real = release_module._write_release
+    real = release_module._write
     calls = []
 
     def write_then_withdraw(*args: object, **kwargs: object) -> object:
@@ -138,7 +141,7 @@ def test_cut_release_record_leaving_mid_cut_restarts_the_cut(
         calls.append(1)
         return result
 
-    monkeypatch.setattr(release_module, "_write_release", write_then_withdraw)
+    monkeypatch.setattr(release_module, "_write", write_then_withdraw)
     summary = node.cut_release()
     assert len(calls) == 2
     assert summary.name == "v1"

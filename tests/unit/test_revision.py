@@ -21,14 +21,16 @@ import pyarrow.parquet as pq
 import pytest
 from litestar.testing import TestClient
 
-from coop.node.channels.base import STATEMENT, release_statement, verify_release
-from coop.node.contributions.repository import withdraw_contribution
+from coop.governance import Label
+from coop.node.contributions.rights import withdraw_contribution
 from coop.node.contributions.submission import EditRequest
 from coop.node.http.app import create_app
 from coop.node.ids import uuid7
 from coop.node.releases import revision as revision_module
-from coop.node.releases.cut import ReleaseSummary, get_federated_release, get_release
-from coop.node.releases.revision import verify_revision
+from coop.node.releases.model import ReleaseSummary
+from coop.node.releases.repository import get_federated_release, get_release
+from coop.node.releases.revision_statement import verify_revision
+from coop.node.releases.statement import verify_release
 from coop.node.runtime import Node
 
 from factories import chat_text, contribute, make_member, make_node, process
@@ -108,10 +110,8 @@ def test_revision_withdrawn_record_leaves_every_served_release_jsonl_and_parquet
         _assert_whole(folder, summary)
         assert json.loads((folder / "release.json").read_text())["revision"] == 2
         assert "revision 2" in (folder / "README.md").read_text()
-        # The node's signed statement of the release, as channels ship it, checks.
-        (folder / STATEMENT).write_bytes(release_statement(summary, node.seed))
-        assert verify_release(folder, node.identity.public_key).revision == 2
-        (folder / STATEMENT).unlink()
+        # The statement signed when the revision was made, stored beside it as channels ship it, checks.
+        assert verify_release(folder, node.identity.public_key) == summary
         # The revision statement: signed by the node, names the uid and why, old and new SHA-256.
         statement = verify_revision(
             (folder / "revisions/r2.dsse.json").read_bytes(), node.identity.public_key
@@ -160,7 +160,7 @@ def test_revision_rectified_record_leaves_past_releases_too(node: Node) -> None:
     old = contribute(node, member, license="CC0-1.0", text=chat_text("first-wording-xyz"))
     process(node)
     node.cut_release()
-    new, _, _ = node.edit(member, old, EditRequest(label="fail"), uuid7())
+    new, _, _ = node.edit(member, old, EditRequest(label=Label.FAIL), uuid7())
     assert new != old
     node.revise_releases()
     summary = node.store.read(lambda c: get_release(c, 1))
@@ -214,7 +214,7 @@ def test_revision_injected_failure_before_the_commit_keeps_the_old_revision_serv
 
     _withdraw(node, gone)
     with monkeypatch.context() as patch:
-        patch.setattr(revision_module.collective, "audit", fail)  # inside the commit's transaction
+        patch.setattr(revision_module, "audit", fail)  # inside the commit's transaction
         with pytest.raises(Exception, match="disk on fire"):
             node.revise_releases()
     served = node.store.read(lambda c: get_release(c, 1))
@@ -237,7 +237,7 @@ stage = sys.argv[2]
 if stage == "before-commit":
     def die(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
-    revision.collective.audit = die  # inside the transaction that points the row at the new folder
+    revision.audit = die  # inside the transaction that points the row at the new folder
 else:
     real = revision.shutil.rmtree
     def die_on_old(path, *args, **kwargs):

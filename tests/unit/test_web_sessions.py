@@ -6,7 +6,8 @@ import hashlib
 from pathlib import Path
 
 from coop.node.contributions.retention import purge
-from coop.node.web.sessions import LIFETIME, check_csrf, end_session, find_session, start_session
+from coop.node.members.sessions import LIFETIME, end_session, find_session, start_session
+from coop.node.web.sessions import check_csrf
 
 from factories import make_member, make_node
 

@@ -36,6 +36,7 @@ from flwr.serverapp import Grid, ServerApp
 from coop.eval.evaluators import get as get_evaluator
 from coop.eval.report import Decline, NodeAnswer, build_report
 from coop.eval.request import open_request
+from coop.governance.signing import Signer
 
 __all__ = [
     "EvalJob",
@@ -215,7 +216,7 @@ def run_eval(
         finalize=evaluator.finalize,
         schema=evaluator.statistic_sensitivity().keys(),
         created_at=now,
-        seed=job.signer_seed,
+        signer=Signer(job.signer_seed),
     )
 
 

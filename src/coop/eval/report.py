@@ -24,8 +24,9 @@ import msgspec
 
 from coop.eval.errors import AttestationError
 from coop.eval.request import REQUEST_TYPE, EvalRequest
-from coop.governance import GovernanceError, NoiseKind, canonical_bytes, public_key, sha256_hex
+from coop.governance import GovernanceError, NoiseKind, canonical_bytes, sha256_hex
 from coop.governance.envelope import Envelope, open_envelope, seal, valid_signers
+from coop.governance.signing import Signer
 
 __all__ = [
     "ATTESTATION_TYPE",
@@ -163,8 +164,8 @@ _LIMIT: Final = 2**53  # canonical payloads carry integers below 2^53
 _NOISE_KINDS: Final = frozenset(kind.value for kind in NoiseKind)
 
 
-def seal_attestation(attestation: Attestation, seed: bytes) -> bytes:
-    return seal(canonical_bytes(attestation), ATTESTATION_TYPE, [seed])
+def seal_attestation(attestation: Attestation, signer: Signer) -> bytes:
+    return seal(canonical_bytes(attestation), ATTESTATION_TYPE, [signer])
 
 
 def _signed_by(envelope: Envelope, payload: bytes, key_hex: str) -> bool:
@@ -288,7 +289,7 @@ def build_report(
     answers: Sequence[NodeAnswer],
     finalize: Callable[[Mapping[str, int]], dict[str, float]],
     created_at: int,
-    seed: bytes,
+    signer: Signer,
     schema: Collection[str] | None = None,
 ) -> bytes:
     """Check every attestation, sum the good ones, compute the metrics, and sign the whole report.
@@ -338,9 +339,9 @@ def build_report(
         aggregate=result.aggregate,
         noise=result.noise,
         created_at=created_at,
-        signer=public_key(seed).hex(),
+        signer=signer.public_key.hex(),
     )
-    return seal(canonical_bytes(report), REPORT_TYPE, [seed])
+    return seal(canonical_bytes(report), REPORT_TYPE, [signer])
 
 
 def verify_report(

@@ -17,8 +17,9 @@ from typing import Final
 
 import msgspec
 
-from coop.governance import GovernanceError, Label, Record, canonical_bytes, public_key, sha256_hex
+from coop.governance import GovernanceError, Label, Record, canonical_bytes, sha256_hex
 from coop.governance.envelope import open_envelope, seal, valid_signers
+from coop.governance.signing import Signer
 
 __all__ = [
     "REQUEST_TYPE",
@@ -99,7 +100,7 @@ _DECODER: Final = msgspec.json.Decoder(EvalRequest)
 
 def build_request(
     *,
-    seed: bytes,
+    signer: Signer,
     task: str,
     model_name: str,
     artifact: bytes,
@@ -120,13 +121,13 @@ def build_request(
         model_bytes=len(artifact),
         filters=filters,
         targets=tuple(sorted(set(targets))),
-        requester=public_key(seed).hex(),
+        requester=signer.public_key.hex(),
         purpose=purpose.strip(),
         created_at=now,
         expires_at=now + lifetime,
         nonce=nonce,
     )
-    return seal(canonical_bytes(request), REQUEST_TYPE, [seed])
+    return seal(canonical_bytes(request), REQUEST_TYPE, [signer])
 
 
 def open_request(data: bytes, *, now: int, artifact: bytes | None = None) -> VerifiedRequest:

@@ -47,7 +47,7 @@ import http_sf
 import msgspec
 
 from coop.federation.errors import ClockSkewError, RequestAuthError
-from coop.governance.signing import public_key, sign, verify
+from coop.governance.signing import Signer, verify
 
 __all__ = [
     "CLOCK_SKEW",
@@ -97,9 +97,11 @@ def _params(created: int, expires: int, nonce: str, keyid: str) -> str:
     return f'({covered});created={created};expires={expires};nonce="{nonce}";keyid="{keyid}";alg="{_ALG}";tag="{_TAG}"'
 
 
-def sign_request(method: str, url: str, body: bytes, *, seed: bytes, now: int, nonce: str) -> dict[str, str]:
+def sign_request(
+    method: str, url: str, body: bytes, *, signer: Signer, now: int, nonce: str
+) -> dict[str, str]:
     """The headers that sign this request: Content-Digest, Signature-Input, Signature."""
-    keyid = public_key(seed).hex()
+    keyid = signer.public_key.hex()
     digest = content_digest(body)
     params = _params(now, now + MAX_WINDOW // 2, nonce, keyid)
     authority, path, query = _authority_path_query(url)
@@ -111,7 +113,7 @@ def sign_request(method: str, url: str, body: bytes, *, seed: bytes, now: int, n
         "content-digest": digest,
     }
     base = _base([(c, values[c]) for c in COMPONENTS], params)
-    signature = sign(seed, base)
+    signature = signer.sign(base)
     return {
         "Content-Digest": digest,
         "Signature-Input": f"{_LABEL}={params}",

@@ -40,6 +40,7 @@ from coop.governance import (
 )
 from coop.governance.canonical import duplicate_key
 from coop.governance.envelope import open_envelope, seal, valid_signers
+from coop.governance.signing import Signer
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -250,9 +251,9 @@ def bucket_roots(complete: Mapping[str, Entry]) -> tuple[BucketRoot, ...]:
     return tuple(roots)
 
 
-def seal_manifest(payload: bytes, seeds: Sequence[bytes]) -> bytes:
+def seal_manifest(payload: bytes, signers: Sequence[Signer]) -> bytes:
     """Sign the payload bytes (with both keys when rotating) into envelope bytes."""
-    return seal(payload, PAYLOAD_TYPE, seeds)
+    return seal(payload, PAYLOAD_TYPE, signers)
 
 
 def check_manifest(data: bytes, *, trusted: Mapping[str, str], limits: Limits = DEFAULT_LIMITS) -> Verified:

@@ -39,6 +39,7 @@ from coop.federation.gossip import (
 )
 from coop.federation.transport import Request, Transport
 from coop.governance.canonical import duplicate_key
+from coop.governance.nesting import NESTED_TOO_DEEP, json_too_deep
 
 __all__ = [
     "DigestMessage",
@@ -159,16 +160,12 @@ class Responder:
 
 
 def _decode(kind: type[M], data: bytes) -> M:
+    if json_too_deep(data):
+        raise FederationError(f"malformed {kind.__name__}: {NESTED_TOO_DEEP}")
     try:
         decoded: M = _DECODERS[kind].decode(data)
         repeated = duplicate_key(data)
-    except (
-        msgspec.DecodeError,
-        msgspec.ValidationError,
-        UnicodeDecodeError,
-        RecursionError,
-        ValueError,
-    ) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, ValueError) as exc:
         raise FederationError(f"malformed {kind.__name__}: {exc}") from None
     if repeated is not None:
         raise FederationError(f"malformed {kind.__name__}: the key {repeated!r} appears more than once")

@@ -46,6 +46,7 @@ from coop.governance import (
     Record,
     Role,
     Scope,
+    Signer,
     Source,
     canonical_bytes,
     public_key,
@@ -167,7 +168,7 @@ class SimNode:
             federation=[origin for origin in self.book.pinned if origin != self.id],
         )
         seeds = [self.current] if rotate_to_seed is None else [self.current, rotate_to_seed]
-        envelope = seal_manifest(payload, seeds)
+        envelope = seal_manifest(payload, [Signer(seed) for seed in seeds])
         if deliver:
             decisions = self.book.receive([envelope], now=now)
             if not decisions or not isinstance(decisions[0], Accepted):

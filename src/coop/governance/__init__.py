@@ -90,7 +90,7 @@ from coop.governance.settings import (
     changed_classes,
     settings_digest,
 )
-from coop.governance.signing import fingerprint, public_key, sign, verify
+from coop.governance.signing import Signer, fingerprint, public_key, sign, verify
 
 __all__ = [
     "ANONYMOUS_PAYEE",
@@ -149,6 +149,7 @@ __all__ = [
     "Scope",
     "SettingClass",
     "Settings",
+    "Signer",
     "Source",
     "Tally",
     "UsageLabel",

@@ -39,8 +39,7 @@ from typing import Any, Final
 import msgspec
 
 from coop.governance.canonical import canonical_bytes, sha256_hex
-from coop.governance.signing import public_key as key_of
-from coop.governance.signing import sign, verify
+from coop.governance.signing import Signer, verify
 
 __all__ = [
     "GENESIS",
@@ -102,14 +101,14 @@ def entry_hash(*, seq: int, at: int, actor: str, action: str, payload: Any, prev
 
 
 def append_entry(
-    head: AuditEntry | None, *, at: int, actor: str, action: str, payload: Any, seed: bytes
+    head: AuditEntry | None, *, at: int, actor: str, action: str, payload: Any, signer: Signer
 ) -> AuditEntry:
     """The entry that follows ``head`` (or starts the chain), hashed and signed."""
     seq = 1 if head is None else head.seq + 1
     prev = GENESIS if head is None else head.hash
     payload = msgspec.json.decode(canonical_bytes(payload))  # store exactly what was hashed
     digest = entry_hash(seq=seq, at=at, actor=actor, action=action, payload=payload, prev=prev)
-    signature = sign(seed, bytes.fromhex(digest)).hex()
+    signature = signer.sign(bytes.fromhex(digest)).hex()
     return AuditEntry(
         seq=seq,
         at=at,
@@ -127,13 +126,13 @@ def head_message(seq: int, digest: str) -> bytes:
     return canonical_bytes({"type": "coop.audit-head/v1", "seq": seq, "hash": digest})
 
 
-def sign_head(seq: int, digest: str, seed: bytes) -> AuditHead:
+def sign_head(seq: int, digest: str, signer: Signer) -> AuditHead:
     """The signed head for the entry ``seq`` with hash ``digest``."""
     return AuditHead(
         seq=seq,
         hash=digest,
-        key=key_of(seed).hex(),
-        signature=sign(seed, head_message(seq, digest)).hex(),
+        key=signer.public_key.hex(),
+        signature=signer.sign(head_message(seq, digest)).hex(),
     )
 
 

@@ -63,8 +63,8 @@ def duplicate_key(text: str | bytes) -> str | None:
     readers of the same signed or submitted bytes could see different values: such a
     document is refused wherever one enters (request bodies, peer messages, manifests,
     envelopes).  Numbers are not converted (an integer of any length passes), so only
-    the structure is read.  Raises ``ValueError`` for text that is not JSON and
-    ``RecursionError`` for nesting deeper than the interpreter allows.
+    the structure is read.  Raises ``ValueError`` for text that is not JSON; callers refuse
+    text nested deeper than :data:`coop.governance.nesting.MAX_JSON_DEPTH` first.
     """
     try:
         json.loads(text, object_pairs_hook=_unique, **_NO_NUMBERS)

@@ -17,7 +17,8 @@ import msgspec
 
 from coop.governance.canonical import duplicate_key
 from coop.governance.errors import InvalidValueError
-from coop.governance.signing import public_key, sign, verify
+from coop.governance.nesting import NESTED_TOO_DEEP, json_too_deep
+from coop.governance.signing import Signer, verify
 
 __all__ = ["Envelope", "EnvelopeSignature", "open_envelope", "pae", "seal", "valid_signers"]
 
@@ -44,12 +45,12 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
 
 
-def seal(payload: bytes, payload_type: str, seeds: Sequence[bytes]) -> bytes:
-    """The envelope bytes for ``payload``, signed by each key seed given."""
+def seal(payload: bytes, payload_type: str, signers: Sequence[Signer]) -> bytes:
+    """The envelope bytes for ``payload``, signed by each signer given."""
     message = pae(payload_type, payload)
     signatures = tuple(
-        EnvelopeSignature(keyid=public_key(seed).hex(), sig=base64.b64encode(sign(seed, message)).decode())
-        for seed in seeds
+        EnvelopeSignature(keyid=signer.public_key.hex(), sig=base64.b64encode(signer.sign(message)).decode())
+        for signer in signers
     )
     envelope = Envelope(
         payload_type=payload_type, payload=base64.b64encode(payload).decode(), signatures=signatures
@@ -63,10 +64,12 @@ def open_envelope(data: bytes, *, payload_type: str, max_bytes: int) -> tuple[En
         raise InvalidValueError(
             f"envelope of {len(data)} bytes is over the {max_bytes} byte limit", field="size"
         )
+    if json_too_deep(data):
+        raise InvalidValueError(NESTED_TOO_DEEP, field="envelope")
     try:
         envelope = _DECODER.decode(data)
         repeated = duplicate_key(data)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
         raise InvalidValueError(f"not a DSSE envelope: {exc}", field="envelope") from None
     if repeated is not None:
         # Two readers could take different payloads or signatures from it: refuse it.
@@ -79,9 +82,12 @@ def open_envelope(data: bytes, *, payload_type: str, max_bytes: int) -> tuple[En
         payload = base64.b64decode(envelope.payload, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidValueError("payload is not base64", field="payload") from None
+    if json_too_deep(payload):
+        # Refused here, before any caller decodes it: the same bound on every Python.
+        raise InvalidValueError(NESTED_TOO_DEEP, field="payload")
     try:
         repeated_inside = duplicate_key(payload)
-    except (ValueError, RecursionError):
+    except ValueError:
         repeated_inside = None  # not JSON: what the payload must be is the caller's to check
     if repeated_inside is not None:
         raise InvalidValueError(f"the payload repeats the key {repeated_inside!r}", field="payload")

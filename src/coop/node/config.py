@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import tomli_w
@@ -17,6 +17,7 @@ from coop.governance import GovernanceError
 from coop.node.errors import StorageError
 
 __all__ = [
+    "MOVED_SECTIONS",
     "Config",
     "FederationConfig",
     "LimitsConfig",
@@ -28,6 +29,13 @@ __all__ = [
     "load_config",
     "write_config",
 ]
+
+
+# Sections that moved out of node.toml into the database.  load_config passes over them; the
+# node reads them once when it opens (coop.node.storage.upgrade) and removes them from the file.
+MOVED_SECTIONS: Final = {
+    "defaults": "the collective settings (3f30127): their `defaults` when the node has no settings yet",
+}
 
 
 class NodeSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -121,6 +129,8 @@ def load_config(path: Path) -> Config:
         raise StorageError(f"{path} not found: is this a data directory made by `coop init`?") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise StorageError(f"cannot read {path}: {exc}") from exc
+    for section in MOVED_SECTIONS:
+        raw.pop(section, None)
     try:
         return msgspec.convert(raw, Config)
     except (msgspec.ValidationError, GovernanceError, ValueError) as exc:

@@ -17,15 +17,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from coop.governance import ChainReport, Channel, Choice, compute_payouts
+from coop.governance import ChainReport, Channel, Choice, Signer, compute_payouts
 from coop.node import metrics
+from coop.node.collective import audit as audit_log
 from coop.node.collective import payouts as payout_files
-from coop.node.collective import repository as collective
+from coop.node.collective import proposals
+from coop.node.collective import settings as collective_settings
+from coop.node.collective.audit import AuditAction
 from coop.node.collective.audithead import HeadKeeper, latest_entry, read_head
-from coop.node.collective.repository import Actor, ProposalView, SettingsView
+from coop.node.collective.proposals import ProposalView
+from coop.node.collective.settings import Actor, SettingsView
 from coop.node.config import Config
-from coop.node.contributions import repository as contrib
-from coop.node.contributions import retention
+from coop.node.contributions import retention, review, rights
 from coop.node.contributions.pipeline import Accepted, process_entry
 from coop.node.contributions.repository import BatchReport, Decision
 from coop.node.contributions.submission import (
@@ -42,9 +45,12 @@ from coop.node.evaluation.service import Evaluation
 from coop.node.intake.chat import Limits
 from coop.node.members import attribution
 from coop.node.members.accounts import Member
+from coop.node.members.repository import members_without_pseudonym, stored_pseudonym
 from coop.node.peering.service import FederationService
 from coop.node.releases import catalog
-from coop.node.releases.cut import ReleaseSummary, cut_federated_release, cut_release, get_release
+from coop.node.releases.cut import cut_federated_release, cut_release
+from coop.node.releases.model import ReleaseSummary
+from coop.node.releases.repository import get_release
 from coop.node.releases.revision import (
     RevisionReport,
     reform_pending,
@@ -52,6 +58,8 @@ from coop.node.releases.revision import (
     revise_releases,
     revision_pending,
 )
+from coop.node.releases.tombstones import withdrawn_uids
+from coop.node.storage import upgrade
 from coop.node.storage.datadir import DataDir, Identity
 from coop.node.storage.store import Store
 
@@ -71,12 +79,12 @@ class Node:
         self.config: Config = self.data.config()
         self.identity: Identity = self.data.identity()
         self.salt = self.data.salt()
-        self.seed = bytes(self.data.signing_key())
+        self.signer: Signer = Signer(bytes(self.data.signing_key()))
         self._settings: SettingsView | None = None
         self.store = Store(self.data.db_path, synchronous=self.config.storage.synchronous)
         # After every commit that appended to the audit log, its signed head moves forward.
         self.store.writer.after_commit = HeadKeeper(
-            self.data, lambda: self.seed, self.store.read(latest_entry)
+            self.data, lambda: self.signer, self.store.read(latest_entry)
         )
         self.limits = Limits(
             max_messages=self.config.limits.max_messages,
@@ -85,9 +93,20 @@ class Node:
         if self.data.staged_key_path.exists():
             self.federation.settle_rotation()  # a key rotation a crash cut short
         now = self.now()
-        self.store.write(lambda c: collective.ensure_settings(c, seed=self.seed, at=now))
+        # Keys that moved out of node.toml ([defaults]) are read once: into the database, then
+        # out of the file (coop.node.storage.upgrade).
+        moved = upgrade.read_moved_config(self.data.config_path)
+        if moved:
+            initial = moved.initial_settings()
+            self.store.write(
+                lambda c: collective_settings.adopt_moved_config(
+                    c, initial=initial, keys=moved.values(), signer=self.signer, at=now
+                )
+            )
+            upgrade.remove_moved_config(self.data.config_path)
+        self.store.write(lambda c: collective_settings.ensure_settings(c, signer=self.signer, at=now))
         # Members from before names were claimed: their names and a random default pseudonym.
-        if self.store.read(lambda c: c.execute("SELECT 1 FROM members WHERE pseudonym IS NULL").fetchone()):
+        if self.store.read(members_without_pseudonym):
             self.store.write(lambda c: attribution.upgrade(c, now=now))
         else:
             # Names claimed under an earlier way of comparing them are compared the current way.
@@ -101,17 +120,35 @@ class Node:
     @functools.cached_property
     def federation(self) -> FederationService:
         """This node's federation (its book of peers' manifests, its own manifests, gossip)."""
-        return FederationService(self)
+        return FederationService(
+            self.store,
+            self.data,
+            node_id=self.identity.node_id,
+            node=self.config.node,
+            config=self.config.federation,
+            clock=self.now,
+            signer=lambda: self.signer,
+            settings=self.settings,
+            reload_identity=self.reload_identity,
+        )
 
     @functools.cached_property
     def evaluation(self) -> Evaluation:
         """This node's answers to federated evaluation requests."""
-        return Evaluation(self)
+        return Evaluation(
+            self.store,
+            token_path=self.data.root / "keys" / "eval.token",
+            node_id=self.identity.node_id,
+            coop=self.config.node.name,
+            clock=self.now,
+            signer=lambda: self.signer,
+            settings=lambda: self.settings().settings,
+        )
 
     def reload_identity(self) -> None:
         """After a key rotation: sign with the new key from now on."""
         self.identity = self.data.identity()
-        self.seed = bytes(self.data.signing_key())
+        self.signer = Signer(bytes(self.data.signing_key()))
 
     @staticmethod
     def now() -> int:
@@ -135,11 +172,9 @@ class Node:
 
     def default_pseudonym(self, member: Member) -> str:
         """The member's default pseudonym (random, chosen once and stored)."""
-        found = self.store.read(
-            lambda c: c.execute("SELECT pseudonym FROM members WHERE id = ?", (member.id,)).fetchone()
-        )
-        if found is not None and found[0]:
-            return str(found[0])
+        found = self.store.read(lambda c: stored_pseudonym(c, member.id))
+        if found is not None:
+            return found
         now = self.now()
         return self.store.write(lambda c: attribution.default_pseudonym(c, member.id, now=now))
 
@@ -148,9 +183,7 @@ class Node:
     ) -> tuple[str, ContributionState, tuple[str, ...]]:
         """Rectify a member's contribution (see :func:`contributions.edit_contribution`)."""
         terms = self.config.node.terms_version
-        current, _ = self.store.read(
-            lambda c: contrib.current_submission(c, uid, member, terms_version=terms)
-        )
+        current, _ = self.store.read(lambda c: rights.current_submission(c, uid, member, terms_version=terms))
         edited, notices = apply_edit(
             current,
             edit,
@@ -160,7 +193,7 @@ class Node:
         )
         now = self.now()
         new, state = self.store.write(
-            lambda c: contrib.edit_contribution(
+            lambda c: rights.edit_contribution(
                 c, uid=uid, member=member, edited=edited, new_uid=new_uid, now=now
             )
         )
@@ -171,7 +204,7 @@ class Node:
     @contextmanager
     def processor_lock(self) -> Iterator[None]:
         with self.data.lock("processor", purpose="the pipeline (coop serve or coop process)"):
-            recovered = self.store.write(contrib.recover_claims)
+            recovered = self.store.write(review.recover_claims)
             if recovered:
                 log.info("returned %d entries left mid-processing to the waiting room", recovered)
             yield
@@ -188,7 +221,7 @@ class Node:
         for _ in range(max_batches):
             claim = secrets.randbits(52)
             batch = self.store.write(
-                partial(contrib.claim_batch, claim=claim, limit=self.config.pipeline.batch_size)
+                partial(review.claim_batch, claim=claim, limit=self.config.pipeline.batch_size)
             )
             if not batch:
                 break
@@ -207,7 +240,7 @@ class Node:
                 for item in batch
             ]
             now = self.now()
-            report = self.store.write(partial(contrib.finish_batch, claim=claim, outcomes=outcomes, now=now))
+            report = self.store.write(partial(review.finish_batch, claim=claim, outcomes=outcomes, now=now))
             total = BatchReport(
                 accepted=total.accepted + report.accepted,
                 quarantined=total.quarantined + report.quarantined,
@@ -218,7 +251,7 @@ class Node:
 
     def decide_quarantine(self, uid: str, decision: Decision, *, admin: str) -> ContributionState:
         """Release a quarantined entry (still redacted) or reject it (erased)."""
-        entry = self.store.read(lambda c: contrib.quarantined_entry(c, uid))
+        entry = self.store.read(lambda c: review.quarantined_entry(c, uid))
         outcome: Accepted | None = None
         if decision is Decision.RELEASE:
             # The admin's review replaces the PII threshold; validation still applies.
@@ -234,15 +267,19 @@ class Node:
         now = self.now()
 
         def write(conn: sqlite3.Connection) -> ContributionState:
-            state = contrib.decide_quarantine(
+            state = review.decide_quarantine(
                 conn, uid=uid, decision=decision, admin=admin, outcome=outcome, now=now
             )
-            collective.audit(
+            audit_log.audit(
                 conn,
-                seed=self.seed,
+                signer=self.signer,
                 at=now,
                 actor=admin,
-                action=f"quarantine.{decision.value}",
+                action=(
+                    AuditAction.QUARANTINE_RELEASE
+                    if decision is Decision.RELEASE
+                    else AuditAction.QUARANTINE_REJECT
+                ),
                 payload={"uid": uid, "state": state.value},
             )
             return state
@@ -261,14 +298,15 @@ class Node:
                 coop=self.config.node.name,
                 node_id=self.identity.node_id,
                 now=self.now(),
+                signer=self.signer,
             )
         self.store.write(
-            lambda c: collective.audit(
+            lambda c: audit_log.audit(
                 c,
-                seed=self.seed,
+                signer=self.signer,
                 at=summary.created_at,
                 actor=actor,
-                action="release.cut",
+                action=AuditAction.RELEASE_CUT,
                 payload={
                     "release": summary.name,
                     "records": summary.records,
@@ -289,6 +327,7 @@ class Node:
                 coop=self.config.node.name,
                 node_id=self.identity.node_id,
                 now=self.now(),
+                signer=self.signer,
             )
 
     def revise_releases(self, *, wait: float = 0.0) -> RevisionReport:
@@ -308,7 +347,7 @@ class Node:
         with self.data.lock("release", purpose="revising releases after an upgrade", wait=wait):
             if not self.store.read(reform_pending):
                 return RevisionReport()  # another process did it meanwhile
-            report = reform_releases(self.store, self.data.releases_path, seed=self.seed, now=self.now())
+            report = reform_releases(self.store, self.data.releases_path, signer=self.signer, now=self.now())
         for item in report.revised:
             log.info("%s: revision %d puts its rows in their public form", item.release, item.revision)
         return report
@@ -317,7 +356,7 @@ class Node:
         report = revise_releases(
             self.store,
             self.data.releases_path,
-            seed=self.seed,
+            signer=self.signer,
             node_id=self.identity.node_id,
             now=self.now(),
         )
@@ -338,17 +377,19 @@ class Node:
 
     def settings(self) -> SettingsView:
         """The current settings: one indexed lookup per call, decoded again only when they change."""
-        version = self.store.read(collective.settings_version)
+        version = self.store.read(collective_settings.settings_version)
         cached = self._settings
         if cached is None or cached.version != version:
-            cached = self.store.read(collective.current_settings)
+            cached = self.store.read(collective_settings.current_settings)
             self._settings = cached
         return cached
 
     def change_settings(self, changes: dict[str, Any], *, actor: Actor) -> SettingsView:
         now = self.now()
         return self.store.write(
-            lambda c: collective.change_settings(c, changes=changes, actor=actor, at=now, seed=self.seed)
+            lambda c: collective_settings.change_settings(
+                c, changes=changes, actor=actor, at=now, signer=self.signer
+            )
         )
 
     def propose(
@@ -356,13 +397,13 @@ class Node:
     ) -> ProposalView:
         now = self.now()
         return self.store.write(
-            lambda c: collective.open_proposal(
+            lambda c: proposals.open_proposal(
                 c,
                 changes=changes,
                 reason=reason,
                 actor=actor,
                 at=now,
-                seed=self.seed,
+                signer=self.signer,
                 voting_days=voting_days,
             )
         )
@@ -372,14 +413,14 @@ class Node:
         self.close_expired_proposals()
         now = self.now()
         return self.store.write(
-            lambda c: collective.cast_vote(
-                c, proposal_id=proposal_id, member=member, choice=choice, at=now, seed=self.seed
+            lambda c: proposals.cast_vote(
+                c, proposal_id=proposal_id, member=member, choice=choice, at=now, signer=self.signer
             )
         )
 
     def close_expired_proposals(self) -> list[int]:
         now = self.now()
-        return self.store.write(lambda c: collective.close_expired(c, at=now, seed=self.seed))
+        return self.store.write(lambda c: proposals.close_expired(c, at=now, signer=self.signer))
 
     def verify_audit(self) -> ChainReport:
         """The audit chain from the node's first key (its id), through each rotation, to the key now,
@@ -392,7 +433,7 @@ class Node:
         except StorageError as exc:
             head, damaged = None, exc.message
         report = self.store.read(
-            lambda c: collective.verify_audit(
+            lambda c: audit_log.verify_audit(
                 c, bytes.fromhex(identity.node_id), head=head, current_key=identity.public_key
             )
         )
@@ -417,14 +458,15 @@ class Node:
         A release already paid is refused unless ``supersede`` gives the reason to replace its payout.
         """
         summary = self.store.read(lambda c: get_release(c, version))
-        withdrawn = set(
-            self.store.read(lambda c: [uid for (uid,) in c.execute("SELECT uid FROM tombstones")])
-        )
+        withdrawn = self.store.read(withdrawn_uids)
         split = self.settings().settings.payout
         members = self.store.read(payout_files.payout_members)
-        removed = self.store.read(lambda c: payout_files.removed_since_cut(c, summary))
+        removed = self.store.read(
+            lambda c: payout_files.removed_since_cut(c, version=summary.version, cut_at=summary.created_at)
+        )
+        buckets = [(bucket.name, bucket.license) for bucket in summary.buckets]
         records = payout_files.release_payout_records(
-            self.data.releases_path / summary.label, summary, withdrawn, members, removed
+            self.data.releases_path / summary.label, buckets, withdrawn, members, removed
         )
         # One computation per (member, public name), regrouped: the public ledger shows only
         # what members chose (anonymous records on one line), the internal one pays each member.
@@ -434,7 +476,13 @@ class Node:
 
         def write(c: sqlite3.Connection) -> payout_files.PayoutView:
             view = payout_files.record_payout(
-                c, ledger=ledger, version=version, actor=actor, at=now, seed=self.seed, supersede=supersede
+                c,
+                ledger=ledger,
+                version=version,
+                actor=actor,
+                at=now,
+                signer=self.signer,
+                supersede=supersede,
             )
             payout_files.record_member_ledger(c, payout=view.id, ledger=internal)
             return view

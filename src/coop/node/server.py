@@ -14,6 +14,7 @@ import gc
 import logging
 import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from coop.node.errors import BusyError, InputError
@@ -32,14 +33,22 @@ class ServerKind(enum.StrEnum):
 
 
 def serve(
-    root: Path, *, host: str, port: int, kind: ServerKind = ServerKind.GRANIAN, access_log: bool = False
+    root: Path,
+    *,
+    host: str,
+    port: int,
+    kind: ServerKind = ServerKind.GRANIAN,
+    access_log: bool = False,
+    starting: Callable[[], None] | None = None,
 ) -> None:
     """Serve the node until stopped; refuses at once (BusyError) when another server holds the
-    data directory or the address."""
+    data directory or the address.  ``starting`` runs once both are ours (the CLI's warnings)."""
     data = DataDir.open(root)
     # For the server's life; the kernel drops it when the process dies, even by kill -9.
     with data.lock(SERVE_LOCK, purpose=f"coop serve on {root}"):
         check_address(host, port)
+        if starting is not None:
+            starting()
         _serve(root, host=host, port=port, kind=kind, access_log=access_log)
 
 

@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Final
 
 from coop.node.channels.base import (
-    STATEMENT,
+    Capabilities,
     ChannelError,
     ReleaseFolder,
     commit_title_counts,
     release_tag,
 )
+from coop.node.releases.statement import STATEMENT
 
 __all__ = ["GitPublisher"]
 
@@ -52,6 +53,8 @@ class GitPublisher:
     """Publishes releases to one git repository, one commit and one tag each."""
 
     name = "git"
+    # Every release is a commit and a tag that stay: revisions of older releases go out too.
+    capabilities = Capabilities()
 
     def __init__(
         self, target: str, *, workdir_root: Path, branch: str = "main", author: str, email: str
@@ -138,6 +141,9 @@ class GitPublisher:
         self._clone()
         tags = [t for t in self._remote_tags() if release_tag(t) is not None]
         return sorted(tags, key=_version)
+
+    def stage(self, release: ReleaseFolder, statement: bytes) -> str | None:
+        return None  # a commit is made only when it is pushed
 
     def publish(self, release: ReleaseFolder, statement: bytes) -> str:
         done = self.published()

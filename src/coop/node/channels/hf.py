@@ -33,13 +33,14 @@ import msgspec
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
 from coop.node.channels.base import (
-    STATEMENT,
+    Capabilities,
     ChannelError,
     ReleaseFolder,
     commit_title_counts,
     release_tag,
 )
 from coop.node.files import sha256_file
+from coop.node.releases.statement import STATEMENT
 
 __all__ = ["CommitPlan", "HubApi", "HubPublisher", "PlannedFile", "hub_api"]
 
@@ -125,6 +126,8 @@ class HubPublisher:
     """Publishes releases to one Hugging Face dataset repository."""
 
     name = "hf"
+    # The branch holds the latest release; a dry run stages the exact commit and its plan.
+    capabilities = Capabilities(latest_only=True, stages_plan=True)
 
     def __init__(self, target: str, *, api: HubApi, staging_root: Path, revision: str = "main") -> None:
         if not _REPO_ID.match(target):
@@ -180,6 +183,10 @@ class HubPublisher:
     def plan(self, release: ReleaseFolder, statement: bytes) -> CommitPlan:
         """Stage the files and write the exact commit plan; nothing is sent."""
         return self._plan(release, statement, self._state())
+
+    def stage(self, release: ReleaseFolder, statement: bytes) -> str | None:
+        """The dry run: the staged files and ``commit-plan.json`` beside them (its path)."""
+        return str(Path(self.plan(release, statement).staged) / PLAN_FILE)
 
     def _plan(
         self, release: ReleaseFolder, statement: bytes, state: tuple[str | None, list[str], dict[str, str]]

@@ -5,44 +5,117 @@ Hub keep one commit and one ``vN`` tag per release; the site is rebuilt once
 with all of them).  A release revised after withdrawals (``coop.node.releases.revision``)
 goes out again as ``vN-rK``: git as a new commit and tag on top of the previous
 revision, the Hub for the release its branch holds (the latest), the site
-rebuilt; tags already published never move.  Each release shipped is one row in ``publications`` (the
-metrics report each channel's last release and lag from it) and one entry in
-the signed audit log.  A dry run ships nothing: it says what would go, and for
-the Hub writes the exact commit plan beside the staged files.
+rebuilt; tags already published never move.  What each channel does is what its
+publisher declares (:class:`~coop.node.channels.base.Capabilities`); channels are
+found by name in :data:`CHANNELS`.  Each release shipped is one row in
+``publications`` (the metrics report each channel's last release and lag from it)
+and one entry in the signed audit log; it ships with the statement signed at its
+cut.  A dry run ships nothing: it says what would go, and for the Hub writes the
+exact commit plan beside the staged files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 
-from coop.node.channels.base import (
-    ChannelError,
-    Publication,
-    Publisher,
-    ReleaseFolder,
-    record_publication,
-    release_statement,
-    release_tag,
-)
+from coop.governance import Signer
+from coop.node.channels.base import ChannelError, Publisher, ReleaseFolder, release_tag
 from coop.node.channels.git import GitPublisher
 from coop.node.channels.hf import HubApi, HubPublisher, hub_api
-from coop.node.channels.site import SitePublisher
-from coop.node.collective import repository as collective
+from coop.node.channels.site import SiteBuilder, SitePublisher
+from coop.node.collective.audit import AuditAction, audit
+from coop.node.config import ChannelsConfig, Config
 from coop.node.errors import BusyError
-from coop.node.releases.cut import ReleaseSummary, list_releases
+from coop.node.releases.model import ReleaseSummary
+from coop.node.releases.publications import Publication, record_publication
+from coop.node.releases.repository import list_releases
 from coop.node.releases.revision import withheld
-from coop.node.runtime import Node
+from coop.node.releases.statement import stored_statement
+from coop.node.storage.datadir import DataDir, Identity
+from coop.node.storage.store import Store
 
-__all__ = ["CHANNELS", "PublishReport", "publish", "publisher_for"]
+__all__ = [
+    "CHANNELS",
+    "Channel",
+    "ChannelSetup",
+    "PublishReport",
+    "PublishingNode",
+    "publish",
+    "publisher_for",
+]
 
-CHANNELS: Final = ("git", "hf", "site")
 _REVISION_WAIT: Final = 60.0
+
+
+class PublishingNode(Protocol):
+    """What publishing reads of the node (:class:`coop.node.runtime.Node` is one)."""
+
+    data: DataDir
+    config: Config
+    identity: Identity
+    signer: Signer
+    store: Store
+
+    def now(self) -> int: ...
+
+    def revise_releases(self, *, wait: float = ...) -> object: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelSetup:
+    """What a channel's publisher is made from: the node's channel settings and its places."""
+
+    config: ChannelsConfig
+    workdir: Path  # DATA/channels: each channel's clones and staging folders, under its own name
+    coop: str
+    node_id: str
+    api: HubApi | None = None  # the Hub client (a test's stand-in); the real one by default
+    node_url: str | None = None  # the site's link to the node
+    build_site: SiteBuilder | None = None
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A channel by name: its configured target (``channels.<name>`` in node.toml) and its publisher."""
+
+    configured: Callable[[ChannelsConfig], str]
+    make: Callable[[str, ChannelSetup], Publisher]
+
+
+def _git(target: str, setup: ChannelSetup) -> Publisher:
+    return GitPublisher(
+        target,
+        workdir_root=setup.workdir / "git",
+        branch=setup.config.git_branch,
+        author=setup.coop,
+        email=f"{setup.node_id[:16]}@coop-flywheel.invalid",
+    )
+
+
+def _hf(target: str, setup: ChannelSetup) -> Publisher:
+    api = setup.api if setup.api is not None else hub_api()
+    return HubPublisher(target, api=api, staging_root=setup.workdir / "hf")
+
+
+def _site(target: str, setup: ChannelSetup) -> Publisher:
+    if setup.build_site is None:
+        raise ChannelError("the site channel needs the site's renderer (coop.node.web)", field="channel")
+    url = setup.node_url or setup.config.site_node_url or None
+    return SitePublisher(target, build=setup.build_site, node_url=url)
+
+
+CHANNELS: Final[Mapping[str, Channel]] = {
+    "git": Channel(configured=lambda c: c.git, make=_git),
+    "hf": Channel(configured=lambda c: c.hf, make=_hf),
+    "site": Channel(configured=lambda c: c.site, make=_site),
+}
 
 
 class PublishReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,44 +128,39 @@ class PublishReport(msgspec.Struct, frozen=True, kw_only=True):
     plan: str | None = None  # the Hub's commit-plan.json of the last planned release
 
 
-def _target(node: Node, channel: str, target: str | None) -> str:
-    if target:
-        return target
-    configured = {
-        "git": node.config.channels.git,
-        "hf": node.config.channels.hf,
-        "site": node.config.channels.site,
-    }[channel]
-    if not configured:
+def publisher_for(
+    node: PublishingNode,
+    channel: str,
+    target: str | None,
+    *,
+    api: HubApi | None = None,
+    node_url: str | None = None,
+    build_site: SiteBuilder | None = None,
+) -> Publisher:
+    found = CHANNELS.get(channel)
+    if found is None:
+        raise ChannelError(
+            f"unknown channel {channel!r}: choose one of {', '.join(CHANNELS)}", field="channel"
+        )
+    where = target or found.configured(node.config.channels)
+    if not where:
         raise ChannelError(
             f"name the {channel} target with --target, or set channels.{channel} in node.toml", field="target"
         )
-    return configured
-
-
-def publisher_for(
-    node: Node, channel: str, target: str | None, *, api: HubApi | None = None, node_url: str | None = None
-) -> Publisher:
-    where = _target(node, channel, target)
-    channels = node.data.root / "channels"
-    if channel == "git":
-        return GitPublisher(
-            where,
-            workdir_root=channels / "git",
-            branch=node.config.channels.git_branch,
-            author=node.config.node.name,
-            email=f"{node.identity.node_id[:16]}@coop-flywheel.invalid",
-        )
-    if channel == "hf":
-        return HubPublisher(where, api=api if api is not None else hub_api(), staging_root=channels / "hf")
-    if channel == "site":
-        url = node_url or node.config.channels.site_node_url or None
-        return SitePublisher(node, where, node_url=url)
-    raise ChannelError(f"unknown channel {channel!r}: choose one of {', '.join(CHANNELS)}", field="channel")
+    setup = ChannelSetup(
+        config=node.config.channels,
+        workdir=node.data.root / "channels",
+        coop=node.config.node.name,
+        node_id=node.identity.node_id,
+        api=api,
+        node_url=node_url,
+        build_site=build_site,
+    )
+    return found.make(where, setup)
 
 
 def publish(
-    node: Node,
+    node: PublishingNode,
     channel: str,
     *,
     target: str | None = None,
@@ -100,11 +168,17 @@ def publish(
     dry_run: bool = False,
     api: HubApi | None = None,
     node_url: str | None = None,
+    build_site: SiteBuilder | None = None,
     actor: str = "local-admin",
     progress: Callable[[str], None] | None = None,
 ) -> PublishReport:
-    """Publish every release ``channel`` lacks (or up to ``release``), oldest first."""
-    publisher = publisher_for(node, channel, target, api=api, node_url=node_url)
+    """Publish every release ``channel`` lacks (or up to ``release``), oldest first.
+
+    ``build_site`` renders the site for the site channel
+    (:func:`coop.node.web.static_site.site_builder`).
+    """
+    publisher = publisher_for(node, channel, target, api=api, node_url=node_url, build_site=build_site)
+    can = publisher.capabilities
     # Withdrawals committed but not yet out of the served releases go first: never ship them.
     node.revise_releases(wait=_REVISION_WAIT)
     releases = node.store.read(list_releases)
@@ -116,12 +190,12 @@ def publish(
         releases = [r for r in releases if r.version <= int(release[1:])]
     already = publisher.published()
     held = set(already)
-    todo = _todo(releases, held, latest_only=channel == "hf")
+    todo = _todo(releases, held, latest_only=can.latest_only)
     chosen = [r for r in releases if r.name == release]
     if chosen and chosen[0].label in held:
         todo = chosen  # the channel checks it is the same release
-    if channel == "site" and todo:
-        todo = todo[-1:]  # the site is rebuilt whole: once, with every release so far
+    if can.rebuilt_whole and todo:
+        todo = todo[-1:]  # rebuilt whole: once, with every release so far
     report = PublishReport(
         channel=channel,
         target=publisher.target,
@@ -132,10 +206,9 @@ def publish(
     )
     if dry_run:
         plan = None
-        if isinstance(publisher, HubPublisher) and todo:
-            last = todo[-1]
-            staged = publisher.plan(_folder(node, last), release_statement(last, node.seed))
-            plan = str(Path(staged.staged) / "commit-plan.json")
+        if can.stages_plan and todo:
+            last = _folder(node, todo[-1])
+            plan = publisher.stage(last, _statement(node, last))
         return msgspec.structs.replace(report, plan=plan)
     shipped: list[Publication] = []
     for summary in todo:
@@ -150,9 +223,15 @@ def publish(
             )
         if progress is not None:
             progress(f"publishing {summary.label} to {channel} {publisher.target}")
-        ref = publisher.publish(_folder(node, summary), release_statement(summary, node.seed))
+        folder = _folder(node, summary)
+        ref = publisher.publish(folder, _statement(node, folder))
         shipped.append(_remember(node, channel, publisher.target, summary, ref, actor))
     return msgspec.structs.replace(report, shipped=shipped)
+
+
+def _statement(node: PublishingNode, folder: ReleaseFolder) -> bytes:
+    """The statement signed at the release's cut (or revision), as stored beside its files."""
+    return stored_statement(folder.path, folder.summary, node.signer)
 
 
 def _todo(releases: list[ReleaseSummary], held: set[str], *, latest_only: bool) -> list[ReleaseSummary]:
@@ -181,7 +260,7 @@ def _todo(releases: list[ReleaseSummary], held: set[str], *, latest_only: bool) 
     return todo
 
 
-def _folder(node: Node, summary: ReleaseSummary) -> ReleaseFolder:
+def _folder(node: PublishingNode, summary: ReleaseSummary) -> ReleaseFolder:
     path = node.data.releases_path / summary.label
     if not (path / "release.json").is_file():
         raise ChannelError(f"the files of {summary.name} are missing from {path}", field="release")
@@ -189,7 +268,7 @@ def _folder(node: Node, summary: ReleaseSummary) -> ReleaseFolder:
 
 
 def _remember(
-    node: Node, channel: str, target: str, summary: ReleaseSummary, ref: str, actor: str
+    node: PublishingNode, channel: str, target: str, summary: ReleaseSummary, ref: str, actor: str
 ) -> Publication:
     now = node.now()
     publication = Publication(
@@ -198,12 +277,12 @@ def _remember(
 
     def write(conn: sqlite3.Connection) -> None:
         record_publication(conn, publication)
-        collective.audit(
+        audit(
             conn,
-            seed=node.seed,
+            signer=node.signer,
             at=now,
             actor=actor,
-            action="release.publish",
+            action=AuditAction.RELEASE_PUBLISH,
             payload={
                 "channel": channel,
                 # The target may carry a path or a URL with a user name: the log keeps only its hash.

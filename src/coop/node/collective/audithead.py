@@ -35,6 +35,7 @@ from typing import Final
 import msgspec
 
 from coop.governance.audit import AuditHead, sign_head
+from coop.governance.signing import Signer
 from coop.node.errors import BusyError, StorageError
 from coop.node.files import fsync_dir
 from coop.node.storage.datadir import DataDir
@@ -91,9 +92,9 @@ def latest_entry(conn: sqlite3.Connection) -> tuple[int, str] | None:
 class HeadKeeper:
     """Moves the signed head forward after each commit that appended to the log."""
 
-    def __init__(self, data: DataDir, seed: Callable[[], bytes], opened: tuple[int, str] | None) -> None:
+    def __init__(self, data: DataDir, signer: Callable[[], Signer], opened: tuple[int, str] | None) -> None:
         self.data = data
-        self.seed = seed  # the key signing now (it changes when the key is rotated)
+        self.signer = signer  # the key signing now (it changes when the key is rotated)
         self._lock = threading.Lock()
         # What the log held when the node was opened: a missing head is written only past it.
         self._opened = opened
@@ -138,4 +139,4 @@ class HeadKeeper:
                     current.seq,
                 )
                 return
-        write_head(path, sign_head(seq, digest, self.seed()))
+        write_head(path, sign_head(seq, digest, self.signer()))

@@ -25,6 +25,7 @@ from coop.governance import (
     CollectiveState,
     EvalConsent,
     Identifier,
+    License,
     LineKind,
     PayoutLedger,
     PayoutRecord,
@@ -32,6 +33,7 @@ from coop.governance import (
     RecordKind,
     RecordState,
     Scope,
+    Signer,
     canonical_bytes,
     disclose,
     payee_for,
@@ -39,9 +41,8 @@ from coop.governance import (
     regroup,
     sha256_hex,
 )
-from coop.node.collective.repository import audit
+from coop.node.collective.audit import AuditAction, audit
 from coop.node.errors import InputError, StateError
-from coop.node.releases.cut import ReleaseSummary
 
 __all__ = [
     "MAX_REASON_CHARS",
@@ -116,8 +117,9 @@ def standing_payout(conn: sqlite3.Connection, version: int) -> PayoutView | None
     return None if row is None else _view(row)
 
 
-def removed_since_cut(conn: sqlite3.Connection, summary: ReleaseSummary) -> list[str]:
-    """Records the release held when it was cut and that were withdrawn (or rectified) since.
+def removed_since_cut(conn: sqlite3.Connection, *, version: int, cut_at: int) -> list[str]:
+    """Records release ``version`` held when it was cut (at ``cut_at``) and that were withdrawn
+    (or rectified) since.
 
     A revision takes them out of the files (see :mod:`coop.node.releases.revision`); a payout still
     counts them as the release's, withdrawn, paid nothing.
@@ -125,19 +127,20 @@ def removed_since_cut(conn: sqlite3.Connection, summary: ReleaseSummary) -> list
     rows = conn.execute(
         "SELECT uid FROM contributions WHERE released_in IS NOT NULL AND released_in <= ?"
         " AND scope = 'public' AND withdrawn_at IS NOT NULL AND withdrawn_at >= ? ORDER BY seq",
-        (summary.version, summary.created_at),
+        (version, cut_at),
     ).fetchall()
     return [str(uid) for (uid,) in rows]
 
 
 def release_payout_records(
     root: Path,
-    summary: ReleaseSummary,
+    buckets: Iterable[tuple[str, License]],
     withdrawn: set[str],
     member_of: Mapping[str, str],
     removed: Iterable[str] = (),
 ) -> Iterator[PayoutRecord]:
-    """Every record of the release as a payout sees it; withdrawn since then are marked so.
+    """Every record of the release in folder ``root`` (its ``buckets``: name and licence) as a
+    payout sees it; withdrawn since then are marked so.
 
     Each is paid under the pair (member, public name): ``member_of`` maps a uid to the
     member's handle (the node's own link; the release files carry none for anonymous
@@ -145,7 +148,7 @@ def release_payout_records(
     ``removed`` are records a revision took out of the files since the cut (withdrawn).
     """
     seen: set[str] = set()
-    for record in _file_records(root, summary, withdrawn, member_of):
+    for record in _file_records(root, buckets, withdrawn, member_of):
         seen.add(record.uid)
         yield record
     anonymous = payee_for(AttributionMode.ANONYMOUS.value, None)
@@ -158,17 +161,17 @@ def release_payout_records(
 
 
 def _file_records(
-    root: Path, summary: ReleaseSummary, withdrawn: set[str], member_of: Mapping[str, str]
+    root: Path, buckets: Iterable[tuple[str, License]], withdrawn: set[str], member_of: Mapping[str, str]
 ) -> Iterator[PayoutRecord]:
-    for bucket in summary.buckets:
-        with (root / bucket.name / "data.jsonl").open("rb") as handle:
+    for bucket, licence in buckets:
+        with (root / bucket / "data.jsonl").open("rb") as handle:
             for line in handle:
                 row = _ROW.decode(line)
                 gone = row.uid in withdrawn
                 facts = RecordFacts(
                     uid=row.uid,
                     scope=Scope.PUBLIC,
-                    license=bucket.license,
+                    license=licence,
                     ai_use="",
                     eval=EvalConsent.NO,
                     attribution=row.attribution.mode,
@@ -232,7 +235,7 @@ def record_payout(
     version: int,
     actor: str,
     at: int,
-    seed: bytes,
+    signer: Signer,
     supersede: str | None = None,
 ) -> PayoutView:
     """Store and audit a payout; refuse a second one for the release unless ``supersede`` says why.
@@ -283,10 +286,10 @@ def record_payout(
     if old is not None:
         audit(
             conn,
-            seed=seed,
+            signer=signer,
             at=at,
             actor=actor,
-            action="payout.supersede",
+            action=AuditAction.PAYOUT_SUPERSEDE,
             payload={
                 "release": ledger.release,
                 "superseded": old.id,
@@ -297,10 +300,10 @@ def record_payout(
         )
     audit(
         conn,
-        seed=seed,
+        signer=signer,
         at=at,
         actor=actor,
-        action="payout.computed",
+        action=AuditAction.PAYOUT_COMPUTED,
         payload={
             "payout": new_id,
             "release": ledger.release,

@@ -1,9 +1,11 @@
-"""Contributions in the store: intake, the member's rights, admin review, the pipeline's steps.
+"""Contributions in the store: what a contribution is there, the intake's inserts, and the reads.
 
-Each public function here is one transaction's worth of work on a
-connection (run it through the store's writer), or one read.  State changes
-check the state they expect, so a withdrawal racing the processor wins
-cleanly: the processor's result for a row it no longer holds is dropped.
+Each public function here is one transaction's worth of work on a connection (run
+it through the store's writer), or one read.  A member's rights over their
+contributions are in :mod:`.rights`; the pipeline's steps and the admins' review in
+:mod:`.review`.  State changes check the state they expect, so a withdrawal racing
+the processor wins cleanly: the processor's result for a row it no longer holds is
+dropped.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import enum
 import json
 import sqlite3
-from collections.abc import Iterator
 from typing import Final
 
 import msgspec
@@ -29,16 +30,16 @@ from coop.governance import (
     Scope,
     disclose,
 )
-from coop.node.contributions.pipeline import Accepted, Outcome, Quarantined, redacted_submission
 from coop.node.contributions.submission import ContributionState, Submission
-from coop.node.errors import ConflictError, InputError, NotFoundError, StateError
+from coop.node.errors import ConflictError, InputError, NotFoundError
 from coop.node.members.accounts import Member
 from coop.node.members.attribution import Contributor, settle
-from coop.node.releases.catalog import unindex
-from coop.node.storage.store import next_tick
+from coop.node.members.repository import ensure_external_member
 from coop.node.storage.writer import scrub_after_commit
 
 __all__ = [
+    "TITLE_CHARS",
+    "VIEW_COLUMNS",
     "BatchReport",
     "Claimed",
     "ClientInfo",
@@ -47,23 +48,24 @@ __all__ = [
     "Decision",
     "Idempotency",
     "InsertResult",
+    "MemberContribution",
     "NewContribution",
     "Stage",
     "bump_stage",
-    "claim_batch",
-    "current_submission",
-    "decide_quarantine",
-    "edit_contribution",
-    "finish_batch",
+    "chat_title",
+    "count_by_state",
+    "erase_content",
     "get_contribution",
     "insert_contribution",
     "insert_contributions",
-    "iter_member_records",
+    "insert_external_contribution",
     "list_by_state",
     "list_member_contributions",
-    "quarantined_entry",
-    "recover_claims",
-    "withdraw_contribution",
+    "member_contribution",
+    "owned_contribution",
+    "shown_to",
+    "unlist",
+    "view_of",
 ]
 
 S = ContributionState
@@ -131,6 +133,36 @@ class ContributionView(msgspec.Struct, frozen=True, kw_only=True):
     decided_by: str | None = None
 
 
+class MemberContribution(ContributionView, frozen=True, kw_only=True):
+    """A contribution as its own member lists it: titled, so they can tell their chats apart."""
+
+    title: str | None = None  # null once the text is erased (withdrawn, rejected, duplicate)
+
+
+# Only what a title needs of the held text (msgspec skips the rest without building it).
+class _Said(msgspec.Struct):
+    role: str
+    content: str = ""
+
+
+class _HeldChat(msgspec.Struct):
+    messages: list[_Said] = msgspec.field(default_factory=list)
+    title: str | None = None
+
+
+class _HeldSubmission(msgspec.Struct):
+    chat: _HeldChat
+
+
+class _HeldRecord(msgspec.Struct):
+    content: list[_Said] = msgspec.field(default_factory=list)
+
+
+_HELD_SUBMISSION: Final = msgspec.json.Decoder(_HeldSubmission)
+_HELD_RECORD: Final = msgspec.json.Decoder(_HeldRecord)
+TITLE_CHARS: Final = 80
+
+
 class ContributionDetail(msgspec.Struct, frozen=True):
     view: ContributionView
     member_id: int
@@ -159,13 +191,13 @@ class BatchReport(msgspec.Struct, frozen=True):
     skipped: int = 0
 
 
-_VIEW_COLUMNS: Final = (
+VIEW_COLUMNS: Final = (
     "uid, state, channel, label, license, ai_use, scope, eval, language, tags, created_at, "
     "updated_at, released_in, reason, pii, supersedes, superseded_by, decided_by"
 )
 
 
-def _view(row: tuple[object, ...]) -> ContributionView:
+def view_of(row: tuple[object, ...]) -> ContributionView:
     (uid, state, channel, label, licence, ai_use, scope, ev, language, tags, created, updated,
      released, reason, pii, supersedes, superseded_by, decided_by) = row  # fmt: skip
     return ContributionView(
@@ -339,11 +371,43 @@ def shown_to(view: ContributionView, audience: Audience) -> Disclosure:
     return disclose(facts, CollectiveState(), audience)
 
 
-def list_member_contributions(conn: sqlite3.Connection, member_id: int) -> list[ContributionView]:
+def list_member_contributions(conn: sqlite3.Connection, member_id: int) -> list[MemberContribution]:
+    """A member's own contributions, oldest first, each with its title while the text is held."""
     rows = conn.execute(
-        f"SELECT {_VIEW_COLUMNS} FROM contributions WHERE member_id = ? ORDER BY seq", (member_id,)
+        f"SELECT {VIEW_COLUMNS}, t.submission, t.record FROM contributions"
+        " LEFT JOIN contents t USING (seq) WHERE member_id = ? ORDER BY seq",
+        (member_id,),
     ).fetchall()
-    return [view for view in map(_view, rows) if shown_to(view, Audience.MEMBER)]
+    listed = []
+    for row in rows:
+        view = view_of(row[:-2])
+        if shown_to(view, Audience.MEMBER):
+            listed.append(member_contribution(view, submission=row[-2], record=row[-1]))
+    return listed
+
+
+def member_contribution(
+    view: ContributionView, *, submission: bytes | None, record: bytes | None
+) -> MemberContribution:
+    """``view`` as its member sees it: titled from the held text (none once it is erased)."""
+    title = None
+    if shown_to(view, Audience.MEMBER).carries_content:
+        if submission is not None:
+            held = _HELD_SUBMISSION.decode(submission)
+            title = chat_title(held.chat.title, held.chat.messages)
+        elif record is not None:
+            title = chat_title(None, _HELD_RECORD.decode(record).content)
+    return MemberContribution(**msgspec.structs.asdict(view), title=title)
+
+
+def chat_title(title: str | None, messages: list[_Said]) -> str | None:
+    """The chat's title if it has one, else the first line of its first user message; at most
+    TITLE_CHARS characters, None when there is neither."""
+    text = " ".join((title or "").split())
+    if not text:
+        said = next((m.content for m in messages if m.role == "user" and m.content.strip()), "")
+        text = said.strip().splitlines()[0].strip() if said.strip() else ""
+    return text[:TITLE_CHARS].rstrip() or None
 
 
 def list_by_state(
@@ -351,15 +415,15 @@ def list_by_state(
 ) -> list[ContributionView]:
     """Contributions in one state, for the admins' queues."""
     rows = conn.execute(
-        f"SELECT {_VIEW_COLUMNS} FROM contributions WHERE state = ? AND seq > ? ORDER BY seq LIMIT ?",
+        f"SELECT {VIEW_COLUMNS} FROM contributions WHERE state = ? AND seq > ? ORDER BY seq LIMIT ?",
         (state.value, after, limit),
     ).fetchall()
-    return [view for view in map(_view, rows) if shown_to(view, Audience.ADMIN)]
+    return [view for view in map(view_of, rows) if shown_to(view, Audience.ADMIN)]
 
 
 def get_contribution(conn: sqlite3.Connection, uid: str) -> ContributionDetail | None:
     row = conn.execute(
-        f"SELECT {_VIEW_COLUMNS}, member_id, t.submission, t.record FROM contributions"
+        f"SELECT {VIEW_COLUMNS}, member_id, t.submission, t.record FROM contributions"
         " LEFT JOIN contents t USING (seq) WHERE uid = ?",
         (uid,),
     ).fetchone()
@@ -369,11 +433,13 @@ def get_contribution(conn: sqlite3.Connection, uid: str) -> ContributionDetail |
     submission = None if row[n - 2] is None else _SUBMISSION_DECODER.decode(row[n - 2])
     record = None if row[n - 1] is None else _RECORD_DECODER.decode(row[n - 1])
     return ContributionDetail(
-        view=_view(row[: n - 3]), member_id=row[n - 3], submission=submission, record=record
+        view=view_of(row[: n - 3]), member_id=row[n - 3], submission=submission, record=record
     )
 
 
-def _owned(conn: sqlite3.Connection, uid: str, member: Member | None) -> tuple[int, ContributionState, int]:
+def owned_contribution(
+    conn: sqlite3.Connection, uid: str, member: Member | None
+) -> tuple[int, ContributionState, int]:
     """(seq, state, member_id) of a contribution the caller may act on, else 404."""
     row = conn.execute("SELECT seq, state, member_id FROM contributions WHERE uid = ?", (uid,)).fetchone()
     # Someone else's contribution is reported exactly like a missing one: no existence leak.
@@ -382,283 +448,47 @@ def _owned(conn: sqlite3.Connection, uid: str, member: Member | None) -> tuple[i
     return int(row[0]), ContributionState(row[1]), int(row[2])
 
 
-def iter_member_records(conn: sqlite3.Connection, member_id: int) -> Iterator[bytes]:
-    """Every contribution of a member as one JSON line each (data portability)."""
-    cursor = conn.execute(
-        f"SELECT {_VIEW_COLUMNS}, t.submission, t.record FROM contributions"
-        " LEFT JOIN contents t USING (seq) WHERE member_id = ? ORDER BY seq",
-        (member_id,),
-    )
-    encoder = msgspec.json.Encoder()
-    for row in cursor:
-        view = _view(row[:-2])
-        item: dict[str, object] = {"contribution": view}
-        if not shown_to(view, Audience.MEMBER).carries_content:
-            pass  # withdrawn: the member sees that it existed, and nothing of its text
-        elif row[-1] is not None:
-            item["record"] = msgspec.Raw(row[-1])
-        elif row[-2] is not None:
-            item["submission"] = msgspec.Raw(row[-2])
-        yield encoder.encode(item) + b"\n"
+def unlist(conn: sqlite3.Connection, seq: int) -> None:
+    """Take a record out of the releases' catalogue (withdrawn, rectified): its rows are keyed by
+    the contribution, and go with it, in the same transaction."""
+    conn.execute("DELETE FROM catalog WHERE seq = ?", (seq,))
+    conn.execute("DELETE FROM catalog_text WHERE rowid = ?", (seq,))
 
 
-def withdraw_contribution(
-    conn: sqlite3.Connection, *, uid: str, member: Member | None, now: int
-) -> ContributionState:
-    """Erase a contribution: content gone at once; a tombstone if it was ever published."""
-    seq, state, _ = _owned(conn, uid, member)
-    if state is S.WITHDRAWN:
-        return state
-    left_tick = next_tick(conn) if state.live else None
-    conn.execute(
-        "UPDATE contributions SET state = 'withdrawn', claim = NULL,"
-        " withdrawn_at = ?, updated_at = ?, left_tick = coalesce(?, left_tick) WHERE seq = ?",
-        (now, now, left_tick, seq),
-    )
-    _erase(conn, seq)
-    unindex(conn, seq)
-    if state.live:
-        conn.execute(
-            "INSERT OR IGNORE INTO tombstones (uid, at, reason) VALUES (?, ?, 'withdrawn')",
-            (uid, now),
-        )
-    # A withdrawn chat may be shared again later: its retry key must not answer for it.
-    conn.execute("DELETE FROM idempotency WHERE uid = ?", (uid,))
-    return S.WITHDRAWN
-
-
-def _erase(conn: sqlite3.Connection, seq: int) -> None:
+def erase_content(conn: sqlite3.Connection, seq: int) -> None:
     conn.execute("UPDATE contents SET submission = NULL, record = NULL WHERE seq = ?", (seq,))
     scrub_after_commit()
 
 
-def edit_contribution(
+def insert_external_contribution(
     conn: sqlite3.Connection,
     *,
+    provider: str,
+    external_id: str,
+    name: str | None,
+    salt: bytes,
     uid: str,
-    member: Member,
-    edited: Submission,
-    new_uid: str,
+    submission: Submission,
     now: int,
-) -> tuple[str, ContributionState]:
-    """Rectify: in place while nothing published it (back to the waiting room); once a
-    release or a manifest has published it, as a new record, the old one tombstoned.
+    idempotency: Idempotency | None,
+    client: ClientInfo | None,
+) -> InsertResult:
+    """A contribution shared by an integration (Open WebUI) on behalf of one of its users.
 
-    Returns the uid that now carries the member's data and its state.
+    The user's member row is created in the contribution's own transaction: a refused
+    request keeps nothing about them.  The e-mail is never kept.
     """
-    seq, state, _ = _owned(conn, uid, member)
-    (listed,) = conn.execute("SELECT listed_seq FROM contributions WHERE seq = ?", (seq,)).fetchone()
-    edited = msgspec.structs.replace(edited, attribution=settle(conn, member, edited.attribution, now=now))
-    columns = (
-        edited.label.value,
-        edited.license.value,
-        edited.ai_use,
-        edited.scope.value,
-        edited.eval.value,
-        edited.language,
-        json.dumps(list(edited.tags)),
+    member = ensure_external_member(
+        conn, provider=provider, external_id=external_id, name=name, email=None, salt=salt, now=now
     )
-    content = _SUBMISSION_ENCODER.encode(edited)
-    published = state is S.RELEASED or (state is S.ACCEPTED and listed is not None)
-    if state in (S.WAITING, S.PROCESSING, S.QUARANTINED, S.ACCEPTED) and not published:
-        left_tick = next_tick(conn) if state.live else None
-        conn.execute(
-            "UPDATE contributions SET label = ?, license = ?, ai_use = ?, scope = ?, eval = ?,"
-            " language = ?, tags = ?, state = 'waiting_room',"
-            " record_sha256 = NULL, dedup_key = NULL, pii = NULL, reason = NULL, claim = NULL,"
-            " updated_at = ?, left_tick = coalesce(?, left_tick) WHERE seq = ?",
-            (*columns, now, left_tick, seq),
-        )
-        conn.execute("UPDATE contents SET submission = ?, record = NULL WHERE seq = ?", (content, seq))
-        scrub_after_commit()  # the text as it was before the edit is not kept
-        return uid, S.WAITING
-    if published:
-        cur = conn.execute(
-            "INSERT INTO contributions (uid, member_id, state, channel, created_at, updated_at, label,"
-            " license, ai_use, scope, eval, language, tags, supersedes)"
-            " VALUES (?, ?, 'waiting_room', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (new_uid, member.id, edited.channel.value, now, now, *columns, uid),
-        )
-        conn.execute("INSERT INTO contents (seq, submission) VALUES (?, ?)", (cur.lastrowid, content))
-        conn.execute(
-            "UPDATE contributions SET state = 'withdrawn', withdrawn_at = ?, updated_at = ?,"
-            " superseded_by = ?, left_tick = ? WHERE seq = ?",
-            (now, now, new_uid, next_tick(conn), seq),
-        )
-        _erase(conn, seq)
-        unindex(conn, seq)
-        conn.execute(
-            "INSERT OR IGNORE INTO tombstones (uid, at, reason, replaced_by) VALUES (?, ?, 'rectified', ?)",
-            (uid, now, new_uid),
-        )
-        return new_uid, S.WAITING
-    raise StateError(f"a {state.value} contribution cannot be edited", field="uid")
-
-
-def current_submission(
-    conn: sqlite3.Connection, uid: str, member: Member, *, terms_version: str
-) -> tuple[Submission, ContributionState]:
-    """The stored submission of a member's contribution, for editing.
-
-    Once processed, only the redacted record is kept: the edit starts from it (so the
-    raw text never comes back), under the current ``terms_version``.
-    """
-    _owned(conn, uid, member)
-    row = conn.execute(
-        "SELECT t.submission, t.record, state FROM contributions LEFT JOIN contents t USING (seq)"
-        " WHERE uid = ?",
-        (uid,),
-    ).fetchone()
-    state = ContributionState(row[2])
-    if row[0] is not None:
-        return _SUBMISSION_DECODER.decode(row[0]), state
-    if row[1] is not None:
-        return redacted_submission(_RECORD_DECODER.decode(row[1]), terms_version=terms_version), state
-    raise StateError(f"a {state.value} contribution has no content left to edit", field="uid")
-
-
-def quarantined_entry(conn: sqlite3.Connection, uid: str) -> Claimed:
-    """The stored entry of a quarantined contribution, for an admin's decision."""
-    row = conn.execute(
-        "SELECT c.seq, c.uid, c.created_at, m.contributor_hash, t.submission, c.state, m.name"
-        " FROM contributions c JOIN members m ON m.id = c.member_id LEFT JOIN contents t ON t.seq = c.seq"
-        " WHERE c.uid = ?",
-        (uid,),
-    ).fetchone()
-    if row is None:
-        raise NotFoundError(f"no contribution {uid}", field="uid")
-    if row[5] != S.QUARANTINED.value:
-        raise StateError(f"{uid} is {row[5]}, not quarantined", field="uid")
-    return Claimed(
-        seq=row[0], uid=row[1], created_at=row[2], contributor_hash=row[3], submission=row[4], handle=row[6]
+    return insert_contribution(
+        conn, uid=uid, member=member, submission=submission, now=now, idempotency=idempotency, client=client
     )
 
 
-def recover_claims(conn: sqlite3.Connection) -> int:
-    """Return rows left in 'processing' by a killed processor to the waiting room.
-
-    Called only while holding the processor lock, so no live processor owns them.
-    """
-    cur = conn.execute(
-        "UPDATE contributions SET state = 'waiting_room', claim = NULL WHERE state = 'processing'"
-    )
-    return cur.rowcount
-
-
-def claim_batch(conn: sqlite3.Connection, *, claim: int, limit: int) -> list[Claimed]:
-    rows = conn.execute(
-        "SELECT c.seq, c.uid, c.created_at, m.contributor_hash, t.submission, m.name"
-        " FROM contributions c JOIN members m ON m.id = c.member_id JOIN contents t ON t.seq = c.seq"
-        " WHERE c.state = 'waiting_room' ORDER BY c.seq LIMIT ?",
-        (limit,),
-    ).fetchall()
-    conn.executemany(
-        "UPDATE contributions SET state = 'processing', claim = ? WHERE seq = ?",
-        [(claim, row[0]) for row in rows],
-    )
-    return [
-        Claimed(seq=r[0], uid=r[1], created_at=r[2], contributor_hash=r[3], submission=r[4], handle=r[5])
-        for r in rows
-    ]
-
-
-def finish_batch(
-    conn: sqlite3.Connection, *, claim: int, outcomes: list[tuple[int, Outcome]], now: int
-) -> BatchReport:
-    accepted = quarantined = duplicate = skipped = 0
-    for seq, outcome in outcomes:
-        row = conn.execute(
-            "SELECT channel FROM contributions WHERE seq = ? AND state = 'processing' AND claim = ?",
-            (seq, claim),
-        ).fetchone()
-        if row is None:  # withdrawn or edited while we worked: its new state stands
-            skipped += 1
-            continue
-        if isinstance(outcome, Quarantined):
-            conn.execute(
-                "UPDATE contributions SET state = 'quarantined', reason = ?, pii = ?, claim = NULL,"
-                " updated_at = ? WHERE seq = ?",
-                (outcome.reason, json.dumps(outcome.pii), now, seq),
-            )
-            quarantined += 1
-            continue
-        if _accept(conn, seq=seq, outcome=outcome, now=now, channel=row[0]):
-            accepted += 1
-        else:
-            duplicate += 1
-    return BatchReport(accepted=accepted, quarantined=quarantined, duplicate=duplicate, skipped=skipped)
-
-
-def _accept(
-    conn: sqlite3.Connection,
-    *,
-    seq: int,
-    outcome: Accepted,
-    now: int,
-    channel: str,
-    decided_by: str | None = None,
-) -> bool:
-    """Accept a processed entry, or mark it a duplicate of a live record; True if accepted."""
-    same = conn.execute(
-        "SELECT uid FROM contributions WHERE dedup_key = ? AND state IN ('accepted', 'released')"
-        " AND seq != ? LIMIT 1",
-        (outcome.dedup_key, seq),
-    ).fetchone()
-    if same is not None:
-        conn.execute(
-            "UPDATE contributions SET state = 'duplicate', reason = ?, claim = NULL,"
-            " updated_at = ? WHERE seq = ?",
-            (f"the same conversation is already record {same[0]}", now, seq),
-        )
-        _erase(conn, seq)
-        return False
-    conn.execute(
-        "UPDATE contributions SET state = 'accepted', record_sha256 = ?, dedup_key = ?,"
-        " pii = ?, reason = NULL, claim = NULL, accepted_tick = ?, updated_at = ?,"
-        " decided_by = coalesce(?, decided_by) WHERE seq = ?",
-        (
-            outcome.record_sha256,
-            outcome.dedup_key,
-            json.dumps(outcome.pii),
-            next_tick(conn),
-            now,
-            decided_by,
-            seq,
-        ),
-    )
-    # The redacted record is all that is kept: the raw submission (names, e-mails, numbers)
-    # was needed only until processing, or until an admin's decision on a quarantined item.
-    conn.execute(
-        "UPDATE contents SET record = ?, submission = NULL WHERE seq = ?", (outcome.record_bytes, seq)
-    )
-    scrub_after_commit()
-    bump_stage(conn, now=now, channel=channel, stage=Stage.TRANSFORM_OK)
-    return True
-
-
-def decide_quarantine(
-    conn: sqlite3.Connection,
-    *,
-    uid: str,
-    decision: Decision,
-    admin: str,
-    outcome: Accepted | None,
-    now: int,
-) -> ContributionState:
-    """An admin's decision on a quarantined item: release it (redacted) or reject it (erased)."""
-    seq, state, _ = _owned(conn, uid, None)
-    if state is not S.QUARANTINED:
-        raise StateError(f"{uid} is {state.value}, not quarantined", field="uid")
-    if decision is Decision.REJECT:
-        conn.execute(
-            "UPDATE contributions SET state = 'rejected', decided_by = ?, updated_at = ? WHERE seq = ?",
-            (admin, now, seq),
-        )
-        _erase(conn, seq)
-        return S.REJECTED
-    if outcome is None:
-        raise StateError(f"{uid} cannot be released: it failed validation", field="uid")
-    (channel,) = conn.execute("SELECT channel FROM contributions WHERE seq = ?", (seq,)).fetchone()
-    if _accept(conn, seq=seq, outcome=outcome, now=now, channel=channel, decided_by=admin):
-        return S.ACCEPTED
-    return S.DUPLICATE
+def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many contributions are in each state (the admin page's counts)."""
+    return {
+        str(state): int(n)
+        for state, n in conn.execute("SELECT state, count(*) FROM contributions GROUP BY state")
+    }

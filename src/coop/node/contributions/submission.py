@@ -34,6 +34,7 @@ from coop.node.intake.chat import IntakeFormat, Limits, ParsedChat
 from coop.node.intake.formats import parse_content, select_chat
 
 __all__ = [
+    "AttributionChoice",
     "ContributionRequest",
     "ContributionState",
     "EditRequest",
@@ -43,9 +44,14 @@ __all__ = [
     "apply_edit",
     "build_submission",
     "content_bytes",
+    "parse_choice",
 ]
 
 _E = TypeVar("_E", bound=enum.StrEnum)
+
+# ``username``, ``anonymous`` or ``pseudonym:NAME``: the form is checked as the request is
+# decoded (msgspec names the field); the name's own rules are parse_attribution's.
+AttributionChoice = Annotated[str, msgspec.Meta(pattern=r"^(username|anonymous|pseudonym:.*)$")]
 
 _LANGUAGE: Final = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _TAG: Final = re.compile(r"^[\w][\w .:/+#-]{0,63}$", re.UNICODE)
@@ -80,24 +86,24 @@ _EDITABLE: Final = frozenset(
 class ContributionRequest(msgspec.Struct, forbid_unknown_fields=True):
     """The body of ``POST /api/v1/contributions`` (and what the CLI sends)."""
 
-    label: str
+    label: Label
     content: msgspec.Raw
     consent: bool = False
-    format: str | None = None
+    format: IntakeFormat | None = None
     chat_id: str | None = None
-    license: str | None = None
+    license: License | None = None
     ai_use: str | None = None
-    eval: str | None = None
-    scope: str | None = None
-    attribution: str | None = None
+    eval: EvalConsent | None = None
+    scope: Scope | None = None
+    attribution: AttributionChoice | None = None
     terms_version: str | None = None
     note: str | None = None
     correction: str | None = None
     tags: list[str] = msgspec.field(default_factory=list)
     language: str | None = None
-    source: str = "natural"
+    source: Source = Source.NATURAL
     prompt_shown: bool = False
-    channel: str = "api"  # the client says which intake route it is (api, cli, web)
+    channel: Channel = Channel.API  # the client says which intake route it is (api, cli, web)
 
 
 # Caps on who an integration says its user is: an Open WebUI id is a UUID, a name a display
@@ -124,14 +130,14 @@ class IngestRequest(msgspec.Struct, forbid_unknown_fields=True):
     """The body of ``POST /api/v1/contributions/ingest`` from an Open WebUI integration."""
 
     user: IngestUser
-    label: str
+    label: Label
     chat: msgspec.Raw
     consent: bool = False
-    license: str | None = None
+    license: License | None = None
     ai_use: str | None = None
-    eval: str | None = None
-    scope: str | None = None
-    attribution: str | None = None
+    eval: EvalConsent | None = None
+    scope: Scope | None = None
+    attribution: AttributionChoice | None = None
     terms_version: str | None = None
     note: str | None = None
     correction: str | None = None
@@ -143,12 +149,12 @@ class IngestRequest(msgspec.Struct, forbid_unknown_fields=True):
 class EditRequest(msgspec.Struct, forbid_unknown_fields=True):
     """A member's correction of their own contribution; absent fields stay as they are."""
 
-    label: str | None = None
-    license: str | None = None
+    label: Label | None = None
+    license: License | None = None
     ai_use: str | None = None
-    eval: str | None = None
-    scope: str | None = None
-    attribution: str | None = None
+    eval: EvalConsent | None = None
+    scope: Scope | None = None
+    attribution: AttributionChoice | None = None
     note: str | None = None
     correction: str | None = None
     tags: list[str] | None = None
@@ -219,10 +225,9 @@ def build_submission(
             field="terms_version",
         )
     if isinstance(request, ContributionRequest):
-        fmt = None if request.format is None else parse_enum(IntakeFormat, request.format, field="format")
-        chats = parse_content(content_bytes(request.content), fmt, limits=limits)
+        chats = parse_content(content_bytes(request.content), request.format, limits=limits)
         chat = select_chat(chats, request.chat_id)
-        source = _enum(Source, request.source, "source")
+        source = request.source
         channel = _client_channel(request.channel)
     else:
         try:
@@ -257,11 +262,11 @@ def build_submission(
     submission = Submission(
         chat=chat,
         channel=channel,
-        label=_enum(Label, request.label, "label"),
-        license=defaults.license if request.license is None else _enum(License, request.license, "license"),
+        label=request.label,
+        license=defaults.license if request.license is None else request.license,
         ai_use=parsed.value.to_header(),
-        eval=defaults.eval if request.eval is None else _enum(EvalConsent, request.eval, "eval"),
-        scope=defaults.scope if request.scope is None else _enum(Scope, request.scope, "scope"),
+        eval=defaults.eval if request.eval is None else request.eval,
+        scope=defaults.scope if request.scope is None else request.scope,
         attribution=attribution,
         terms_version=terms_version,
         note=_text(request.note, "note", max_note_chars),
@@ -288,14 +293,9 @@ def apply_edit(
     notices: tuple[str, ...] = ()
     changes: dict[str, object] = {}
     try:
-        if edit.label is not None:
-            changes["label"] = _enum(Label, edit.label, "label")
-        if edit.license is not None:
-            changes["license"] = _enum(License, edit.license, "license")
-        if edit.eval is not None:
-            changes["eval"] = _enum(EvalConsent, edit.eval, "eval")
-        if edit.scope is not None:
-            changes["scope"] = _enum(Scope, edit.scope, "scope")
+        for name in ("label", "license", "eval", "scope"):
+            if (choice := getattr(edit, name)) is not None:
+                changes[name] = choice
         if edit.ai_use is not None:
             parsed = parse_ai_use(edit.ai_use, field="ai_use", strict=True)
             changes["ai_use"] = parsed.value.to_header()
@@ -317,15 +317,15 @@ def apply_edit(
     return msgspec.structs.replace(submission, **changes), notices
 
 
-def _enum(kind: type[_E], value: str, field: str) -> _E:
+def parse_choice(kind: type[_E], value: str, field: str) -> _E:
+    """A choice typed as text (a web form's field): the member of ``kind``, or an error naming ``field``."""
     try:
         return parse_enum(kind, value, field=field)
     except GovernanceError as exc:
         raise InputError(exc.message, field=exc.field) from None
 
 
-def _client_channel(value: str) -> Channel:
-    channel = _enum(Channel, value, "channel")
+def _client_channel(channel: Channel) -> Channel:
     if channel is Channel.OPENWEBUI:
         raise InputError("Open WebUI chats come through the ingest endpoint", field="channel")
     return channel

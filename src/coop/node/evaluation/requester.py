@@ -8,7 +8,6 @@ run`` against a SuperLink; the SuperNodes next to each co-op's node).
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import shutil
@@ -16,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -36,9 +37,10 @@ from coop.eval.flower import EvalJob, LocalEndpoint, make_client_app, make_serve
 from coop.eval.report import REPORT_TYPE, Report
 from coop.governance import GovernanceError, public_key
 from coop.governance.envelope import open_envelope
+from coop.governance.signing import Signer
 from coop.node.errors import InputError, StorageError
 
-__all__ = ["keygen", "markdown", "request", "verify"]
+__all__ = ["RequestOptions", "keygen", "markdown", "request", "verify"]
 
 _LIFETIME: Final = 86_400
 # The Flower app `flwr run` ships: installed with the package, so a plain `pip install` has it.
@@ -68,7 +70,30 @@ def _read_key(path: Path) -> bytes:
     return seed
 
 
-def request(args: argparse.Namespace) -> Path:
+@dataclass(frozen=True, kw_only=True)
+class RequestOptions:
+    """What ``coop eval request`` was asked to do (its options, by name)."""
+
+    key: str  # the requester key file (coop eval keygen)
+    task: str
+    model: str  # the model artifact file
+    out: str  # where the signed report goes
+    target: Sequence[str] | None = None  # node ids of the co-ops asked (a new request)
+    purpose: str | None = None  # one line members read (a new request)
+    resubmit: str | None = None  # a request signed before, run again
+    label: Sequence[str] | None = None
+    tag: Sequence[str] | None = None
+    language: Sequence[str] | None = None
+    local_node: Sequence[str] | None = None  # simulation engine: URL,TOKEN_FILE per node
+    superlink: str | None = None  # deployment engine: the SuperLink's control API
+    root_certificates: str | None = None
+    shared_dir: str | None = None
+    timeout: float = 120.0
+
+
+def request(args: RequestOptions) -> Path:
+    """Build and sign a request (or take one signed before), run it on either engine, write the
+    signed report to ``args.out`` (and its Markdown beside it); returns the report's path."""
     seed = _read_key(Path(args.key))
     try:
         artifact = Path(args.model).read_bytes()
@@ -90,11 +115,11 @@ def request(args: argparse.Namespace) -> Path:
         if not args.target or not args.purpose:
             raise InputError("a new request names --target and --purpose", field="--target")
         envelope = build_request(
-            seed=seed,
+            signer=Signer(seed),
             task=args.task,
             model_name=Path(args.model).name,
             artifact=artifact,
-            targets=args.target,
+            targets=list(args.target),
             purpose=args.purpose,
             filters=filters,
             now=int(time.time()),
@@ -166,7 +191,7 @@ def _simulation(job: EvalJob, endpoints: list[LocalEndpoint]) -> bytes:
     return reports[0]
 
 
-def _deployment(args: argparse.Namespace, job: EvalJob) -> bytes:
+def _deployment(args: RequestOptions, job: EvalJob) -> bytes:
     """Flower's deployment engine: `flwr run` against the SuperLink, with our app."""
     shared = Path(args.shared_dir) if args.shared_dir else Path(tempfile.mkdtemp(prefix="coop-eval-"))
     shared.mkdir(parents=True, exist_ok=True)

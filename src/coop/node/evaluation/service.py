@@ -16,9 +16,9 @@ import logging
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import msgspec
 
@@ -41,30 +41,18 @@ from coop.eval import (
     open_request,
     seal_attestation,
 )
-from coop.governance import Approval, Audience, NoiseKind, Record, RecordState, disclose
-from coop.node.collective.repository import audit
-from coop.node.errors import NotFoundError, StateError
+from coop.governance import Approval, Audience, NoiseKind, Record, RecordState, Settings, Signer, disclose
+from coop.node.collective.audit import AuditAction, audit
+from coop.node.evaluation import repository as requests_db
+from coop.node.evaluation.repository import EvalRequestView
 from coop.node.policy import facts_from_record, own_state
-
-if TYPE_CHECKING:
-    from coop.node.runtime import Node
+from coop.node.storage.store import Store
 
 __all__ = ["EvalRequestView", "Evaluation", "ensure_eval_token"]
 
 log = logging.getLogger("coop.eval")
 
 _RECORD: Final = msgspec.json.Decoder(Record)
-
-
-class EvalRequestView(msgspec.Struct, frozen=True):
-    hash: str
-    requester: str
-    task: str
-    purpose: str
-    model_sha256: str
-    received_at: int
-    status: str
-    decided_by: str | None
 
 
 def ensure_eval_token(path: Path) -> str:
@@ -79,18 +67,38 @@ def ensure_eval_token(path: Path) -> str:
 
 
 class Evaluation:
-    """Answers evaluation requests for one node."""
+    """Answers evaluation requests for one node.
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.token_path = node.data.root / "keys" / "eval.token"
+    ``node_id`` and ``coop`` name the node in its attestations, ``signer`` gives the key that
+    signs them now, ``settings`` reads the co-op's current settings (eval policy, switches),
+    and ``token_path`` holds the secret the SuperNode presents.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        token_path: Path,
+        node_id: str,
+        coop: str,
+        clock: Callable[[], int],
+        signer: Callable[[], Signer],
+        settings: Callable[[], Settings],
+    ) -> None:
+        self.store = store
+        self.node_id = node_id
+        self.coop = coop
+        self.clock = clock
+        self.signer = signer
+        self.settings = settings
+        self.token_path = token_path
         self.token = ensure_eval_token(self.token_path)
         # Noise comes from the OS's cryptographic generator; tests may swap in a seeded source.
         self.rng: Randomness = SystemRandomness()
 
     def answer(self, envelope: bytes, artifact: bytes) -> NodeAnswer:
-        node_id = self.node.identity.node_id
-        now = self.node.now()
+        node_id = self.node_id
+        now = self.clock()
         try:
             verified = open_request(envelope, now=now, artifact=artifact)
         except RequestRefusedError as exc:
@@ -106,7 +114,7 @@ class Evaluation:
             return self._decline(
                 verified, Decline.NOT_TARGETED, "this co-op is not named in the request", now
             )
-        settings = self.node.settings().settings
+        settings = self.settings()
         policy = settings.eval_policy
         if settings.quality_freeze:
             return self._decline(verified, Decline.QUALITY_FREEZE, "the co-op's quality freeze is on", now)
@@ -171,34 +179,25 @@ class Evaluation:
             statistics=noisy,
             noise=Noise(kind=policy.noise.value, epsilon_milli=cost),
             issued_at=now,
-            coop=self.node.config.node.name,
+            coop=self.coop,
         )
-        sealed = seal_attestation(attestation, self.node.seed)
+        signer = self.signer()
+        sealed = seal_attestation(attestation, signer)
 
         def write(conn: sqlite3.Connection) -> bool:
-            if cost:
-                # Checked again in the same transaction that spends it: two answers racing for the
-                # last of a budget cannot both pass.
-                row = conn.execute(
-                    "SELECT spent_milli FROM eval_budget WHERE requester = ?", (request.requester,)
-                ).fetchone()
-                if not budget_left(policy.budget_milli, 0 if row is None else int(row[0]), cost):
-                    return False
-                conn.execute(
-                    "INSERT INTO eval_budget (requester, spent_milli) VALUES (?, ?)"
-                    " ON CONFLICT (requester) DO UPDATE SET spent_milli = spent_milli + excluded.spent_milli",
-                    (request.requester, cost),
-                )
-            conn.execute(
-                "INSERT INTO eval_answers (request_hash, at, outcome, records, detail) VALUES (?, ?, 'answered', ?, NULL)",
-                (verified.hash, now, len(records)),
+            if cost and not requests_db.spend_budget(
+                conn, request.requester, cost=cost, budget=policy.budget_milli
+            ):
+                return False
+            requests_db.record_answer(
+                conn, verified.hash, at=now, outcome="answered", records=len(records), detail=None
             )
             audit(
                 conn,
-                seed=self.node.seed,
+                signer=signer,
                 at=now,
                 actor=f"requester {request.requester[:16]}",
-                action="eval.answer",
+                action=AuditAction.EVAL_ANSWER,
                 payload={
                     "request": verified.hash,
                     "task": request.task,
@@ -208,7 +207,7 @@ class Evaluation:
             )
             return True
 
-        if not self.node.store.write(write):
+        if not self.store.write(write):
             return self._decline(
                 verified, Decline.BUDGET_SPENT, "this requester's privacy budget is spent", now
             )
@@ -220,54 +219,31 @@ class Evaluation:
     def _decline(
         self, verified: VerifiedRequest | None, reason: Decline, detail: str, now: int
     ) -> NodeAnswer:
-        node_id = self.node.identity.node_id
         log.warning(
             "declined evaluation %s: %s (%s)", verified.hash[:16] if verified else "-", reason.value, detail
         )
         if verified is not None:
-            self.node.store.write(
-                lambda c: c.execute(
-                    "INSERT INTO eval_answers (request_hash, at, outcome, records, detail) VALUES (?, ?, ?, 0, ?)",
-                    (verified.hash, now, reason.value, detail),
+            self.store.write(
+                lambda c: requests_db.record_answer(
+                    c, verified.hash, at=now, outcome=reason.value, records=0, detail=detail
                 )
             )
-        return NodeAnswer(node_id=node_id, decline=reason, detail=detail, coop=self.node.config.node.name)
+        return NodeAnswer(node_id=self.node_id, decline=reason, detail=detail, coop=self.coop)
 
     def _remember(self, verified: VerifiedRequest, now: int) -> None:
-        request = verified.request
-        self.node.store.write(
-            lambda c: c.execute(
-                "INSERT OR IGNORE INTO eval_requests (hash, requester, task, purpose, model_sha256, envelope,"
-                " received_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
-                (verified.hash, request.requester, request.task, request.purpose, request.model_sha256,
-                 verified.envelope, now),
-            )
-        )  # fmt: skip
+        self.store.write(lambda c: requests_db.remember_request(c, verified, now))
 
     def _status(self, digest: str) -> str | None:
-        row = self.node.store.read(
-            lambda c: c.execute("SELECT status FROM eval_requests WHERE hash = ?", (digest,)).fetchone()
-        )
-        return None if row is None else str(row[0])
+        return self.store.read(lambda c: requests_db.request_status(c, digest))
 
     def _spent(self, requester: str) -> int:
-        row = self.node.store.read(
-            lambda c: c.execute(
-                "SELECT spent_milli FROM eval_budget WHERE requester = ?", (requester,)
-            ).fetchone()
-        )
-        return 0 if row is None else int(row[0])
+        return self.store.read(lambda c: requests_db.spent_budget(c, requester))
 
     def _eligible(self, verified: VerifiedRequest) -> Iterator[Record]:
         """Accepted or released, not withdrawn, eval consent y, outside any embargo, matching the filters."""
-        state = own_state(self.node.settings().settings)
+        state = own_state(self.settings())
         filters = verified.request.filters
-        rows = self.node.store.read(
-            lambda c: c.execute(
-                "SELECT t.record, c.state FROM contributions c JOIN contents t ON t.seq = c.seq"
-                " WHERE c.state IN ('accepted', 'released') AND c.eval = 'y' ORDER BY c.seq"
-            ).fetchall()
-        )
+        rows = self.store.read(requests_db.eligible_rows)
         for data, standing in rows:
             if data is None:
                 continue
@@ -281,35 +257,22 @@ class Evaluation:
     # -- admins -------------------------------------------------------------------------------
 
     def requests(self) -> list[EvalRequestView]:
-        rows = self.node.store.read(
-            lambda c: c.execute(
-                "SELECT hash, requester, task, purpose, model_sha256, received_at, status, decided_by"
-                " FROM eval_requests ORDER BY received_at DESC"
-            ).fetchall()
-        )
-        return [EvalRequestView(*row) for row in rows]
+        return self.store.read(requests_db.list_requests)
 
     def decide(self, digest: str, *, approve: bool, admin: str) -> EvalRequestView:
-        now = self.node.now()
+        now = self.clock()
+        signer = self.signer()
 
         def write(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT status FROM eval_requests WHERE hash = ?", (digest,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"no evaluation request {digest}", field="hash")
-            if row[0] != "pending":
-                raise StateError(f"request {digest[:16]} was already {row[0]}", field="hash")
-            status = "approved" if approve else "refused"
-            conn.execute(
-                "UPDATE eval_requests SET status = ?, decided_by = ? WHERE hash = ?", (status, admin, digest)
-            )
+            requests_db.decide_request(conn, digest, approve=approve, admin=admin)
             audit(
                 conn,
-                seed=self.node.seed,
+                signer=signer,
                 at=now,
                 actor=admin,
-                action=f"eval.{status}",
+                action=AuditAction.EVAL_APPROVED if approve else AuditAction.EVAL_REFUSED,
                 payload={"request": digest},
             )
 
-        self.node.store.write(write)
+        self.store.write(write)
         return next(r for r in self.requests() if r.hash == digest)

@@ -9,7 +9,8 @@ from litestar import Request
 
 from coop.node.errors import AuthError, ForbiddenError
 from coop.node.members.accounts import Integration, Member
-from coop.node.storage.store import Store, integration_by_key, member_by_token
+from coop.node.members.repository import integration_by_key, member_by_token
+from coop.node.storage.store import Store
 
 __all__ = ["Authenticator", "bearer"]
 

@@ -1,37 +1,36 @@
-"""HTTP routes of federation: the signed peer protocol and the browsable mirrors."""
+"""HTTP routes of federation: the signed peer protocol and the browsable mirrors.
+
+The protocol's controller takes its body limit from the router it is mounted under
+(:func:`protocol_router`): the largest step a peer may send depends on this node's config.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, Final
 
-import msgspec
-from litestar import Request, Response, get, post
+from litestar import Request, Response, Router, get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
-from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery
 
 from coop.governance import Audience
 from coop.governance.envelope import Envelope
+from coop.node.config import FederationConfig
 from coop.node.errors import NotFoundError, PayloadTooLargeError, RequestTimeoutError
 from coop.node.http import answers as a
+from coop.node.http.access import Access
 from coop.node.http.clientaddr import client_ip
+from coop.node.http.controller import AreaController, json_response
 from coop.node.http.openapi import ADMIN, documented
 from coop.node.http.params import IdPath, whole_number, whole_query
-from coop.node.members.accounts import Member
-from coop.node.peering.service import STEP_CAPS, OriginView, PeerView
+from coop.node.peering.service import STEP_CAPS, FederationService, OriginView, PeerView
 from coop.node.runtime import Node
 
-__all__ = ["federation_handlers"]
+__all__ = ["FederationController", "PeerProtocolController", "protocol_router"]
 
-_ENCODER: Final = msgspec.json.Encoder()
 _STEPS: Final = frozenset({"summary", "digest", "manifests", "push", "records"})
-
-
-def _json(value: object) -> Response[bytes]:
-    return Response(_ENCODER.encode(value), media_type="application/json")
 
 
 def _origin(text: str) -> str:
@@ -60,20 +59,27 @@ async def _capped_body(request: Request[Any, Any, Any], cap: int, step: str, *, 
     return b"".join(chunks)
 
 
-def federation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HTTPRouteHandler]:
-    service = node.federation
+def protocol_router(config: FederationConfig) -> Router:
+    """The protocol's routes with this node's body limit: the largest step a peer may send."""
+    largest = max(*STEP_CAPS.values(), config.max_response_bytes)
+    return Router(path="/", route_handlers=[PeerProtocolController], request_max_body_size=largest)
 
-    largest = max(*STEP_CAPS.values(), node.config.federation.max_response_bytes)
-    # A peer gives up on its own request after this long: reading its body longer serves no one.
-    body_seconds = node.config.federation.request_timeout_seconds
+
+class PeerProtocolController(AreaController):
+    """The signed gossip protocol between pinned peers (RFC 9421 signatures)."""
 
     @post(
         "/federation/v1/{step:str}",
         status_code=200,
-        request_max_body_size=largest,
         operation_class=documented(Any, problems=(400, 401, 404, 408, 411, 413)),
     )
-    async def protocol(request: Request[Any, Any, Any], step: FromPath[str]) -> Response[bytes]:
+    async def protocol(
+        self,
+        request: Request[Any, Any, Any],
+        node: NamedDependency[Node],
+        federation: NamedDependency[FederationService],
+        step: FromPath[str],
+    ) -> Response[bytes]:
         """One step of gossip with a pinned peer; the request must carry its RFC 9421 signature.
 
         Nothing of the body is read before the signature headers name a pinned peer, verify
@@ -82,6 +88,8 @@ def federation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
         """
         if step not in _STEPS:
             raise NotFoundError(f"no protocol step {step!r}", field="step")
+        # A peer gives up on its own request after this long: reading its body longer serves no one.
+        body_seconds = node.config.federation.request_timeout_seconds
         headers = {k: v for k, v in request.headers.items()}
         ip, agent = client_ip(request), request.headers.get("user-agent")
         declared = request.headers.get("content-length", "")
@@ -93,7 +101,7 @@ def federation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
             listening = f"{request.url.scheme}://{host}:{server[1]}/"
         await asyncio.to_thread(
             partial(
-                service.admit,
+                federation.admit,
                 step,
                 request.method,
                 str(request.url),
@@ -105,13 +113,13 @@ def federation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
             )
         )
         if length is None:
-            cap = service.step_cap(step)
+            cap = federation.step_cap(step)
             raise HTTPException(
                 status_code=411, detail=f"send Content-Length (a {step} request is at most {cap} bytes)"
             )
-        body = await _capped_body(request, service.step_cap(step), step, within=body_seconds)
+        body = await _capped_body(request, federation.step_cap(step), step, within=body_seconds)
         answer = await asyncio.to_thread(
-            partial(service.handle, listening=listening, ip=ip, user_agent=agent),
+            partial(federation.handle, listening=listening, ip=ip, user_agent=agent),
             step,
             request.method,
             str(request.url),
@@ -120,12 +128,16 @@ def federation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
         )
         return Response(answer, media_type="application/json")
 
+
+class FederationController(AreaController):
+    """This node's identity, the co-ops it mirrors, and its peers."""
+
     @get(
         "/api/v1/federation/identity", sync_to_thread=False, operation_class=documented(a.FederationIdentity)
     )
-    def identity() -> Response[bytes]:
+    def identity(self, node: NamedDependency[Node]) -> Response[bytes]:
         """This node's id (its first Ed25519 key), the key that signs now, and its fingerprint."""
-        return _json(
+        return json_response(
             {
                 "node_id": node.identity.node_id,
                 "public_key": node.identity.public_key.hex(),
@@ -135,38 +147,47 @@ def federation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
         )
 
     @get("/api/v1/federation/origins", sync_to_thread=False, operation_class=documented(list[OriginView]))
-    def origins() -> Response[bytes]:
+    def origins(self, federation: NamedDependency[FederationService]) -> Response[bytes]:
         """Every co-op this node holds manifests of, with its chain head and what is mirrored."""
-        return _json(service.origins())
+        return json_response(federation.origins())
 
     @get(
         "/api/v1/federation/origins/{origin:str}",
         sync_to_thread=False,
         operation_class=documented(a.OriginDetail, problems=(404,)),
     )
-    def origin(origin: FromPath[str]) -> Response[bytes]:
+    def origin(
+        self, federation: NamedDependency[FederationService], origin: FromPath[str]
+    ) -> Response[bytes]:
         key = _origin(origin)
-        view = next((o for o in service.origins() if o.origin == key), None)
+        view = next((o for o in federation.origins() if o.origin == key), None)
         if view is None:
             raise NotFoundError(f"no manifests from {key}", field="origin")
-        return _json({"origin": view, "manifests": service.manifests(key)})
+        return json_response({"origin": view, "manifests": federation.manifests(key)})
 
     @get(
         "/api/v1/federation/origins/{origin:str}/manifests/{seq:str}",
         sync_to_thread=False,
         operation_class=documented(Envelope, problems=(*ADMIN, 404)),
     )
-    def manifest(request: Request[Any, Any, Any], origin: FromPath[str], seq: IdPath) -> Response[bytes]:
+    def manifest(
+        self,
+        request: Request[Any, Any, Any],
+        access: NamedDependency[Access],
+        federation: NamedDependency[FederationService],
+        origin: FromPath[str],
+        seq: IdPath,
+    ) -> Response[bytes]:
         """A manifest's DSSE envelope, byte for byte as it was signed and received (admins only).
 
         A signed manifest cannot be trimmed, and it lists federation-scope records, which the
         public must not see: peers get manifests through the signed protocol, the public sees
         each origin's head and switches at ``/api/v1/federation/origins/{origin}``.
         """
-        signed_in(request, admin=True)
+        access.member(request, admin=True)
         key = _origin(origin)
         number = whole_number(seq, field="seq", low=1, error=NotFoundError)
-        return Response(service.envelope(key, number), media_type="application/json")
+        return Response(federation.envelope(key, number), media_type="application/json")
 
     @get(
         "/api/v1/federation/origins/{origin:str}/records",
@@ -174,7 +195,10 @@ def federation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
         operation_class=documented(list[a.MirroredRecord], problems=(*ADMIN, 404, 422)),
     )
     def mirrored(
+        self,
         request: Request[Any, Any, Any],
+        access: NamedDependency[Access],
+        federation: NamedDependency[FederationService],
         origin: FromPath[str],
         after: FromQuery[str] = "",
         limit: Annotated[str, whole_query("records per page", low=1, high=1000, default=200)] = "200",
@@ -186,17 +210,22 @@ def federation_handlers(node: Node, signed_in: Callable[..., Member]) -> list[HT
         count = whole_number(limit, field="limit", low=1, high=1000)
         audience = Audience.FEDERATED
         if request.headers.get("authorization"):
-            signed_in(request, admin=True)
+            access.member(request, admin=True)
             audience = Audience.ADMIN
-        return _json(service.mirrored(_origin(origin), after=after, limit=count, audience=audience))
+        return json_response(
+            federation.mirrored(_origin(origin), after=after, limit=count, audience=audience)
+        )
 
     @get(
         "/api/v1/federation/peers",
         sync_to_thread=False,
         operation_class=documented(list[PeerView], problems=ADMIN),
     )
-    def peers(request: Request[Any, Any, Any]) -> Response[bytes]:
-        signed_in(request, admin=True)
-        return _json(service.peers())
-
-    return [protocol, identity, origins, origin, manifest, mirrored, peers]
+    def peers(
+        self,
+        request: Request[Any, Any, Any],
+        access: NamedDependency[Access],
+        federation: NamedDependency[FederationService],
+    ) -> Response[bytes]:
+        access.member(request, admin=True)
+        return json_response(federation.peers())

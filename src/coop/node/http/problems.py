@@ -12,12 +12,14 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 import msgspec
+import msgspec.inspect
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from coop.federation import FederationError, PeerError, RequestAuthError
 from coop.governance import GovernanceError, PolicyError
 from coop.governance.canonical import duplicate_key
+from coop.governance.nesting import NESTED_TOO_DEEP, json_too_deep
 from coop.node.errors import (
     AuthError,
     BusyError,
@@ -39,6 +41,7 @@ from coop.node.errors import (
 __all__ = [
     "PROBLEM_JSON",
     "HtmlRenderer",
+    "allowed_values",
     "classify",
     "decode_body",
     "exception_handlers",
@@ -278,6 +281,8 @@ def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         source = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedError(f"the body is not valid UTF-8 (byte {exc.start})", field="body") from None
+    if json_too_deep(body):
+        raise MalformedError(NESTED_TOO_DEEP, field="body")
     try:
         value = decoder.decode(body)
     except msgspec.ValidationError as exc:
@@ -288,14 +293,15 @@ def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         named = _FIELD.search(text)
         if named:
             path = f"{path}.{named.group('name')}" if path else named.group("name")
+        choices = allowed_values(decoder.type, path) if text.startswith("Invalid enum value") else None
+        if choices:
+            text = f"{text}: expected one of {', '.join(choices)}"
         raise InputError(f"{text}", field=path or "body") from None
     except UnicodeDecodeError:
         raise MalformedError("the body is not valid UTF-8", field="body") from None
-    except RecursionError:
-        raise MalformedError("the JSON body is nested too deeply", field="body") from None
     except msgspec.DecodeError as exc:
         raise MalformedError(f"the body is not valid JSON: {exc}", field="body") from None
-    refuse_duplicate_keys(source)
+    _refuse_repeated_keys(source)
     return value
 
 
@@ -305,10 +311,15 @@ def refuse_duplicate_keys(text: str | bytes) -> None:
     One pass of the standard library's C scanner that builds no objects; on a 4 KB body it costs
     a few tens of microseconds (see tests/unit/test_duplicate_keys.py), beside msgspec's decode.
     """
+    if json_too_deep(text):
+        raise MalformedError(NESTED_TOO_DEEP, field="body")
+    _refuse_repeated_keys(text)
+
+
+def _refuse_repeated_keys(text: str | bytes) -> None:
+    """:func:`refuse_duplicate_keys` on a body whose depth was checked."""
     try:
         path = duplicate_key(text)
-    except RecursionError:
-        raise MalformedError("the JSON body is nested too deeply", field="body") from None
     except ValueError:
         # msgspec read it and the standard parser does not: two readers disagree, refuse it.
         raise MalformedError("the body is not JSON every reader agrees on", field="body") from None
@@ -316,3 +327,36 @@ def refuse_duplicate_keys(text: str | bytes) -> None:
         raise MalformedError(
             f"the key {path!r} appears more than once in one object; send each key once", field=path
         )
+
+
+def allowed_values(kind: Any, path: str) -> tuple[str, ...] | None:
+    """The values an enum or Literal at ``path`` (``label``, ``user.scope``, ``tags[1]``) of ``kind`` allows.
+
+    msgspec's "Invalid enum value 'x'" does not say what would do; the problem should.
+    """
+    info: Any = msgspec.inspect.type_info(kind)
+    for part in re.findall(r"[^.\[\]]+", path):
+        info = _plain(info)
+        if isinstance(info, msgspec.inspect.StructType):
+            info = next((f.type for f in info.fields if f.encode_name == part), None)
+        elif isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.SetType)) and part.isdigit():
+            info = info.item_type
+        else:
+            return None
+    info = _plain(info)
+    if isinstance(info, msgspec.inspect.EnumType):
+        return tuple(str(member.value) for member in info.cls)
+    if isinstance(info, msgspec.inspect.LiteralType):
+        return tuple(str(value) for value in info.values)
+    return None
+
+
+def _plain(info: Any) -> Any:
+    """``info`` without its constraints and without ``| None``."""
+    if isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
+    if isinstance(info, msgspec.inspect.UnionType):
+        kinds = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        if len(kinds) == 1:
+            return _plain(kinds[0])
+    return info

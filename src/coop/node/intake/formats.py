@@ -8,6 +8,7 @@ from typing import Final
 import msgspec
 
 from coop.governance.canonical import duplicate_key
+from coop.governance.nesting import NESTED_TOO_DEEP, json_too_deep
 from coop.node.errors import InputError, UnsupportedFormatError
 from coop.node.intake.chat import LIMITS, IntakeFormat, Limits, ParsedChat
 from coop.node.intake.messages import parse_messages
@@ -45,6 +46,8 @@ def detect_format(data: bytes) -> IntakeFormat:
     body = data.removeprefix(b"\xef\xbb\xbf").lstrip(_WHITESPACE)
     if body[:1] not in (b"{", b"["):
         return IntakeFormat.TEXT
+    if json_too_deep(body):
+        raise InputError(NESTED_TOO_DEEP, field="content")
     try:
         document = _DOCUMENT.decode(body)
     except msgspec.DecodeError as e:
@@ -53,8 +56,6 @@ def detect_format(data: bytes) -> IntakeFormat:
         if first is not None and b"\n" in body.rstrip(_WHITESPACE):
             return _of_object(first, ndjson=True)
         raise InputError(f"not valid JSON: {e}", field="content") from e
-    except RecursionError as e:
-        raise InputError("JSON nested too deep", field="content") from e
     if isinstance(document, _Probe):
         return _of_object(document, ndjson=False)
     if not document:
@@ -78,6 +79,9 @@ def detect_format(data: bytes) -> IntakeFormat:
 def _repeated_key(data: bytes) -> str | None:
     """The first key some object repeats, in one JSON document or in each line of an NDJSON
     export (``[3].messages[0].content``: line 4)."""
+    # A line is read only after the lines before it parsed (balanced): the whole bounds each.
+    if json_too_deep(data):
+        raise InputError(NESTED_TOO_DEEP, field="content")
     try:
         try:
             return duplicate_key(data)
@@ -88,8 +92,6 @@ def _repeated_key(data: bytes) -> str | None:
                 repeated = duplicate_key(line)
                 if repeated is not None:
                     return f"[{number}].{repeated}"
-    except RecursionError:
-        raise InputError("JSON nested too deep", field="content") from None
     except ValueError as exc:
         raise InputError(f"not valid JSON: {exc}", field="content") from None
     return None
@@ -161,9 +163,10 @@ def _of_object(probe: _Probe, *, ndjson: bool) -> IntakeFormat:
 
 
 def _probe(raw: bytes) -> _Probe | None:
+    """The keys that tell the formats apart, if ``raw`` is a JSON object (its depth checked)."""
     try:
         return _PROBE.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
+    except msgspec.DecodeError:
         return None
 
 

@@ -15,6 +15,7 @@ from typing import Final, TypeAlias, TypeVar
 import msgspec
 
 from coop.governance import Message, Role
+from coop.governance.nesting import NESTED_TOO_DEEP, json_too_deep
 from coop.node.errors import InputError, PayloadTooLargeError
 from coop.node.intake.chat import LIMITS, IntakeFormat, Limits, ParsedChat
 
@@ -73,6 +74,8 @@ _DECODER: Final = msgspec.json.Decoder(_Body | list[_InMessage])
 
 def decode_json(decoder: msgspec.json.Decoder[_T], data: bytes, *, field: str) -> _T:
     """Decode with msgspec, turning its errors into InputError on ``field`` + the JSON path."""
+    if json_too_deep(bytes(data)):  # a msgspec.Raw too (bytes of bytes is the same object)
+        raise InputError(NESTED_TOO_DEEP, field=field)
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as e:
@@ -82,8 +85,6 @@ def decode_json(decoder: msgspec.json.Decoder[_T], data: bytes, *, field: str) -
         raise InputError(match[1], field=field + match[2]) from e
     except msgspec.DecodeError as e:
         raise InputError(f"not valid JSON: {e}", field=field) from e
-    except RecursionError as e:
-        raise InputError("JSON nested too deep", field=field) from e
     except UnicodeDecodeError as e:  # msgspec checks UTF-8 lazily, inside strings
         raise InputError("content is not valid UTF-8", field=field) from e
 

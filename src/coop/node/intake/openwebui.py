@@ -18,6 +18,7 @@ from typing import Final
 import msgspec
 
 from coop.governance import Feedback, Message, Role
+from coop.governance.nesting import NESTED_TOO_DEEP, json_too_deep
 from coop.node.errors import InputError, PayloadTooLargeError, UnsupportedFormatError
 from coop.node.intake.chat import LIMITS, IntakeFormat, Limits, ParsedChat
 from coop.node.intake.messages import (
@@ -140,6 +141,8 @@ def _entries(data: bytes, limits: Limits) -> list[tuple[str, bytes]]:
             "not an Open WebUI export: expected a JSON object, a JSON array or NDJSON",
             field="content",
         )
+    if json_too_deep(body):
+        raise InputError(NESTED_TOO_DEEP, field="content")
     try:
         _RAW.decode(body)
     except msgspec.DecodeError as e:
@@ -152,15 +155,14 @@ def _entries(data: bytes, limits: Limits) -> list[tuple[str, bytes]]:
             raise InputError(f"not valid JSON: {e}", field="content") from e
         _check_count(len(lines), limits)
         return lines
-    except RecursionError as e:
-        raise InputError("JSON nested too deep", field="content") from e
     return [("content", body)]
 
 
 def _is_json(line: bytes) -> bool:
+    """Whether the first line of an upload is one JSON document (the upload's depth checked)."""
     try:
         _RAW.decode(line)
-    except (msgspec.DecodeError, RecursionError):
+    except msgspec.DecodeError:
         return False
     return True
 

@@ -1,1 +1,1 @@
-"""This node's side of federation: the book of peers' manifests, its own manifests, gossip."""
+"""This node's peering: the book store, pinned peers, its own manifests, gossip rounds, answers to peers."""

@@ -16,13 +16,28 @@ import logging
 import sqlite3
 import threading
 from collections import OrderedDict
-from typing import Final
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
 from coop.node.logs import escape_controls
 
-__all__ = ["KEPT", "PER_PEER", "SKEW_SHOWN", "Refusal", "recent_refusals", "record_refusal", "skew_text"]
+if TYPE_CHECKING:
+    from coop.federation.gossip import RecordRefusal
+
+__all__ = [
+    "KEPT",
+    "PER_PEER",
+    "SKEW_SHOWN",
+    "Refusal",
+    "keep_refusals",
+    "manifest_refusals",
+    "recent_refusals",
+    "record_refusal",
+    "record_refusals",
+    "skew_text",
+]
 
 log = logging.getLogger("coop.federation")
 
@@ -130,3 +145,50 @@ def recent_refusals(
         (*args, limit),
     ).fetchall()
     return [Refusal(at=r[0], step=r[1], reason=r[2], detail=r[3], node_id=r[4], keyid=r[5]) for r in rows]
+
+
+def manifest_refusals(
+    reasons: Sequence[str], *, at: int, step: str, node_id: str | None, keyid: str | None
+) -> list[Refusal]:
+    """Manifests a peer pushed or served that this node's book refused: one refusal per reason."""
+    counts: dict[str, int] = {}
+    for reason in reasons:
+        counts[reason] = counts.get(reason, 0) + 1
+    return [
+        Refusal(
+            at=at,
+            step=step,
+            reason=reason,
+            detail=f"{n} manifest{'s' if n > 1 else ''} refused: {reason}",
+            node_id=node_id,
+            keyid=keyid,
+        )
+        for reason, n in sorted(counts.items())
+    ]
+
+
+def record_refusals(refused: Sequence[RecordRefusal], *, at: int, node_id: str) -> list[Refusal]:
+    """Record bytes a peer served that this node would not keep, one refusal each (a few per
+    exchange: the book does not ask for a refused entry again)."""
+    return [
+        Refusal(
+            at=at,
+            step="records",
+            reason=item.reason,
+            detail=f"record {item.uid!r} ({item.hash[:12]}) listed by {item.origin[:12]}: {item.detail}",
+            node_id=node_id,
+        )
+        for item in refused
+    ]
+
+
+def keep_refusals(
+    conn: sqlite3.Connection,
+    refusals: Sequence[Refusal],
+    *,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> None:
+    """Keep several refusals in one transaction (see :func:`record_refusal`)."""
+    for refusal in refusals:
+        record_refusal(conn, refusal, ip=ip, user_agent=user_agent)

@@ -49,7 +49,6 @@ __all__ = [
     "leaderboards",
     "record",
     "search",
-    "unindex",
 ]
 
 _RECORD: Final = msgspec.json.Decoder(Record)
@@ -200,12 +199,6 @@ def compact_text(conn: sqlite3.Connection) -> None:
     """
     conn.execute("INSERT INTO catalog_text (catalog_text) VALUES ('optimize')")
     scrub_after_commit()
-
-
-def unindex(conn: sqlite3.Connection, seq: int) -> None:
-    """Take a record out of the catalogue (withdrawn, rectified)."""
-    conn.execute("DELETE FROM catalog WHERE seq = ?", (seq,))
-    conn.execute("DELETE FROM catalog_text WHERE rowid = ?", (seq,))
 
 
 def _embargo_sql(embargo: Embargo) -> tuple[str, list[object]]:

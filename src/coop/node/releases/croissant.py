@@ -24,8 +24,8 @@ import msgspec
 from coop.governance import Channel
 from coop.node.intake.redaction import PiiType
 
-if TYPE_CHECKING:  # release.py writes croissant.json at the cut, so only the types come from it
-    from coop.node.releases.cut import BucketSummary, FileEntry, ReleaseSummary
+if TYPE_CHECKING:  # the cut writes croissant.json, so only the types come from the model
+    from coop.node.releases.model import BucketSummary, FileEntry, ReleaseSummary
 
 __all__ = ["CONFORMS_TO", "CROISSANT", "build_croissant", "croissant_bytes", "spdx_url"]
 

@@ -48,64 +48,52 @@ from typing import Final
 import msgspec
 
 from coop.governance import (
-    AttributionMode,
     Audience,
     CollectiveState,
-    EvalConsent,
-    License,
     Reason,
-    RecordFacts,
-    RecordState,
-    Scope,
+    Signer,
     disclose,
-    disclose_tombstone,
 )
-from coop.governance.envelope import open_envelope, seal, valid_signers
-from coop.governance.errors import InvalidValueError
-from coop.node.collective import repository as collective
+from coop.governance.envelope import seal
+from coop.node.collective.audit import AuditAction, audit
 from coop.node.errors import NodeError
 from coop.node.files import fsync_dir, fsync_file, sha256_file
 from coop.node.members.attribution import PublicForms
-from coop.node.releases.cut import (
-    _SUMMARY_ENCODER,
+from coop.node.releases.cut import finish_release
+from coop.node.releases.model import (
+    SUMMARY_DECODER,
+    SUMMARY_ENCODER,
     BucketSummary,
     FileEntry,
     ReleaseSummary,
-    _BucketWriter,
-    _finish,
-    federated_schema,
-    record_schema,
 )
+from coop.node.releases.revision_statement import (
+    REASONS,
+    REVISION_PAYLOAD_TYPE,
+    REVISIONS_DIR,
+    Removed,
+    revision_statement,
+    row_choices,
+)
+from coop.node.releases.statement import write_statement
 from coop.node.releases.tombstones import own_tombstone_facts, peer_tombstone_facts
+from coop.node.releases.writers import BucketWriter, federated_schema, record_schema
 from coop.node.storage.store import Store
 
 __all__ = [
     "REFORM_STEP",
-    "REVISIONS_DIR",
-    "REVISION_PAYLOAD_TYPE",
-    "ChangedFile",
     "Reform",
-    "RemovedRecord",
     "RevisedRelease",
     "RevisionReport",
-    "RevisionStatement",
     "clear_revision_leftovers",
     "reform_pending",
     "reform_releases",
     "revise_releases",
     "revision_pending",
-    "verify_revision",
     "withheld",
 ]
 
-REVISION_PAYLOAD_TYPE: Final = "application/vnd.coop-flywheel.release-revision+json"
-REVISIONS_DIR: Final = "revisions"
-_MAX_STATEMENT: Final = 64 * 1024 * 1024
 _ENCODER: Final = msgspec.json.Encoder(order="sorted")
-_REASONS: Final = {
-    "withdrawn": "withdrawn by the member",
-    "rectified": "rectified by the member (replaced by a new record)",
-}
 _AT_ORIGIN: Final = "withdrawn by the member at its origin co-op"
 _REFORMED: Final = (
     "contributor identifiers taken off anonymous and pseudonymous records (they linked them to the"
@@ -117,48 +105,11 @@ _REFORMED_NOTICE: Final = (
     "hold one, replace it with this revision."
 )
 REFORM_STEP: Final = "reform-releases"
-_NOTICE: Final = (
-    "These records were removed from every copy of this release the co-op still serves. Copies "
-    "downloaded before cannot be recalled: if you hold one, delete the records named here."
-)
 _REVISION_FOLDER: Final = re.compile(r"^v(\d+)-r(\d+)$")
 _REVISION_TMP: Final = re.compile(r"^\.v(\d+)-r(\d+)\.tmp$")
 _CUT_FOLDER: Final = re.compile(r"^v(\d+)$")
 _ANY_STATE: Final = CollectiveState()
 _CHUNK: Final = 500
-
-
-class RemovedRecord(msgspec.Struct, frozen=True, omit_defaults=True):
-    uid: str
-    reason: str
-    origin: str | None = None  # a federated release: the co-op the record came from
-
-
-class ChangedFile(msgspec.Struct, frozen=True):
-    path: str
-    old_sha256: str | None  # None: the file is new in this revision
-    new_sha256: str | None  # None: the file is gone in this revision
-
-
-class RevisionStatement(msgspec.Struct, frozen=True, kw_only=True):
-    """What one revision of a release removed and why, signed by the node: ``revisions/rK.dsse.json``.
-
-    ``files`` holds every file of the release whose content changed except
-    ``SHA256SUMS`` (which lists this statement's own SHA-256).
-    """
-
-    release: str
-    federated: bool
-    coop: str
-    node_id: str
-    revision: int
-    previous_revision: int
-    at: int
-    reason: str
-    removed: tuple[RemovedRecord, ...]
-    unnamed: int = 0  # removed records the tombstone policy does not let this audience see named
-    files: tuple[ChangedFile, ...]
-    notice: str = _NOTICE
 
 
 class RevisedRelease(msgspec.Struct, frozen=True):
@@ -181,21 +132,6 @@ class _Key(msgspec.Struct):
     origin: str | None = None
 
 
-class _Attribution(msgspec.Struct):
-    mode: AttributionMode = AttributionMode.ANONYMOUS
-
-
-class _Choices(msgspec.Struct):
-    """What the tombstone policy reads of a removed row (the row's own choices, as released)."""
-
-    uid: str
-    scope: Scope
-    license: License
-    ai_use: str = ""
-    eval: EvalConsent = EvalConsent.NO
-    attribution: _Attribution = msgspec.field(default_factory=_Attribution)
-
-
 class _Row(msgspec.Struct):
     uid: str
     label: str
@@ -206,8 +142,6 @@ class _Row(msgspec.Struct):
 
 _KEY: Final = msgspec.json.Decoder(_Key)
 _ROW: Final = msgspec.json.Decoder(_Row)
-_CHOICES: Final = msgspec.json.Decoder(_Choices)
-_STATEMENT: Final = msgspec.json.Decoder(RevisionStatement)
 
 # A row of a release: (origin, uid); origin "" in the node's own releases.
 _RowKey = tuple[str, str]
@@ -220,12 +154,9 @@ class _Stored(msgspec.Struct, frozen=True):
     summary: ReleaseSummary
 
 
-_SUMMARY: Final = msgspec.json.Decoder(ReleaseSummary)
-
-
 def _stored(conn: sqlite3.Connection, table: str) -> list[_Stored]:
     rows = conn.execute(f"SELECT summary FROM {table} ORDER BY version").fetchall()
-    return [_Stored(bytes(raw), _SUMMARY.decode(raw)) for (raw,) in rows]
+    return [_Stored(bytes(raw), SUMMARY_DECODER.decode(raw)) for (raw,) in rows]
 
 
 class _Pending(msgspec.Struct, frozen=True):
@@ -291,7 +222,9 @@ def withheld(conn: sqlite3.Connection, summary: ReleaseSummary, *, federated: bo
     return None
 
 
-def revise_releases(store: Store, releases: Path, *, seed: bytes, node_id: str, now: int) -> RevisionReport:
+def revise_releases(
+    store: Store, releases: Path, *, signer: Signer, node_id: str, now: int
+) -> RevisionReport:
     """Revise every served release holding a record a pending tombstone names; the caller holds
     the release lock (cuts and revisions never run side by side)."""
     federated_root = releases / "federated"
@@ -305,16 +238,16 @@ def revise_releases(store: Store, releases: Path, *, seed: bytes, node_id: str, 
     for stored in store.read(lambda c: _stored(c, "releases")):
         version = stored.summary.version
         drop = {
-            ("", uid): _REASONS.get(reason, reason)
+            ("", uid): REASONS.get(reason, reason)
             for uid, (reason, released_in) in pending.own.items()
             if released_in is not None and released_in <= version
         }
-        done = _revise_one(store, releases, stored, drop, federated=False, seed=seed, now=now)
+        done = _revise_one(store, releases, stored, drop, federated=False, signer=signer, now=now)
         if done is not None:
             revised.append(done)
     # Federated releases: this co-op's released records and the peers' mirrored ones.
     fed_drop: dict[_RowKey, str] = {
-        (node_id, uid): _REASONS.get(reason, reason)
+        (node_id, uid): REASONS.get(reason, reason)
         for uid, (reason, released_in) in pending.own.items()
         if released_in is not None
     }
@@ -323,7 +256,7 @@ def revise_releases(store: Store, releases: Path, *, seed: bytes, node_id: str, 
         for stored in store.read(lambda c: _stored(c, "federated_releases")):
             origins = set(stored.summary.origins)
             drop = {key: why for key, why in fed_drop.items() if key[0] in origins}
-            done = _revise_one(store, federated_root, stored, drop, federated=True, seed=seed, now=now)
+            done = _revise_one(store, federated_root, stored, drop, federated=True, signer=signer, now=now)
             if done is not None:
                 revised.append(done)
     store.write(lambda c: _mark_revised(c, pending, now))
@@ -335,7 +268,7 @@ def reform_pending(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM upgrade_steps WHERE name = ?", (REFORM_STEP,)).fetchone() is not None
 
 
-def reform_releases(store: Store, releases: Path, *, seed: bytes, now: int) -> RevisionReport:
+def reform_releases(store: Store, releases: Path, *, signer: Signer, now: int) -> RevisionReport:
     """Once, after an upgrade: revise every served release whose rows are not in their public
     form (see :class:`Reform`), then strike the step off; the caller holds the release lock."""
     reform = Reform(store.read(PublicForms.load))
@@ -348,7 +281,7 @@ def reform_releases(store: Store, releases: Path, *, seed: bytes, now: int) -> R
             continue
         for stored in store.read(lambda c, table=table: _stored(c, table)):  # type: ignore[misc]
             done = _revise_one(
-                store, root, stored, {}, federated=federated, seed=seed, now=now, reform=reform
+                store, root, stored, {}, federated=federated, signer=signer, now=now, reform=reform
             )
             if done is not None:
                 revised.append(done)
@@ -399,11 +332,6 @@ def _link(source: Path, destination: Path) -> None:
         fsync_file(destination)
 
 
-class _Removed(msgspec.Struct, frozen=True):
-    key: tuple[str, str]
-    line: bytes
-
-
 class Reform:
     """Rows of a release put in the form the disclosure policy lets out now (no member link on
     anonymous rows, no member hash on pseudonymous ones): :class:`PublicForms` over a release's
@@ -441,11 +369,11 @@ def _rewrite_bucket(
     *,
     federated: bool,
     reform: Reform | None = None,
-) -> tuple[BucketSummary, list[_Removed]]:
+) -> tuple[BucketSummary, list[Removed]]:
     """The bucket's JSONL and Parquet again, without the dropped rows (and each kept row in its
     public form, with ``reform``), through the cut's own writer."""
-    writer = _BucketWriter(tmp, bucket.license, federated_schema() if federated else record_schema())
-    removed: list[_Removed] = []
+    writer = BucketWriter(tmp, bucket.license, federated_schema() if federated else record_schema())
+    removed: list[Removed] = []
     try:
         with (old / bucket.name / "data.jsonl").open("rb") as handle:
             for raw in handle:
@@ -455,7 +383,7 @@ def _rewrite_bucket(
                 row = _ROW.decode(line)
                 key = ((row.origin or "") if federated else "", row.uid)
                 if key in drop:
-                    removed.append(_Removed(key, line))
+                    removed.append(Removed(key, line))
                     continue
                 if reform is not None:
                     line = reform.apply(line, federated=federated)
@@ -473,7 +401,7 @@ def _revise_one(
     drop: dict[_RowKey, str],
     *,
     federated: bool,
-    seed: bytes,
+    signer: Signer,
     now: int,
     reform: Reform | None = None,
 ) -> RevisedRelease | None:
@@ -502,7 +430,7 @@ def _revise_one(
     tmp.mkdir()
     try:
         buckets: list[BucketSummary] = []
-        removed: list[_Removed] = []
+        removed: list[Removed] = []
         for bucket in old.buckets:
             if hits[bucket.name] or bucket.name in changing:
                 fresh, gone = _rewrite_bucket(
@@ -519,7 +447,7 @@ def _revise_one(
         for entry in earlier:
             _link(folder / entry.path, tmp / entry.path)
         revision = old.revision + 1
-        summary = _finish(
+        summary = finish_release(
             tmp,
             msgspec.structs.replace(
                 old,
@@ -529,12 +457,12 @@ def _revise_one(
                 files=(),
             ),
         )
-        statement = _statement(old, summary, removed, drop, federated=federated, now=now)
+        statement = revision_statement(old, summary, removed, drop, federated=federated, now=now)
         if reform is not None and not removed:
             statement = msgspec.structs.replace(statement, reason=_REFORMED, notice=_REFORMED_NOTICE)
         relative = f"{REVISIONS_DIR}/r{revision}.dsse.json"
         (tmp / REVISIONS_DIR).mkdir(exist_ok=True)
-        (tmp / relative).write_bytes(seal(_ENCODER.encode(statement), REVISION_PAYLOAD_TYPE, [seed]))
+        (tmp / relative).write_bytes(seal(_ENCODER.encode(statement), REVISION_PAYLOAD_TYPE, [signer]))
         fsync_file(tmp / relative)
         entries = sorted(
             [*summary.files, *earlier, _entry(tmp, relative)],
@@ -545,6 +473,8 @@ def _revise_one(
         fsync_dir(tmp / REVISIONS_DIR)
         fsync_dir(tmp)
         summary = msgspec.structs.replace(summary, files=tuple(entries))
+        write_statement(tmp, summary, signer)  # a revision is a new cut: its statement, signed here
+        fsync_dir(tmp)
         final = root / summary.label
         shutil.rmtree(final, ignore_errors=True)  # an unreferenced leftover of a run that died
         tmp.rename(final)
@@ -552,13 +482,13 @@ def _revise_one(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    scopes = [(r.key, _choices(r).scope.value) for r in removed] if federated else []
+    scopes = [(r.key, row_choices(r).scope.value) for r in removed] if federated else []
     table = "federated_releases" if federated else "releases"
 
     def commit(conn: sqlite3.Connection) -> bool:
         moved = conn.execute(
             f"UPDATE {table} SET summary = ?, record_count = ? WHERE version = ? AND summary = ?",
-            (_SUMMARY_ENCODER.encode(summary), summary.records, summary.version, stored.raw),
+            (SUMMARY_ENCODER.encode(summary), summary.records, summary.version, stored.raw),
         ).rowcount
         if moved != 1:
             return False
@@ -567,12 +497,12 @@ def _revise_one(
             "UPDATE fed_tombstones SET released_scope = ? WHERE origin = ? AND uid = ? AND released_scope IS NULL",
             [(scope, origin, uid) for (origin, uid), scope in scopes],
         )
-        collective.audit(
+        audit(
             conn,
-            seed=seed,
+            signer=signer,
             at=now,
             actor="system",
-            action="release.revise",
+            action=AuditAction.RELEASE_REVISE,
             payload={
                 "release": summary.name,
                 "federated": federated,
@@ -593,86 +523,9 @@ def _revise_one(
     )
 
 
-def _choices(removed: _Removed) -> _Choices:
-    return _CHOICES.decode(removed.line)
-
-
-def _facts(removed: _Removed, *, origin: str | None) -> RecordFacts:
-    """The policy's view of a removed row: withdrawn, and admitted (the release held it)."""
-    row = _choices(removed)
-    return RecordFacts(
-        uid=row.uid,
-        scope=row.scope,
-        license=row.license,
-        ai_use=row.ai_use,
-        eval=row.eval,
-        attribution=row.attribution.mode,
-        state=RecordState.WITHDRAWN,
-        admitted=True,
-        origin=origin,
-    )
-
-
 def _entry(root: Path, relative: str) -> FileEntry:
     path = root / relative
     return FileEntry(path=relative, sha256=sha256_file(path), bytes=path.stat().st_size)
-
-
-def _statement(
-    old: ReleaseSummary,
-    new: ReleaseSummary,
-    removed: list[_Removed],
-    drop: dict[_RowKey, str],
-    *,
-    federated: bool,
-    now: int,
-) -> RevisionStatement:
-    """The signed account of one revision; it names a removed record only where the policy allows."""
-    audience = Audience.FEDERATED if federated else Audience.PUBLIC
-    named: list[RemovedRecord] = []
-    unnamed = 0
-    for item in removed:
-        origin, uid = item.key
-        own = not federated or origin == old.node_id
-        if disclose_tombstone(_facts(item, origin=None if own else origin), _ANY_STATE, audience):
-            named.append(RemovedRecord(uid=uid, reason=drop[item.key], origin=origin if federated else None))
-        else:
-            unnamed += 1
-    before = {f.path: f.sha256 for f in old.files if not f.path.startswith(f"{REVISIONS_DIR}/")}
-    after = {f.path: f.sha256 for f in new.files}
-    changed = tuple(
-        ChangedFile(path, before.get(path), after.get(path))
-        for path in sorted(before.keys() | after.keys())
-        if before.get(path) != after.get(path)
-    )
-    reasons = sorted({r.reason for r in named}) or [_REASONS["withdrawn"]]
-    return RevisionStatement(
-        release=old.name,
-        federated=federated,
-        coop=old.coop,
-        node_id=old.node_id,
-        revision=new.revision,
-        previous_revision=old.revision,
-        at=now,
-        reason="; ".join(reasons),
-        removed=tuple(sorted(named, key=lambda r: (r.origin or "", r.uid))),
-        unnamed=unnamed,
-        files=changed,
-    )
-
-
-def verify_revision(data: bytes, public_key: bytes) -> RevisionStatement:
-    """Check a revision statement's signature against the co-op's key and decode it."""
-    try:
-        envelope, payload = open_envelope(data, payload_type=REVISION_PAYLOAD_TYPE, max_bytes=_MAX_STATEMENT)
-    except InvalidValueError as exc:
-        raise NodeError(f"not a revision statement: {exc}", field="statement") from None
-    if public_key.hex() not in valid_signers(envelope, payload, {public_key.hex(): public_key}):
-        raise NodeError("the revision statement is not signed by this key", field="statement")
-    try:
-        return _STATEMENT.decode(payload)
-    except msgspec.DecodeError as exc:
-        raise NodeError(f"not a revision statement: {exc}", field="statement") from None
 
 
 def clear_revision_leftovers(store: Store, releases: Path) -> list[Path]:

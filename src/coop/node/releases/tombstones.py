@@ -117,3 +117,8 @@ def federated_tombstones(conn: sqlite3.Connection, node_id: str) -> list[tuple[s
         if disclose_tombstone(peer_tombstone_facts(origin, uid, scope), _ANY_STATE, Audience.FEDERATED):
             named.add((origin, uid))
     return sorted(named)
+
+
+def withdrawn_uids(conn: sqlite3.Connection) -> set[str]:
+    """Every own record uid withdrawn since the node began (payouts skip them)."""
+    return {str(uid) for (uid,) in conn.execute("SELECT uid FROM tombstones")}

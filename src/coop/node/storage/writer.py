@@ -60,6 +60,9 @@ def connect(path: Path, *, synchronous: str = "full", readonly: bool = False) ->
             )
         else:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open database {path}: {exc}") from exc
+    try:
         conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         # Deleted content is overwritten with zeros (also in freed pages): erased personal
         # data must not linger in free space, nor in backups that copy every page.
@@ -73,6 +76,7 @@ def connect(path: Path, *, synchronous: str = "full", readonly: bool = False) ->
         conn.execute("PRAGMA cache_size = -16000")
         return conn
     except sqlite3.Error as exc:
+        conn.close()  # opened but not usable (not a database, locked): not left to the collector
         raise StorageError(f"cannot open database {path}: {exc}") from exc
 
 

@@ -13,8 +13,8 @@ from typing import Final
 
 import msgspec
 
-from coop.governance import Defaults, License
-from coop.node.contributions.submission import ContributionRequest
+from coop.governance import Channel, Defaults, EvalConsent, Label, License, Scope
+from coop.node.contributions.submission import ContributionRequest, parse_choice
 from coop.node.errors import InputError
 from coop.node.intake.chat import ParsedChat
 from coop.node.web.render import highlight
@@ -194,21 +194,21 @@ class ContributeForm(msgspec.Struct, kw_only=True):
         if attribution == "pseudonym":
             attribution = f"pseudonym:{self.pseudonym.strip()}"
         return ContributionRequest(
-            label=self.label,
+            label=Label(self.label),
             content=msgspec.Raw(content),
             consent=self.consent,
             chat_id=self.chat_id or None,
-            license=self.license or None,
+            license=parse_choice(License, self.license, "license") if self.license else None,
             ai_use=self.ai_use if self.ai_use else None,
-            eval=self.eval or None,
-            scope=self.scope or None,
+            eval=parse_choice(EvalConsent, self.eval, "eval") if self.eval else None,
+            scope=parse_choice(Scope, self.scope, "scope") if self.scope else None,
             attribution=attribution,
             terms_version=terms_version,
             note=self.note or None,
             correction=self.correction or None,
             tags=[t.strip() for t in self.tags.split(",") if t.strip()],
             language=self.language.strip() or None,
-            channel="web",
+            channel=Channel.WEB,
         )
 
 

@@ -1,40 +1,31 @@
-"""Collective governance in the store: settings versions, proposals and votes, the audit chain.
+"""Proposals and votes in the store: open one, vote, and settle it when it passes or its time is up.
 
-Every change and every vote is written in the same transaction as its audit
-entry, so the log cannot miss an action that took effect, nor record one
-that did not.
+A passed proposal applies its changes as a new settings version in the same transaction
+as its audit entries.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from typing import Any, Final
 
 import msgspec
 
 from coop.governance import (
-    AuditEntry,
-    ChainReport,
     Choice,
     InvalidValueError,
-    PolicyError,
     ProposalStatus,
-    SettingClass,
-    Settings,
-    append_entry,
+    Signer,
     apply_changes,
     changed_classes,
     decide,
-    settings_digest,
     tally,
-    verify_chain,
 )
-from coop.governance.audit import AuditHead
+from coop.node.collective.audit import AuditAction, audit
+from coop.node.collective.settings import Actor, current_settings, store_settings
 from coop.node.errors import ForbiddenError, NotFoundError, PayloadTooLargeError, RateLimitedError, StateError
 from coop.node.members.accounts import Member
-from coop.node.storage.store import next_tick
 
 __all__ = [
     "MAX_CHANGE_BYTES",
@@ -42,25 +33,15 @@ __all__ = [
     "MAX_OPENED_PER_DAY",
     "MAX_OPEN_PER_MEMBER",
     "MAX_REASON",
-    "Actor",
     "ProposalView",
-    "SettingsView",
-    "audit",
-    "audit_entries",
-    "audit_head",
     "cast_vote",
-    "change_settings",
     "close_expired",
-    "current_settings",
-    "ensure_settings",
     "get_proposal",
     "list_proposals",
     "open_proposal",
-    "settings_version",
-    "verify_audit",
+    "voted_proposals",
 ]
 
-_SETTINGS: Final = msgspec.json.Decoder(Settings)
 _ENCODER: Final = msgspec.json.Encoder(order="sorted")
 _DAY: Final = 86_400
 
@@ -71,22 +52,6 @@ MAX_CHANGE_TEXT: Final = 200  # characters of any one text in the changes (a pat
 MAX_CHANGE_BYTES: Final = 8 * 1024  # the changes as stored (canonical JSON)
 MAX_OPEN_PER_MEMBER: Final = 5  # proposals of one member open at once
 MAX_OPENED_PER_DAY: Final = 10  # proposals one member opens in any 24 hours
-
-
-class Actor(msgspec.Struct, frozen=True):
-    """Who acts, by public handle; ``admin`` says whether they may act alone where rules allow."""
-
-    name: str
-    admin: bool
-
-
-class SettingsView(msgspec.Struct, frozen=True):
-    version: int
-    digest: str
-    at: int
-    actor: str
-    via: str
-    settings: Settings
 
 
 class ProposalView(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,194 +74,6 @@ class ProposalView(msgspec.Struct, frozen=True, kw_only=True):
     decided_at: int | None = None
     settings_version: int | None = None
 
-
-# -- the audit chain ------------------------------------------------------------------
-
-
-def _entry(row: tuple[Any, ...]) -> AuditEntry:
-    seq, at, actor, action, payload, prev, digest, signature = row
-    return AuditEntry(
-        seq=seq,
-        at=at,
-        actor=actor,
-        action=action,
-        payload=msgspec.json.decode(payload),
-        prev=prev,
-        hash=digest,
-        signature=signature,
-    )
-
-
-_AUDIT_COLUMNS: Final = "seq, at, actor, action, payload, prev, hash, signature"
-
-
-def audit_head(conn: sqlite3.Connection) -> AuditEntry | None:
-    row = conn.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-    return None if row is None else _entry(row)
-
-
-def audit(
-    conn: sqlite3.Connection, *, seed: bytes, at: int, actor: str, action: str, payload: Any
-) -> AuditEntry:
-    """Append a signed entry (call inside the transaction of the change it records)."""
-    entry = append_entry(audit_head(conn), at=at, actor=actor, action=action, payload=payload, seed=seed)
-    conn.execute(
-        f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            entry.seq,
-            entry.at,
-            entry.actor,
-            entry.action,
-            _ENCODER.encode(entry.payload),
-            entry.prev,
-            entry.hash,
-            entry.signature,
-        ),
-    )
-    return entry
-
-
-def audit_entries(conn: sqlite3.Connection, *, after: int = 0, limit: int | None = None) -> list[AuditEntry]:
-    rows = conn.execute(
-        f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
-        (after, -1 if limit is None else limit),
-    ).fetchall()
-    return [_entry(row) for row in rows]
-
-
-def recent_entries(conn: sqlite3.Connection, *, limit: int = 20) -> list[AuditEntry]:
-    """The newest entries first (what the admin page shows)."""
-    rows = conn.execute(
-        f"SELECT {_AUDIT_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT ?", (limit,)
-    ).fetchall()
-    return [_entry(row) for row in rows]
-
-
-def last_changes(conn: sqlite3.Connection, *, scan: int = 2000) -> dict[str, AuditEntry]:
-    """For each setting class, the latest audited change to it: who flipped it, when and how."""
-    found: dict[str, AuditEntry] = {}
-    rows = conn.execute(
-        f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE action IN ('settings.change', 'settings.init')"
-        " ORDER BY seq DESC LIMIT ?",
-        (scan,),
-    )
-    for row in rows:
-        entry = _entry(row)
-        changes = entry.payload.get("changes") if isinstance(entry.payload, dict) else None
-        classes = (
-            [c.value for c in SettingClass]
-            if entry.action == "settings.init" or not isinstance(changes, dict)
-            else [c.value for c in changed_classes(changes)]
-        )
-        for name in classes:
-            found.setdefault(name, entry)
-        if len(found) == len(SettingClass):
-            break
-    return found
-
-
-def _iter_entries(conn: sqlite3.Connection) -> Iterator[AuditEntry]:
-    # ORDER BY rowid, not seq: a reordered table must show up as reordered.
-    for row in conn.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit_log ORDER BY rowid"):
-        yield _entry(row)
-
-
-def verify_audit(
-    conn: sqlite3.Connection,
-    public_key: bytes,
-    *,
-    head: AuditHead | None = None,
-    current_key: bytes | None = None,
-) -> ChainReport:
-    """The chain from ``public_key`` on, against the signed ``head`` (its absence is a warning)."""
-    return verify_chain(_iter_entries(conn), public_key, head=head, expect_head=True, current_key=current_key)
-
-
-# -- settings ----------------------------------------------------------------------------
-
-
-def settings_version(conn: sqlite3.Connection) -> int:
-    (version,) = conn.execute("SELECT coalesce(max(version), 0) FROM settings").fetchone()
-    return int(version)
-
-
-def current_settings(conn: sqlite3.Connection) -> SettingsView:
-    row = conn.execute(
-        "SELECT version, digest, at, actor, via, body FROM settings ORDER BY version DESC LIMIT 1"
-    ).fetchone()
-    if row is None:
-        return SettingsView(
-            version=0, digest=settings_digest(Settings()), at=0, actor="", via="", settings=Settings()
-        )
-    return SettingsView(
-        version=row[0], digest=row[1], at=row[2], actor=row[3], via=row[4], settings=_SETTINGS.decode(row[5])
-    )
-
-
-def _store_settings(
-    conn: sqlite3.Connection, settings: Settings, *, at: int, actor: str, via: str
-) -> SettingsView:
-    (version,) = conn.execute("SELECT coalesce(max(version), 0) + 1 FROM settings").fetchone()
-    digest = settings_digest(settings)
-    conn.execute(
-        "INSERT INTO settings (version, at, actor, via, body, digest) VALUES (?, ?, ?, ?, ?, ?)",
-        (version, at, actor, via, _ENCODER.encode(settings), digest),
-    )
-    next_tick(conn)  # a release in progress must notice (embargo, cap)
-    return SettingsView(version=version, digest=digest, at=at, actor=actor, via=via, settings=settings)
-
-
-def ensure_settings(
-    conn: sqlite3.Connection, *, seed: bytes, at: int, initial: Settings | None = None
-) -> SettingsView:
-    """Version 1 of the settings, recorded as the first audit entry, if there is none yet."""
-    view = current_settings(conn)
-    if view.version:
-        return view
-    view = _store_settings(conn, initial or Settings(), at=at, actor="system", via="init")
-    audit(
-        conn,
-        seed=seed,
-        at=at,
-        actor="system",
-        action="settings.init",
-        payload={"version": 1, "digest": view.digest},
-    )
-    return view
-
-
-def change_settings(
-    conn: sqlite3.Connection, *, changes: dict[str, Any], actor: Actor, at: int, seed: bytes
-) -> SettingsView:
-    """An admin's direct change, where the decision rules allow one to act alone."""
-    if not actor.admin:
-        raise ForbiddenError(
-            "only the co-op's admins change settings directly; propose it instead", field="changes"
-        )
-    current = current_settings(conn)
-    classes = changed_classes(changes)
-    rule = current.settings.rules.combined(classes)
-    if not rule.admin_alone:
-        needs = sorted(c.value for c in classes if not current.settings.rules.rule(c).admin_alone)
-        raise PolicyError(
-            f"changing {', '.join(needs)} needs a vote: open a proposal", field=next(iter(sorted(changes)))
-        )
-    updated = apply_changes(current.settings, changes)
-    if updated == current.settings:
-        return current
-    view = _store_settings(conn, updated, at=at, actor=actor.name, via="admin")
-    audit(
-        conn,
-        seed=seed,
-        at=at,
-        actor=actor.name,
-        action="settings.change",
-        payload={"version": view.version, "digest": view.digest, "changes": changes, "via": "admin"},
-    )
-    return view
-
-
-# -- proposals and votes -------------------------------------------------------------------
 
 _PROPOSAL_COLUMNS: Final = (
     "id, status, opened_by, opened_at, closes_at, reason, changes, classes, quorum_percent,"
@@ -424,7 +201,7 @@ def open_proposal(
     reason: str,
     actor: Actor,
     at: int,
-    seed: bytes,
+    signer: Signer,
     voting_days: int | None = None,
 ) -> ProposalView:
     reason = reason.strip()
@@ -460,10 +237,10 @@ def open_proposal(
     assert pid is not None
     audit(
         conn,
-        seed=seed,
+        signer=signer,
         at=at,
         actor=actor.name,
-        action="proposal.open",
+        action=AuditAction.PROPOSAL_OPEN,
         payload={
             "proposal": pid,
             "changes": changes,
@@ -477,7 +254,7 @@ def open_proposal(
     return get_proposal(conn, pid)
 
 
-def _settle(conn: sqlite3.Connection, view: ProposalView, *, at: int, seed: bytes) -> ProposalView:
+def _settle(conn: sqlite3.Connection, view: ProposalView, *, at: int, signer: Signer) -> ProposalView:
     """Apply a proposal that has passed, or close one whose time is up."""
     count = tally(
         [Choice.YES] * view.yes + [Choice.NO] * view.no + [Choice.ABSTAIN] * view.abstain,
@@ -494,31 +271,31 @@ def _settle(conn: sqlite3.Connection, view: ProposalView, *, at: int, seed: byte
         current = current_settings(conn)
         updated = apply_changes(current.settings, view.changes)
         via = f"proposal {view.id}"
-        settings = _store_settings(conn, updated, at=at, actor=view.opened_by, via=via)
+        settings = store_settings(conn, updated, at=at, actor=view.opened_by, via=via)
         version = settings.version
         audit(
             conn,
-            seed=seed,
+            signer=signer,
             at=at,
             actor=f"proposal {view.id}",
-            action="proposal.passed",
+            action=AuditAction.PROPOSAL_PASSED,
             payload={"proposal": view.id, **counts},
         )
         audit(
             conn,
-            seed=seed,
+            signer=signer,
             at=at,
             actor=f"proposal {view.id}",
-            action="settings.change",
+            action=AuditAction.SETTINGS_CHANGE,
             payload={"version": version, "digest": settings.digest, "changes": view.changes, "via": via},
         )
     else:
         audit(
             conn,
-            seed=seed,
+            signer=signer,
             at=at,
             actor=f"proposal {view.id}",
-            action="proposal.expired",
+            action=AuditAction.PROPOSAL_EXPIRED,
             payload={"proposal": view.id, **counts},
         )
     conn.execute(
@@ -529,7 +306,7 @@ def _settle(conn: sqlite3.Connection, view: ProposalView, *, at: int, seed: byte
 
 
 def cast_vote(
-    conn: sqlite3.Connection, *, proposal_id: int, member: Member, choice: Choice, at: int, seed: bytes
+    conn: sqlite3.Connection, *, proposal_id: int, member: Member, choice: Choice, at: int, signer: Signer
 ) -> ProposalView:
     view = get_proposal(conn, proposal_id)
     if view.status is ProposalStatus.OPEN and at >= view.closes_at:
@@ -555,16 +332,16 @@ def cast_vote(
     )
     audit(
         conn,
-        seed=seed,
+        signer=signer,
         at=at,
         actor=member.name,
-        action="vote.cast",
+        action=AuditAction.VOTE_CAST,
         payload={"proposal": proposal_id, "choice": choice.value},
     )
-    return _settle(conn, get_proposal(conn, proposal_id), at=at, seed=seed)
+    return _settle(conn, get_proposal(conn, proposal_id), at=at, signer=signer)
 
 
-def close_expired(conn: sqlite3.Connection, *, at: int, seed: bytes) -> list[int]:
+def close_expired(conn: sqlite3.Connection, *, at: int, signer: Signer) -> list[int]:
     """Close every open proposal whose voting time has ended; returns their ids."""
     rows = conn.execute(
         f"SELECT {_PROPOSAL_COLUMNS} FROM proposals WHERE status = 'open' AND closes_at <= ? ORDER BY id",
@@ -572,10 +349,13 @@ def close_expired(conn: sqlite3.Connection, *, at: int, seed: bytes) -> list[int
     ).fetchall()
     closed = []
     for row in rows:
-        _settle(conn, _proposal(conn, row), at=at, seed=seed)
+        _settle(conn, _proposal(conn, row), at=at, signer=signer)
         closed.append(int(row[0]))
     return closed
 
 
-def setting_class_names() -> list[str]:
-    return [c.value for c in SettingClass]
+def voted_proposals(conn: sqlite3.Connection, member_id: int) -> set[int]:
+    """The proposals ``member_id`` has voted on (the governance page shows their vote as cast)."""
+    return {
+        int(row[0]) for row in conn.execute("SELECT proposal_id FROM votes WHERE member_id = ?", (member_id,))
+    }

@@ -1,0 +1,167 @@
+"""The pages anyone may read: home, terms, FAQ, datasets, the record browser, leaderboards,
+bounties, the federation, and the pages' own CSS and script."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+from litestar import Controller, Request, get, route
+from litestar.di import NamedDependency
+from litestar.enums import HttpMethod
+from litestar.params import FromPath
+from litestar.response import Template
+
+from coop.governance import parse_ai_use
+from coop.node.errors import NotFoundError
+from coop.node.http.download import Download, static_file
+from coop.node.http.params import whole_number
+from coop.node.members.sessions import WebSession
+from coop.node.releases import catalog
+from coop.node.releases.repository import list_federated_releases, list_releases
+from coop.node.web.forms import AI_CHOICES, LICENCES, SCOPES
+from coop.node.web.render import STATIC
+from coop.node.web.site import WebSite
+
+__all__ = ["PublicPages"]
+
+_MAX_PAGE: Final = 1_000_000  # a page number far past any catalogue, still a small SQL OFFSET
+
+Site = NamedDependency[WebSite]
+Visitor = NamedDependency[WebSession | None]
+
+
+class PublicPages(Controller):
+    """Pages for everyone; a signed-in visitor sees them with their name and sign-out button."""
+
+    path = "/"
+
+    @get("/", sync_to_thread=False)
+    def home(self, request: Request[Any, Any, Any], site: Site, visitor: Visitor) -> Template:
+        node = site.node
+        return site.page(
+            request,
+            visitor,
+            "home.html",
+            releases=node.store.read(list_releases),
+            bounties=node.store.read(catalog.bounties),
+            settings=node.settings().settings,
+        )
+
+    @get("/terms", sync_to_thread=False)
+    def terms(self, request: Request[Any, Any, Any], site: Site, visitor: Visitor) -> Template:
+        custom = site.node.data.root / "terms.txt"
+        paragraphs = (
+            [p.strip() for p in custom.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+            if custom.is_file()
+            else []
+        )
+        return site.page(
+            request,
+            visitor,
+            "terms.html",
+            paragraphs=paragraphs,
+            defaults=site.node.settings().settings.defaults,
+            threshold=site.config.pipeline.quarantine_pii_threshold,
+        )
+
+    @get("/faq", sync_to_thread=False)
+    def faq(self, request: Request[Any, Any, Any], site: Site, visitor: Visitor) -> Template:
+        return site.page(
+            request, visitor, "faq.html", licences=LICENCES, ai_choices=AI_CHOICES, scopes=SCOPES
+        )
+
+    @get("/datasets", sync_to_thread=False)
+    def datasets(self, request: Request[Any, Any, Any], site: Site, visitor: Visitor) -> Template:
+        releases = list(reversed(site.node.store.read(list_releases)))
+        federated = list(reversed(site.node.store.read(list_federated_releases)))
+        return site.page(request, visitor, "datasets.html", releases=releases, federated=federated)
+
+    @get("/datasets/{name:str}", sync_to_thread=False)
+    def dataset(
+        self, request: Request[Any, Any, Any], site: Site, visitor: Visitor, name: FromPath[str]
+    ) -> Template:
+        federated = name.startswith("federated-")
+        wanted = name.removeprefix("federated-")
+        listing = site.node.store.read(list_federated_releases if federated else list_releases)
+        found = next((r for r in listing if r.name == wanted), None)
+        if found is None:
+            raise NotFoundError(f"there is no release {name!r}", field="release")
+        base = "/releases/federated" if federated else "/releases"
+        return site.page(request, visitor, "dataset.html", release=found, base=base, federated=federated)
+
+    @get("/browse", sync_to_thread=False)
+    def browse(self, request: Request[Any, Any, Any], site: Site, visitor: Visitor) -> Template:
+        query = request.query_params
+        number = whole_number(query.get("page") or "1", field="page", low=1, high=_MAX_PAGE)
+        filters = catalog.SearchFilters(
+            q=(query.get("q") or "")[:200],
+            label=query.get("label") or "",
+            license=query.get("license") or "",
+            model=query.get("model") or "",
+            tag=query.get("tag") or "",
+            language=query.get("language") or "",
+            page=number,
+        )
+        embargo = site.node.settings().settings.embargo
+        results = site.node.store.read(lambda c: catalog.search(c, filters, embargo=embargo))
+        facets = site.node.store.read(lambda c: catalog.facets(c, embargo=embargo))
+        kept = {k: v for k, v in msgspec.structs.asdict(filters).items() if v and k != "page"}
+        return site.page(
+            request, visitor, "browse.html", filters=filters, results=results, facets=facets, kept=kept
+        )
+
+    @get("/browse/{uid:str}", sync_to_thread=False)
+    def record_page(
+        self, request: Request[Any, Any, Any], site: Site, visitor: Visitor, uid: FromPath[str]
+    ) -> Template:
+        embargo = site.node.settings().settings.embargo
+        found = site.node.store.read(lambda c: catalog.record(c, uid, embargo=embargo))
+        if found is None:
+            raise NotFoundError(
+                f"no published record {uid} (it may be withdrawn or under embargo)", field="uid"
+            )
+        return site.page(
+            request,
+            visitor,
+            "record.html",
+            record=found,
+            usage=parse_ai_use(found.ai_use).value.describe() if found.ai_use else "No preference stated.",
+        )
+
+    @get("/leaderboards", sync_to_thread=False)
+    def leaderboards(self, request: Request[Any, Any, Any], site: Site, visitor: Visitor) -> Template:
+        embargo = site.node.settings().settings.embargo
+        boards = site.node.store.read(lambda c: catalog.leaderboards(c, embargo=embargo))
+        return site.page(request, visitor, "leaderboards.html", boards=boards)
+
+    @get("/bounties", sync_to_thread=False)
+    def bounty_board(self, request: Request[Any, Any, Any], site: Site, visitor: Visitor) -> Template:
+        items = site.node.store.read(lambda c: catalog.bounties(c, include_closed=True))
+        return site.page(request, visitor, "bounties.html", bounties=items)
+
+    @get("/federation", sync_to_thread=False)
+    def federation_page(self, request: Request[Any, Any, Any], site: Site, visitor: Visitor) -> Template:
+        node = site.node
+        return site.page(
+            request,
+            visitor,
+            "federation.html",
+            identity=node.identity,
+            peers=node.federation.peers(),
+            origins=node.federation.origins(),
+        )
+
+    @route(
+        "/static/{path:path}",
+        http_method=[HttpMethod.GET, HttpMethod.HEAD],
+        sync_to_thread=False,
+        include_in_schema=False,
+    )
+    def static(self, path: FromPath[str]) -> Download:
+        """The pages' CSS and script, with HEAD, ranges and validators like every file served.
+
+        A name no file there can have (``..``, a NUL byte: ``/static/%00``) is simply absent.
+        """
+        return static_file(Path(STATIC), path)
