@@ -385,7 +385,7 @@ def _folder(path: Path) -> str:
 
 _SHARE = ("--label", "fail", "--consent")
 
-# (name, exit code as documented in coop.node.cli.common.Exit, the arguments)
+# (name, exit code as documented in coop.node.cli.exits.Exit, the arguments)
 CLI_ERRORS: list[tuple[str, int, Callable[[CliScene], tuple[str, ...]]]] = [
     ("contribute-without-consent", 2, lambda s: ("contribute", s.chat, *s.remote, "--label", "fail")),
     ("contribute-missing-file", 2, lambda s: ("contribute", str(s.tmp / "nope.txt"), *s.remote, *_SHARE)),

@@ -15,9 +15,11 @@ import httpx
 import pytest
 
 from coop.node.cli import cli, main
-from coop.node.cli.common import Exit, Progress, UsageError, resolve_token, store_token, stored_tokens
+from coop.node.cli.exits import Exit, UsageError
 from coop.node.cli.member import chat_title, split_export
 from coop.node.cli.node_cmds import public_url_mismatch
+from coop.node.cli.output import Progress
+from coop.node.cli.tokens import resolve_token, store_token, stored_tokens
 from coop.node.client import NodeClient, UnreachableError, check_node_url
 from coop.node.errors import InputError, RateLimitedError
 from coop.node.intake.chat import IntakeFormat

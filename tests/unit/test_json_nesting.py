@@ -22,6 +22,7 @@ from litestar.testing import TestClient
 
 from coop.federation.errors import FederationError
 from coop.federation.protocol import PullRecords, _decode
+from coop.federation.transport import Request, Response
 from coop.governance.envelope import open_envelope
 from coop.governance.errors import InvalidValueError
 from coop.governance.nesting import MAX_JSON_DEPTH, NESTED_TOO_DEEP, json_depth, json_too_deep
@@ -29,6 +30,7 @@ from coop.node.errors import InputError
 from coop.node.http.app import create_app
 from coop.node.intake.chat import IntakeFormat
 from coop.node.intake.formats import detect_format, parse_content
+from coop.node.peering.rounds import _Observed
 from coop.node.runtime import Node
 
 from factories import make_member, make_node
@@ -183,3 +185,22 @@ def test_envelope_and_peer_messages_nested_past_the_bound_are_refused(levels: in
     assert caught.value.field == "envelope"
     with pytest.raises(FederationError, match="nested too deep"):
         _decode(PullRecords, b'{"hashes": [], "x": ' + nested(levels) + b"}")
+
+
+class _Refusing:
+    """A peer that refuses with the problem body given."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def send(self, request: Request, *, timeout: float, max_bytes: int) -> Response:
+        return Response(401, {"Content-Type": "application/problem+json"}, self.body)
+
+
+@pytest.mark.parametrize("levels", [3, 4_000])
+def test_peer_problem_nested_past_the_bound_is_ignored_not_raised(levels: int) -> None:
+    # 4,000 levels fit in the 8 KB read of a peer's problem: past 3.11's recursion limit.
+    body = b'{"detail": "stale", "x": ' + nested(levels) + b"}"
+    observed = _Observed(_Refusing(body), now=lambda: 1_700_000_000)
+    observed.send(Request("GET", "http://127.0.0.1:9/", {}, b""), timeout=1.0, max_bytes=10_000)
+    assert observed.problem == ("stale" if levels < MAX_JSON_DEPTH else None)

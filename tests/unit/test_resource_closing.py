@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from coop.node.cli.common import Printable
+from coop.node.cli.output import Printable
 from coop.node.errors import StorageError
 from coop.node.storage import writer
 from coop.node.storage.store import Store

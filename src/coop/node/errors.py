@@ -20,7 +20,7 @@ The tree::
 
 ``field`` names the offending request field where there is one.  Status codes
 and CLI exit codes are mapped in one place each (``http/problems.py`` and
-``cli/common.py``), not here.
+``cli/exits.py``), not here.
 """
 
 from __future__ import annotations

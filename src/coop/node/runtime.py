@@ -11,7 +11,7 @@ import logging
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -288,7 +288,9 @@ class Node:
 
     # -- releases ---------------------------------------------------------------
 
-    def cut_release(self, *, actor: str = "local-admin") -> ReleaseSummary:
+    def cut_release(
+        self, *, actor: str = "local-admin", progress: Callable[[str], None] | None = None
+    ) -> ReleaseSummary:
         # A revision in progress (seconds at most) is waited for; another cut is refused soon after.
         with self.data.lock("release", purpose="a release cut", wait=_CUT_WAIT):
             self._revise()  # withdrawals not yet out of the served releases go first
@@ -299,6 +301,7 @@ class Node:
                 node_id=self.identity.node_id,
                 now=self.now(),
                 signer=self.signer,
+                progress=progress,
             )
         self.store.write(
             lambda c: audit_log.audit(
@@ -316,7 +319,7 @@ class Node:
         )
         return summary
 
-    def cut_federated_release(self) -> ReleaseSummary:
+    def cut_federated_release(self, *, progress: Callable[[str], None] | None = None) -> ReleaseSummary:
         with self.data.lock("release", purpose="a release cut", wait=_CUT_WAIT):
             # First: which peers' withdrawn records this node's federated releases held (the
             # tombstone list names only those), and withdrawn content out of the served ones.
@@ -328,6 +331,7 @@ class Node:
                 node_id=self.identity.node_id,
                 now=self.now(),
                 signer=self.signer,
+                progress=progress,
             )
 
     def revise_releases(self, *, wait: float = 0.0) -> RevisionReport:

@@ -6,7 +6,7 @@ Commands on a data directory (``init``, ``serve``, ``process``, ``release``, ``m
 that member's own token (``--token-file``, ``COOP_TOKEN`` or ``coop login``).
 
 Every error is one line on stderr (a JSON object with ``--json``) and an exit code from the one
-table, :class:`coop.node.cli.common.Exit`.  Modules here import click and the standard library
+table, :class:`coop.node.cli.exits.Exit`.  Modules here import click and the standard library
 only; a command imports what it uses inside its function, so ``coop --help`` starts fast.
 Shell completion: ``eval "$(_COOP_COMPLETE=bash_source coop)"`` (zsh_source, fish_source).
 """
@@ -20,7 +20,8 @@ from collections.abc import Sequence
 import click
 
 from coop.node.cli import admin, evaluation, governance, member, node_cmds, peers, upgrade
-from coop.node.cli.common import EXIT_CODES, Exit, Printable, classify, error_exit
+from coop.node.cli.exits import EXIT_CODES, Exit, classify, error_exit
+from coop.node.cli.output import Printable
 
 __all__ = ["EXIT_CODES", "Exit", "cli", "main"]
 

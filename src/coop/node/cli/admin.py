@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from coop.node.cli.common import LOCAL_ADMIN, data_dir_argument, open_node, output_options, print_json, when
+from coop.node.cli.options import LOCAL_ADMIN, data_dir_argument, open_node, output_options
+from coop.node.cli.output import print_json, when
 
 __all__ = ["COMMANDS"]
 

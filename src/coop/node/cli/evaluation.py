@@ -9,16 +9,9 @@ from pathlib import Path
 import click
 import msgspec
 
-from coop.node.cli.common import (
-    LOCAL_ADMIN,
-    Exit,
-    Progress,
-    data_dir_argument,
-    open_node,
-    output_options,
-    print_json,
-    when,
-)
+from coop.node.cli.exits import Exit
+from coop.node.cli.options import LOCAL_ADMIN, data_dir_argument, open_node, output_options
+from coop.node.cli.output import Progress, print_json, when
 
 __all__ = ["COMMANDS"]
 
@@ -77,9 +70,7 @@ def request(as_json: bool, quiet: bool, **options: object) -> int:
         {k: (list(v) or None) if isinstance(v, tuple) else v for k, v in options.items()},
         requester.RequestOptions,
     )
-    progress("signing the request and starting the run…")
-    report_path = requester.request(args)
-    progress("verifying the report…")
+    report_path = requester.request(args, progress=progress.callback)
     check = requester.verify(report_path, trust=None)
     print(requester.markdown(report_path))
     print(f"signed report: {report_path} (and {report_path.with_suffix('.md')})", file=sys.stderr)

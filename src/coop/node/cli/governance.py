@@ -9,15 +9,9 @@ from typing import Any
 
 import click
 
-from coop.node.cli.common import (
-    LOCAL_ADMIN,
-    Exit,
-    data_dir_argument,
-    open_node,
-    output_options,
-    print_json,
-    when,
-)
+from coop.node.cli.exits import Exit
+from coop.node.cli.options import LOCAL_ADMIN, data_dir_argument, open_node, output_options
+from coop.node.cli.output import print_json, when
 
 __all__ = ["COMMANDS", "show_proposal"]
 

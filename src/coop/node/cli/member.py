@@ -11,17 +11,10 @@ from typing import Any
 
 import click
 
-from coop.node.cli.common import (
-    Exit,
-    Progress,
-    UsageError,
-    member_client,
-    member_options,
-    output_options,
-    print_json,
-    read_token_file,
-    store_token,
-)
+from coop.node.cli.exits import Exit, UsageError
+from coop.node.cli.options import member_options, output_options
+from coop.node.cli.output import Progress, print_json
+from coop.node.cli.tokens import member_client, read_token_file, store_token
 
 __all__ = ["COMMANDS", "Chat", "split_export"]
 

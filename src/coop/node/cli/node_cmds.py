@@ -10,15 +10,8 @@ from urllib.parse import urlsplit
 
 import click
 
-from coop.node.cli.common import (
-    Progress,
-    check_data_dir,
-    data_dir_argument,
-    open_node,
-    output_options,
-    print_json,
-    when,
-)
+from coop.node.cli.options import check_data_dir, data_dir_argument, open_node, output_options
+from coop.node.cli.output import Progress, print_json, when
 
 __all__ = ["COMMANDS", "public_url_mismatch"]
 
@@ -145,7 +138,11 @@ def release(dir: Path, federated: bool, as_json: bool, quiet: bool) -> int:
     progress = Progress(quiet=quiet, as_json=as_json)
     with open_node(dir) as node:
         progress("cutting the federated release…" if federated else "cutting the release…")
-        summary = node.cut_federated_release() if federated else node.cut_release()
+        summary = (
+            node.cut_federated_release(progress=progress.callback)
+            if federated
+            else node.cut_release(progress=progress.callback)
+        )
     progress(f"cut {summary.name}")
     if as_json:
         print_json(summary)

@@ -6,15 +6,8 @@ from pathlib import Path
 
 import click
 
-from coop.node.cli.common import (
-    LOCAL_ADMIN,
-    Progress,
-    data_dir_argument,
-    open_node,
-    output_options,
-    print_json,
-    when,
-)
+from coop.node.cli.options import LOCAL_ADMIN, data_dir_argument, open_node, output_options
+from coop.node.cli.output import Progress, print_json, when
 
 __all__ = ["COMMANDS"]
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from coop.node.cli.common import check_data_dir, data_dir_argument, open_node, output_options, print_json
+from coop.node.cli.options import check_data_dir, data_dir_argument, open_node, output_options
+from coop.node.cli.output import print_json
 
 __all__ = ["COMMANDS"]
 

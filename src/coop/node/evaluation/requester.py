@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -34,7 +34,7 @@ from coop.eval import (
     verify_report,
 )
 from coop.eval.flower import EvalJob, LocalEndpoint, make_client_app, make_server_app
-from coop.eval.report import REPORT_TYPE, Report
+from coop.eval.report import REPORT_TYPE, NodeAnswer, Report
 from coop.governance import GovernanceError, public_key
 from coop.governance.envelope import open_envelope
 from coop.governance.signing import Signer
@@ -91,9 +91,14 @@ class RequestOptions:
     timeout: float = 120.0
 
 
-def request(args: RequestOptions) -> Path:
+def request(args: RequestOptions, *, progress: Callable[[str], None] | None = None) -> Path:
     """Build and sign a request (or take one signed before), run it on either engine, write the
-    signed report to ``args.out`` (and its Markdown beside it); returns the report's path."""
+    signed report to ``args.out`` (and its Markdown beside it); returns the report's path.
+
+    ``progress`` hears each phase: request signed, the run, who answered and who declined why,
+    the report verified.
+    """
+    say = progress or (lambda _line: None)
     seed = _read_key(Path(args.key))
     try:
         artifact = Path(args.model).read_bytes()
@@ -130,6 +135,8 @@ def request(args: RequestOptions) -> Path:
         envelope, now=int(time.time()), artifact=artifact
     )  # refuses a stale or mismatched one
     out.with_suffix(".request.json").write_bytes(envelope)
+    targets = len(verified.request.targets)
+    say(f"request signed ({verified.hash[:12]}…) for {targets} co-op{'s' if targets != 1 else ''}")
     job = EvalJob(
         request=envelope,
         artifact=artifact,
@@ -137,6 +144,7 @@ def request(args: RequestOptions) -> Path:
         timeout=args.timeout,
         wait_for_nodes=len(args.local_node or ()) or len(verified.request.targets),
     )
+    say("running on the deployment engine…" if args.superlink else "running on the simulation engine…")
     if args.superlink:
         report = _deployment(args, job)
     elif args.local_node:
@@ -149,7 +157,22 @@ def request(args: RequestOptions) -> Path:
     )
     if check.report is not None:
         out.with_suffix(".md").write_text(render_markdown(check.report), encoding="utf-8")
+        for line in answer_lines(check.report.answers):
+            say(line)
+    say("report verified" if check else "the report does NOT verify")
     return out
+
+
+def answer_lines(answers: Sequence[NodeAnswer]) -> list[str]:
+    """How the co-ops answered: "co-ops answering 3/5", then one line per decline and its reason."""
+    answered = sum(1 for answer in answers if answer.decline is None)
+    lines = [f"co-ops answering {answered}/{len(answers)}"]
+    for answer in answers:
+        if answer.decline is not None:
+            who = answer.coop or answer.node_id[:16]
+            detail = f": {answer.detail}" if answer.detail else ""
+            lines.append(f"  {who} declined ({answer.decline.value}){detail}")
+    return lines
 
 
 def _endpoint(text: str) -> LocalEndpoint:

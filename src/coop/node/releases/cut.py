@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Final, TypeVar
@@ -51,9 +52,11 @@ def cut(
     node_id: str,
     now: int,
     signer: Signer,
+    progress: Callable[[str], None] | None = None,
 ) -> ReleaseSummary:
     """Cut the next release of ``source`` into its folder under ``releases``; the caller holds
-    the release lock."""
+    the release lock.  ``progress`` hears each phase and a count every 50,000 records."""
+    say = progress or (lambda _line: None)
     root = releases / source.folder if source.folder else releases
     for _ in range(_MAX_ATTEMPTS):
         version = store.read(partial(latest_version, table=source.table)) + 1
@@ -61,11 +64,21 @@ def cut(
         tmp = root / f".v{version}.tmp"
         tmp.mkdir(parents=True)
         try:
+            say(f"writing v{version}…")
             summary, selected = _write(
-                store.reader(), tmp, source, version=version, coop=coop, node_id=node_id, now=now
+                store.reader(),
+                tmp,
+                source,
+                version=version,
+                coop=coop,
+                node_id=node_id,
+                now=now,
+                progress=progress,
             )
+            say(f"{summary.records:,} records in {len(summary.buckets)} buckets; checksums and metadata…")
             summary = finish_release(tmp, summary)
             write_statement(tmp, summary, signer)  # signed once, here: every exit serves these bytes
+            say("statement signed")
             final = root / summary.name
             tmp.rename(final)
             fsync_dir(root)
@@ -74,19 +87,36 @@ def cut(
             raise
         if store.write(partial(source.commit, summary=summary, selected=selected, now=now)):
             return summary
+        say("records changed while writing; cutting again")
         shutil.rmtree(final, ignore_errors=True)  # records or settings moved meanwhile: cut again
     raise BusyError("records kept changing while the release was written; try again")
 
 
 def cut_release(
-    store: Store, releases: Path, *, coop: str, node_id: str, now: int, signer: Signer
+    store: Store,
+    releases: Path,
+    *,
+    coop: str,
+    node_id: str,
+    now: int,
+    signer: Signer,
+    progress: Callable[[str], None] | None = None,
 ) -> ReleaseSummary:
     """Cut the node's next release ``vN``; the caller holds the release lock."""
-    return cut(store, releases, OwnRecords(), coop=coop, node_id=node_id, now=now, signer=signer)
+    return cut(
+        store, releases, OwnRecords(), coop=coop, node_id=node_id, now=now, signer=signer, progress=progress
+    )
 
 
 def cut_federated_release(
-    store: Store, releases: Path, *, coop: str, node_id: str, now: int, signer: Signer
+    store: Store,
+    releases: Path,
+    *,
+    coop: str,
+    node_id: str,
+    now: int,
+    signer: Signer,
+    progress: Callable[[str], None] | None = None,
 ) -> ReleaseSummary:
     """A release combining this co-op's published records with the public records it mirrors.
 
@@ -96,7 +126,7 @@ def cut_federated_release(
     """
     (releases / FederatedRecords.folder).mkdir(mode=0o700, exist_ok=True)
     source = FederatedRecords(node_id)
-    return cut(store, releases, source, coop=coop, node_id=node_id, now=now, signer=signer)
+    return cut(store, releases, source, coop=coop, node_id=node_id, now=now, signer=signer, progress=progress)
 
 
 def _write(
@@ -108,11 +138,12 @@ def _write(
     coop: str,
     node_id: str,
     now: int,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[ReleaseSummary, S]:
     """Write the buckets and the tombstones from one read snapshot; the summary and what it selected."""
     conn.execute("BEGIN")
     try:
-        buckets = Buckets(tmp, source.schema())
+        buckets = Buckets(tmp, source.schema(), progress=progress)
         try:
             selected = source.fill(conn, buckets, now=now)
         except BaseException:

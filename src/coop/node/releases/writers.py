@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Final
 
@@ -194,14 +195,21 @@ class BucketWriter:
         self.jsonl.file.close()
 
 
+PROGRESS_EVERY: Final = 50_000  # records between two progress lines of a cut
+
+
 class Buckets:
     """Every bucket of one release, opened as its first record arrives (one pass, side by side)."""
 
-    def __init__(self, out: Path, schema: pa.Schema) -> None:
+    def __init__(
+        self, out: Path, schema: pa.Schema, *, progress: Callable[[str], None] | None = None
+    ) -> None:
         self.out = out
         self.schema = schema
         self.writers: dict[str, BucketWriter] = {}
         self.origins: set[str] = set()  # a federated release: the co-ops its rows came from
+        self.count = 0
+        self._progress = progress
 
     def add(
         self, licence: str, data: bytes, *, label: str, language: str, ai_use: str, origin: str | None = None
@@ -212,6 +220,9 @@ class Buckets:
         if origin is not None:
             self.origins.add(origin)
         writer.add(data, label=label, language=language, ai_use=ai_use)
+        self.count += 1
+        if self._progress is not None and self.count % PROGRESS_EVERY == 0:
+            self._progress(f"{self.count:,} records written")
 
     def close(self) -> list[BucketSummary]:
         """The buckets' summaries, in licence order."""
