@@ -17,6 +17,9 @@ LM, needing the ``lm`` extra).  Plugins register under the entry-point group
 ``coop_flywheel.evaluators``.
 
 Pure: no network, no clock, no files; artifacts arrive as bytes.
+
+Longer than ~500 lines on purpose: the registry and the built-in evaluators side by side, each
+with its statistics and finalize, so the "same integers centrally and federated" rule is seen at once.
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ language), so a peer cannot relabel them: bytes are kept only under a signed ent
 whose every field they repeat (:func:`record_disagreement`).  A hash belongs to one
 origin: one that another origin lists, held or withdrew is neither pulled nor kept
 under a second origin's entry, and a tombstone keeps its bytes out under every origin.
+
+Longer than ~500 lines on purpose: one state machine (receive, fold, decide, offer), whose rules
+below are checked together by the property tests; its parts are not useful alone.
 """
 
 from __future__ import annotations

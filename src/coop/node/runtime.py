@@ -2,6 +2,9 @@
 
 The HTTP app, the CLI and the scheduler all act through :class:`Node`, so a
 rule (a lock, a limit, a clock) lives in one place.
+
+Longer than ~500 lines on purpose: :class:`Node` has one short method per operation the HTTP app,
+the CLI and the scheduler share (each a lock, a clock and a call into its package).
 """
 
 from __future__ import annotations

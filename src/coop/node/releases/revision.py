@@ -31,6 +31,9 @@ removes the unreferenced new one and starts again.  Killed after 2, the row
 names the new folder, whole; the next run removes the old one.  Never a mix.
 Copies downloaded before a revision cannot be recalled: the statement names
 what their holders must delete.
+
+Longer than ~500 lines on purpose: the rewrite of a served release (own or federated), its
+signed statement and its crash recovery are one procedure that must be read whole.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from coop.governance import (
     Signer,
     disclose,
 )
+from coop.governance.canonical import canonical_bytes
 from coop.governance.envelope import seal
 from coop.node.collective.audit import AuditAction, audit
 from coop.node.errors import NodeError
@@ -462,7 +466,7 @@ def _revise_one(
             statement = msgspec.structs.replace(statement, reason=_REFORMED, notice=_REFORMED_NOTICE)
         relative = f"{REVISIONS_DIR}/r{revision}.dsse.json"
         (tmp / REVISIONS_DIR).mkdir(exist_ok=True)
-        (tmp / relative).write_bytes(seal(_ENCODER.encode(statement), REVISION_PAYLOAD_TYPE, [signer]))
+        (tmp / relative).write_bytes(seal(canonical_bytes(statement), REVISION_PAYLOAD_TYPE, [signer]))
         fsync_file(tmp / relative)
         entries = sorted(
             [*summary.files, *earlier, _entry(tmp, relative)],

@@ -24,11 +24,12 @@ from typing import Final
 import msgspec
 
 from coop.governance import Signer
+from coop.governance.canonical import canonical_bytes
 from coop.governance.envelope import open_envelope, seal, valid_signers
 from coop.governance.errors import InvalidValueError
 from coop.node.errors import NodeError
 from coop.node.files import fsync_dir, fsync_file, sha256_file
-from coop.node.releases.model import SUMMARY_DECODER, SUMMARY_ENCODER, ReleaseSummary
+from coop.node.releases.model import SUMMARY_DECODER, ReleaseSummary
 
 __all__ = [
     "RELEASE_PAYLOAD_TYPE",
@@ -51,7 +52,7 @@ class StatementError(NodeError):
 
 def release_statement(summary: ReleaseSummary, signer: Signer) -> bytes:
     """The release summary with every file's SHA-256, signed: the bytes of ``release.dsse.json``."""
-    return seal(SUMMARY_ENCODER.encode(summary), RELEASE_PAYLOAD_TYPE, [signer])
+    return seal(canonical_bytes(summary), RELEASE_PAYLOAD_TYPE, [signer])
 
 
 def write_statement(folder: Path, summary: ReleaseSummary, signer: Signer) -> bytes:

@@ -8,7 +8,6 @@ script calls.  A shared chat goes through the same request validation as the API
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 from functools import partial
 from typing import Any, Final
@@ -20,6 +19,7 @@ from litestar.di import NamedDependency
 from litestar.response import Template
 
 from coop.governance import Channel, GovernanceError, parse_ai_use
+from coop.governance.canonical import canonical_bytes, sha256_hex
 from coop.node.contributions.repository import Idempotency
 from coop.node.contributions.submission import content_bytes
 from coop.node.contributions.uploads import discard_upload, load_upload, save_upload
@@ -211,7 +211,7 @@ class ContributePages(Controller):
             )
             idem = None
             if form.form_id:
-                digest = hashlib.sha256(_ENCODER.encode(wire)).hexdigest()
+                digest = sha256_hex(canonical_bytes(wire))
                 idem = Idempotency(scope=f"w{member.id}", key=form.form_id[:200], request_sha256=digest)
             result = await site.store_contribution(request, member, submission, idem)
             if form.upload:

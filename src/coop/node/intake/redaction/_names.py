@@ -12,6 +12,9 @@ that *ends its line*).  A role after a comma names the person before it:
 Every cue refuses "[" before and "]" after its words, and every right-hand
 check treats a placeholder like the word it replaced, so redacting a
 neighbour cannot unlock or change a hit.
+
+Longer than ~500 lines on purpose: each name cue is a few lines of pattern and context check,
+and they resolve against one another; split, the precedence between cues would be hidden.
 """
 
 from __future__ import annotations
