@@ -144,6 +144,23 @@ def test_web_correct_the_same_answer_again_is_refused_next_to_the_field(
     assert _correction(node, uid) == "Canberra."
 
 
+def test_web_correct_a_file_sent_as_the_correction_is_refused_not_saved_as_its_name(
+    site: tuple[Node, str, Browser, Browser],
+) -> None:
+    node, uid, robin, _ = site
+    before = _correction(node, uid)
+    sent = robin.client.post(
+        f"/me/correct/{uid}",
+        data={"csrf": robin.csrf},
+        files={"correction": ("a.txt", b"file content", "text/plain")},
+        headers=HTML,
+        follow_redirects=False,
+    )
+    assert sent.status_code == 422, sent.text
+    assert 'id="err-correction"' in sent.text
+    assert _correction(node, uid) == before
+
+
 def test_web_correct_a_published_chat_becomes_a_new_record_as_the_api_does(
     site: tuple[Node, str, Browser, Browser],
 ) -> None:

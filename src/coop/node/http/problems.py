@@ -296,6 +296,8 @@ def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         choices = allowed_values(decoder.type, path) if text.startswith("Invalid enum value") else None
         if choices:
             text = f"{text}: expected one of {', '.join(choices)}"
+        elif path.rsplit(".", 1)[-1] == "attribution" and "matching regex" in text:
+            text = "expected one of: username, anonymous, pseudonym:NAME"
         raise InputError(f"{text}", field=path or "body") from None
     except UnicodeDecodeError:
         raise MalformedError("the body is not valid UTF-8", field="body") from None

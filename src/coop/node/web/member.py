@@ -172,8 +172,11 @@ class MemberPages(Controller):
         """Rectify the chat's correction, as ``PATCH /api/v1/contributions/{uid}`` does."""
         values = await site.posted(request, session)
         detail = owned(site, session, uid)
-        text = str(values.get("correction") or "")
+        raw = values.get("correction")
+        text = raw if isinstance(raw, str) else ""  # a file part is not a correction
         try:
+            if raw is not None and not isinstance(raw, str):
+                raise InputError("the correction is text typed in the form, not a file", field="correction")
             if text.strip() == _correction(detail).strip():
                 raise InputError(
                     "this is the answer already saved: change it, or go back", field="correction"
