@@ -87,6 +87,9 @@ ROUTES: dict[tuple[str, str], Exit | NotExit] = {
     ("GET", "/releases/{version:str}/{path:path}"): Exit("file", "/releases/v1/cc0/data.jsonl"),
     ("GET", "/releases/federated"): NotExit("federated release summaries: counts fixed by the cut"),
     ("GET", "/releases/federated/{version:str}"): NotExit("a federated release summary"),
+    ("GET", "/releases/federated/{version:str}/release.dsse.json"): NotExit(
+        "the signed summary of the files a federated cut wrote: checksums, no record"
+    ),
     ("GET", "/releases/federated/{version:str}/{path:path}"): Exit(
         "file", "/releases/federated/v1/cc0/data.jsonl"
     ),

@@ -82,6 +82,33 @@ def test_a_federated_release_is_signed_at_its_cut_too(node: Node) -> None:
     summary = node.store.read(lambda c: get_federated_release(c, 1))
     folder = node.data.releases_path / "federated" / "v1"
     assert verify_release(folder, node.identity.public_key) == summary
+    with TestClient(create_app(node, background=False)) as http:
+        served = http.get(f"/releases/federated/v1/{STATEMENT}")
+    assert served.status_code == 200, served.text
+    assert served.content == (folder / STATEMENT).read_bytes()
+
+
+def test_a_release_without_a_statement_is_signed_when_the_node_opens_before_any_rotation(
+    tmp_path: Path,
+) -> None:
+    node = make_node(tmp_path)
+    member, _ = make_member(node)
+    contribute(node, member, license="CC-BY-4.0")
+    process(node)
+    summary = node.cut_release()
+    root = node.data.root
+    old_key = node.identity.public_key
+    (node.data.releases_path / "v1" / STATEMENT).unlink()  # as an earlier version of the node left it
+    node.close()
+    reopened = Node(root)  # an upgrade opens the node: the statement is signed by the key that cut v1
+    try:
+        assert (reopened.data.releases_path / "v1" / STATEMENT).exists()
+        reopened.federation.issue()
+        reopened.federation.rotate_key(actor="local-admin")
+        assert verify_release(reopened.data.releases_path / "v1", old_key) == summary
+        assert _over_http(reopened) == (reopened.data.releases_path / "v1" / STATEMENT).read_bytes()
+    finally:
+        reopened.close()
 
 
 def test_a_release_cut_before_statements_were_stored_is_signed_once_on_first_need(node: Node) -> None:

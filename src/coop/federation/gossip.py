@@ -181,6 +181,8 @@ class RecordRefusal(msgspec.Struct, frozen=True):
     # "record_mismatch" (wrong hash, not a record, relabelled) or "record_claimed" (another origin's)
     reason: str
     detail: str
+    # The bytes hash to the listed hash: the server sent what was listed; the listing is wrong.
+    served_as_listed: bool = False
 
 
 class DigestItem(msgspec.Struct, frozen=True, array_like=True):
@@ -573,10 +575,11 @@ class Book:
             if problem is None:
                 good.append((origin, entry, data))
                 continue
-            if reason == "record_claimed" or sha256_hex(data) == entry.hash:
+            as_listed = sha256_hex(data) == entry.hash
+            if reason == "record_claimed" or as_listed:
                 # The right bytes under a wrong entry: asking another peer brings the same.
                 self._refused.add((origin, entry.uid, entry.hash))
-            refused.append(RecordRefusal(origin, entry.uid, entry.hash, reason, problem))
+            refused.append(RecordRefusal(origin, entry.uid, entry.hash, reason, problem, as_listed))
         if good:
             self.store.put_records(good)
         return refused

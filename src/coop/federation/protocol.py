@@ -394,5 +394,6 @@ def _pull_records(link: _Link, book: Book, report: SyncReport) -> None:
         got = link.post("records", PullRecords([entry.hash for _, entry in batch]), RecordsMessage)
         refused = book.accept_records(batch, {h: bytes(b) for h, b in got.records.items()})
         report.refusals += refused[: MAX_REFUSALS_KEPT - len(report.refusals)]
-        report.records += len(got.records) - len(refused)
+        # Only what was asked for and kept counts: bytes nobody asked for are ignored.
+        report.records += sum(1 for _, entry in batch if entry.hash in got.records) - len(refused)
         report.records_refused += len(refused) + len(got.refused)

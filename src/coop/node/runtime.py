@@ -53,7 +53,7 @@ from coop.node.peering.service import FederationService
 from coop.node.releases import catalog
 from coop.node.releases.cut import cut_federated_release, cut_release
 from coop.node.releases.model import ReleaseSummary
-from coop.node.releases.repository import get_release
+from coop.node.releases.repository import get_release, list_federated_releases, list_releases
 from coop.node.releases.revision import (
     RevisionReport,
     reform_pending,
@@ -61,6 +61,7 @@ from coop.node.releases.revision import (
     revise_releases,
     revision_pending,
 )
+from coop.node.releases.statement import store_missing_statements
 from coop.node.releases.tombstones import withdrawn_uids
 from coop.node.storage import upgrade
 from coop.node.storage.datadir import DataDir, Identity
@@ -116,6 +117,8 @@ class Node:
             self.store.write(attribution.refold)
         # Releases cut before anonymity was enforced: revised once, before anything is served.
         self.reform_releases()
+        # Releases cut before statements were stored: signed now by the key that cut them.
+        self.store_missing_statements()
 
     def close(self) -> None:
         self.store.close()
@@ -346,6 +349,13 @@ class Node:
             return RevisionReport()  # the usual case: no lock taken, no cut held up
         with self.data.lock("release", purpose="a release cut or revision", wait=wait):
             return self._revise()
+
+    def store_missing_statements(self) -> int:
+        """Sign and store the statement of every served release that has none (an upgrade's)."""
+        root = self.data.releases_path
+        own = [(root / s.label, s) for s in self.store.read(list_releases)]
+        federated = [(root / "federated" / s.label, s) for s in self.store.read(list_federated_releases)]
+        return store_missing_statements(own + federated, self.signer)
 
     def reform_releases(self, *, wait: float = 60.0) -> RevisionReport:
         """Once after an upgrade: put releases cut before anonymity was enforced in their public form."""

@@ -141,6 +141,19 @@ class ReleasesController(AreaController):
         return json_response(node.store.read(lambda c: get_federated_release(c, number)))
 
     @route(
+        "/releases/federated/{version:str}/release.dsse.json",
+        http_method=_GET_HEAD,
+        sync_to_thread=False,
+        operation_class=documented(Envelope, problems=(404,)),
+    )
+    def federated_statement_file(self, node: NamedDependency[Node], version: FromPath[str]) -> Download:
+        """The federated release's summary signed by this node's key, stored at its cut."""
+        number = _release_version(version)
+        summary = node.store.read(lambda c: get_federated_release(c, number))
+        folder = node.data.releases_path / "federated" / summary.label
+        return Download(stored_statement(folder, summary, node.signer), media_type="application/json")
+
+    @route(
         "/releases/federated/{version:str}/{path:path}",
         http_method=_GET_HEAD,
         sync_to_thread=False,

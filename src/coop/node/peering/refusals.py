@@ -147,10 +147,18 @@ def recent_refusals(
     return [Refusal(at=r[0], step=r[1], reason=r[2], detail=r[3], node_id=r[4], keyid=r[5]) for r in rows]
 
 
+# Refusals of a relayed manifest that say nothing about the peer that relayed it.
+RELAYED_NOT_BLAMED: Final = frozenset({"unknown_key"})
+
+
 def manifest_refusals(
     reasons: Sequence[str], *, at: int, step: str, node_id: str | None, keyid: str | None
 ) -> list[Refusal]:
-    """Manifests a peer pushed or served that this node's book refused: one refusal per reason."""
+    """Manifests a peer pushed or served that this node's book refused: one refusal per reason.
+
+    A manifest signed by a key this node does not know is another co-op's, relayed: the peer
+    that passed it on did nothing wrong, so that refusal is booked under no peer.
+    """
     counts: dict[str, int] = {}
     for reason in reasons:
         counts[reason] = counts.get(reason, 0) + 1
@@ -160,8 +168,8 @@ def manifest_refusals(
             step=step,
             reason=reason,
             detail=f"{n} manifest{'s' if n > 1 else ''} refused: {reason}",
-            node_id=node_id,
-            keyid=keyid,
+            node_id=None if reason in RELAYED_NOT_BLAMED else node_id,
+            keyid=None if reason in RELAYED_NOT_BLAMED else keyid,
         )
         for reason, n in sorted(counts.items())
     ]
@@ -176,7 +184,9 @@ def record_refusals(refused: Sequence[RecordRefusal], *, at: int, node_id: str) 
             step="records",
             reason=item.reason,
             detail=f"record {item.uid!r} ({item.hash[:12]}) listed by {item.origin[:12]}: {item.detail}",
-            node_id=node_id,
+            # The very bytes listed, under a wrong entry: the origin's listing is at fault, not the
+            # peer that served them.
+            node_id=item.origin if item.served_as_listed else node_id,
         )
         for item in refused
     ]

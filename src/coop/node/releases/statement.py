@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
@@ -36,6 +37,7 @@ __all__ = [
     "STATEMENT",
     "StatementError",
     "release_statement",
+    "store_missing_statements",
     "stored_statement",
     "verify_release",
     "write_statement",
@@ -88,6 +90,20 @@ def stored_statement(folder: Path, summary: ReleaseSummary, signer: Signer) -> b
     finally:
         tmp.unlink(missing_ok=True)
     return path.read_bytes()
+
+
+def store_missing_statements(folders: Iterable[tuple[Path, ReleaseSummary]], signer: Signer) -> int:
+    """Sign and store the statement of each release folder that has none; how many were signed.
+
+    Run when the node opens, so a release cut before statements were stored is signed by the key
+    that cut it, before any key rotation could come between (folders gone are skipped).
+    """
+    signed = 0
+    for folder, summary in folders:
+        if folder.is_dir() and not (folder / STATEMENT).exists():
+            stored_statement(folder, summary, signer)
+            signed += 1
+    return signed
 
 
 def verify_release(root: Path, public_key: bytes) -> ReleaseSummary:
