@@ -87,3 +87,25 @@ def test_plan_upgrade_of_a_current_node_is_empty_and_writes_nothing(tmp_path: Pa
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "node").rglob("*")}
     assert plan_upgrade(tmp_path / "node") == []
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "node").rglob("*")} == before
+
+
+def test_plan_upgrade_names_releases_that_will_get_their_signed_statement(tmp_path: Path) -> None:
+    from factories import contribute, make_member, process
+
+    root = tmp_path / "node"
+    make_node(root)
+    node = Node(root)
+    try:
+        member, _ = make_member(node)
+        contribute(node, member, scope="public")
+        process(node)
+        node.cut_release()
+    finally:
+        node.close()
+    assert plan_upgrade(root) == []
+    (root / "releases" / "v1" / "release.dsse.json").unlink()  # as a node from before stored statements
+    (line,) = plan_upgrade(root)
+    assert "release.dsse.json" in line and line.endswith(": v1")
+    Node(root).close()  # opening signs it
+    assert (root / "releases" / "v1" / "release.dsse.json").exists()
+    assert plan_upgrade(root) == []

@@ -2,9 +2,14 @@
 
 The one module that calls httpx for the command line: its errors are translated here, once,
 into :mod:`coop.node.errors` (an unreachable node is :class:`UnreachableError` after a single
-connect attempt; a refusal is the error of its status, with the node's problem text).  A 429
-or 503 carrying ``Retry-After`` is waited out and retried, within a bounded total wait, so a
-bulk contribution survives the node's rate limit.
+connect attempt; a refusal is the error of its status, with the node's problem text and the
+``field`` it names).  A 429 or 503 carrying ``Retry-After`` is waited out and retried, within a
+bounded total wait, so a bulk contribution survives the node's rate limit.
+
+Timeouts: one connect attempt of :data:`CONNECT_TIMEOUT` seconds; then a node that accepted
+the connection but sends nothing is given up on after :data:`READ_TIMEOUT` seconds, or
+:data:`UPLOAD_READ_TIMEOUT` for a call that asks for it (a contribution, which the node parses
+and stores before it answers; a download of every contribution).
 """
 
 from __future__ import annotations
@@ -26,10 +31,19 @@ from coop.node.errors import (
     StateError,
 )
 
-__all__ = ["NodeClient", "RemoteError", "UnreachableError", "check_node_url"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "READ_TIMEOUT",
+    "UPLOAD_READ_TIMEOUT",
+    "NodeClient",
+    "RemoteError",
+    "UnreachableError",
+    "check_node_url",
+]
 
-CONNECT_TIMEOUT: Final = 3.0
-READ_TIMEOUT: Final = 60.0
+CONNECT_TIMEOUT: Final = 3.0  # one connect attempt (seconds)
+READ_TIMEOUT: Final = 15.0  # the longest silence of a node that accepted the connection (seconds)
+UPLOAD_READ_TIMEOUT: Final = 60.0  # the same for an upload or download that asks for it
 MAX_WAIT: Final = 300.0  # the most one call waits in total for Retry-After (seconds)
 _RETRYABLE: Final = (429, 503)
 _MAX_RETRY_AFTER: Final = 120.0
@@ -60,13 +74,19 @@ def check_node_url(url: str, *, field: str = "--node") -> str:
 
 def problem_text(response: httpx.Response) -> str:
     """The problem details' detail (or title) and field, or the status line."""
+    detail, field = _problem(response)
+    return f"{detail} [{field}]" if field else detail
+
+
+def _problem(response: httpx.Response) -> tuple[str, str | None]:
+    """The problem details' detail (or title, or the status line) and the field it names."""
     try:
         body = response.json()
         detail = body.get("detail") or body.get("title") or response.reason_phrase
         field = body.get("field")
-        return f"{detail} [{field}]" if field else str(detail)
     except (ValueError, AttributeError):
-        return f"HTTP {response.status_code} {response.reason_phrase}"
+        return f"HTTP {response.status_code} {response.reason_phrase}", None
+    return str(detail), field if isinstance(field, str) and field else None
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -96,7 +116,7 @@ class NodeClient:
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}", "User-Agent": "coop-cli"},
-            timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
+            timeout=_timeout(READ_TIMEOUT),
             transport=transport,
         )
 
@@ -109,12 +129,24 @@ class NodeClient:
     def close(self) -> None:
         self._http.close()
 
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One call: no retry on a connection failure (fail fast), Retry-After honoured on 429/503."""
+    def request(self, method: str, url: str, *, upload: bool = False, **kwargs: Any) -> httpx.Response:
+        """One call: no retry on a connection failure (fail fast), Retry-After honoured on 429/503.
+
+        ``upload`` waits :data:`UPLOAD_READ_TIMEOUT` rather than :data:`READ_TIMEOUT` for the answer.
+        """
+        read_timeout = UPLOAD_READ_TIMEOUT if upload else READ_TIMEOUT
         waited = 0.0
         while True:
             try:
-                response = self._http.request(method, url, **kwargs)
+                response = self._http.request(method, url, timeout=_timeout(read_timeout), **kwargs)
+            except httpx.TimeoutException as exc:
+                if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+                    raise UnreachableError(
+                        f"cannot reach {self.base_url}: no connection within {CONNECT_TIMEOUT:g} s"
+                    ) from None
+                raise UnreachableError(
+                    f"{self.base_url} accepted the connection but did not answer within {read_timeout:g} s"
+                ) from None
             except httpx.TransportError as exc:
                 raise UnreachableError(f"cannot reach {self.base_url}: {exc or type(exc).__name__}") from None
             delay = _retry_after(response) if response.status_code in _RETRYABLE else None
@@ -129,14 +161,21 @@ class NodeClient:
         return self.request("GET", url).json()
 
 
+def _timeout(read: float) -> httpx.Timeout:
+    return httpx.Timeout(read, connect=CONNECT_TIMEOUT)
+
+
 def _checked(response: httpx.Response) -> httpx.Response:
+    """The response, or the error of its status carrying the node's text and ``field``."""
     status = response.status_code
     if status < 400:
         return response
-    text = f"the node refused ({status}): {problem_text(response)}"
+    detail, field = _problem(response)
+    shown = f"{detail} [{field}]" if field else detail
+    text = f"the node refused ({status}): {shown}"
     if status == 429:
         delay = _retry_after(response)
-        raise RateLimitedError(text, retry_after=int(delay) if delay is not None else 1)
+        raise RateLimitedError(text, retry_after=int(delay) if delay is not None else 1, field=field)
     error: type[NodeError] | None = {
         401: AuthError,
         403: ForbiddenError,
@@ -144,7 +183,7 @@ def _checked(response: httpx.Response) -> httpx.Response:
         409: StateError,
     }.get(status)
     if error is not None:
-        raise error(text)
+        raise error(text, field=field)
     if status >= 500:
-        raise RemoteError(text, status=status)
-    raise InputError(text)
+        raise RemoteError(text, status=status, field=field)
+    raise InputError(text, field=field)

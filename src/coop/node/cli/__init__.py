@@ -61,10 +61,13 @@ def _main(args: list[str]) -> int:
         sys.stdout.flush()  # inside the try: a closed pipe (`coop payouts | head`) is caught below
         return int(code or 0)
     except BrokenPipeError:
-        # The reader went away: say nothing more (no traceback at exit), as `cat | head` does.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return Exit.PIPE_CLOSED
+        return _pipe_closed()
+    except SystemExit as exc:
+        # click catches a closed pipe inside a command itself (EPIPE), wraps the streams and exits
+        # 1; that is the reader going away, not a failure of ours.
+        if type(sys.stdout).__name__ == "_PacifyFlushWrapper":
+            return _pipe_closed()
+        raise
     except click.exceptions.NoArgsIsHelpError as exc:  # `coop` or `coop member` alone: the help
         sys.stderr.write(exc.format_message() + "\n")
         return Exit.USAGE
@@ -85,3 +88,10 @@ def _main(args: list[str]) -> int:
             raise  # a bug: the traceback says where
         message = getattr(exc, "message", str(exc))
         return error_exit(message, code, kind, as_json=as_json, field=getattr(exc, "field", None))
+
+
+def _pipe_closed() -> int:
+    """The reader went away: say nothing more (no traceback at exit), as `cat | head` does."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    return Exit.PIPE_CLOSED

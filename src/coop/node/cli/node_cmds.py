@@ -78,7 +78,9 @@ def public_url_mismatch(public_url: str, host: str, port: int) -> str | None:
 @click.command("serve")
 @data_dir_argument
 @click.option("--host", default="127.0.0.1", show_default=True, help="the address to listen on")
-@click.option("--port", type=int, default=8000, show_default=True, help="the port to listen on")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="the port to listen on"
+)
 @click.option(
     "--server",
     type=click.Choice(["granian", "uvicorn"]),

@@ -295,15 +295,32 @@ def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
             path = f"{path}.{named.group('name')}" if path else named.group("name")
         choices = allowed_values(decoder.type, path) if text.startswith("Invalid enum value") else None
         if choices:
-            text = f"{text}: expected one of {', '.join(choices)}"
+            # The wording the web form and the README use: "'X' is not one of: a, b".
+            given = _ENUM_VALUE.match(text)
+            text = f"{given.group(1) if given else 'the value'} is not one of: {', '.join(choices)}"
         elif path.rsplit(".", 1)[-1] == "attribution" and "matching regex" in text:
-            text = "expected one of: username, anonymous, pseudonym:NAME"
+            given_value = _value_at(body, path)
+            shown = repr(given_value) if isinstance(given_value, str) else "the value"
+            text = f"{shown} is not one of: username, pseudonym:NAME, anonymous"
         raise InputError(f"{text}", field=path or "body") from None
     except UnicodeDecodeError:
         raise MalformedError("the body is not valid UTF-8", field="body") from None
     except msgspec.DecodeError as exc:
         raise MalformedError(f"the body is not valid JSON: {exc}", field="body") from None
     _refuse_repeated_keys(source)
+    return value
+
+
+_ENUM_VALUE: Final = re.compile(r"Invalid enum value ('.*')$", re.DOTALL)
+
+
+def _value_at(body: bytes, path: str) -> object:
+    """The value a body holds at a simple ``a.b`` path (for an error message), or None."""
+    value: object = msgspec.json.decode(body)
+    for key in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
     return value
 
 

@@ -147,11 +147,33 @@ def plan_upgrade(root: Path) -> list[str]:
     moved = read_moved_config(config_path)
     conn = _read_only(db_path)
     try:
-        return _plan(conn, moved)
+        lines = _plan(conn, moved)
     except sqlite3.Error as exc:
         raise StorageError(f"cannot read {db_path}: {exc}") from exc
     finally:
         conn.close()
+    unsigned = _without_statement(root / "releases")
+    if unsigned:
+        lines.append(
+            f"{len(unsigned)} release folder(s) cut before statements were stored get release.dsse.json,"
+            f" signed once by this node's key: {', '.join(unsigned[:5])}{' …' if len(unsigned) > 5 else ''}"
+        )
+    return lines
+
+
+def _without_statement(releases: Path) -> list[str]:
+    """Release folders (own and federated) that hold no signed statement yet."""
+    found = []
+    for parent in (releases, releases / "federated"):
+        if parent.is_dir():
+            for folder in sorted(parent.iterdir()):
+                if (
+                    folder.is_dir()
+                    and folder.name.startswith("v")
+                    and not (folder / "release.dsse.json").exists()
+                ):
+                    found.append(str(folder.relative_to(releases)))
+    return found
 
 
 def _read_only(path: Path) -> sqlite3.Connection:
