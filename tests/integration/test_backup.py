@@ -46,7 +46,11 @@ def test_backup_of_a_live_node_restores_as_a_data_directory(tmp_path: Path) -> N
     ).read_bytes()
     # Restored: the same co-op, every record (the late one too), an intact audit chain.
     assert json.loads(coop("identity", "show", str(out), "--json").stdout)["node_id"] == node_id
-    assert "audit chain intact" in coop("audit", "verify", str(out)).stdout
+    verified = coop("audit", "verify", str(out))
+    assert "audit chain intact" in verified.stdout
+    # The signed head came along: a restored node is checked against it, not "no signed head yet".
+    assert _mode(out / "audit-head.json") == 0o600
+    assert "no signed head" not in verified.stdout + verified.stderr
     restored = Node(out)
     try:
         held = restored.store.read(lambda c: {r[0] for r in c.execute("SELECT uid FROM contributions")})

@@ -31,7 +31,7 @@ from coop.node.intake.messages import (
     unique,
 )
 
-__all__ = ["parse_openwebui", "unix_seconds"]
+__all__ = ["export_rows", "parse_openwebui", "parse_row", "unix_seconds"]
 
 _WHITESPACE: Final = b" \t\r\n"
 # Upper bounds (exclusive) of seconds, milliseconds, microseconds and nanoseconds for
@@ -123,6 +123,19 @@ def parse_openwebui(data: bytes, *, limits: Limits = LIMITS) -> list[ParsedChat]
     if not kept:
         raise InputError(f"none of the {len(entries)} chats has any messages", field="content")
     return kept
+
+
+def export_rows(data: bytes, *, limits: Limits = LIMITS) -> list[tuple[str, bytes]]:
+    """The raw chat rows of an upload, each with the field its errors use (``content[3]``,
+    ``line 4``): for a client that reads each chat on its own (:func:`parse_row`), so that one
+    broken chat does not stop the others.  The upload as a whole must be an export."""
+    return _entries(data, limits)
+
+
+def parse_row(raw: bytes, *, field: str = "content", limits: Limits = LIMITS) -> ParsedChat | None:
+    """One chat row of an export read on its own: None when it has no messages (not a
+    contribution: an export's empty chats are skipped)."""
+    return _chat(raw, field, limits, single=False)
 
 
 def _entries(data: bytes, limits: Limits) -> list[tuple[str, bytes]]:

@@ -67,6 +67,12 @@ def backup(data: DataDir, out: Path) -> BackupReport:
 
 def _copy(data: DataDir, tmp: Path) -> BackupReport:
     target = DataDir(tmp)
+    # 0. The audit log's signed head, read before the database: the copy's log then reaches at
+    # least as far as its head (a head behind the log only warns; one ahead would read as a cut).
+    try:
+        head = data.audit_head_path.read_bytes()
+    except FileNotFoundError:
+        head = None
     # 1. The database, by the online backup API: a consistent snapshot of a live node.
     source = sqlite3.connect(f"file:{data.db_path}?mode=ro", uri=True, timeout=30)
     try:
@@ -91,6 +97,10 @@ def _copy(data: DataDir, tmp: Path) -> BackupReport:
             shutil.copyfile(path, keys / path.name)
             os.chmod(keys / path.name, _SECRET)
             files += 1
+    if head is not None:
+        target.audit_head_path.write_bytes(head)
+        os.chmod(target.audit_head_path, _SECRET)
+        files += 1
     # 3. Configuration and terms.
     for name in ("node.toml", "terms.txt"):
         if (data.root / name).is_file():
