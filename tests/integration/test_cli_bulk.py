@@ -95,7 +95,8 @@ def test_bulk_export_through_a_low_rate_limit_then_a_rerun_is_all_duplicates(sce
     token = scene.token_file.read_text(encoding="utf-8").strip()
     again = _run("contribute", str(scene.export), "--node", scene.url, *_SHARE, env={"COOP_TOKEN": token})
     assert again.returncode == 0, again.stderr
-    assert again.stderr.splitlines()[-1] == f"shared {CHATS} chats: 0 new, {CHATS} duplicate, 0 refused"
+    summary = f"{CHATS + 1} chats: 0 new, {CHATS} duplicate, 0 refused, 1 skipped: no messages"
+    assert again.stderr.splitlines()[-1] == summary
     shown = again.stdout.splitlines()
     assert len(shown) == CHATS and all(line.endswith("(already shared)") for line in shown)
     assert {line.split()[0] for line in shown} == {item["uid"] for item in items}

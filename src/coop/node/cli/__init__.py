@@ -62,7 +62,7 @@ def _main(args: list[str]) -> int:
         return int(code or 0)
     except BrokenPipeError:
         return _pipe_closed()
-    except SystemExit as exc:
+    except SystemExit:
         # click catches a closed pipe inside a command itself (EPIPE), wraps the streams and exits
         # 1; that is the reader going away, not a failure of ours.
         if type(sys.stdout).__name__ == "_PacifyFlushWrapper":

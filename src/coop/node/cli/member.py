@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from coop.node.cli.exits import Exit, UsageError
+from coop.node.cli.exports import Chat, select_chats, split_export
 from coop.node.cli.options import member_options, output_options
 from coop.node.cli.output import Progress, print_json
 from coop.node.cli.tokens import member_client, read_token_file, store_token
@@ -59,104 +60,17 @@ def login(url: str, token_file: Path | None, as_json: bool, quiet: bool) -> int:
 # -- contribute --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Chat:
-    """One document to send: a whole upload, or one chat of an export, with what shows it."""
-
-    document: bytes
-    chat_id: str | None = None
-    title: str | None = None
-
-
 @dataclass
 class Tally:
     new: int = 0
     duplicate: int = 0
+    skipped: int = 0  # chats without messages
     refused: list[tuple[str, str]] = field(default_factory=list)
 
-
-def split_export(data: bytes, fmt: Any) -> list[Chat]:
-    """One document per chat, so that each chat of an export becomes its own contribution.
-
-    An Open WebUI export (a JSON array or NDJSON) is split; chats without messages are left out
-    (the node would refuse them). Anything else is one document.
-    """
-    import msgspec
-
-    from coop.node.errors import InputError
-    from coop.node.intake.chat import IntakeFormat
-    from coop.node.intake.formats import parse_content
-
-    if fmt is not IntakeFormat.OPENWEBUI:
-        return [Chat(data)]
-    stripped = data.removeprefix(b"\xef\xbb\xbf").strip()
-    raws: list[bytes] = [data]
-    if stripped.startswith(b"["):
-        try:
-            raws = [bytes(item) for item in msgspec.json.decode(stripped, type=list[msgspec.Raw])]
-        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
-            return [Chat(data)]
-    elif stripped.startswith(b"{") and b"\n" in stripped:
-        lines = [line.strip() for line in stripped.splitlines() if line.strip()]
-        if len(lines) > 1 and all(line.startswith(b"{") for line in lines):
-            raws = lines
-    chats = []
-    for raw in raws:
-        try:
-            (parsed,) = parse_content(raw, IntakeFormat.OPENWEBUI)
-        except InputError:
-            if len(raws) == 1:
-                raise
-            continue  # a chat without messages: not a contribution
-        chats.append(Chat(raw, parsed.source_id, parsed.title or _first_line(parsed.messages)))
-    return chats
-
-
-def _first_line(messages: Any) -> str | None:
-    for message in messages:
-        text = str(message.content).strip()
-        if text:
-            return text.splitlines()[0][:80]
-    return None
-
-
-def _select(chats: list[Chat], chat_ids: tuple[str, ...], pick: bool) -> list[Chat]:
-    from coop.node.errors import InputError
-
-    if chat_ids:
-        known = {chat.chat_id for chat in chats}
-        missing = [c for c in chat_ids if c not in known]
-        if missing and not (len(chats) == 1 and chats[0].chat_id is None):
-            raise InputError(f"no chat with id {', '.join(missing)} in the file", field="--chat-id")
-        if len(chats) == 1 and chats[0].chat_id is None:
-            return chats  # one chat without an id of its own: the node decides
-        wanted = set(chat_ids)
-        return [chat for chat in chats if chat.chat_id in wanted]
-    if not pick:
-        return chats
-    if not sys.stdin.isatty():
-        raise UsageError("--pick asks on a terminal: use --chat-id ID (repeatable) instead", field="--pick")
-    for n, chat in enumerate(chats, start=1):
-        sys.stderr.write(f"{n:>4}  {chat.title or '(untitled)'}  [{chat.chat_id or '-'}]\n")
-    answer = click.prompt("share which chats? (e.g. 1,3-5 or all)", default="all", err=True)
-    return [chats[i] for i in _numbers(answer, len(chats))]
-
-
-def _numbers(answer: str, count: int) -> list[int]:
-    """Zero-based indexes from '1,3-5' or 'all'."""
-    if answer.strip().lower() in ("all", "*"):
-        return list(range(count))
-    chosen: list[int] = []
-    for part in answer.replace(" ", "").split(","):
-        first, _, last = part.partition("-")
-        if not first.isdigit() or (last and not last.isdigit()):
-            raise UsageError(f"{part!r} is not a chat number or range", field="--pick")
-        for n in range(int(first), int(last or first) + 1):
-            if not 1 <= n <= count:
-                raise UsageError(f"there is no chat {n} (1 to {count})", field="--pick")
-            if n - 1 not in chosen:
-                chosen.append(n - 1)
-    return chosen
+    def summary(self) -> str:
+        total = self.new + self.duplicate + len(self.refused) + self.skipped
+        line = f"{total} chats: {self.new} new, {self.duplicate} duplicate, {len(self.refused)} refused"
+        return line + (f", {self.skipped} skipped: no messages" if self.skipped else "")
 
 
 @click.command("contribute")
@@ -211,11 +125,9 @@ def contribute(
     """Share chats from FILE ('-' for standard input): an Open WebUI export (each chat its own
     contribution), text or messages JSON.  Rate limits are waited out; a rerun is safe: chats
     already shared are reported as duplicates."""
-    import msgspec
-
     from coop.node.errors import InputError
     from coop.node.intake.chat import IntakeFormat
-    from coop.node.intake.formats import detect_format, parse_content
+    from coop.node.intake.formats import detect_format
 
     if not consent:
         raise InputError("--consent is required: it says you agree to the co-op's terms", field="--consent")
@@ -229,8 +141,11 @@ def contribute(
     except OSError as exc:
         raise InputError(f"cannot read {file}: {exc.strerror}", field="FILE") from None
     kind = IntakeFormat(fmt) if fmt else detect_format(data)
-    parse_content(data, kind)  # fail here, with the parser's message, before sending anything
-    chats = _select(split_export(data, kind), chat_id, pick)
+    # A file that cannot be read fails here, before anything is sent; in an export, each chat
+    # is read on its own (a broken one is refused, the others are shared).
+    chats = select_chats(split_export(data, kind), chat_id, pick)
+    if chats and all(chat.empty for chat in chats):
+        raise InputError(f"none of the {len(chats)} chats has any messages", field="FILE")
     options: dict[str, object] = {
         "label": label,
         "consent": True,
@@ -253,33 +168,63 @@ def contribute(
     tally = Tally()
     with member_client(node_url, token, token_file, progress=progress) as client:
         for n, chat in enumerate(chats, start=1):
-            extra = {"chat_id": chat.chat_id} if chat_id and chat.chat_id else {}
-            content: object = (
-                msgspec.Raw(chat.document) if kind is not IntakeFormat.TEXT else chat.document.decode()
-            )
-            body = msgspec.json.encode({**options, **extra, "content": content})
-            # The same chat with the same choices gets the same key: re-running the command is safe.
-            key = "cli-" + hashlib.sha256(body).hexdigest()[:40]
-            headers = {"Content-Type": "application/json", "Idempotency-Key": key}
-            try:
-                item = client.request("POST", "/api/v1/contributions", content=body, headers=headers).json()
-            except InputError as exc:  # refused for this chat (a 4xx naming a field): the others go on
+            if chat.empty:
+                tally.skipped += 1
+            elif chat.problem is not None:  # cannot be read: refused here, not sent
                 if not bulk:
-                    raise
-                shown = chat.chat_id or f"chat {n}"
-                tally.refused.append((shown, exc.message))
-                results.append({"chat_id": chat.chat_id, "title": chat.title, "refused": exc.message})
-                progress(f"refused {shown}: {exc.message}")
+                    raise InputError(chat.problem)
+                tally.refused.append((chat.shown, chat.problem))
+                results.append({"chat_id": chat.chat_id, "title": chat.title, "refused": chat.problem})
+                progress(f"refused {chat.shown}: {chat.problem}")
             else:
-                item.setdefault("chat_id", chat.chat_id)
-                results.append(item)
-                if item.get("created", True):
-                    tally.new += 1
-                else:
-                    tally.duplicate += 1
+                _share(
+                    client, chat, options, kind, bulk=bulk, results=results, tally=tally, progress=progress
+                )
             progress.count(n, len(chats), "sharing chats")
     _report_contributions(results, tally, as_json=as_json, bulk=bulk)
     return Exit.PARTIAL if tally.refused else 0
+
+
+def _share(
+    client: Any,
+    chat: Chat,
+    options: dict[str, object],
+    kind: Any,
+    *,
+    bulk: bool,
+    results: list[dict[str, Any]],
+    tally: Tally,
+    progress: Progress,
+) -> None:
+    """Send one chat; a refusal of it (a 4xx) is tallied in a bulk import, raised otherwise."""
+    import msgspec
+
+    from coop.node.errors import InputError
+    from coop.node.intake.chat import IntakeFormat
+
+    content: object = msgspec.Raw(chat.document) if kind is not IntakeFormat.TEXT else chat.document.decode()
+    # The body holds the chat itself and the member's choices, never how the chat was picked
+    # (--chat-id, --pick, all): the same chat with the same choices gets the same key, so a
+    # rerun is safe whichever chats it selects.
+    body = msgspec.json.encode({**options, "content": content})
+    key = "cli-" + hashlib.sha256(body).hexdigest()[:40]
+    headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+    try:
+        response = client.request("POST", "/api/v1/contributions", content=body, headers=headers, upload=True)
+    except InputError as exc:  # refused for this chat (a 4xx naming a field): the others go on
+        if not bulk:
+            raise
+        tally.refused.append((chat.shown, exc.message))
+        results.append({"chat_id": chat.chat_id, "title": chat.title, "refused": exc.message})
+        progress(f"refused {chat.shown}: {exc.message}")
+        return
+    item = response.json()
+    item.setdefault("chat_id", chat.chat_id)
+    results.append(item)
+    if item.get("created", True):
+        tally.new += 1
+    else:
+        tally.duplicate += 1
 
 
 def _report_contributions(results: list[dict[str, Any]], tally: Tally, *, as_json: bool, bulk: bool) -> None:
@@ -296,9 +241,8 @@ def _report_contributions(results: list[dict[str, Any]], tally: Tally, *, as_jso
     if bulk:
         for shown, reason in tally.refused:
             sys.stderr.write(f"coop: refused {shown}: {reason}\n")
-        summary = f"{tally.new} new, {tally.duplicate} duplicate, {len(tally.refused)} refused"
         if not as_json:
-            sys.stderr.write(f"shared {len(results)} chats: {summary}\n")
+            sys.stderr.write(tally.summary() + "\n")
 
 
 # -- the member's own contributions ---------------------------------------------------------------
@@ -347,7 +291,7 @@ def mine(
     """List your contributions on a node (with each chat's title), or download them all (--export FILE)."""
     with member_client(node_url, token, token_file) as client:
         if export is not None:
-            response = client.request("GET", "/api/v1/me/contributions.jsonl")
+            response = client.request("GET", "/api/v1/me/contributions.jsonl", upload=True)
             export.write_bytes(response.content)
             print(f"wrote {export}")
             return 0
