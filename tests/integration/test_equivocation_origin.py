@@ -62,9 +62,9 @@ def test_forked_origin_stops_issuing_and_keeps_bounded_evidence(tmp_path: Path) 
     coop("peers", "add", str(roots["b"]), nodes["a"].url, "--key", ids["a"])
     token = add_member(roots["a"], "ada", admin=True)
     a, b = ids["a"], ids["b"]
-    for node in nodes.values():
-        node.start()
     try:
+        for node in nodes.values():  # inside the try: a node that fails to start stops the others
+            node.start()
         _wait(lambda: _rows(roots["b"], "SELECT seq FROM fed_origins WHERE origin = ?", a), "b held a's head")
         ((seq,),) = _rows(roots["a"], "SELECT seq FROM fed_origins WHERE origin = ?", a)
         assert isinstance(seq, int)

@@ -99,10 +99,10 @@ def fed(tmp_path: Path) -> Iterator[Fed]:
             if other != name:
                 coop("peers", "add", str(roots[name]), nodes[other].url, "--key", ids[other])
     token = add_member(roots["a"], "ada", admin=True)
-    for node in nodes.values():
-        node.start()
     f = Fed(roots, nodes, ids, token)
     try:
+        for node in nodes.values():  # inside the try: a node that fails to start stops the others
+            node.start()
         yield f
     finally:
         f.admin.close()
@@ -334,10 +334,10 @@ def test_federation_scope_stays_with_the_co_ops_the_origin_pinned(tmp_path: Path
         for other in others:
             coop("peers", "add", str(roots[name]), nodes[other].url, "--key", ids[other])
     token = add_member(roots["a"], "ada", admin=True)
-    for node in nodes.values():
-        node.start()
     fed = Fed(roots, nodes, ids, token)
     try:
+        for node in nodes.values():  # inside the try: a node that fails to start stops the others
+            node.start()
         a = ids["a"]
         public = fed.share("public")
         federation = fed.share("federation")

@@ -206,3 +206,11 @@ def test_serve_port_out_of_range_is_a_usage_error_not_a_traceback(
     assert cli.main(["serve", str(tmp_path), "--port", port]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--port" in err and "Traceback" not in err
+
+
+def test_split_export_of_a_json_array_gives_each_chat_as_bytes() -> None:
+    # Open WebUI's "export all" as one JSON array (not NDJSON): the demo's export, split per chat.
+    data = json.dumps([_row("a", "first"), _row("b", "second"), _row("c", "third")]).encode()
+    chats = split_export(data, IntakeFormat.OPENWEBUI)
+    assert [chat.chat_id for chat in chats] == ["a", "b", "c"]
+    assert all(isinstance(chat.document, bytes) and json.loads(chat.document)["id"] for chat in chats)

@@ -129,7 +129,8 @@ def export_rows(data: bytes, *, limits: Limits = LIMITS) -> list[tuple[str, byte
     """The raw chat rows of an upload, each with the field its errors use (``content[3]``,
     ``line 4``): for a client that reads each chat on its own (:func:`parse_row`), so that one
     broken chat does not stop the others.  The upload as a whole must be an export."""
-    return _entries(data, limits)
+    # A JSON array's rows come as msgspec.Raw: bytes of their own, as NDJSON lines are.
+    return [(where, bytes(raw)) for where, raw in _entries(data, limits)]
 
 
 def parse_row(raw: bytes, *, field: str = "content", limits: Limits = LIMITS) -> ParsedChat | None:
