@@ -112,7 +112,10 @@ def requests(dir: Path, as_json: bool, quiet: bool) -> int:
         print_json(items)
         return 0
     for item in items:
-        print(f"{item.hash[:16]}  {item.status:<9} {item.task:<16} {when(item.received_at)}  {item.purpose}")
+        state = f"{item.state} ({item.reason})" if item.reason else item.state
+        if item.state == "answered" and item.records is not None:
+            state = f"answered ({item.records} records)"
+        print(f"{item.hash[:16]}  {state:<28} {item.task:<16} {when(item.received_at)}  {item.purpose}")
     return 0
 
 

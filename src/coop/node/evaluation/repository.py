@@ -9,10 +9,14 @@ transaction or snapshot.
 from __future__ import annotations
 
 import sqlite3
+from typing import Final
 
 import msgspec
 
 from coop.eval import VerifiedRequest, budget_left
+from coop.eval.request import REQUEST_TYPE
+from coop.governance import GovernanceError
+from coop.governance.envelope import open_envelope
 from coop.node.errors import NotFoundError, StateError
 
 __all__ = [
@@ -22,6 +26,7 @@ __all__ = [
     "list_requests",
     "record_answer",
     "remember_request",
+    "request_state",
     "request_status",
     "spend_budget",
     "spent_budget",
@@ -35,8 +40,50 @@ class EvalRequestView(msgspec.Struct, frozen=True):
     purpose: str
     model_sha256: str
     received_at: int
-    status: str
+    status: str  # the admin's decision: pending, approved or refused
     decided_by: str | None
+    # Where the request stands: answered, declined (``reason`` says why), refused, expired,
+    # pending (an admin's approval) or approved (waiting for the requester to run it again).
+    state: str = "pending"
+    reason: str | None = None
+    answered_at: int | None = None
+    records: int | None = None
+    expires_at: int | None = None
+
+
+# A decline that only waits for the admin: the request's state is then the admin's decision.
+_AWAITING: Final = "awaiting_admin_approval"
+
+
+def _expires_at(envelope: bytes) -> int | None:
+    """When a stored request expires, from its own (already verified) envelope."""
+    try:
+        _, payload = open_envelope(envelope, payload_type=REQUEST_TYPE, max_bytes=len(envelope))
+        return _EXPIRY.decode(payload).expires_at
+    except (GovernanceError, msgspec.DecodeError):
+        return None
+
+
+class _Expiry(msgspec.Struct):
+    expires_at: int
+
+
+_EXPIRY: Final = msgspec.json.Decoder(_Expiry)
+
+
+def request_state(
+    status: str, outcome: str | None, expires_at: int | None, *, now: int
+) -> tuple[str, str | None]:
+    """(state, reason) of a request from the admin's decision, its last answer and the clock."""
+    if outcome == "answered":
+        return "answered", None
+    if outcome is not None and outcome != _AWAITING:
+        return "declined", outcome
+    if status == "refused":
+        return "refused", None
+    if expires_at is not None and now >= expires_at:
+        return "expired", None
+    return status, None
 
 
 def remember_request(conn: sqlite3.Connection, verified: VerifiedRequest, now: int) -> None:
@@ -101,13 +148,38 @@ def eligible_rows(conn: sqlite3.Connection) -> list[tuple[bytes | None, str]]:
     return rows
 
 
-def list_requests(conn: sqlite3.Connection) -> list[EvalRequestView]:
-    """Every request received, newest first."""
+def list_requests(conn: sqlite3.Connection, *, now: int) -> list[EvalRequestView]:
+    """Every request received, newest first, with where it stands (its last answer, expiry)."""
     rows = conn.execute(
-        "SELECT hash, requester, task, purpose, model_sha256, received_at, status, decided_by"
-        " FROM eval_requests ORDER BY received_at DESC"
+        "SELECT r.hash, r.requester, r.task, r.purpose, r.model_sha256, r.received_at, r.status,"
+        " r.decided_by, r.envelope, a.outcome, a.at, a.records"
+        " FROM eval_requests r LEFT JOIN eval_answers a ON a.id = ("
+        "  SELECT max(id) FROM eval_answers WHERE request_hash = r.hash)"
+        " ORDER BY r.received_at DESC"
     ).fetchall()
-    return [EvalRequestView(*row) for row in rows]
+    views = []
+    for digest, requester, task, purpose, model, received, status, decided, envelope, outcome, at, n in rows:
+        expires_at = _expires_at(bytes(envelope))
+        state, reason = request_state(status, outcome, expires_at, now=now)
+        answered = outcome == "answered"
+        views.append(
+            EvalRequestView(
+                hash=digest,
+                requester=requester,
+                task=task,
+                purpose=purpose,
+                model_sha256=model,
+                received_at=received,
+                status=status,
+                decided_by=decided,
+                state=state,
+                reason=reason,
+                answered_at=at if answered else None,
+                records=n if answered else None,
+                expires_at=expires_at,
+            )
+        )
+    return views
 
 
 def decide_request(conn: sqlite3.Connection, digest: str, *, approve: bool, admin: str) -> str:

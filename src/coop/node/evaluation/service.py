@@ -257,7 +257,8 @@ class Evaluation:
     # -- admins -------------------------------------------------------------------------------
 
     def requests(self) -> list[EvalRequestView]:
-        return self.store.read(requests_db.list_requests)
+        now = self.clock()
+        return self.store.read(lambda c: requests_db.list_requests(c, now=now))
 
     def decide(self, digest: str, *, approve: bool, admin: str) -> EvalRequestView:
         now = self.clock()
