@@ -17,10 +17,11 @@ What runs, in one go (everything on 127.0.0.1):
    (Ray start included) timed as a process, with the peak RSS of the driver and
    of every Ray process sampled from ``/proc`` while it runs.
 5. **Simulation engine, per round**: a driver (this file, ``--sim-driver``)
-   calls ``flwr.simulation.run_simulation`` with ``make_client_app`` and a
-   ServerApp whose main runs ``run_eval`` for several requests in turn, timing
-   each: the first round pays for the actors' warm-up, the later ones are the
-   per-round cost; start-up is what is left of the end-to-end time.
+   starts a simulation SuperLink (as ``coop eval request`` does) and ``flwr
+   run``s ``bench/sim_driver_app``, whose ServerApp runs ``run_eval`` for several
+   requests in turn, timing each: the first round pays for the actors' warm-up,
+   the later ones are the per-round cost; start-up is what is left of the
+   end-to-end time.
 6. **Deployment engine**: ``deploy/flower_federation.py``'s ``FlowerFederation``
    for the five nodes (TLS, SuperNode auth; ``isolation="namespace"`` with the
    data directories hidden when run as root), then ``coop eval request
@@ -99,11 +100,8 @@ ENV: Final = {
     "RAY_USAGE_STATS_ENABLED": "0",  # Ray would otherwise report usage off the machine
     "PYTHONUNBUFFERED": "1",
 }
-# What coop.node.evaluation.requester._simulation passes to run_simulation; the driver uses the same.
-SIM_BACKEND: Final = {
-    "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-    "init_args": {"num_cpus": 2, "include_dashboard": False},
-}
+# The Flower App of the per-round driver (its ServerApp runs `run_eval` once per request).
+SIM_DRIVER_APP: Final = Path(__file__).resolve().parent / "sim_driver_app"
 # The node's own query for eligible records (coop.node.evaluation.repository.eligible_rows, no filters).
 ELIGIBLE_SQL: Final = (
     "SELECT t.record FROM contributions c JOIN contents t ON t.seq = c.seq"
@@ -564,78 +562,40 @@ def check_report(path: Path, truth: Central, nodes: int) -> tuple[bool, str]:
 
 
 def sim_driver(spec_path: Path) -> int:
-    """run_simulation with a ServerApp that runs ``run_eval`` once per request, timing each round."""
+    """Our own simulation SuperLink and `flwr run bench/sim_driver_app`: a ServerApp that runs
+    ``run_eval`` once per request, timing each round (the same runtime `coop eval request` uses)."""
     launched = time.time()
     spec = json.loads(spec_path.read_text())
-    from flwr.app import Context, Message
-    from flwr.serverapp import Grid, ServerApp
-    from flwr.simulation import run_simulation
-
-    from coop.eval.flower import EvalJob, LocalEndpoint, make_client_app, run_eval
+    from coop.node.evaluation.flower_run import SimulationSuperLink, federation_config, flwr_run
 
     imported = time.time()
-    endpoints = [LocalEndpoint(url=url, token=token) for url, token in spec["endpoints"]]
-    artifact = Path(spec["artifact"]).read_bytes()
-    seed = Path(spec["key"]).read_bytes()
-    rounds: list[dict[str, Any]] = []
-    marks: dict[str, float] = {}
-
-    def endpoint_of(context: Context) -> LocalEndpoint:
-        return endpoints[int(context.node_config["partition-id"])]
-
-    app = ServerApp()
-
-    @app.main()
-    def main(grid: Grid, context: Context) -> None:
-        marks["main"] = time.time()
-        for index, request_file in enumerate(spec["requests"]):
-            job = EvalJob(
-                request=Path(request_file).read_bytes(),
-                artifact=artifact,
-                signer_seed=seed,
-                timeout=120.0,
-                wait_for_nodes=len(endpoints),
-            )
-            arrivals: list[tuple[float, str]] = []
-            started = time.monotonic()
-
-            def observe(
-                reply: Message, started: float = started, arrivals: list[tuple[float, str]] = arrivals
-            ) -> None:
-                arrivals.append((time.monotonic() - started, reply.metadata.message_type))
-
-            report = run_eval(grid, job, now=int(time.time()), observe=observe)
-            elapsed = time.monotonic() - started
-            Path(spec["reports"][index]).write_bytes(report)
-            ident = [t for t, kind in arrivals if "identify" in kind]
-            evals = [t for t, kind in arrivals if "eval" in kind]
-            rounds.append(
-                {
-                    "seconds": elapsed,
-                    "identity_last": max(ident, default=0.0),
-                    "eval_first": min(evals, default=0.0),
-                    "eval_last": max(evals, default=0.0),
-                    "replies": len(arrivals),
-                }
-            )
-        marks["main_done"] = time.time()
-
-    run_simulation(
-        server_app=app,
-        client_app=make_client_app(endpoint_of),
-        num_supernodes=len(endpoints),
-        backend_config=SIM_BACKEND,  # type: ignore[arg-type]
-    )
+    folder = Path(spec["folder"])
+    server_out = Path(spec["server_out"])
+    nodes = ";".join(f"{url},{token_file}" for url, token_file in spec["endpoints"])
+    with SimulationSuperLink(folder / "superlink") as address:
+        flwr_run(
+            SIM_DRIVER_APP,
+            folder / "flwr-home",
+            {"address": address, "insecure": True},
+            run_config=f"coop-bench-spec='{spec_path}' coop-local-nodes='{nodes}'",
+            federation_config=federation_config(len(spec["endpoints"])),
+        )
+        deadline = time.monotonic() + 300
+        while not server_out.exists() and time.monotonic() < deadline:
+            time.sleep(0.25)
+    if not server_out.exists():
+        raise RuntimeError(f"the driver's ServerApp wrote no timings; see {folder / 'superlink'}")
+    timings = json.loads(server_out.read_text())
     finished = time.time()
     Path(spec["out"]).write_text(
         json.dumps(
             {
                 "launched": launched,
                 "imported": imported,
-                "main": marks.get("main"),
-                "main_done": marks.get("main_done"),
+                "main": timings["main"],
+                "main_done": timings["main_done"],
                 "finished": finished,
-                "rounds": rounds,
+                "rounds": timings["rounds"],
             }
         )
     )
@@ -851,7 +811,10 @@ def simulation_rounds(s: Setup, count: int, truth: Central, findings: Findings) 
     spec.write_text(
         json.dumps(
             {
-                "endpoints": [[n.url, n.token_file.read_text().strip()] for n in s.served],
+                "endpoints": [[n.url, str(n.token_file.resolve())] for n in s.served],
+                "nodes": len(s.served),
+                "folder": str(folder),
+                "server_out": str(folder / "server-timings.json"),
                 "artifact": str(s.model_path),
                 "key": str(s.key),
                 "requests": requests,
@@ -861,7 +824,7 @@ def simulation_rounds(s: Setup, count: int, truth: Central, findings: Findings) 
         )
     )
     spec.chmod(0o600)
-    print(f"simulation engine: {count} evaluations inside one run_simulation (driver)", flush=True)
+    print(f"simulation engine: {count} evaluations inside one Flower run (driver)", flush=True)
     launched = time.time()
     argv = [sys.executable, str(Path(__file__).resolve()), "--sim-driver", str(spec)]
     run = run_sampled(argv, s.base / "sim-driver.log", 300)
@@ -1174,7 +1137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             [
                 "round",
                 "run_eval s",
-                "last identity reply",
+                "messages pushed",
                 "first answer",
                 "last answer",
                 "report after that",
@@ -1183,7 +1146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 [
                     str(i + 1),
                     f"{r['seconds']:.2f}",
-                    f"{r['identity_last']:.2f}",
+                    str(r["pushed"]),
                     f"{r['eval_first']:.2f}",
                     f"{r['eval_last']:.2f}",
                     f"{r['seconds'] - r['eval_last']:.2f}",
@@ -1238,7 +1201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 " token-hash cache cleared first; warm = the same again, cache full",
                 "- simulation engine as `coop eval request` runs it (Ray, `num_cpus` 2, one CPU per ClientApp"
                 f" actor); per round: a driver (`--sim-driver`) whose ServerApp runs `run_eval` {args.rounds}"
-                " times in one `run_simulation`; nodes were warm by then (the node-side calls ran first)",
+                " times in one Flower run on a simulation SuperLink; nodes were warm by then (the node-side"
+                " calls ran first)",
                 "- memory sampled from /proc every 0.25 s: a process's peak RSS is its VmHWM; PSS from"
                 " smaps_rollup (shared pages split among the processes sharing them); a tree's peak is the"
                 " largest sum in one sample",
@@ -1248,8 +1212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "",
                 time_table,
                 "",
-                "Rounds inside one `run_simulation` (seconds from the round's start; each round = identity"
-                " query to every SuperNode, then the evaluation):",
+                "Rounds inside one Flower run (seconds from the round's start; each round = one evaluation"
+                " message to every SuperNode, the replies pulled as they arrive):",
                 "",
                 round_table,
                 "",
@@ -1274,10 +1238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "",
                     "Timeline of the deployment run (seconds after `coop eval request` started; process"
                     " lifetimes, last seen to 0.25 s): " + "; ".join(deployed.timeline) + ".",
-                    "flwr 1.41 polls on fixed intervals: the deployed ServerApp's grid sleeps 3 s between pulls"
-                    " (`flwr/superlink/grid/http_grid.py`, `send_and_receive`), an idle SuperNode 3 s between"
-                    " pulls (`flwr/supernode/start_client_internal.py`), the SuperExec 1 s; `run_eval` makes two"
-                    " `send_and_receive` calls, and `coop eval request` looks for the report once a second.",
+                    "flwr 1.41 polls on fixed intervals: its grid's `send_and_receive` sleeps 3 s between pulls"
+                    " (`flwr/superlink/grid/http_grid.py`; `run_eval` does not use it), an idle SuperNode 3 s"
+                    " between pulls (`flwr/supernode/start_client_internal.py`), the SuperExec 1 s; `run_eval`"
+                    " pushes one message per SuperNode and pulls the replies every 0.5 s, and `coop eval"
+                    " request` looks for the report and the progress every 0.25 s.",
                 ]
             section += ["", "### Checks", ""]
             section += [f"- {name}: {'OK' if ok else 'FAILED'}: {text}" for name, ok, text in findings.checks]

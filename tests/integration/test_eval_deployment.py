@@ -14,9 +14,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
+from eval_cli import coop_on_terminal, in_order, progress_events, warnings_in
 
 from coop.eval import build_label_agreement_model
+from coop.eval.flower import EVALUATE
+from coop.eval.report import REPORT_TYPE, Report
+from coop.governance.envelope import open_envelope
 from coop.node.collective.settings import Actor
 from coop.node.runtime import Node
 
@@ -81,10 +86,7 @@ def deployed(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def test_deployment_engine_runs_a_federated_eval_over_tls_with_supernode_auth(
-    deployed: tuple[list[Path], list[NodeProcess], FlowerFederation], tmp_path: Path
-) -> None:
-    roots, _, federation = deployed
+def _builder(tmp_path: Path) -> tuple[Path, Path]:
     key = tmp_path / "builder.key"
     coop("eval", "keygen", str(key))
     rng = random.Random(3)
@@ -94,30 +96,87 @@ def test_deployment_engine_runs_a_federated_eval_over_tls_with_supernode_auth(
     ]
     model = tmp_path / "model.npz"
     model.write_bytes(build_label_agreement_model(training, dim=1024))
+    return key, model
+
+
+def _request_args(
+    key: Path, model: Path, out: Path, federation: FlowerFederation, shared: Path, targets: list[str]
+) -> list[str]:
+    args = ["eval", "request", "--key", str(key), "--task", "label-agreement", "--model", str(model)]
+    args += ["--purpose", "deployment check", "--out", str(out), "--timeout", "90"]
+    args += ["--superlink", federation.address, "--root-certificates", str(federation.ca)]
+    args += ["--shared-dir", str(shared)]
+    for node_id in targets:
+        args += ["--target", node_id]
+    return args
+
+
+def test_deployment_engine_runs_a_federated_eval_over_tls_with_supernode_auth(
+    deployed: tuple[list[Path], list[NodeProcess], FlowerFederation], tmp_path: Path
+) -> None:
+    roots, _, federation = deployed
+    key, model = _builder(tmp_path)
     ids = [json.loads(coop("identity", "show", str(r), "--json").stdout)["node_id"] for r in roots]
     shared = Path(tempfile.mkdtemp(prefix="coop-eval-", dir="/tmp"))
     try:
         out = tmp_path / "report.json"
-        args = ["eval", "request", "--key", str(key), "--task", "label-agreement", "--model", str(model)]
-        args += ["--purpose", "deployment check", "--out", str(out), "--timeout", "90"]
-        args += [
-            "--superlink",
-            federation.address,
-            "--root-certificates",
-            str(federation.ca),
-            "--shared-dir",
-            str(shared),
-        ]
-        for node_id in ids:
-            args += ["--target", node_id]
-        coop(*args, timeout=600)
+        started = time.monotonic()
+        run = coop_on_terminal(*_request_args(key, model, out, federation, shared, ids))
+        print(f"coop eval request (deployment, one round): {time.monotonic() - started:.1f} s")
+        assert run.returncode == 0, run.terminal
         verdict = json.loads(coop("eval", "verify", str(out), "--json").stdout)
         assert verdict["ok"] is True
         report = (tmp_path / "report.md").read_text()
         assert "| yes | 16 |" in report
         assert report.count("| yes |") == 2
+        # One round: one message per SuperNode, all of one type, and nothing else pushed.
+        events = progress_events(shared / "progress.jsonl")
+        pushed = [e for e in events if e.event in ("sent", "done")]
+        assert [(e.event, e.pushed, e.supernodes, e.message_types) for e in pushed] == [
+            ("sent", 2, 2, (EVALUATE,)),
+            ("done", 2, 2, (EVALUATE,)),
+        ]
+        assert sum(1 for e in events if e.event == "sent") == 1
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+    # The builder saw each step as it happened, in order, and no warning at all.
+    assert in_order(
+        run.terminal,
+        [
+            "request signed (",
+            "sent to 2 SuperNodes",
+            "co-ops answering 1/2",
+            "co-ops answering 2/2",
+            "report verified",
+        ],
+    ), run.terminal
+    assert warnings_in(run.stdout, run.terminal) == []
+
+
+def test_a_supernode_whose_coop_is_not_named_never_calls_its_node(
+    deployed: tuple[list[Path], list[NodeProcess], FlowerFederation], tmp_path: Path
+) -> None:
+    roots, _, federation = deployed
+    key, model = _builder(tmp_path)
+    ids = [json.loads(coop("identity", "show", str(r), "--json").stdout)["node_id"] for r in roots]
+    shared = Path(tempfile.mkdtemp(prefix="coop-eval-", dir="/tmp"))
+    try:
+        out = tmp_path / "report.json"
+        run = coop_on_terminal(*_request_args(key, model, out, federation, shared, ids[:1]))
+        assert run.returncode == 0, run.terminal
+        events = progress_events(shared / "progress.jsonl")
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+    assert in_order(run.terminal, ["sent to 2 SuperNodes", "co-ops answering 1/1", "report verified"])
+    assert [e.pushed for e in events if e.event == "sent"] == [2]
+    _, payload = open_envelope(out.read_bytes(), payload_type=REPORT_TYPE, max_bytes=1 << 26)
+    request_hash = msgspec.json.decode(payload, type=Report).request_hash
+    seen = [
+        [item["hash"] for item in json.loads(coop("eval", "requests", str(root), "--json").stdout)]
+        for root in roots
+    ]
+    assert request_hash in seen[0]
+    assert request_hash not in seen[1]  # its SuperNode declined locally: the model never reached it
 
 
 def test_hostile_client_app_reads_no_data_and_gets_no_record_text(

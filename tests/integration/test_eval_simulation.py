@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from eval_cli import Run, coop_on_terminal, in_order, warnings_in
 
 from coop.eval import build_label_agreement_model, get_evaluator
 from coop.eval.report import REPORT_TYPE, Report
@@ -109,7 +110,7 @@ def five(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Five]:
             node.stop()
 
 
-def _request(five: Five, tmp: Path, model: bytes, *extra: str) -> tuple[Any, bytes]:
+def _request(five: Five, tmp: Path, model: bytes, *extra: str) -> tuple[Any, bytes, Run]:
     key = tmp / "builder.key"
     if not key.exists():
         coop("eval", "keygen", str(key))
@@ -129,10 +130,13 @@ def _request(five: Five, tmp: Path, model: bytes, *extra: str) -> tuple[Any, byt
         args += ["--target", node_id]
     for node, root in zip(five.nodes, five.roots, strict=True):
         args += ["--local-node", f"{node.url},{root / 'keys' / 'eval.token'}"]
-    coop(*args, *extra, timeout=900)
+    run = coop_on_terminal(*args, *extra, timeout=900)
+    assert run.returncode == 0, run.terminal
+    # A normal run prints no Python warning and no Flower deprecation notice.
+    assert warnings_in(run.stdout, run.terminal) == []
     data = out.read_bytes()
     _, payload = open_envelope(data, payload_type=REPORT_TYPE, max_bytes=1 << 26)
-    return msgspec.json.decode(payload, type=Report), data
+    return msgspec.json.decode(payload, type=Report), data, run
 
 
 def _model(seed: int) -> bytes:
@@ -143,7 +147,15 @@ def _model(seed: int) -> bytes:
 
 def test_eval_simulation_aggregate_equals_central_and_declines_are_named(five: Five, tmp_path: Path) -> None:
     model = _model(SEED)
-    report, data = _request(five, tmp_path, model)
+    report, data, run = _request(five, tmp_path, model)
+    # The builder watched it happen: one round sent to every SuperNode, answers as they came.
+    assert in_order(
+        run.terminal,
+        ["request signed (", "sent to 5 SuperNodes", "co-ops answering 1/5", "co-ops answering 2/5"],
+    ), run.terminal
+    assert in_order(run.terminal, ["sent to 5 SuperNodes", "report verified"])
+    assert "declined (quality_freeze)" in run.terminal
+    assert "declined (awaiting_admin_approval)" in run.terminal
     answers = {a.node_id: a for a in report.answers}
     assert set(answers) == set(five.ids)
     assert answers[five.ids[2]].decline == "quality_freeze"
@@ -177,11 +189,11 @@ def test_eval_simulation_aggregate_equals_central_and_declines_are_named(five: F
 
 def test_eval_simulation_admin_approval_then_answer(five: Five, tmp_path: Path) -> None:
     model = _model(SEED + 1)
-    first, _ = _request(five, tmp_path, model)
+    first, _, _ = _request(five, tmp_path, model)
     assert {a.node_id: a.decline for a in first.answers}[five.ids[3]] == "awaiting_admin_approval"
     coop("eval", "approve", str(five.roots[3]), first.request_hash[:16])
     # The same signed request again: now the approving co-op answers.
-    second, _ = _request(
+    second, _, _ = _request(
         five,
         tmp_path,
         (tmp_path / "model.npz").read_bytes(),
@@ -193,7 +205,7 @@ def test_eval_simulation_admin_approval_then_answer(five: Five, tmp_path: Path) 
 
 
 def test_eval_report_tampered_fails_verification(five: Five, tmp_path: Path) -> None:
-    _, data = _request(five, tmp_path, _model(SEED + 2))
+    _, data, _ = _request(five, tmp_path, _model(SEED + 2))
     tampered = data.replace(b'"payload":"', b'"payload":"A', 1)
     path = tmp_path / "tampered.json"
     path.write_bytes(tampered)

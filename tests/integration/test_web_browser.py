@@ -327,3 +327,100 @@ def test_screenshots_for_the_readme_are_kept(shots: Path) -> None:
             docs.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(made, docs / f"{name}.png")
         assert (docs / f"{name}.png").exists(), "run with COOP_UPDATE_SCREENSHOTS=1 once to add it"
+
+
+def _published_report(node_ids: list[tuple[bytes, str, str]]) -> bytes:
+    """A signed eval report over co-ops (seed, name, publication) the test makes up."""
+    import secrets as random_bytes
+    import time
+
+    from coop.eval import (
+        Attestation,
+        Filters,
+        NodeAnswer,
+        Noise,
+        build_label_agreement_model,
+        build_report,
+        build_request,
+        get_evaluator,
+        open_request,
+        seal_attestation,
+    )
+    from coop.governance import public_key
+    from coop.governance.signing import Signer
+
+    now = int(time.time())
+    model = build_label_agreement_model([("thanks", True), ("wrong", False)] * 4, dim=256, seed=1)
+    evaluator = get_evaluator("label-agreement")
+    schema = evaluator.statistic_sensitivity()
+    requester = Signer(random_bytes.token_bytes(32))
+    request = build_request(
+        signer=requester,
+        task="label-agreement",
+        model_name="browser-model.npz",
+        artifact=model,
+        targets=[public_key(seed).hex() for seed, _, _ in node_ids],
+        purpose="a browser check",
+        filters=Filters(),
+        now=now,
+        lifetime=3600,
+        nonce=random_bytes.token_hex(8),
+    )
+    verified = open_request(request, now=now, artifact=model)
+    answers = []
+    for index, (seed, name, publication) in enumerate(node_ids):
+        n = 40 + index
+        stats = dict.fromkeys(schema, 0)
+        stats.update(n=n, tp=n // 2, tn=n // 4, log_loss_nano=n * 10**8, hist_fail_100=n // 2)
+        stats["hist_good_900"] = n - n // 2
+        attestation = Attestation(
+            node_id=public_key(seed).hex(),
+            request_hash=verified.hash,
+            task="label-agreement",
+            model_sha256=verified.request.model_sha256,
+            records=n,
+            statistics=stats,
+            noise=Noise(),
+            issued_at=now,
+            coop=name,
+            publication=publication,
+        )
+        sealed = seal_attestation(attestation, Signer(seed)).decode()
+        answers.append(NodeAnswer(node_id=attestation.node_id, attestation=sealed, coop=name))
+    return build_report(
+        request_envelope=request,
+        request_hash=verified.hash,
+        task="label-agreement",
+        model_sha256=verified.request.model_sha256,
+        purpose="a browser check",
+        answers=answers,
+        finalize=evaluator.finalize,
+        schema=schema,
+        created_at=now,
+        signer=requester,
+    )
+
+
+def test_published_eval_reports_read_on_the_leaderboard(site: Site, browser: Any, shots: Path) -> None:
+    admin = {"Authorization": f"Bearer {site.admin_token}", "Content-Type": "application/json"}
+    for coops in (
+        [(bytes([21]) * 32, "Alder co-op", "named"), (bytes([22]) * 32, "Birch co-op", "named")],
+        [(bytes([23]) * 32, "Cedar co-op", "named"), (bytes([24]) * 32, "Hidden co-op", "none")],
+    ):
+        published = httpx.post(
+            f"{site.process.url}/api/v1/admin/eval/reports", content=_published_report(coops), headers=admin
+        )
+        assert published.status_code == 201, published.text
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(f"{site.process.url}/leaderboards")
+        section = page.get_by_role("region", name="Model evaluations").inner_text()
+        assert "browser-model.npz" in section and "Alder co-op" in section and "Cedar co-op" in section
+        assert "Hidden co-op" not in section and "a co-op (not named)" in section
+        assert "aggregate withheld: not every co-op consents" in section
+        assert page.get_by_role("link", name="Download the signed report").count() == 1
+        accessible(page)
+        shoot(page, shots, "leaderboards-evaluations")
+    finally:
+        context.close()

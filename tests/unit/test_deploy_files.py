@@ -339,7 +339,7 @@ def test_node_image_keeps_data_in_a_volume_with_a_healthcheck() -> None:
 
 def test_the_flower_app_ships_inside_the_package() -> None:
     # Read from the source, not imported: importing the requester imports flwr (slow, and it warns).
-    source = (ROOT / "src" / "coop" / "node" / "evaluation" / "requester.py").read_text(encoding="utf-8")
+    source = (ROOT / "src" / "coop" / "node" / "evaluation" / "flower_run.py").read_text(encoding="utf-8")
     assert 'DEPLOY_APP: Final = Path(__file__).resolve().parent / "flower_app"' in source
     app = ROOT / "src" / "coop" / "node" / "evaluation" / "flower_app" / "pyproject.toml"
     assert "coop.eval.flower:app_server" in app.read_text(encoding="utf-8")

@@ -452,10 +452,15 @@ class _FakeGrid:
     def get_node_ids(self) -> list[int]:
         return sorted(self.apps)
 
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
-        return [
-            self.apps[m.metadata.dst_node_id][0](m, self.apps[m.metadata.dst_node_id][1]) for m in messages
-        ]
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        self.replies: list[Message] = []
+        for m in messages:
+            m.metadata.__dict__["_message_id"] = secrets.token_hex(8)
+            self.replies.append(self.apps[m.metadata.dst_node_id][0](m, self.apps[m.metadata.dst_node_id][1]))
+        return [r.metadata.reply_to_message_id for r in self.replies]
+
+    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
+        return [r for r in self.replies if r.metadata.reply_to_message_id in set(message_ids)]
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import secrets
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,12 @@ from coop.eval import (
     open_attestation,
     verify_report,
 )
-from coop.eval import evaluators as evaluators_module
 from coop.eval.flower import EvalJob, make_client_app, run_eval
 from coop.governance import public_key
 from coop.governance.signing import Signer
 from coop.node.collective.audit import audit_entries
 from coop.node.collective.settings import Actor
+from coop.node.evaluation.sandbox import Sandbox
 from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process
@@ -184,25 +185,11 @@ def test_decline_unknown_task_and_malformed_artifact(node: Node) -> None:
     assert _decline(node, _request(node, garbage), garbage) is Decline.MALFORMED_ARTIFACT
 
 
-def test_crashing_evaluator_becomes_a_decline(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = evaluators_module.get("label-agreement")
-
-    class Crashing:
-        name = "label-agreement"
-
-        def load(self, artifact: bytes) -> object:
-            return real.load(artifact)
-
-        def statistics(self, model: object, records: Iterable[Any]) -> dict[str, int]:
-            raise ZeroDivisionError("boom")
-
-        def finalize(self, stats: Any) -> dict[str, float]:
-            return real.finalize(stats)
-
-        def statistic_sensitivity(self) -> dict[str, int]:
-            return real.statistic_sensitivity()
-
-    monkeypatch.setattr("coop.node.evaluation.service.get_evaluator", lambda name: Crashing())
+def test_crashing_evaluator_becomes_a_decline(node: Node, tmp_path: Path) -> None:
+    # The evaluator runs in a child process: a stand-in worker whose evaluator raises.
+    modes = Path(__file__).resolve().parents[1] / "fixtures" / "eval_worker_modes.py"
+    command = [sys.executable, "-P", str(modes), "--mode=raise", f"--pid-file={tmp_path / 'pid'}"]
+    node.evaluation.sandbox = Sandbox(node.evaluation.limits, command=command)
     model = _model()
     answer = _answer(node, _request(node, model), model)
     assert answer.decline is Decline.EVALUATOR_FAILED
@@ -245,12 +232,16 @@ class _FakeGrid:
     def get_node_ids(self) -> list[int]:
         return sorted(self.apps)
 
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
-        replies = []
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        self.replies: list[Message] = []
         for message in messages:
+            message.metadata.__dict__["_message_id"] = secrets.token_hex(8)
             app, context = self.apps[message.metadata.dst_node_id]
-            replies.append(app(message, context))
-        return replies
+            self.replies.append(app(message, context))
+        return [r.metadata.reply_to_message_id for r in self.replies]
+
+    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
+        return [r for r in self.replies if r.metadata.reply_to_message_id in set(message_ids)]
 
 
 @pytest.fixture

@@ -416,12 +416,12 @@ def with_member_replaced(name: str, body: bytes) -> bytes:
     return buffer.getvalue()
 
 
-# --- lm-preference without its extra ----------------------------------------------------
+# --- lm-preference without its extra (ONNX Runtime) ---------------------------------------
 
 
 def test_lm_preference_without_the_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "torch", None)
-    monkeypatch.setitem(sys.modules, "transformers", None)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ArtifactError) as caught:
         LmPreference().load(b"anything")
     assert caught.value.message == LM_EXTRA_MESSAGE

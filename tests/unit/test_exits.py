@@ -132,6 +132,14 @@ ROUTES: dict[tuple[str, str], Exit | NotExit] = {
     ("POST", "/api/v1/eval/local"): NotExit("eval answers: checked through Evaluation._eligible"),
     ("GET", "/api/v1/admin/eval/requests"): NotExit("requests received, no record"),
     ("POST", "/api/v1/admin/eval/requests/{digest:str}/{decision:str}"): NotExit("admin decision"),
+    ("POST", "/api/v1/admin/eval/reports"): NotExit("admin publishes a signed eval report: no record"),
+    ("DELETE", "/api/v1/admin/eval/reports/{digest:str}"): NotExit("admin unpublishes a report"),
+    ("GET", "/api/v1/eval/reports"): NotExit(
+        "published eval reports: aggregates co-ops attested, as each consented (test_eval_publication)"
+    ),
+    ("GET", "/eval/reports/{name:str}"): NotExit(
+        "a signed eval report, served only when every co-op in it consented to be named"
+    ),
     # -- the member's own data
     ("GET", "/api/v1/me"): NotExit("the member's account"),
     ("GET", "/api/v1/me/contributions"): Exit("member", "/api/v1/me/contributions", auth="member"),

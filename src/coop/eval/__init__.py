@@ -29,6 +29,7 @@ from coop.eval.privacy import (
     discrete_gaussian,
     discrete_laplace,
 )
+from coop.eval.publication import CoopResult, PublishedView, consent_view
 from coop.eval.report import (
     ATTESTATION_TYPE,
     REPORT_TYPE,
@@ -69,6 +70,7 @@ __all__ = [
     "ArtifactError",
     "Attestation",
     "AttestationError",
+    "CoopResult",
     "Decline",
     "EvalError",
     "EvalRequest",
@@ -80,6 +82,7 @@ __all__ = [
     "LmPreference",
     "NodeAnswer",
     "Noise",
+    "PublishedView",
     "Randomness",
     "Report",
     "ReportCheck",
@@ -96,6 +99,7 @@ __all__ = [
     "build_report",
     "build_request",
     "check_attestation",
+    "consent_view",
     "discrete_gaussian",
     "discrete_laplace",
     "get_evaluator",

@@ -12,14 +12,12 @@ are the same integers, hence the same floats.
 Every evaluator returns the same keys whatever the records (empty bins
 included), so that which keys appear leaks nothing and noise can be added to
 each.  Built-ins: ``label-agreement`` (a hashed bag-of-words logistic
-regression shipped as ``.npz``) and ``lm-preference`` (a Hugging Face causal
-LM, needing the ``lm`` extra).  Plugins register under the entry-point group
+regression shipped as ``.npz``) and ``lm-preference`` (a causal LM exported to
+ONNX, run by ONNX Runtime; :mod:`coop.eval.lm`, needing the ``lm`` extra).  Plugins register under the entry-point group
 ``coop_flywheel.evaluators``.
 
-Pure: no network, no clock, no files; artifacts arrive as bytes.
-
-Longer than ~500 lines on purpose: the registry and the built-in evaluators side by side, each
-with its statistics and finalize, so the "same integers centrally and federated" rule is seen at once.
+Pure: no network, no clock, no files; artifacts arrive as bytes (lm-preference
+alone writes its model to a private temporary folder for ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -31,21 +29,26 @@ import hashlib
 import importlib
 import importlib.metadata
 import io
-import json
 import logging
 import math
 import re
-import tarfile
 import zipfile
 import zlib
 from collections.abc import Iterable, Mapping
-from types import ModuleType
-from typing import Any, Final, Protocol, TypeVar, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
-from coop.eval.errors import ArtifactError, EvaluatorFailedError, UnknownEvaluatorError
+from coop.eval.errors import ArtifactError, UnknownEvaluatorError
+from coop.eval.lm import LM_EXTRA_MESSAGE, LmPreference, LmPreferenceModel
+from coop.eval.scoring import HIST_FAIL as _HIST_FAIL
+from coop.eval.scoring import HIST_GOOD as _HIST_GOOD
+from coop.eval.scoring import SCORE_BINS
+from coop.eval.scoring import count as _count
+from coop.eval.scoring import expect_model as _expect_model
+from coop.eval.scoring import pairwise_share as _pairwise_share
+from coop.eval.scoring import ratio as _ratio
 from coop.governance import Label, Record, Role
 
 __all__ = [
@@ -66,8 +69,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP: Final = "coop_flywheel.evaluators"
-
-_M = TypeVar("_M")
 
 
 @runtime_checkable
@@ -93,48 +94,7 @@ class Evaluator(Protocol):
         ...
 
 
-# --- shared arithmetic ------------------------------------------------------
-
-SCORE_BINS: Final = 1000
-
-
-def _bin_keys(prefix: str) -> tuple[str, ...]:
-    return tuple(f"{prefix}_{k:03d}" for k in range(SCORE_BINS))
-
-
-_HIST_GOOD: Final = _bin_keys("hist_good")
-_HIST_FAIL: Final = _bin_keys("hist_fail")
-
-
-def _count(stats: Mapping[str, int], key: str) -> int:
-    """A statistic as a count: missing counts as zero, and so does anything below zero."""
-    value = stats.get(key, 0)
-    return value if value > 0 else 0
-
-
-def _ratio(numerator: int, denominator: int) -> float:
-    """``numerator / denominator``, or 0.0 when the denominator is zero (correctly rounded)."""
-    return numerator / denominator if denominator > 0 else 0.0
-
-
-def _pairwise_share(stats: Mapping[str, int], winners: Iterable[str], losers: Iterable[str]) -> float:
-    """Share of (winner-class, loser-class) record pairs whose winner sits in a later bin.
-
-    Both key sequences list the bins from worst to best; a pair in the same
-    bin counts half.  Computed exactly in integers and divided once; 0.5
-    (chance) when either class is empty.
-    """
-    below = 0  # loser-class records in strictly earlier bins
-    twice = 0  # twice the number of won pairs, ties counting one
-    total_winners = total_losers = 0
-    for win_key, lose_key in zip(winners, losers, strict=True):
-        w, lo = _count(stats, win_key), _count(stats, lose_key)
-        twice += w * (2 * below + lo)
-        below += lo
-        total_winners += w
-        total_losers += lo
-    pairs = total_winners * total_losers
-    return twice / (2 * pairs) if pairs else 0.5
+# --- shared arithmetic (the rest is coop.eval.scoring) -------------------------
 
 
 def _softplus(t: float) -> float:
@@ -147,12 +107,6 @@ def _sigmoid(z: float) -> float:
         return 1.0 / (1.0 + math.exp(-z))
     e = math.exp(z)
     return e / (1.0 + e)
-
-
-def _expect_model(model: object, kind: type[_M], evaluator: str) -> _M:
-    if not isinstance(model, kind):
-        raise TypeError(f"{evaluator} was handed a {type(model).__name__}, not a model its load() returned")
-    return model
 
 
 # --- label-agreement --------------------------------------------------------
@@ -452,281 +406,6 @@ def _write_npz(arrays: Mapping[str, npt.NDArray[Any]]) -> bytes:
             with archive.open(info, "w") as member:
                 np.lib.format.write_array(member, array, allow_pickle=False)
     return buffer.getvalue()
-
-
-# --- lm-preference ----------------------------------------------------------
-
-LM_EXTRA_MESSAGE: Final = "lm-preference needs the 'lm' extra: pip install coop-flywheel[lm]"
-# At most this many tokens of a transcript are read, so one record is bounded in work and in
-# its effect on the statistics.
-MAX_LM_WINDOW: Final = 1024
-MAX_LM_UNPACKED_BYTES: Final = 4 << 30
-MAX_LM_MEMBERS: Final = 512
-NLL_CLIP_NATS: Final = 20
-NLL_BINS_PER_NAT: Final = 100
-MICRO: Final = 10**6
-_PICKLE_SUFFIXES: Final = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class LmPreferenceModel:
-    """A causal LM and its tokenizer, loaded in memory on the CPU."""
-
-    torch: ModuleType
-    model: Any
-    tokenizer: Any
-    window: int
-
-    def encode(self, text: str) -> list[int]:
-        ids: list[int] = self.tokenizer.encode(text, add_special_tokens=False).ids
-        return ids
-
-    def assistant_nll(self, record: Record) -> tuple[int, float]:
-        """(tokens scored, their summed NLL in nats) for the record's assistant turns.
-
-        The transcript is, per message, the tokens of ``"{role}: "``, of the
-        content and of ``"\\n"``, each encoded separately and concatenated, cut
-        to its first ``window`` tokens.  Each assistant content token after
-        the first position is scored by ``-ln P(token | the tokens before it)``,
-        clipped to [0, 20] nats.  One forward pass per record (no batching, no
-        padding), so a record's numbers do not depend on its neighbours.
-        """
-        ids: list[int] = []
-        positions: list[int] = []
-        for message in record.content:
-            ids.extend(self.encode(f"{message.role}: "))
-            start = len(ids)
-            ids.extend(self.encode(message.content))
-            if message.role == Role.ASSISTANT:
-                positions.extend(range(max(start, 1), min(len(ids), self.window)))
-            ids.extend(self.encode("\n"))
-        if not positions:
-            return 0, 0.0
-        torch = self.torch
-        with torch.inference_mode():
-            inputs = torch.tensor([ids[: positions[-1] + 1]], dtype=torch.long)
-            logits = self.model(input_ids=inputs).logits[0]
-            logprobs = torch.log_softmax(logits.to(torch.float64), dim=-1)
-            rows = torch.tensor([p - 1 for p in positions], dtype=torch.long)
-            targets = torch.tensor([ids[p] for p in positions], dtype=torch.long)
-            values: list[float] = logprobs[rows, targets].tolist()
-        clipped = [min(max(-v, 0.0), float(NLL_CLIP_NATS)) for v in values]
-        return len(clipped), math.fsum(clipped)
-
-
-class LmPreference:
-    """Whether a language model finds the chats members liked more likely than the ones they did not.
-
-    Per record with at least one scored assistant token
-    (:meth:`LmPreferenceModel.assistant_nll`), with ``t`` tokens and summed NLL
-    ``s`` nats: ``scored`` += 1, ``tokens`` += t, ``nll_micro`` +=
-    ``round(s * 10**6)``, and the mean NLL ``s / t`` falls in bin
-    ``k = min(floor(s / t * 100), 999)`` (0.01 nat wide, the last open-ended)
-    of ``hist_good_kkk`` or ``hist_fail_kkk``.  ``n`` counts every record.
-
-    Metrics: ``preference_accuracy``, the share of (good, fail) pairs in which
-    the good chat has the higher mean log-likelihood (the lower NLL bin), ties
-    half, 0.5 when either class is empty; ``mean_nll = nll_micro / tokens /
-    10**6`` (0.0 with no tokens) and ``perplexity = exp(min(mean_nll, 20))``,
-    both weighted by token; ``n``, ``scored``, ``tokens``.
-    """
-
-    name: str = "lm-preference"
-
-    def load(self, artifact: bytes) -> LmPreferenceModel:
-        """Read a zip or tar of a Hugging Face model folder in memory; nothing touches disk or network.
-
-        Needed at the folder's root (a single top folder is stepped into):
-        ``config.json``, ``tokenizer.json`` (a ``tokenizers`` file) and one or
-        more ``*.safetensors``.  Pickled weights (``.bin``, ``.pt``...) and
-        models that need their own code (``auto_map``) are refused.  The model
-        is built from the config (no hub, no remote code), given the weights
-        and run in float32 on the CPU.
-        """
-        torch, transformers, safetensors_torch, tokenizers = _lm_modules()
-        files = _unpack(artifact)
-        for name in ("config.json", "tokenizer.json"):
-            if name not in files:
-                raise ArtifactError(f"the model folder has no {name}")
-        shards = sorted(name for name in files if name.endswith(".safetensors") and "/" not in name)
-        if not shards:
-            raise ArtifactError("the model folder has no .safetensors weights")
-        model = _build_model(transformers, torch, files["config.json"])
-        _load_weights(torch, safetensors_torch, model, [files[name] for name in shards])
-        try:
-            tokenizer = tokenizers.Tokenizer.from_str(files["tokenizer.json"].decode("utf-8"))
-        except Exception as exc:  # tokenizers raises plain Exception on bad input
-            raise ArtifactError(f"tokenizer.json is not a tokenizers file: {exc}") from exc
-        vocab = tokenizer.get_vocab_size(with_added_tokens=True)
-        embeddings = model.get_input_embeddings().num_embeddings
-        if vocab > embeddings:
-            raise ArtifactError(f"the tokenizer has {vocab} tokens but the model embeds {embeddings}")
-        limit = getattr(model.config, "max_position_embeddings", None)
-        window = min(limit, MAX_LM_WINDOW) if isinstance(limit, int) and limit > 1 else MAX_LM_WINDOW
-        return LmPreferenceModel(torch=torch, model=model, tokenizer=tokenizer, window=window)
-
-    def statistics(self, model: object, records: Iterable[Record]) -> dict[str, int]:
-        loaded = _expect_model(model, LmPreferenceModel, self.name)
-        stats = dict.fromkeys(self._keys(), 0)
-        for record in records:
-            stats["n"] += 1
-            try:
-                count, nll = loaded.assistant_nll(record)
-            except Exception as exc:  # torch and tokenizers errors, translated once here
-                raise EvaluatorFailedError(f"lm-preference failed on a record: {exc}", cause=exc) from exc
-            if count == 0:
-                continue
-            stats["scored"] += 1
-            stats["tokens"] += count
-            stats["nll_micro"] += round(nll * MICRO)
-            k = min(int(nll / count * NLL_BINS_PER_NAT), SCORE_BINS - 1)
-            stats[(_HIST_GOOD if record.label == Label.GOOD else _HIST_FAIL)[k]] += 1
-        return stats
-
-    def finalize(self, stats: Mapping[str, int]) -> dict[str, float]:
-        tokens = _count(stats, "tokens")
-        mean_nll = _ratio(_count(stats, "nll_micro"), tokens * MICRO)
-        return {
-            "n": float(_count(stats, "n")),
-            "scored": float(_count(stats, "scored")),
-            "tokens": float(tokens),
-            "mean_nll": mean_nll,
-            "perplexity": math.exp(min(mean_nll, float(NLL_CLIP_NATS))),
-            # Bins run from low NLL to high, so "later bin" is "worse": good wins from the far end.
-            "preference_accuracy": _pairwise_share(stats, _HIST_GOOD[::-1], _HIST_FAIL[::-1]),
-        }
-
-    def statistic_sensitivity(self) -> dict[str, int]:
-        sensitivity = dict.fromkeys(self._keys(), 1)
-        sensitivity["tokens"] = MAX_LM_WINDOW
-        sensitivity["nll_micro"] = MAX_LM_WINDOW * NLL_CLIP_NATS * MICRO
-        return sensitivity
-
-    @staticmethod
-    def _keys() -> tuple[str, ...]:
-        return ("n", "scored", "tokens", "nll_micro", *_HIST_GOOD, *_HIST_FAIL)
-
-
-def _lm_modules() -> tuple[ModuleType, ModuleType, ModuleType, ModuleType]:
-    # Imported by name so that the core installs, type-checks and runs without the extra.
-    try:
-        return (
-            importlib.import_module("torch"),
-            importlib.import_module("transformers"),
-            importlib.import_module("safetensors.torch"),
-            importlib.import_module("tokenizers"),
-        )
-    except ImportError as exc:
-        raise ArtifactError(LM_EXTRA_MESSAGE) from exc
-
-
-def _unpack(data: bytes) -> dict[str, bytes]:
-    """The regular files of a zip or (optionally compressed) tar, by path, read in memory."""
-    if zipfile.is_zipfile(io.BytesIO(data)):
-        try:
-            files = _unzip(data)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as exc:
-            raise ArtifactError(f"unreadable zip archive: {exc}") from exc
-    else:
-        try:
-            files = _untar(data)
-        except (tarfile.TarError, zlib.error, EOFError, OSError) as exc:
-            raise ArtifactError(f"the artifact is neither a zip nor a readable tar archive: {exc}") from exc
-    if "config.json" not in files:
-        tops = {name.split("/", 1)[0] for name in files}
-        if len(tops) == 1 and all("/" in name for name in files):
-            top = tops.pop() + "/"
-            files = {name.removeprefix(top): body for name, body in files.items()}
-    return files
-
-
-def _check_member(name: str, size: int, count: int, total: int) -> None:
-    if count > MAX_LM_MEMBERS:
-        raise ArtifactError(f"the archive holds over {MAX_LM_MEMBERS} files")
-    if total + size > MAX_LM_UNPACKED_BYTES:
-        raise ArtifactError(f"the archive unpacks to over {MAX_LM_UNPACKED_BYTES} bytes")
-    if name.lower().endswith(_PICKLE_SUFFIXES):
-        raise ArtifactError(f"{name}: pickled weights are refused; ship the weights as .safetensors")
-
-
-def _unzip(data: bytes) -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
-    total = 0
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        for info in archive.infolist():
-            if info.is_dir():
-                continue
-            name = info.filename.removeprefix("./")
-            _check_member(name, info.file_size, len(files) + 1, total)
-            total += info.file_size
-            files[name] = archive.read(info)
-    return files
-
-
-def _untar(data: bytes) -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
-    total = 0
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
-        for member in archive:
-            if member.isdir():
-                continue
-            if not member.isfile():
-                raise ArtifactError(f"{member.name}: links and special files are refused")
-            name = member.name.removeprefix("./")
-            _check_member(name, member.size, len(files) + 1, total)
-            total += member.size
-            handle = archive.extractfile(member)
-            if handle is None:  # pragma: no cover - a regular file always has one
-                raise ArtifactError(f"{name}: unreadable")
-            with handle:
-                files[name] = handle.read()
-    return files
-
-
-def _build_model(transformers: ModuleType, torch: ModuleType, config_bytes: bytes) -> Any:
-    try:
-        settings = json.loads(config_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"config.json is not JSON: {exc}") from exc
-    if not isinstance(settings, dict) or not isinstance(settings.get("model_type"), str):
-        raise ArtifactError("config.json must be an object with a model_type")
-    if "auto_map" in settings:
-        raise ArtifactError("the model needs its own code (auto_map); only built-in architectures are run")
-    try:
-        config = transformers.AutoConfig.for_model(**settings)
-        model = transformers.AutoModelForCausalLM.from_config(config, trust_remote_code=False)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise ArtifactError(f"config.json does not describe a causal LM this node can build: {exc}") from exc
-    return model.to(device="cpu", dtype=torch.float32).eval()
-
-
-def _load_weights(torch: ModuleType, safetensors_torch: ModuleType, model: Any, shards: list[bytes]) -> None:
-    safetensor_error = importlib.import_module("safetensors").SafetensorError
-    state: dict[str, Any] = {}
-    for shard in shards:
-        try:
-            part = safetensors_torch.load(shard)
-        except (safetensor_error, ValueError, RuntimeError) as exc:
-            raise ArtifactError(f"unreadable safetensors weights: {exc}") from exc
-        for name, tensor in part.items():
-            if name in state:
-                raise ArtifactError(f"the tensor {name} appears in two shards")
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                raise ArtifactError(f"the tensor {name} holds NaN or infinite values")
-            state[name] = tensor
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shapes that do not fit the config
-        raise ArtifactError(f"the weights do not fit config.json: {exc}") from exc
-    if unexpected:
-        raise ArtifactError(f"the weights hold tensors the model does not have: {', '.join(unexpected[:5])}")
-    model.tie_weights()
-    # A missing tensor is fine only if it is tied to (shares storage with) one that was loaded.
-    current = model.state_dict()
-    loaded = {current[name].data_ptr() for name in state}
-    untied = [name for name in missing if current[name].data_ptr() not in loaded]
-    if untied:
-        raise ArtifactError(f"the weights lack {', '.join(untied[:5])}")
 
 
 # --- the registry -----------------------------------------------------------

@@ -1,22 +1,31 @@
-"""The Flower apps of federated evaluation (flwr 1.41 Message API).
+"""The Flower apps of federated evaluation (flwr 1.41 Message API): one round per evaluation.
 
-The **ClientApp** runs at every SuperNode but holds no data and no policy: it
-forwards the signed request and the model to its co-op node's local
-evaluation interface (loopback, token) and returns the node's signed answer
-as it is.  Whatever code a requester ships as ClientApp, the node decides.
+The **ServerApp** sends one message, the evaluation (the signed request and the
+model), to every connected SuperNode, and collects the replies as they arrive
+(``push_messages``/``pull_messages``, bounded by the job's timeout).  It maps
+each reply to a co-op from the reply itself: the co-op the ClientApp says it
+serves and the ``node_id`` of the answer; an answer naming another co-op is a
+``bad_attestation`` decline.  Two replies for one co-op: an answer whose
+attestation checks out wins over anything else (a hostile SuperNode cannot
+pre-empt a real answer with an unsigned decline); otherwise the first stays.
+A named co-op no reply claimed is reported as unreachable.  The attestations
+are checked again in :func:`build_report` against the keys the request names.
 
-The **ServerApp** asks every connected SuperNode which co-op it serves, sends
-the request only to the co-ops the request names, collects the answers
-(a node that does not answer is reported as such), checks every attestation
-against the key of the co-op the request names (a bad one is reported as a
-``bad_attestation`` decline), sums the attested statistics and signs the report.
+The **ClientApp** holds no data and no policy.  It reads the co-ops the request
+names (the envelope's payload, not verified: its node verifies everything),
+asks its co-op node who it is (once per process) and, when its co-op is not
+named, replies at once with a small "not named" record and never sends the
+model to its node.  Otherwise it forwards the request and the model to the
+node's local evaluation interface (loopback, token) and returns the node's
+signed answer as it is.
 
-Deployment reads its settings from Flower's configs: node config
-``coop-eval-url`` and ``coop-eval-token-file`` at each SuperNode; run config
+Settings come from Flower's configs.  A deployed SuperNode names its node with
+node config ``coop-eval-url`` and ``coop-eval-token-file``; in the simulation
+runtime the run config's ``coop-local-nodes`` lists ``URL,TOKEN_FILE`` per
+virtual SuperNode (picked by ``partition-id``).  The ServerApp reads run config
 ``coop-request-file``, ``coop-artifact-file``, ``coop-signer-key-file``,
-``coop-report-file`` and ``coop-timeout`` for the ServerApp.  The simulation
-builds the same apps around Python values (:func:`make_client_app`,
-:func:`make_server_app`).
+``coop-report-file``, ``coop-progress-file`` (JSON lines: what happened so far)
+and ``coop-timeout``.
 """
 
 from __future__ import annotations
@@ -33,25 +42,30 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
+from coop.eval.errors import AttestationError
 from coop.eval.evaluators import get as get_evaluator
-from coop.eval.report import Decline, NodeAnswer, build_report
-from coop.eval.request import open_request
+from coop.eval.report import Decline, Expected, NodeAnswer, build_report, check_attestation
+from coop.eval.request import MAX_REQUEST_BYTES, REQUEST_TYPE, EvalRequest, open_request
+from coop.governance import GovernanceError
+from coop.governance.envelope import open_envelope
 from coop.governance.signing import Signer
 
 __all__ = [
+    "EVALUATE",
     "EvalJob",
     "EvalSource",
     "LocalEndpoint",
+    "ProgressEvent",
     "app_client",
     "app_server",
     "make_client_app",
-    "make_server_app",
     "run_eval",
 ]
 
-IDENTIFY: Final = "query.coop_identify"
 EVALUATE: Final = "query.coop_eval"
 _ANSWER: Final = msgspec.json.Decoder(NodeAnswer)
+# What a ClientApp knows of its co-op node, asked once per process (url -> node id).
+_IDENTITIES: dict[str, str] = {}
 
 
 class LocalEndpoint(msgspec.Struct, frozen=True):
@@ -61,10 +75,13 @@ class LocalEndpoint(msgspec.Struct, frozen=True):
     token: str
 
     def identity(self) -> str:
-        with httpx.Client(timeout=10) as client:
-            response = client.get(f"{self.url}/api/v1/eval/local/identity", headers=self._auth())
-            response.raise_for_status()
-            return str(response.json()["node_id"])
+        known = _IDENTITIES.get(self.url)
+        if known is None:
+            with httpx.Client(timeout=10) as client:
+                response = client.get(f"{self.url}/api/v1/eval/local/identity", headers=self._auth())
+                response.raise_for_status()
+                known = _IDENTITIES[self.url] = str(response.json()["node_id"])
+        return known
 
     def answer(self, request: bytes, artifact: bytes) -> bytes:
         with httpx.Client(timeout=600) as client:
@@ -83,11 +100,30 @@ class LocalEndpoint(msgspec.Struct, frozen=True):
         return {"Authorization": f"Bearer {self.token}"}
 
 
-def endpoint_from_node_config(context: Context) -> LocalEndpoint:
-    """A deployed SuperNode: ``--node-config "coop-eval-url='...' coop-eval-token-file='...'"``."""
-    url = str(context.node_config["coop-eval-url"])
-    token = Path(str(context.node_config["coop-eval-token-file"])).read_text(encoding="ascii").strip()
+def parse_local_node(text: str) -> tuple[str, str]:
+    """``URL,TOKEN_FILE`` as (url, token file); ValueError when it is not that."""
+    url, _, token_file = text.strip().partition(",")
+    if not url.startswith("http") or not token_file:
+        raise ValueError("a local node is URL,TOKEN_FILE")
+    return url.rstrip("/"), token_file
+
+
+def _endpoint(url: str, token_file: str) -> LocalEndpoint:
+    token = Path(token_file).read_text(encoding="ascii").strip()
     return LocalEndpoint(url=url.rstrip("/"), token=token)
+
+
+def endpoint_from_context(context: Context) -> LocalEndpoint:
+    """A deployed SuperNode: ``--node-config "coop-eval-url='...' coop-eval-token-file='...'"``;
+    a virtual one in the simulation runtime: its ``partition-id`` in the run config's
+    ``coop-local-nodes`` (``URL,TOKEN_FILE`` entries separated by ``;``)."""
+    if "coop-eval-url" in context.node_config:
+        return _endpoint(
+            str(context.node_config["coop-eval-url"]), str(context.node_config["coop-eval-token-file"])
+        )
+    entries = [e for e in str(context.run_config.get("coop-local-nodes", "")).split(";") if e.strip()]
+    partition = int(context.node_config["partition-id"])
+    return _endpoint(*parse_local_node(entries[partition]))
 
 
 class EvalSource(Protocol):
@@ -98,13 +134,21 @@ class EvalSource(Protocol):
     def answer(self, request: bytes, artifact: bytes) -> bytes: ...
 
 
+class _Targets(msgspec.Struct):
+    targets: tuple[str, ...] = ()
+
+
+def named_targets(request: bytes) -> frozenset[str]:
+    """The co-ops a request names, read without verifying it (the node verifies everything)."""
+    try:
+        _, payload = open_envelope(request, payload_type=REQUEST_TYPE, max_bytes=MAX_REQUEST_BYTES)
+        return frozenset(msgspec.json.decode(payload, type=_Targets).targets)
+    except (GovernanceError, msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return frozenset()
+
+
 def make_client_app(endpoint_of: Callable[[Context], EvalSource]) -> ClientApp:
     app = ClientApp()
-
-    @app.query("coop_identify")
-    def identify(message: Message, context: Context) -> Message:
-        node_id = endpoint_of(context).identity()
-        return Message(RecordDict({"identity": ConfigRecord({"node_id": node_id})}), reply_to=message)
 
     @app.query("coop_eval")
     def evaluate(message: Message, context: Context) -> Message:
@@ -113,8 +157,15 @@ def make_client_app(endpoint_of: Callable[[Context], EvalSource]) -> ClientApp:
         artifact = record["artifact"]
         if not isinstance(request, bytes) or not isinstance(artifact, bytes):
             raise TypeError("an evaluation message carries the request and the model as bytes")
-        answer = endpoint_of(context).answer(request, artifact)
-        return Message(RecordDict({"answer": ConfigRecord({"answer": answer})}), reply_to=message)
+        source = endpoint_of(context)
+        node_id = source.identity()
+        if node_id not in named_targets(request):
+            # Not asked: the model never reaches this co-op's node.
+            content = RecordDict({"not_named": ConfigRecord({"node_id": node_id})})
+            return Message(content, reply_to=message)
+        answer = source.answer(request, artifact)
+        content = RecordDict({"answer": ConfigRecord({"answer": answer, "node_id": node_id})})
+        return Message(content, reply_to=message)
 
     return app
 
@@ -127,6 +178,24 @@ class EvalJob(msgspec.Struct, frozen=True):
     signer_seed: bytes
     timeout: float = 120.0
     wait_for_nodes: int = 0  # wait (bounded by timeout) until this many SuperNodes are connected
+    poll: float = 0.5  # seconds between two pulls of the replies
+
+
+class ProgressEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One step of a run, as the ServerApp sees it: ``sent``, ``answer`` (one per co-op's reply
+    as it arrives), ``done`` or ``error``."""
+
+    event: str
+    named: int = 0  # co-ops the request names
+    supernodes: int = 0  # SuperNodes the evaluation was sent to
+    pushed: int = 0  # messages pushed so far (one round: one per SuperNode)
+    message_types: tuple[str, ...] = ()
+    answered: int = 0  # named co-ops whose attestation checks out, so far
+    replies: int = 0  # replies received so far
+    coop_id: str = ""
+    coop: str = ""
+    decline: str | None = None
+    detail: str | None = None
 
 
 def _nodes(grid: Grid, job: EvalJob) -> list[int]:
@@ -138,73 +207,138 @@ def _nodes(grid: Grid, job: EvalJob) -> list[int]:
         time.sleep(1.0)
 
 
-def _reply_value(reply: Message, record: str, key: str) -> bytes | str | None:
-    if reply.has_error():
-        return None
-    records = reply.content.config_records
-    if record not in records:
-        return None
-    value = records[record].get(key)
-    return value if isinstance(value, bytes | str) else None
+class _Answers:
+    """The one answer kept per named co-op, by the rule in the module's docstring."""
+
+    def __init__(self, request: EvalRequest, request_hash: str) -> None:
+        self.expected = Expected(
+            request_hash=request_hash,
+            task=request.task,
+            model_sha256=request.model_sha256,
+            targets=frozenset(request.targets),
+            schema=frozenset(get_evaluator(request.task).statistic_sensitivity()),
+        )
+        self.kept: dict[str, NodeAnswer] = {}
+        self.good: set[str] = set()  # co-ops whose kept answer's attestation checks out
+        self.unclaimed = 0  # replies that failed or named no co-op: a SuperNode we cannot place
+
+    def add(self, reply: Message) -> NodeAnswer | None:
+        """Take one reply; the answer it makes a co-op's (None when it changes nothing)."""
+        records = reply.content.config_records if not reply.has_error() else {}
+        if "not_named" in records:
+            return None
+        record = records.get("answer")
+        value = record.get("answer") if record is not None else None
+        claimed = record.get("node_id") if record is not None else None
+        if not isinstance(value, bytes):
+            self.unclaimed += 1
+            return None
+        try:
+            answer: NodeAnswer | None = _ANSWER.decode(value)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            answer = None
+        coop_id = claimed if isinstance(claimed, str) else answer.node_id if answer else None
+        if coop_id is None or coop_id not in self.expected.targets:
+            self.unclaimed += 1
+            return None
+        if answer is None:
+            answer = NodeAnswer(
+                node_id=coop_id, decline=Decline.BAD_ATTESTATION, detail="an unreadable answer"
+            )
+        elif answer.node_id != coop_id:
+            answer = NodeAnswer(
+                node_id=coop_id, decline=Decline.BAD_ATTESTATION, detail="an answer naming another co-op"
+            )
+        good = self._checks(answer)
+        if coop_id in self.kept and (coop_id in self.good or not good):
+            return None  # the first stays, unless this one attests and the first did not
+        self.kept[coop_id] = answer
+        if good:
+            self.good.add(coop_id)
+        return answer
+
+    def _checks(self, answer: NodeAnswer) -> bool:
+        if answer.attestation is None or answer.decline is not None:
+            return False
+        try:
+            check_attestation(answer.attestation, node_id=answer.node_id, expected=self.expected)
+        except AttestationError:
+            return False
+        return True
 
 
 def run_eval(
-    grid: Grid, job: EvalJob, *, now: int, observe: Callable[[Message], None] | None = None
+    grid: Grid,
+    job: EvalJob,
+    *,
+    now: int,
+    observe: Callable[[Message], None] | None = None,
+    progress: Callable[[ProgressEvent], None] | None = None,
 ) -> bytes:
-    """Ask the named co-ops, collect what they sign, and return the signed report.
+    """Send the evaluation to every SuperNode (one round), keep what the named co-ops sign, and
+    return the signed report.
 
-    ``observe`` sees every reply as it arrives (tests inspect what left the nodes).
+    ``observe`` sees every reply as it arrives (tests inspect what left the nodes);
+    ``progress`` hears each step (:class:`ProgressEvent`).
     """
+    tell = progress or (lambda _event: None)
     verified = open_request(job.request, now=now, artifact=job.artifact)
     request = verified.request
+    named = len(request.targets)
     nodes = _nodes(grid, job)
-    asks = [
-        Message(
-            RecordDict({"ask": ConfigRecord({"what": "identity"})}), dst_node_id=node, message_type=IDENTIFY
-        )
-        for node in nodes
-    ]
-    names: dict[int, str] = {}
-    for reply in grid.send_and_receive(asks, timeout=job.timeout):
-        if observe is not None:
-            observe(reply)
-        value = _reply_value(reply, "identity", "node_id")
-        if isinstance(value, str):
-            names[reply.metadata.src_node_id] = value
-    # Only the co-ops the request names, and each at most once: never "every connected node".
-    targets: dict[str, int] = {}
-    for flower_id, coop_id in sorted(names.items()):
-        if coop_id in request.targets:
-            targets.setdefault(coop_id, flower_id)
     content = ConfigRecord({"request": job.request, "artifact": job.artifact})
     messages = [
-        Message(RecordDict({"eval": content}), dst_node_id=flower_id, message_type=EVALUATE)
-        for flower_id in targets.values()
+        Message(RecordDict({"eval": content}), dst_node_id=node, message_type=EVALUATE) for node in nodes
     ]
-    answers: dict[str, NodeAnswer] = {}
-    by_flower = {flower_id: coop_id for coop_id, flower_id in targets.items()}
-    for reply in grid.send_and_receive(messages, timeout=job.timeout) if messages else ():
-        if observe is not None:
-            observe(reply)
-        sender = by_flower.get(reply.metadata.src_node_id)
-        value = _reply_value(reply, "answer", "answer")
-        if sender is None or not isinstance(value, bytes):
-            continue
-        try:
-            answer = _ANSWER.decode(value)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            answer = NodeAnswer(
-                node_id=sender, decline=Decline.BAD_ATTESTATION, detail="an unreadable answer"
-            )
-        if answer.node_id != sender:
-            answer = NodeAnswer(
-                node_id=sender, decline=Decline.BAD_ATTESTATION, detail="an answer naming another co-op"
-            )
-        answers[sender] = answer
+    waiting = {str(i) for i in (grid.push_messages(messages) if messages else ()) if i}
+    tell(
+        ProgressEvent(
+            event="sent", named=named, supernodes=len(nodes), pushed=len(messages), message_types=(EVALUATE,)
+        )
+    )
+    answers = _Answers(request, verified.hash)
+    replies = 0
+    deadline = time.monotonic() + job.timeout
+    while waiting:
+        for reply in grid.pull_messages(waiting):
+            waiting.discard(reply.metadata.reply_to_message_id)
+            replies += 1
+            if observe is not None:
+                observe(reply)
+            kept = answers.add(reply)
+            if kept is not None:
+                tell(
+                    ProgressEvent(
+                        event="answer",
+                        named=named,
+                        answered=len(answers.good),
+                        replies=replies,
+                        coop_id=kept.node_id,
+                        coop=kept.coop,
+                        decline=kept.decline.value if kept.decline else None,
+                        detail=kept.detail,
+                    )
+                )
+        if not waiting or time.monotonic() >= deadline:
+            break
+        time.sleep(max(0.0, min(job.poll, deadline - time.monotonic())))
+    final = dict(answers.kept)
+    late = bool(waiting) or answers.unclaimed > 0
     for coop_id in request.targets:
-        if coop_id not in answers:
-            detail = "no SuperNode serves this co-op" if coop_id not in targets else "no answer in time"
-            answers[coop_id] = NodeAnswer(node_id=coop_id, decline=Decline.UNREACHABLE, detail=detail)
+        if coop_id not in final:
+            detail = "no answer in time" if late else "no SuperNode serves this co-op"
+            final[coop_id] = NodeAnswer(node_id=coop_id, decline=Decline.UNREACHABLE, detail=detail)
+    tell(
+        ProgressEvent(
+            event="done",
+            named=named,
+            supernodes=len(nodes),
+            pushed=len(messages),
+            message_types=(EVALUATE,),
+            answered=len(answers.good),
+            replies=replies,
+        )
+    )
     evaluator = get_evaluator(request.task)
     return build_report(
         request_envelope=job.request,
@@ -212,7 +346,7 @@ def run_eval(
         task=request.task,
         model_sha256=request.model_sha256,
         purpose=request.purpose,
-        answers=list(answers.values()),
+        answers=list(final.values()),
         finalize=evaluator.finalize,
         schema=evaluator.statistic_sensitivity().keys(),
         created_at=now,
@@ -220,18 +354,10 @@ def run_eval(
     )
 
 
-def make_server_app(job: EvalJob, deliver: Callable[[bytes], None]) -> ServerApp:
-    """A ServerApp that runs ``job`` and hands the signed report to ``deliver``."""
-    app = ServerApp()
-
-    @app.main()
-    def main(grid: Grid, context: Context) -> None:
-        deliver(run_eval(grid, job, now=int(time.time())))
-
-    return app
+_EVENT: Final = msgspec.json.Encoder()
 
 
-def _job_from_run_config(context: Context) -> tuple[EvalJob, Path]:
+def _job_from_run_config(context: Context) -> tuple[EvalJob, Path, Path | None]:
     config = context.run_config
     job = EvalJob(
         request=Path(str(config["coop-request-file"])).read_bytes(),
@@ -240,7 +366,8 @@ def _job_from_run_config(context: Context) -> tuple[EvalJob, Path]:
         timeout=float(config.get("coop-timeout", 120.0)),
         wait_for_nodes=int(config.get("coop-wait-for-nodes", 0)),
     )
-    return job, Path(str(config["coop-report-file"]))
+    progress = str(config.get("coop-progress-file", ""))
+    return job, Path(str(config["coop-report-file"])), Path(progress) if progress else None
 
 
 def _deployed_server() -> ServerApp:
@@ -248,8 +375,18 @@ def _deployed_server() -> ServerApp:
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        job, out = _job_from_run_config(context)
-        report = run_eval(grid, job, now=int(time.time()))
+        job, out, progress_file = _job_from_run_config(context)
+
+        def tell(event: ProgressEvent) -> None:
+            if progress_file is not None:
+                with progress_file.open("ab") as stream:
+                    stream.write(_EVENT.encode(event) + b"\n")
+
+        try:
+            report = run_eval(grid, job, now=int(time.time()), progress=tell)
+        except Exception as exc:
+            tell(ProgressEvent(event="error", detail=f"{type(exc).__name__}: {exc}"[:400]))
+            raise
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_bytes(report)
         tmp.replace(out)
@@ -257,6 +394,6 @@ def _deployed_server() -> ServerApp:
     return app
 
 
-# The apps a deployment names in its pyproject ([tool.flwr.app.components]).
-app_client: Final = make_client_app(endpoint_from_node_config)
+# The apps our Flower App names in its pyproject ([tool.flwr.app.components]).
+app_client: Final = make_client_app(endpoint_from_context)
 app_server: Final = _deployed_server()

@@ -72,6 +72,8 @@ class Decline(enum.StrEnum):
     NOT_TARGETED = "not_targeted"
     UNREACHABLE = "no_answer"
     BAD_ATTESTATION = "bad_attestation"  # an answer the report refused to sum (the detail says why)
+    MODEL_TOO_LARGE = "model_too_large"  # the artifact is over the co-op's eval.max_model_mb
+    LIMIT_EXCEEDED = "limit_exceeded"  # the evaluation ran out of time or memory (the detail says which)
 
 
 class Noise(msgspec.Struct, frozen=True):
@@ -90,6 +92,9 @@ class Attestation(msgspec.Struct, frozen=True, kw_only=True):
     noise: Noise
     issued_at: int
     coop: str = ""  # the co-op's name, for people reading the report
+    # What the co-op lets others publish of these numbers: none | aggregate | named (the
+    # co-op's eval_policy.publication when it signed); an attestation without it counts as none.
+    publication: str = "none"
 
 
 class NodeAnswer(msgspec.Struct, frozen=True, kw_only=True):

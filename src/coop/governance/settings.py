@@ -34,6 +34,7 @@ __all__ = [
     "Embargo",
     "EvalPolicy",
     "NoiseKind",
+    "Publication",
     "Rule",
     "SettingClass",
     "Settings",
@@ -141,6 +142,14 @@ class NoiseKind(enum.StrEnum):
     LAPLACE = "laplace"
 
 
+class Publication(enum.StrEnum):
+    """What this co-op lets others show of ITS numbers in a published evaluation report."""
+
+    NONE = "none"  # nothing: the co-op appears as "a co-op (not named)"
+    AGGREGATE = "aggregate"  # only inside an aggregate every answering co-op consents to
+    NAMED = "named"  # its own numbers, under its name
+
+
 class EvalPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How this co-op answers federated evaluation requests."""
 
@@ -150,6 +159,7 @@ class EvalPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     noise: NoiseKind = NoiseKind.NONE
     epsilon_milli: int = 1000  # privacy budget spent per answer, in thousandths
     budget_milli: int = 10_000  # total per requester
+    publication: Publication = Publication.NONE  # stamped in every attestation this co-op signs
 
     def __post_init__(self) -> None:
         if self.min_records < 1:

@@ -19,6 +19,7 @@ from coop.node.errors import StorageError
 __all__ = [
     "MOVED_SECTIONS",
     "Config",
+    "EvalConfig",
     "FederationConfig",
     "LimitsConfig",
     "NodeSection",
@@ -106,6 +107,25 @@ class ChannelsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     site_node_url: str = ""  # the node's public URL, linked from the static pages
 
 
+class EvalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Limits on each federated evaluation the node answers, run in a child process of its own."""
+
+    max_model_mb: int = 1024  # a larger model artifact is declined (model_too_large)
+    timeout_s: float = 600.0  # wall-clock time per request; the child is killed after it
+    memory_mb: int = 4096  # the child's address space (RLIMIT_AS): artifact, model and records
+    nice: int = 10  # the child's niceness, 0 (as the node) to 19 (only what ingest leaves idle)
+    threads: int = 1  # threads the evaluator's numeric libraries may use
+
+    def __post_init__(self) -> None:
+        for key in ("max_model_mb", "memory_mb", "threads"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"eval.{key} must be a positive integer, not {getattr(self, key)}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"eval.timeout_s must be a positive number of seconds, not {self.timeout_s}")
+        if not 0 <= self.nice <= 19:
+            raise ValueError(f"eval.nice must be from 0 to 19, not {self.nice}")
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     node: NodeSection
     limits: LimitsConfig = LimitsConfig()
@@ -116,6 +136,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     federation: FederationConfig = FederationConfig()
     channels: ChannelsConfig = ChannelsConfig()
     health: HealthConfig = HealthConfig()
+    eval: EvalConfig = EvalConfig()
 
     def __post_init__(self) -> None:
         if self.storage.synchronous not in ("full", "normal"):

@@ -44,6 +44,7 @@ from coop.node.contributions.submission import (
     build_submission,
 )
 from coop.node.errors import StorageError
+from coop.node.evaluation.published import EvalReports
 from coop.node.evaluation.service import Evaluation
 from coop.node.intake.chat import Limits
 from coop.node.members import attribution
@@ -149,7 +150,13 @@ class Node:
             clock=self.now,
             signer=lambda: self.signer,
             settings=lambda: self.settings().settings,
+            limits=self.config.eval,
         )
+
+    @functools.cached_property
+    def eval_reports(self) -> EvalReports:
+        """The signed eval reports this co-op published (its leaderboard shows them)."""
+        return EvalReports(self.store, clock=self.now, signer=lambda: self.signer)
 
     def reload_identity(self) -> None:
         """After a key rotation: sign with the new key from now on."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import msgspec
 
-from coop.node.cli.exits import Exit
+from coop.node.cli.exits import Exit, UsageError
 from coop.node.cli.options import LOCAL_ADMIN, data_dir_argument, open_node, output_options
 from coop.node.cli.output import Progress, print_json, when
 
@@ -56,7 +56,11 @@ def keygen(file: Path, as_json: bool, quiet: bool) -> int:
 )
 @click.option("--superlink", metavar="HOST:PORT", help="deployment engine: the SuperLink's control API")
 @click.option("--root-certificates", metavar="FILE", help="TLS root certificate of the SuperLink")
-@click.option("--shared-dir", metavar="DIR", help="deployment: a folder the ServerApp can read and write")
+@click.option(
+    "--shared-dir",
+    metavar="DIR",
+    help="a folder the ServerApp can read and write (the job, progress.jsonl, the report); default: a temp one",
+)
 @click.option("--out", required=True, metavar="REPORT", help="where to write the signed report (.json)")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="seconds to wait for the run")
 @output_options
@@ -102,10 +106,23 @@ def verify(report: Path, trust: tuple[str, ...], as_json: bool, quiet: bool) -> 
 
 
 @evaluation.command("requests")
-@data_dir_argument
+@click.argument("dir", metavar="DIR", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--key",
+    metavar="KEY",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="your requests (requester key)",
+)
 @output_options
-def requests(dir: Path, as_json: bool, quiet: bool) -> int:
-    """Evaluation requests this node has seen."""
+def requests(dir: Path | None, key: Path | None, as_json: bool, quiet: bool) -> int:
+    """Evaluation requests a node has seen (DIR), or those you signed and where each stands (--key KEY)."""
+    if (dir is None) == (key is None):
+        raise UsageError(
+            "name a node's data directory DIR, or --key KEY for the requests you signed", field="DIR"
+        )
+    if key is not None:
+        return _my_requests(key, as_json=as_json)
+    assert dir is not None
     with open_node(dir) as node:
         items = node.evaluation.requests()
     if as_json:
@@ -116,6 +133,99 @@ def requests(dir: Path, as_json: bool, quiet: bool) -> int:
         if item.state == "answered" and item.records is not None:
             state = f"answered ({item.records} records)"
         print(f"{item.hash[:16]}  {state:<28} {item.task:<16} {when(item.received_at)}  {item.purpose}")
+    return 0
+
+
+def _my_requests(key: Path, *, as_json: bool) -> int:
+    """The requester's side: each request signed with KEY, and each co-op's answer in its report."""
+    import time
+
+    from coop.node.evaluation import ledger
+
+    items = ledger.entries(key, now=int(time.time()))
+    if as_json:
+        print_json(items)
+        return 0
+    if not items:
+        print(f"no request signed with {key} yet")
+    for item in items:
+        print(
+            f"{item.hash[:16]}  {item.state.value:<10} {item.task:<16} {when(item.created_at)}  {item.purpose}"
+        )
+        print(f"  model {item.model_name} ({item.model_sha256[:16]}), report {item.report}")
+        if item.reported_at is None:
+            until = "expired" if item.state.value == "expired" else "expires"
+            print(f"  no report yet ({until} {when(item.expires_at)})")
+        for answer in item.answers:
+            who = answer.coop or answer.node_id[:16]
+            if answer.records is not None:
+                print(f"  {who}: {answer.state.value} ({answer.records} records)")
+            elif answer.reason:
+                detail = f": {answer.detail}" if answer.detail else ""
+                print(f"  {who}: {answer.state.value} ({answer.reason}){detail}")
+            else:
+                print(f"  {who}: {answer.state.value}")
+    return 0
+
+
+@evaluation.command("publish")
+@data_dir_argument
+@click.argument("report", metavar="REPORT", type=click.Path(dir_okay=False, path_type=Path))
+@output_options
+def publish(dir: Path, report: Path, as_json: bool, quiet: bool) -> int:
+    """Publish a signed eval report on this co-op's leaderboard (it must verify; each co-op's consent decides what shows)."""
+    try:
+        data = report.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {report}: {exc.strerror}", field="REPORT") from None
+    with open_node(dir) as node:
+        view = node.eval_reports.publish(data, actor=LOCAL_ADMIN)
+    if as_json:
+        print_json(view)
+        return 0
+    shown = sum(1 for c in view.coops if c.node_id)
+    aggregate = view.aggregate_note or "aggregate shown"
+    print(f"published {view.hash}: {shown}/{len(view.coops)} co-ops named; {aggregate}")
+    return 0
+
+
+@evaluation.command("unpublish")
+@data_dir_argument
+@click.argument("hash_prefix", metavar="HASH")
+@output_options
+def unpublish(dir: Path, hash_prefix: str, as_json: bool, quiet: bool) -> int:
+    """Take a published eval report HASH (8 digits or more will do) off the pages."""
+    with open_node(dir) as node:
+        removed = node.eval_reports.unpublish(hash_prefix, actor=LOCAL_ADMIN)
+    if as_json:
+        print_json({"unpublished": removed})
+    else:
+        print(f"unpublished {removed}")
+    return 0
+
+
+@evaluation.command("tiny-model")
+@click.argument("out_dir", metavar="OUT_DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=int, default=0, show_default=True, help="the random weights' seed")
+@output_options
+def tiny_model(out_dir: Path, seed: int, as_json: bool, quiet: bool) -> int:
+    """Write a tiny random causal LM (ONNX) to OUT_DIR, and OUT_DIR.zip to try --task lm-preference."""
+    try:
+        from coop.eval import tiny_lm
+    except ImportError:
+        from coop.eval.lm import LM_EXTRA_MESSAGE
+
+        raise click.ClickException(LM_EXTRA_MESSAGE) from None
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise click.ClickException(f"{out_dir} is not empty: choose a new folder")
+    tiny_lm.build_tiny_lm(out_dir, seed=seed)
+    archive = out_dir.with_name(out_dir.name + ".zip")
+    archive.write_bytes(tiny_lm.pack_folder(out_dir, "zip"))
+    if as_json:
+        print_json({"folder": str(out_dir), "artifact": str(archive), "seed": seed})
+    elif not quiet:
+        print(f"{out_dir}: config.json, tokenizer.json, model.onnx")
+        print(f"{archive}: the artifact for coop eval request --task lm-preference --model {archive}")
     return 0
 
 

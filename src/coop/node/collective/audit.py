@@ -67,6 +67,8 @@ class AuditAction(enum.StrEnum):
     EVAL_ANSWER = "eval.answer"
     EVAL_APPROVED = "eval.approved"
     EVAL_REFUSED = "eval.refused"
+    EVAL_PUBLISHED = "eval.published"  # an admin published a signed eval report
+    EVAL_UNPUBLISHED = "eval.unpublished"
 
 
 def _entry(row: tuple[Any, ...]) -> AuditEntry:

@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,7 +17,6 @@ from pathlib import Path
 from typing import Final
 
 import msgspec
-import tomli_w
 
 from coop.eval import (
     EvalError,
@@ -33,18 +28,17 @@ from coop.eval import (
     render_markdown,
     verify_report,
 )
-from coop.eval.flower import EvalJob, LocalEndpoint, make_client_app, make_server_app
+from coop.eval.flower import EvalJob
 from coop.eval.report import REPORT_TYPE, NodeAnswer, Report
 from coop.governance import GovernanceError, public_key
 from coop.governance.envelope import open_envelope
 from coop.governance.signing import Signer
-from coop.node.errors import InputError, StorageError
+from coop.node.errors import InputError
+from coop.node.evaluation import flower_run, ledger
 
 __all__ = ["RequestOptions", "keygen", "markdown", "request", "verify"]
 
 _LIFETIME: Final = 86_400
-# The Flower app `flwr run` ships: installed with the package, so a plain `pip install` has it.
-DEPLOY_APP: Final = Path(__file__).resolve().parent / "flower_app"
 
 
 def keygen(path: Path) -> str:
@@ -135,6 +129,7 @@ def request(args: RequestOptions, *, progress: Callable[[str], None] | None = No
         envelope, now=int(time.time()), artifact=artifact
     )  # refuses a stale or mismatched one
     out.with_suffix(".request.json").write_bytes(envelope)
+    ledger.record_request(Path(args.key), verified, out)  # coop eval requests --key lists it
     targets = len(verified.request.targets)
     say(f"request signed ({verified.hash[:12]}…) for {targets} co-op{'s' if targets != 1 else ''}")
     job = EvalJob(
@@ -146,15 +141,23 @@ def request(args: RequestOptions, *, progress: Callable[[str], None] | None = No
     )
     say("running on the deployment engine…" if args.superlink else "running on the simulation engine…")
     if args.superlink:
-        report = _deployment(args, job)
+        report = flower_run.deployment(
+            job,
+            superlink=args.superlink,
+            root_certificates=args.root_certificates,
+            shared_dir=args.shared_dir,
+            say=say,
+        )
     elif args.local_node:
-        report = _simulation(job, [_endpoint(text) for text in args.local_node])
+        report = flower_run.simulation(job, local_nodes=args.local_node, shared_dir=args.shared_dir, say=say)
     else:
         raise InputError("name --local-node (simulation) or --superlink (deployment)", field="--superlink")
     out.write_bytes(report)
     check = verify_report(
         report, finalize=evaluator.finalize, schema=evaluator.statistic_sensitivity().keys()
     )
+    if check and check.report is not None:
+        ledger.record_report(Path(args.key), check.report, out, now=int(time.time()))
     if check.report is not None:
         out.with_suffix(".md").write_text(render_markdown(check.report), encoding="utf-8")
         for line in answer_lines(check.report.answers):
@@ -173,98 +176,6 @@ def answer_lines(answers: Sequence[NodeAnswer]) -> list[str]:
             detail = f": {answer.detail}" if answer.detail else ""
             lines.append(f"  {who} declined ({answer.decline.value}){detail}")
     return lines
-
-
-def _endpoint(text: str) -> LocalEndpoint:
-    url, _, token_file = text.partition(",")
-    if not url.startswith("http") or not token_file:
-        raise InputError("--local-node takes URL,TOKEN_FILE", field="--local-node")
-    try:
-        token = Path(token_file).read_text(encoding="ascii").strip()
-    except OSError as exc:
-        raise InputError(f"cannot read {token_file}: {exc.strerror}", field="--local-node") from None
-    return LocalEndpoint(url=url.rstrip("/"), token=token)
-
-
-def _simulation(job: EvalJob, endpoints: list[LocalEndpoint]) -> bytes:
-    """Flower's simulation engine (Ray): one virtual SuperNode per co-op node."""
-    from flwr.simulation import run_simulation
-
-    # Nothing of a run leaves this machine: no telemetry, no update checks, no usage stats.
-    for name in ("FLWR_TELEMETRY_ENABLED", "FLWR_DISABLE_UPDATE_CHECK", "RAY_USAGE_STATS_ENABLED"):
-        os.environ.setdefault(name, "1" if name == "FLWR_DISABLE_UPDATE_CHECK" else "0")
-
-    reports: list[bytes] = []
-
-    def endpoint_of(context: object) -> LocalEndpoint:
-        partition = int(context.node_config["partition-id"])  # type: ignore[attr-defined]
-        return endpoints[partition]
-
-    run_simulation(
-        server_app=make_server_app(job, reports.append),
-        client_app=make_client_app(endpoint_of),
-        num_supernodes=len(endpoints),
-        backend_config={
-            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {"num_cpus": 2, "include_dashboard": False},
-        },
-    )
-    if not reports:
-        raise StorageError("the simulation ended without a report (see the Flower log above)")
-    return reports[0]
-
-
-def _deployment(args: RequestOptions, job: EvalJob) -> bytes:
-    """Flower's deployment engine: `flwr run` against the SuperLink, with our app."""
-    shared = Path(args.shared_dir) if args.shared_dir else Path(tempfile.mkdtemp(prefix="coop-eval-"))
-    shared.mkdir(parents=True, exist_ok=True)
-    files = {"request": job.request, "artifact": job.artifact, "signer": job.signer_seed}
-    paths = {}
-    for name, data in files.items():
-        path = shared / name
-        path.write_bytes(data)
-        path.chmod(0o600)
-        paths[name] = path
-    report_path = shared / "report.json"
-    report_path.unlink(missing_ok=True)
-    run_config = " ".join(
-        [
-            f"coop-request-file='{paths['request']}'",
-            f"coop-artifact-file='{paths['artifact']}'",
-            f"coop-signer-key-file='{paths['signer']}'",
-            f"coop-report-file='{report_path}'",
-            f"coop-timeout={job.timeout}",
-            f"coop-wait-for-nodes={job.wait_for_nodes}",
-        ]
-    )
-    # `flwr run APP CONNECTION` reads the SuperLink connection from FLWR_HOME/config.toml.
-    home = shared / "flwr-home"
-    home.mkdir(exist_ok=True)
-    connection: dict[str, object] = {"address": args.superlink}
-    if args.root_certificates:
-        connection["root-certificates"] = str(Path(args.root_certificates).resolve())
-    else:
-        connection["insecure"] = True
-    (home / "config.toml").write_text(
-        tomli_w.dumps({"superlink": {"default": "coop", "coop": connection}}), encoding="utf-8"
-    )
-    flwr = shutil.which("flwr") or str(Path(sys.executable).with_name("flwr"))
-    command = [flwr, "run", str(DEPLOY_APP), "coop", "--run-config", run_config]
-    env = {
-        **os.environ,
-        "FLWR_HOME": str(home),
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-    }
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, env=env)
-    if result.returncode != 0:
-        raise StorageError(f"flwr run failed: {(result.stderr or result.stdout).strip()[-400:]}")
-    deadline = time.monotonic() + job.timeout * 3
-    while time.monotonic() < deadline:
-        if report_path.exists():
-            return report_path.read_bytes()
-        time.sleep(1.0)
-    raise StorageError(f"no report from the SuperLink within {job.timeout * 3:g} s")
 
 
 def verify(path: Path, *, trust: list[str] | None) -> ReportCheck:

@@ -6,8 +6,11 @@ endpoint of ``coop serve``), and the node decides everything here: the
 request's signature and target, the quality freeze and embargo, the eval
 policy (allowlist, admin approval, minimum records, noise and budget), which
 records are eligible (accepted, not withdrawn, eval consent ``y``, matching
-the filters, whatever their scope), and which evaluator runs, inside the
-node.  Only integer statistics leave, in an attestation the node signs.
+the filters, whatever their scope), and which evaluator runs.  The evaluator
+runs in a child process under the node's ``[eval]`` limits (model size, time,
+memory, priority, threads; :mod:`coop.node.evaluation.sandbox`): nothing of the
+requester's model is loaded in the node's own process.  Only integer
+statistics leave, in an attestation the node signs.
 """
 
 from __future__ import annotations
@@ -23,10 +26,8 @@ from typing import Final
 import msgspec
 
 from coop.eval import (
-    ArtifactError,
     Attestation,
     Decline,
-    EvalError,
     NodeAnswer,
     Noise,
     Randomness,
@@ -43,8 +44,10 @@ from coop.eval import (
 )
 from coop.governance import Approval, Audience, NoiseKind, Record, RecordState, Settings, Signer, disclose
 from coop.node.collective.audit import AuditAction, audit
+from coop.node.config import EvalConfig
 from coop.node.evaluation import repository as requests_db
 from coop.node.evaluation.repository import EvalRequestView
+from coop.node.evaluation.sandbox import Sandbox
 from coop.node.policy import facts_from_record, own_state
 from coop.node.storage.store import Store
 
@@ -53,6 +56,14 @@ __all__ = ["EvalRequestView", "Evaluation", "ensure_eval_token"]
 log = logging.getLogger("coop.eval")
 
 _RECORD: Final = msgspec.json.Decoder(Record)
+# How a child's failure is told to the requester (its message says more).
+_CHILD_DECLINES: Final[dict[str, Decline]] = {
+    "artifact": Decline.MALFORMED_ARTIFACT,
+    "unknown_task": Decline.UNKNOWN_TASK,
+    "memory": Decline.LIMIT_EXCEEDED,
+    "time": Decline.LIMIT_EXCEEDED,
+    "failed": Decline.EVALUATOR_FAILED,
+}
 
 
 def ensure_eval_token(path: Path) -> str:
@@ -71,7 +82,8 @@ class Evaluation:
 
     ``node_id`` and ``coop`` name the node in its attestations, ``signer`` gives the key that
     signs them now, ``settings`` reads the co-op's current settings (eval policy, switches),
-    and ``token_path`` holds the secret the SuperNode presents.
+    ``token_path`` holds the secret the SuperNode presents, and ``limits`` (the node config's
+    ``[eval]``) bound what one evaluation may take.
     """
 
     def __init__(
@@ -84,8 +96,12 @@ class Evaluation:
         clock: Callable[[], int],
         signer: Callable[[], Signer],
         settings: Callable[[], Settings],
+        limits: EvalConfig | None = None,
     ) -> None:
         self.store = store
+        self.limits = limits if limits is not None else EvalConfig()
+        # Each evaluation runs in a child process of its own; tests may swap in another worker.
+        self.sandbox = Sandbox(self.limits)
         self.node_id = node_id
         self.coop = coop
         self.clock = clock
@@ -99,6 +115,9 @@ class Evaluation:
     def answer(self, envelope: bytes, artifact: bytes) -> NodeAnswer:
         node_id = self.node_id
         now = self.clock()
+        cap = self.limits.max_model_mb * 1024 * 1024
+        if len(artifact) > cap:
+            return self._too_large(envelope, len(artifact), now)
         try:
             verified = open_request(envelope, now=now, artifact=artifact)
         except RequestRefusedError as exc:
@@ -140,10 +159,6 @@ class Evaluation:
             evaluator = get_evaluator(request.task)
         except UnknownEvaluatorError as exc:
             return self._decline(verified, Decline.UNKNOWN_TASK, exc.message, now)
-        try:
-            model = evaluator.load(artifact)
-        except ArtifactError as exc:
-            return self._decline(verified, Decline.MALFORMED_ARTIFACT, exc.message, now)
         records = list(self._eligible(verified))
         if len(records) < policy.min_records:
             detail = f"{len(records)} eligible records; the co-op answers from {policy.min_records}"
@@ -154,13 +169,11 @@ class Evaluation:
             return self._decline(
                 verified, Decline.BUDGET_SPENT, "this requester's privacy budget is spent", now
             )
-        try:
-            statistics = evaluator.statistics(model, records)
-        except (EvalError, Exception) as exc:  # a crashing evaluator is a decline, not a failed run
-            log.exception("evaluator %s failed", request.task)
-            return self._decline(
-                verified, Decline.EVALUATOR_FAILED, f"{type(exc).__name__}: {exc}"[:300], now
-            )
+        outcome = self.sandbox.run(request.task, artifact, [msgspec.json.encode(r) for r in records])
+        if outcome.statistics is None:
+            reason, detail = _CHILD_DECLINES.get(outcome.kind, Decline.EVALUATOR_FAILED), outcome.message
+            return self._decline(verified, reason, detail[:300] or outcome.kind, now)
+        statistics = outcome.statistics
         noisy = add_noise(
             statistics,
             evaluator.statistic_sensitivity(),
@@ -180,6 +193,7 @@ class Evaluation:
             noise=Noise(kind=policy.noise.value, epsilon_milli=cost),
             issued_at=now,
             coop=self.coop,
+            publication=policy.publication.value,
         )
         signer = self.signer()
         sealed = seal_attestation(attestation, signer)
@@ -229,6 +243,18 @@ class Evaluation:
                 )
             )
         return NodeAnswer(node_id=self.node_id, decline=reason, detail=detail, coop=self.coop)
+
+    def _too_large(self, envelope: bytes, size: int, now: int) -> NodeAnswer:
+        """Decline a model over ``eval.max_model_mb`` before hashing or loading any of it."""
+        try:
+            verified: VerifiedRequest | None = open_request(envelope, now=now)
+        except RequestRefusedError:
+            verified = None  # declined all the same; an unverified request is not remembered
+        if verified is not None:
+            self._remember(verified, now)
+        mb = self.limits.max_model_mb
+        detail = f"the model is {size} bytes; this co-op evaluates models up to eval.max_model_mb = {mb} MB"
+        return self._decline(verified, Decline.MODEL_TOO_LARGE, detail, now)
 
     def _remember(self, verified: VerifiedRequest, now: int) -> None:
         self.store.write(lambda c: requests_db.remember_request(c, verified, now))

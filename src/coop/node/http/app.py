@@ -24,6 +24,7 @@ from coop.node.http.auth import Authenticator
 from coop.node.http.clientaddr import TrustedProxies
 from coop.node.http.contributions import ContributionsController, Intake
 from coop.node.http.dependencies import STATE_KEY, Services, dependencies
+from coop.node.http.eval_reports import EvalReportsController
 from coop.node.http.evaluation import EvaluationController
 from coop.node.http.federation import FederationController, protocol_router
 from coop.node.http.governance import GovernanceController
@@ -91,6 +92,7 @@ def create_app(
             protocol_router(cfg.federation),
             FederationController,
             EvaluationController,
+            EvalReportsController,
             *web,
         ],
         dependencies=dependencies(),

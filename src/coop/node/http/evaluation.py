@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import math
 from typing import Any, Final
 
 import msgspec
@@ -14,7 +15,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from coop.eval.report import NodeAnswer
-from coop.node.errors import AuthError, ForbiddenError, InputError
+from coop.eval.request import MAX_REQUEST_BYTES
+from coop.node.config import EvalConfig
+from coop.node.errors import AuthError, ForbiddenError, InputError, PayloadTooLargeError, RequestTimeoutError
 from coop.node.evaluation.service import EvalRequestView, Evaluation
 from coop.node.http import answers as a
 from coop.node.http.access import Access
@@ -24,10 +27,11 @@ from coop.node.http.openapi import ADMIN, documented
 from coop.node.http.problems import decode_body
 from coop.node.runtime import Node
 
-__all__ = ["EvaluationController", "LocalEvalRequest", "local_only"]
+__all__ = ["EvaluationController", "LocalEvalRequest", "local_body_cap", "local_only"]
 
 _LOOPBACK: Final = frozenset({"127.0.0.1", "::1"})
-_MAX_ARTIFACT: Final = 512 * 1024 * 1024
+# Room in a local eval body besides the artifact's base64: the request envelope and the JSON around it.
+_BODY_SLACK: Final = 2 * MAX_REQUEST_BYTES + 4096
 
 
 class LocalEvalRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -38,6 +42,36 @@ class LocalEvalRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _LOCAL: Final = msgspec.json.Decoder(LocalEvalRequest)
+
+
+def local_body_cap(config: EvalConfig) -> int:
+    """The largest local eval body: a model of ``eval.max_model_mb`` in base64, plus the request."""
+    return 4 * math.ceil(config.max_model_mb * 1024 * 1024 / 3) + _BODY_SLACK
+
+
+async def _capped_body(request: Request[Any, Any, Any], config: EvalConfig) -> bytes:
+    """The body, refused (413) before reading when its Content-Length is over the cap and while
+    reading when it grows over it; it must all arrive within ``eval.timeout_s`` (408)."""
+    cap = local_body_cap(config)
+    mb = config.max_model_mb
+    too_large = f"a local eval body is at most {cap} bytes (a model of eval.max_model_mb = {mb} in base64)"
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > cap:
+        raise PayloadTooLargeError(too_large, field="body")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(config.timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > cap:
+                    raise PayloadTooLargeError(too_large, field="body")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"a local eval body must arrive within eval.timeout_s = {config.timeout_s:g} s", field="body"
+        ) from None
+    return b"".join(chunks)
 
 
 def local_only(request: Request[Any, Any, Any], token: str) -> None:
@@ -72,15 +106,16 @@ class EvaluationController(AreaController):
     @post(
         "/api/v1/eval/local",
         status_code=200,
-        request_max_body_size=_MAX_ARTIFACT,
-        operation_class=documented(NodeAnswer, body=LocalEvalRequest, problems=(401, 403)),
+        # The node's own cap (eval.max_model_mb) is enforced by _capped_body, after the token check.
+        request_max_body_size=None,
+        operation_class=documented(NodeAnswer, body=LocalEvalRequest, problems=(401, 403, 408, 413)),
     )
     async def answer(
         self, request: Request[Any, Any, Any], evaluation: NamedDependency[Evaluation]
     ) -> Response[bytes]:
-        """Evaluate inside the node; answer with aggregates and a signed attestation, or a decline."""
+        """Evaluate under the node's limits; answer with aggregates and a signed attestation, or a decline."""
         local_only(request, evaluation.token)
-        data = decode_body(_LOCAL, await request.body())
+        data = decode_body(_LOCAL, await _capped_body(request, evaluation.limits))
         try:
             artifact = base64.b64decode(data.artifact, validate=True)
         except (binascii.Error, ValueError):

@@ -134,7 +134,8 @@ class PublicPages(Controller):
     def leaderboards(self, request: Request[Any, Any, Any], site: Site, visitor: Visitor) -> Template:
         embargo = site.node.settings().settings.embargo
         boards = site.node.store.read(lambda c: catalog.leaderboards(c, embargo=embargo))
-        return site.page(request, visitor, "leaderboards.html", boards=boards)
+        evaluations = site.node.eval_reports.listing()
+        return site.page(request, visitor, "leaderboards.html", boards=boards, evaluations=evaluations)
 
     @get("/bounties", sync_to_thread=False)
     def bounty_board(self, request: Request[Any, Any, Any], site: Site, visitor: Visitor) -> Template:

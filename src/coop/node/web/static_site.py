@@ -189,11 +189,19 @@ def _render(node: Node, root: Path, *, node_url: str | None) -> SiteReport:
         usage = parse_ai_use(record.ai_use).value.describe() if record.ai_use else "No preference stated."
         write(f"/browse/{record.uid}", "record.html", record=record, usage=usage)
 
+    evaluations = node.eval_reports.listing()
     write(
         "/leaderboards",
         "leaderboards.html",
         boards=node.store.read(lambda c: catalog.leaderboards(c, embargo=embargo)),
+        evaluations=evaluations,
     )
+    # The signed reports whose every co-op consented to be named, as the node serves them.
+    for evaluation in evaluations:
+        if evaluation.downloadable:
+            target = root / "eval" / "reports" / f"{evaluation.hash}.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(node.eval_reports.download(evaluation.hash))
     write(
         "/bounties",
         "bounties.html",

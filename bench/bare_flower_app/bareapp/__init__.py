@@ -1,0 +1,1 @@
+"""A bare Flower evaluate app: the baseline ``bench/bench_flower_round.py`` measures us against."""

@@ -1,0 +1,1 @@
+"""The per-round driver of bench/bench_eval.py (a Flower App)."""
