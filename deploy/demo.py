@@ -32,12 +32,19 @@ def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def coop(*args: str) -> str:
+def coop(*args: str, live: bool = False) -> str:
+    """Run `coop ARGS`; its output, or exit the demo with its error. ``live`` lets its progress
+    lines (printed on a terminal) through as they happen."""
     result = subprocess.run(
-        [sys.executable, "-m", "coop.node.cli", *args], capture_output=True, text=True, env=ENV, check=False
+        [sys.executable, "-m", "coop.node.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=None if live else subprocess.PIPE,
+        text=True,
+        env=ENV,
+        check=False,
     )
     if result.returncode != 0:
-        print(result.stderr.rstrip(), file=sys.stderr)
+        print((result.stderr or "").rstrip(), file=sys.stderr)
         raise SystemExit(f"demo: `coop {args[0]}` failed (exit {result.returncode})")
     return result.stdout.strip()
 
@@ -202,7 +209,41 @@ def main() -> int:
             coop("site", "build", str(roots["tax"]), str(channels / "tax-site"), "--node-url", tax).rstrip()
         )
 
-        say("8. Where to look")
+        say("8. A language model evaluated across the co-ops, its signed result on a leaderboard")
+        lm_report = _lm_evaluation(builder, roots, urls, ids)
+        print(coop("eval", "publish", str(roots["tax"]), str(lm_report)))
+        published = httpx.get(f"{tax}/api/v1/eval/reports").json()
+        for view in published:
+            print(f"{view['model_name']} ({view['task']}), published on {tax}/leaderboards:")
+            for row in view["coops"]:
+                metrics = row.get("metrics") or {}
+                shown = ", ".join(
+                    f"{k} {metrics[k]}" for k in ("preference_accuracy", "perplexity") if k in metrics
+                )
+                state = (
+                    f"{row['records']} records, {shown}"
+                    if row["answered"] and metrics
+                    else row.get("declined") or "answered"
+                )
+                print(f"  {row['label']:<22} {state}")
+            aggregate = view.get("aggregate_metrics")
+            print(
+                f"  {'all answering co-ops':<22} "
+                + (
+                    f"preference_accuracy {aggregate['preference_accuracy']}"
+                    if aggregate
+                    else view["aggregate_note"]
+                )
+            )
+            print(f"  verify it yourself: {view['verify_hint']}")
+        page = httpx.get(f"{tax}/leaderboards").text
+        if not published or "Model evaluations" not in page:
+            raise SystemExit("demo: the leaderboard does not show the evaluation")
+        print(
+            coop("site", "build", str(roots["tax"]), str(channels / "tax-site"), "--node-url", tax).rstrip()
+        )
+
+        say("9. Where to look")
         version_dir = roots["tax"] / "releases" / "v1"
         print(f"  dataset card     {version_dir.relative_to(ROOT)}/README.md")
         print(f"  Croissant        {version_dir.relative_to(ROOT)}/croissant.json")
@@ -215,6 +256,10 @@ def main() -> int:
         print(f"  audit log        coop audit show {roots['tax'].relative_to(ROOT)}")
         print(f"  API schema       {tax}/schema")
         print("  eval report      demo-data/builder/report.json (signed) and report.md")
+        print(
+            "  LM eval report   demo-data/builder/lm-report.json; coop eval requests --key demo-data/builder/requester.key"
+        )
+        print(f"  leaderboard      {tax}/leaderboards  (and demo-data/published/tax-site/leaderboards/)")
         print()
         print(coop("metrics", str(roots["tax"])))
         if os.environ.get("KEEP") == "1":
@@ -231,6 +276,27 @@ def main() -> int:
             proc.wait(timeout=15)
     print("\nThe nodes were stopped; serve one again with: coop serve demo-data/tax")
     return 0
+
+
+def _lm_evaluation(builder: Path, roots: dict[str, Path], urls: dict[str, str], ids: dict[str, str]) -> Path:
+    """A builder's causal LM (here a tiny random one) scored on the members' good and fail chats.
+
+    The co-ops say what of their numbers may be shown: the tax and nurses' co-ops by name, the
+    farmers' co-op only inside an aggregate (it has too few records to answer anyway).
+    """
+    for key, consent in (("tax", "named"), ("care", "named"), ("farm", "aggregate")):
+        coop("settings", "set", str(roots[key]), f"eval_policy.publication={consent}")
+    model = builder / "tiny-lm"
+    print(coop("eval", "tiny-model", str(model), "--seed", "7"))
+    out = builder / "lm-report.json"
+    args = ["eval", "request", "--key", str(builder / "requester.key"), "--task", "lm-preference"]
+    args += ["--model", str(model), "--out", str(out), "--timeout", "120"]
+    args += ["--purpose", "Does our language model prefer the answers co-op members marked good?"]
+    for key in COOPS:
+        args += ["--target", ids[key], "--local-node", f"{urls[key]},{roots[key] / 'keys' / 'eval.token'}"]
+    print(coop(*args, live=True))
+    print(coop("eval", "verify", str(out)))
+    return out
 
 
 def _demo_model() -> bytes:

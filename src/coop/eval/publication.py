@@ -160,5 +160,9 @@ def consent_view(report: Report, *, digest: str, published_at: int = 0) -> Publi
         aggregate_note=note,
         downloadable=all_named and bool(report.answers),
         published_at=published_at,
-        verify_hint=f"coop eval verify {digest}.json {trust}".rstrip() if all_named else "",
+        # Without the download, whoever holds the report (its requester) checks it the same way,
+        # and its bytes must hash to the digest shown.
+        verify_hint=f"coop eval verify {digest}.json {trust}".rstrip()
+        if all_named
+        else f"coop eval verify REPORT.json {trust}".rstrip(),
     )

@@ -39,7 +39,9 @@ def keygen(file: Path, as_json: bool, quiet: bool) -> int:
 @evaluation.command("request")
 @click.option("--key", required=True, metavar="FILE", help="the requester key (coop eval keygen)")
 @click.option("--task", required=True, help="the evaluator, e.g. label-agreement")
-@click.option("--model", required=True, metavar="FILE", help="the model artifact")
+@click.option(
+    "--model", required=True, metavar="PATH", help="the model artifact, or its folder (packed for you)"
+)
 @click.option("--target", multiple=True, metavar="NODE_ID", help="a co-op to ask (repeat)")
 @click.option("--purpose", help="one line members will read")
 @click.option("--resubmit", metavar="REQUEST", help="run a request signed before (REPORT.request.json)")

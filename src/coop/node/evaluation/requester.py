@@ -8,8 +8,10 @@ run`` against a SuperLink; the SuperNodes next to each co-op's node).
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
+import tarfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -94,10 +96,7 @@ def request(args: RequestOptions, *, progress: Callable[[str], None] | None = No
     """
     say = progress or (lambda _line: None)
     seed = _read_key(Path(args.key))
-    try:
-        artifact = Path(args.model).read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read the model {args.model}: {exc.strerror}", field="--model") from None
+    artifact = read_model(Path(args.model))
     evaluator = get_evaluator(args.task)  # an unknown task is refused here, before anything is sent
     evaluator.load(artifact)  # and so is a malformed artifact
     filters = Filters(
@@ -164,6 +163,30 @@ def request(args: RequestOptions, *, progress: Callable[[str], None] | None = No
             say(line)
     say("report verified" if check else "the report does NOT verify")
     return out
+
+
+def read_model(path: Path) -> bytes:
+    """The model artifact: a file as it is, or a folder packed as a tar whose bytes depend only on
+    the files' names and contents (sorted, no times, owners or modes), so the same folder always
+    has the same signed model hash."""
+    try:
+        if not path.is_dir():
+            return path.read_bytes()
+        files = sorted(
+            child for child in path.iterdir() if child.is_file() and not child.name.startswith(".")
+        )
+        if not files:
+            raise InputError(f"the model folder {path} holds no files", field="--model")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+            for child in files:
+                data = child.read_bytes()
+                info = tarfile.TarInfo(child.name)
+                info.size, info.mode, info.mtime = len(data), 0o644, 0
+                archive.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+    except OSError as exc:
+        raise InputError(f"cannot read the model {path}: {exc.strerror}", field="--model") from None
 
 
 def answer_lines(answers: Sequence[NodeAnswer]) -> list[str]:
