@@ -22,6 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
+from coop.governance import public_key
+from coop.node.cli import main
+
 from browsing import accessible, chromium
 from harness import add_member, init_node, running
 from nodeproc import NodeProcess
@@ -407,6 +410,10 @@ def test_published_eval_reports_read_on_the_leaderboard(site: Site, browser: Any
         [(bytes([21]) * 32, "Alder co-op", "named"), (bytes([22]) * 32, "Birch co-op", "named")],
         [(bytes([23]) * 32, "Cedar co-op", "named"), (bytes([24]) * 32, "Hidden co-op", "none")],
     ):
+        for seed, name, _ in coops:
+            # A co-op shows only numbers signed by keys it knows: its own and its pinned peers'.
+            pin = ["peers", "add", str(site.process.root), f"http://127.0.0.{seed[0]}:9"]
+            assert main([*pin, "--key", public_key(seed).hex(), "--name", name, "--quiet"]) == 0
         published = httpx.post(
             f"{site.process.url}/api/v1/admin/eval/reports", content=_published_report(coops), headers=admin
         )

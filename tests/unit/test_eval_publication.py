@@ -42,7 +42,7 @@ from coop.governance.signing import Signer
 from coop.node.cli import main
 from coop.node.collective.audit import audit_entries
 from coop.node.collective.settings import Actor
-from coop.node.errors import InputError, NotFoundError
+from coop.node.errors import ConflictError, InputError, NotFoundError
 from coop.node.http.app import create_app
 from coop.node.runtime import Node
 from coop.node.web.static_site import build_site
@@ -87,13 +87,16 @@ def _stats(n: int) -> dict[str, int]:
     return stats
 
 
-def attested(index: int, publication: str | None, *, noise: Noise | None = None) -> NodeAnswer:
+def attested(
+    index: int, publication: str | None, *, noise: Noise | None = None, request: bytes = REQUEST
+) -> NodeAnswer:
     """Co-op ``index``'s signed answer; ``publication=None`` is an attestation from before the field."""
+    verified = open_request(request, now=NOW, artifact=MODEL)
     attestation = Attestation(
         node_id=NODES[index],
-        request_hash=VERIFIED.hash,
+        request_hash=verified.hash,
         task="label-agreement",
-        model_sha256=VERIFIED.request.model_sha256,
+        model_sha256=verified.request.model_sha256,
         records=RECORDS[index],
         statistics=_stats(RECORDS[index]),
         noise=noise or Noise(),
@@ -211,6 +214,9 @@ def test_settings_publication_is_validated_by_name() -> None:
 def node(tmp_path: Path) -> Iterator[Node]:
     node = make_node(tmp_path)
     try:
+        # The attesting co-ops are this co-op's pinned peers, known by the names it gave them.
+        for index, (node_id, name) in enumerate(zip(NODES, NAMES, strict=True)):
+            node.federation.add_peer(f"http://127.0.0.{index + 2}:9", node_id, name=name, actor="ada")
         yield node
     finally:
         node.close()
@@ -294,8 +300,14 @@ def test_http_leaderboards_page_api_and_download_follow_consent(node: Node, tmp_
     _, admin_token = make_member(node, "ada", admin=True)
     _, member_token = make_member(node, "robin")
     whole = report_of([attested(i, "named") for i in range(3)])
+    other = signed_request()  # another request: one report per request is shown
     partial = report_of(
-        [attested(0, "named"), attested(1, "aggregate", noise=Noise("laplace", 500)), attested(2, "none")]
+        [
+            attested(0, "named", request=other),
+            attested(1, "aggregate", noise=Noise("laplace", 500), request=other),
+            attested(2, "none", request=other),
+        ],
+        request=other,
     )
     with TestClient(create_app(node, background=False), base_url="http://testserver.local") as client:
         admin = {"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"}
@@ -358,3 +370,63 @@ def test_cli_publish_and_unpublish(node: Node, capsys: pytest.CaptureFixture[str
     digest = sha256_hex(path.read_bytes())
     assert main(["eval", "unpublish", root, digest[:10]]) == 0
     assert f"unpublished {digest}" in capsys.readouterr().out
+
+
+# -- whose numbers a co-op vouches for (review findings) ----------------------------------------
+
+
+def test_a_report_with_numbers_signed_by_an_unknown_key_is_refused(tmp_path: Path) -> None:
+    """Anyone can make a key and sign numbers under a real co-op's name; only pinned keys count."""
+    node = make_node(tmp_path)
+    try:
+        node.federation.add_peer("http://127.0.0.2:9", NODES[0], name=NAMES[0], actor="ada")
+        data = report_of([attested(0, "named"), attested(1, "named"), declined(2)])
+        with pytest.raises(InputError) as caught:
+            node.eval_reports.publish(data, actor="ada")
+        assert caught.value.field == "report" and NODES[1][:16] in caught.value.message
+        assert node.eval_reports.listing() == []
+        node.federation.add_peer("http://127.0.0.3:9", NODES[1], name="Birch (as we know it)", actor="ada")
+        view = node.eval_reports.publish(data, actor="ada")
+        # Shown under the name this co-op pinned it by, not the name the attestation gives itself.
+        assert {c.label for c in view.coops if c.node_id} == {NAMES[0], "Birch (as we know it)"}
+    finally:
+        node.close()
+
+
+def test_an_unnamed_coop_without_records_does_not_hide_the_one_that_has_them() -> None:
+    """A made-up second unnamed co-op with no records would leave the aggregate = the real one's."""
+    answers = [attested(0, "named"), attested(1, "aggregate"), _empty_attestation(2, "aggregate")]
+    view = consent_view(_decoded(report_of(answers)), digest="0" * 64)
+    assert view.aggregate_metrics is None and view.aggregate_note == WITHHELD_ONE
+
+
+def _empty_attestation(index: int, publication: str) -> NodeAnswer:
+    attestation = Attestation(
+        node_id=NODES[index],
+        request_hash=VERIFIED.hash,
+        task="label-agreement",
+        model_sha256=VERIFIED.request.model_sha256,
+        records=0,
+        statistics=dict.fromkeys(SCHEMA, 0),
+        noise=Noise(),
+        issued_at=NOW,
+        coop=NAMES[index],
+        publication=publication,
+    )
+    return NodeAnswer(
+        node_id=NODES[index], attestation=seal_attestation(attestation, Signer(SEEDS[index])).decode()
+    )
+
+
+def test_a_second_report_of_the_same_request_is_refused_until_the_first_is_unpublished(node: Node) -> None:
+    full = report_of([attested(0, "aggregate"), attested(1, "aggregate"), attested(2, "aggregate")])
+    dropped = report_of(
+        [attested(0, "aggregate"), attested(1, "aggregate"), declined(2, Decline.UNREACHABLE)]
+    )
+    first = node.eval_reports.publish(full, actor="ada")
+    with pytest.raises(ConflictError) as caught:
+        node.eval_reports.publish(dropped, actor="ada")
+    assert caught.value.field == "report" and first.hash[:16] in caught.value.message
+    assert [v.hash for v in node.eval_reports.listing()] == [first.hash]
+    node.eval_reports.unpublish(first.hash, actor="ada")
+    assert node.eval_reports.publish(dropped, actor="ada").hash == sha256_hex(dropped)

@@ -17,6 +17,7 @@ leaderboard may show:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 import msgspec
@@ -102,10 +103,19 @@ def _model_name(report: Report) -> str:
         return ""
 
 
-def consent_view(report: Report, *, digest: str, published_at: int = 0) -> PublishedView:
-    """What may be shown of a (verified) report, by each co-op's consent in its attestation."""
+def consent_view(
+    report: Report, *, digest: str, published_at: int = 0, names: Mapping[str, str] | None = None
+) -> PublishedView:
+    """What may be shown of a (verified) report, by each co-op's consent in its attestation.
+
+    ``names`` (node id -> name) are the names the publishing node knows its own and its pinned
+    peers' keys by; a named co-op is shown under that name rather than the one its attestation
+    gives itself.
+    """
+    known = names or {}
     coops: list[CoopResult] = []
     consents: list[Publication] = []
+    contributing_unnamed = 0  # unnamed co-ops whose records are in the aggregate
     trusted_nodes: list[str] = []
     all_named = True
     for answer in report.answers:
@@ -119,12 +129,13 @@ def consent_view(report: Report, *, digest: str, published_at: int = 0) -> Publi
         consents.append(consent)
         if consent is not Publication.NAMED:
             all_named = False
+            contributing_unnamed += attestation.records > 0
             coops.append(CoopResult(label=NOT_NAMED, answered=True))
             continue
         trusted_nodes.append(answer.node_id)
         coops.append(
             CoopResult(
-                label=attestation.coop or answer.node_id[:16],
+                label=known.get(answer.node_id) or attestation.coop or answer.node_id[:16],
                 node_id=answer.node_id,
                 answered=True,
                 records=attestation.records,
@@ -132,12 +143,13 @@ def consent_view(report: Report, *, digest: str, published_at: int = 0) -> Publi
                 noise=attestation.noise,
             )
         )
-    unnamed = sum(1 for c in consents if c is not Publication.NAMED)
     if not consents:
         note = NONE_ANSWERED
     elif any(c is Publication.NONE for c in consents):
         note = WITHHELD_CONSENT
-    elif unnamed == 1:
+    elif contributing_unnamed == 1:
+        # The aggregate minus the named co-ops' numbers would be this one's (co-ops that
+        # contributed no records, made up or not, hide nothing).
         note = WITHHELD_ONE
     else:
         note = ""

@@ -156,7 +156,13 @@ class Node:
     @functools.cached_property
     def eval_reports(self) -> EvalReports:
         """The signed eval reports this co-op published (its leaderboard shows them)."""
-        return EvalReports(self.store, clock=self.now, signer=lambda: self.signer)
+        return EvalReports(self.store, clock=self.now, signer=lambda: self.signer, known=self._known_coops)
+
+    def _known_coops(self) -> dict[str, str]:
+        """This co-op and its pinned peers, by node id: whose signed numbers it will show."""
+        known = {peer.node_id: peer.name or "" for peer in self.federation.peers()}
+        known[self.identity.node_id] = self.config.node.name
+        return known
 
     def reload_identity(self) -> None:
         """After a key rotation: sign with the new key from now on."""

@@ -14,7 +14,7 @@ the report said ``named``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 import msgspec
@@ -32,7 +32,7 @@ from coop.eval.report import REPORT_TYPE
 from coop.governance import GovernanceError, Signer, sha256_hex
 from coop.governance.envelope import open_envelope
 from coop.node.collective.audit import AuditAction, audit
-from coop.node.errors import InputError, NotFoundError, PayloadTooLargeError
+from coop.node.errors import ConflictError, InputError, NotFoundError, PayloadTooLargeError
 from coop.node.storage.store import Store
 
 __all__ = ["MAX_REPORT_BYTES", "EvalReports", "check_report"]
@@ -67,10 +67,19 @@ def check_report(data: bytes) -> ReportCheck:
 class EvalReports:
     """The node's published eval reports: publish, unpublish, list (consent-filtered), download."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], int], signer: Callable[[], Signer]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], int],
+        signer: Callable[[], Signer],
+        known: Callable[[], Mapping[str, str]] = dict,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.signer = signer
+        # Node id -> name of this co-op and its pinned peers: the keys whose numbers it vouches for.
+        self.known = known
 
     def publish(self, data: bytes, *, actor: str) -> PublishedView:
         """Verify and store ``data`` (the signed report's bytes); InputError names what fails."""
@@ -81,6 +90,18 @@ class EvalReports:
             problems = "; ".join(check.problems) or "not a report"
             raise InputError(f"the report does not verify: {problems}", field="report")
         report = check.report
+        known = self.known()
+        strangers = sorted(
+            a.node_id for a in report.answers if a.attestation is not None and a.node_id not in known
+        )
+        if strangers:
+            # Anyone can make a key and sign numbers under any co-op name: the page shows only
+            # numbers signed by keys this co-op knows (its own, its pinned peers').
+            raise InputError(
+                f"the report holds numbers signed by {', '.join(k[:16] for k in strangers)}, neither this"
+                " co-op nor a pinned peer: pin it first (coop peers add) to publish its numbers",
+                field="report",
+            )
         digest = sha256_hex(data)
         now = self.clock()
         signer = self.signer()
@@ -89,6 +110,16 @@ class EvalReports:
             row = conn.execute("SELECT published_at FROM eval_reports WHERE hash = ?", (digest,)).fetchone()
             if row is not None:
                 return int(row[0])  # published before: the same bytes, nothing to record again
+            for other, stored in conn.execute("SELECT hash, report FROM eval_reports"):
+                earlier = _opened(bytes(stored))
+                if earlier is not None and earlier.request_hash == report.request_hash:
+                    # Two reports of one request that differ by one co-op's answer (a requester can
+                    # always drop one as "no answer") would give that co-op's numbers by subtraction.
+                    raise ConflictError(
+                        f"a report of the same request is published ({str(other)[:16]}): unpublish it"
+                        " first; one report per request is shown",
+                        field="report",
+                    )
             conn.execute(
                 "INSERT INTO eval_reports (hash, report, task, model_sha256, published_at, published_by)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -105,7 +136,7 @@ class EvalReports:
             return now
 
         published_at = self.store.write(write)
-        return consent_view(report, digest=digest, published_at=published_at)
+        return consent_view(report, digest=digest, published_at=published_at, names=known)
 
     def unpublish(self, prefix: str, *, actor: str) -> str:
         """Remove a published report (its hash, or a prefix of 8 or more digits); returns its hash."""
@@ -144,10 +175,13 @@ class EvalReports:
             ).fetchall()
         )
         views = []
+        names = self.known()
         for digest, data, published_at in rows:
             report = _opened(bytes(data))
             if report is not None:
-                views.append(consent_view(report, digest=str(digest), published_at=int(published_at)))
+                views.append(
+                    consent_view(report, digest=str(digest), published_at=int(published_at), names=names)
+                )
         return views
 
     def download(self, digest: str) -> bytes:

@@ -33,7 +33,9 @@ class EvalReportsController(AreaController):
         "/api/v1/admin/eval/reports",
         status_code=201,
         request_max_body_size=MAX_REPORT_BYTES,
-        operation_class=documented(PublishedView, body=Envelope, status=201, problems=(*ADMIN, 413, 415)),
+        operation_class=documented(
+            PublishedView, body=Envelope, status=201, problems=(*ADMIN, 409, 413, 415)
+        ),
     )
     async def publish(
         self, request: Request[Any, Any, Any], node: NamedDependency[Node], access: NamedDependency[Access]
