@@ -100,6 +100,47 @@ class Evaluations:
         self.thread.join(timeout=600)
 
 
+class DiskProbe:
+    """Times a 16 KiB write + fdatasync every 50 ms on the node's file system while a phase runs.
+
+    The store's commits wait on the same device: a stall here is the disk's, not the node's."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "disk-probe.bin"
+        self.stop = threading.Event()
+        self.seconds: list[float] = []
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        block = os.urandom(16384)
+        try:
+            while not self.stop.wait(0.05):
+                start = time.monotonic()
+                os.write(fd, block)
+                os.fdatasync(fd)
+                self.seconds.append(time.monotonic() - start)
+        finally:
+            os.close(fd)
+
+    def summary(self) -> str:
+        """p99 / max in ms (one device stall is one slow sample here, but a slow request per connection)."""
+        ordered = sorted(self.seconds)
+        if not ordered:
+            return "-"
+        return (
+            f"{ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e3:.0f} / {ordered[-1] * 1e3:.0f}"
+        )
+
+    def __enter__(self) -> DiskProbe:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
 def _set_eval(root: Path, **values: object) -> None:
     path = root / "node.toml"
     config = tomllib.loads(path.read_text())
@@ -153,6 +194,7 @@ def main() -> int:
         eval_token = (root / "keys" / "eval.token").read_text().strip()
         task, artifact = _model(args.lm, work)
         rows: list[tuple[str, LoadResult, int, list[str]]] = []
+        disk: list[str] = []
         for phase, nice in (
             ("(a) no evaluation", None),
             ("(b) evals, nice 10", 10),
@@ -172,17 +214,33 @@ def main() -> int:
                 conn.close()
                 loader.run(port, token, args.clients, 2.0)  # warm-up
                 if nice is None:
-                    result = loader.run(port, token, args.clients, args.duration)
+                    with DiskProbe(work) as probe:
+                        result = loader.run(port, token, args.clients, args.duration)
                     rows.append((phase, result, 0, []))
                 else:
                     with Evaluations(port, eval_token, node_id, task, artifact) as evals:
                         time.sleep(1.0)  # the first child is running
-                        result = loader.run(port, token, args.clients, args.duration)
+                        with DiskProbe(work) as probe:
+                            result = loader.run(port, token, args.clients, args.duration)
                     rows.append((phase, result, evals.answered, evals.other[:3]))
-            print(phase, f"p50 {result.p50_ms:.1f} ms p99 {result.p99_ms:.1f} ms rate {result.rate:.0f}/s")
+                disk.append(probe.summary())
+            print(
+                phase,
+                f"p50 {result.p50_ms:.1f} ms p99 {result.p99_ms:.1f} ms rate {result.rate:.0f}/s",
+                f"disk fsync p99 / max {disk[-1]} ms",
+            )
         base = rows[0][1]
         table = markdown_table(
-            ["phase", "p50 ms", "p99 ms", "rate /s", "p99 / (a)", "rate / (a)", "evals answered"],
+            [
+                "phase",
+                "p50 ms",
+                "p99 ms",
+                "rate /s",
+                "p99 / (a)",
+                "rate / (a)",
+                "evals answered",
+                "disk fsync p99 / max ms",
+            ],
             [
                 [
                     phase,
@@ -192,8 +250,9 @@ def main() -> int:
                     f"{r.p99_ms / base.p99_ms:.2f}",
                     f"{r.rate / base.rate:.2f}",
                     str(answered),
+                    fsync,
                 ]
-                for phase, r, answered, _ in rows
+                for (phase, r, answered, _), fsync in zip(rows, disk, strict=True)
             ],
         )
         declines = sorted({d for *_, other in rows for d in other})
@@ -205,6 +264,8 @@ def main() -> int:
             "each in its own child process (eval.threads = 1, eval.memory_mb = 4096).",
             f"Machine load average (1 min) before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f}"
             " (other jobs share these 2 cores: compare phases within this run only).",
+            "The last column times a 16 KiB write + fdatasync every 50 ms on the node's file system in"
+            " the same window: ingest's commits wait on that device, so a p99 that follows it is the disk's.",
             "",
             table,
         ]

@@ -10,6 +10,7 @@ import pytest
 from coop.eval.lm import LmPreference
 from coop.eval.tiny_lm import build_tiny_lm
 from coop.node.cli import main
+from coop.node.evaluation.requester import read_model
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -34,7 +35,8 @@ def test_cli_tiny_model_writes_a_folder_and_an_artifact_lm_preference_loads(
         "tokenizer.json",
     ]
     assert "lm-preference" in capsys.readouterr().out
-    model = LmPreference().load((tmp_path / "tiny.zip").read_bytes())
+    assert not (tmp_path / "tiny.zip").exists()  # one artifact: the folder, packed by coop eval request
+    model = LmPreference().load(read_model(tmp_path / "tiny"))
     assert model.window == 64
     model.close()
 

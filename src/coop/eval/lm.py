@@ -227,7 +227,10 @@ class LmPreference:
             try:
                 tokens, nll = loaded.assistant_nll(record)
             except Exception as exc:  # ONNX Runtime and tokenizers errors, translated once here
-                raise EvaluatorFailedError(f"lm-preference failed on a record: {exc}", cause=exc) from exc
+                # Never the exception's text: a crafted model can make it carry a record's tokens.
+                raise EvaluatorFailedError(
+                    f"lm-preference failed on a record ({type(exc).__name__})", cause=exc
+                ) from exc
             if tokens == 0:
                 continue
             stats["scored"] += 1
@@ -269,8 +272,17 @@ def _lm_modules() -> tuple[ModuleType, ModuleType, ModuleType]:
             importlib.import_module("onnxruntime"),
             importlib.import_module("tokenizers"),
         )
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
         raise ArtifactError(LM_EXTRA_MESSAGE) from exc
+    except ImportError as exc:
+        # Installed but not loadable: under the evaluation's memory limit the runtime's shared
+        # library may not even map ("failed to map segment"), which is the limit, not the model.
+        text = str(exc).lower()
+        if "map segment" in text or "cannot allocate" in text or "out of memory" in text:
+            raise MemoryError("the model runtime does not load within the memory limit") from exc
+        raise EvaluatorFailedError(
+            f"the model runtime does not load: {type(exc).__name__}", cause=exc
+        ) from exc
 
 
 def _window(config_bytes: bytes) -> int:

@@ -492,7 +492,8 @@ def render_markdown(report: Report, names: Mapping[str, str] | None = None) -> s
         lines.append(f"| {metric} | {value} | " + " | ".join(row) + " |")
     lines += [
         "",
-        f"{report.aggregate.records} records from {report.aggregate.nodes} co-ops. Only these numbers left",
+        f"{report.aggregate.records} records from {report.aggregate.nodes}"
+        f" co-op{'' if report.aggregate.nodes == 1 else 's'}. Only these numbers left",
         "the co-ops: each node ran the evaluation inside itself and signed what it sent.",
         "",
     ]

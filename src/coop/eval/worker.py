@@ -13,8 +13,9 @@ model), read one msgpack :class:`WorkerTask` from stdin, run
 msgpack :class:`WorkerResult` to stdout: the statistics, or an error kind
 (``artifact``, ``failed``, ``memory``, ``unknown_task``) with a one-line message.
 
-Records never reach stderr: on a failure the worker prints only the exception's
-type and message, and logging and warnings are off.  Nothing is read from the
+Records never reach stderr or the answer: on a failure the worker says only the
+stage and the exception types (a model can make an error's text carry a record's
+tokens), and logging and warnings are off.  Nothing is read from the
 network or from files; the node passes the artifact and the records as bytes.
 
 The node runs this file by path with ``python -P`` so that the limits apply
@@ -92,9 +93,14 @@ def _limit(which: int, soft: int, *, hard: int | None = None) -> None:
     resource.setrlimit(which, (soft, wanted))
 
 
-def _one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".replace("\r", " ").replace("\n", " ")
-    return text[:_MESSAGE_CHARS]
+def _failure(exc: BaseException, stage: str) -> str:
+    """What may be said of a failure: the stage and the exception types in its chain, no text."""
+    names: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(names) < 3:
+        names.append(type(current).__name__)
+        current = current.__cause__
+    return f"the evaluator failed in {stage} ({' from '.join(names)})"
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -105,7 +111,8 @@ def _out_of_memory(exc: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, MemoryError):
             return True
-        if isinstance(current, RuntimeError) and any(w in str(current).lower() for w in _OUT_OF_MEMORY):
+        # ONNX Runtime's own errors (its Fail, RuntimeException...) are not RuntimeErrors.
+        if isinstance(current, Exception) and any(w in str(current).lower() for w in _OUT_OF_MEMORY):
             return True
         current = current.__cause__ or current.__context__
     return False
@@ -125,6 +132,7 @@ def run(task: WorkerTask) -> WorkerResult:
     """Load and score in this process; every failure is a result, never an exception."""
     from coop.eval.errors import ArtifactError, UnknownEvaluatorError
     from coop.eval.evaluators import get
+    from coop.eval.lm import LmPreferenceModel
     from coop.governance import Record
 
     nice = os.getpriority(os.PRIO_PROCESS, 0)
@@ -135,6 +143,10 @@ def run(task: WorkerTask) -> WorkerResult:
     stage = "load"
     try:
         model = _load(evaluator, task.artifact, task.threads)
+        if isinstance(model, LmPreferenceModel):
+            # ONNX Runtime has read the model's files: remove them now, not at exit, which a
+            # killed child never reaches.
+            model.close()
         stage = "statistics"
         decoder = msgspec.json.Decoder(Record)
         records = (decoder.decode(data) for data in task.records)
@@ -142,13 +154,18 @@ def run(task: WorkerTask) -> WorkerResult:
         checked = msgspec.convert(statistics, dict[str, int])
     except BaseException as exc:  # every failure of the evaluator is an answer (re-raised below if not)
         if _out_of_memory(exc):
-            return WorkerResult(error="memory", message=_one_line(exc), nice=nice)
-        if isinstance(exc, ArtifactError):
+            return WorkerResult(error="memory", message="out of memory", nice=nice)
+        if isinstance(exc, ArtifactError) and stage == "load":
+            # Loading reads the model only, never a record: its complaint may be shown.
             return WorkerResult(error="artifact", message=exc.message[:_MESSAGE_CHARS], nice=nice)
         if not isinstance(exc, Exception):
             raise  # KeyboardInterrupt, SystemExit: the process is ending anyway
-        print(f"evaluator failed in {stage}: {_one_line(exc)}", file=sys.stderr)
-        return WorkerResult(error="failed", message=_one_line(exc), nice=nice)
+        # Once records are read, an error's text can carry them (a crafted model can put a
+        # record's tokens in an index-out-of-range message): only the types leave, and only
+        # the types reach the node's log.
+        what = _failure(exc, stage)
+        print(f"evaluator failed: {what}", file=sys.stderr)
+        return WorkerResult(error="failed", message=what, nice=nice)
     return WorkerResult(statistics=checked, nice=nice)
 
 
@@ -170,8 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         task = msgspec.msgpack.decode(sys.stdin.buffer.read(), type=WorkerTask)
         result = run(task)
-    except MemoryError as exc:
-        result = WorkerResult(error="memory", message=_one_line(exc))
+    except MemoryError:
+        result = WorkerResult(error="memory", message="out of memory")
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         result = WorkerResult(error="failed", message=f"the node's message does not decode: {exc}"[:300])
     sys.stdout.buffer.write(msgspec.msgpack.encode(result))

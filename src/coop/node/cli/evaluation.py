@@ -211,7 +211,7 @@ def unpublish(dir: Path, hash_prefix: str, as_json: bool, quiet: bool) -> int:
 @click.option("--seed", type=int, default=0, show_default=True, help="the random weights' seed")
 @output_options
 def tiny_model(out_dir: Path, seed: int, as_json: bool, quiet: bool) -> int:
-    """Write a tiny random causal LM (ONNX) to OUT_DIR, and OUT_DIR.zip to try --task lm-preference."""
+    """Write a tiny random causal LM (ONNX) to OUT_DIR, to try --task lm-preference --model OUT_DIR."""
     try:
         from coop.eval import tiny_lm
     except ImportError:
@@ -221,13 +221,12 @@ def tiny_model(out_dir: Path, seed: int, as_json: bool, quiet: bool) -> int:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise click.ClickException(f"{out_dir} is not empty: choose a new folder")
     tiny_lm.build_tiny_lm(out_dir, seed=seed)
-    archive = out_dir.with_name(out_dir.name + ".zip")
-    archive.write_bytes(tiny_lm.pack_folder(out_dir, "zip"))
     if as_json:
-        print_json({"folder": str(out_dir), "artifact": str(archive), "seed": seed})
+        print_json({"folder": str(out_dir), "seed": seed})
     elif not quiet:
+        # The folder itself is the artifact: coop eval request packs it the same way every time.
         print(f"{out_dir}: config.json, tokenizer.json, model.onnx")
-        print(f"{archive}: the artifact for coop eval request --task lm-preference --model {archive}")
+        print(f"try it: coop eval request --task lm-preference --model {out_dir} ...")
     return 0
 
 

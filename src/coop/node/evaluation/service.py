@@ -172,6 +172,14 @@ class Evaluation:
         outcome = self.sandbox.run(request.task, artifact, [msgspec.json.encode(r) for r in records])
         if outcome.statistics is None:
             reason, detail = _CHILD_DECLINES.get(outcome.kind, Decline.EVALUATOR_FAILED), outcome.message
+            if cost and outcome.kind not in ("artifact", "unknown_task"):
+                # Whether a model fails on the records (time, memory, an error) depends on them: a
+                # crafted model could learn a bit per request, so a failure costs what an answer does.
+                self.store.write(
+                    lambda c: requests_db.spend_budget(
+                        c, request.requester, cost=cost, budget=policy.budget_milli
+                    )
+                )
             return self._decline(verified, reason, detail[:300] or outcome.kind, now)
         statistics = outcome.statistics
         noisy = add_noise(

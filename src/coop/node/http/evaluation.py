@@ -27,7 +27,7 @@ from coop.node.http.openapi import ADMIN, documented
 from coop.node.http.problems import decode_body
 from coop.node.runtime import Node
 
-__all__ = ["EvaluationController", "LocalEvalRequest", "local_body_cap", "local_only"]
+__all__ = ["EvaluationController", "LocalEvalRequest", "b64decode_sliced", "local_body_cap", "local_only"]
 
 _LOOPBACK: Final = frozenset({"127.0.0.1", "::1"})
 # Room in a local eval body besides the artifact's base64: the request envelope and the JSON around it.
@@ -42,6 +42,37 @@ class LocalEvalRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _LOCAL: Final = msgspec.json.Decoder(LocalEvalRequest)
+# base64 is decoded this many characters at a time (a multiple of 4): one call holds the GIL
+# for ~1 ms, so the event loop and the store's writer get it back between slices.
+_B64_SLICE: Final = 1 << 18
+
+
+def b64decode_sliced(text: str) -> bytes:
+    """``base64.b64decode(text, validate=True)``, a slice at a time.
+
+    A 12 MB model is ~0.1 s of base64 in one C call that holds the GIL throughout: every
+    ingest request waited for it.  Slices before the last may hold no padding (it may only
+    end the text); the last one is validated as the whole would be.
+    """
+    last = max(0, (len(text) - 1) // _B64_SLICE * _B64_SLICE)
+    parts = []
+    for start in range(0, last, _B64_SLICE):
+        piece = text[start : start + _B64_SLICE]
+        if "=" in piece:
+            raise binascii.Error("padding before the end")
+        parts.append(base64.b64decode(piece, validate=True))
+    parts.append(base64.b64decode(text[last:], validate=True))
+    return b"".join(parts)
+
+
+def _decode_local(body: bytes) -> tuple[bytes, bytes]:
+    """The request envelope and the artifact's bytes (run off the event loop: ~0.15 s for 12 MB)."""
+    data = decode_body(_LOCAL, body)
+    try:
+        artifact = b64decode_sliced(data.artifact)
+    except (binascii.Error, ValueError):
+        raise InputError("the artifact is not base64", field="artifact") from None
+    return bytes(data.request), artifact
 
 
 def local_body_cap(config: EvalConfig) -> int:
@@ -115,12 +146,10 @@ class EvaluationController(AreaController):
     ) -> Response[bytes]:
         """Evaluate under the node's limits; answer with aggregates and a signed attestation, or a decline."""
         local_only(request, evaluation.token)
-        data = decode_body(_LOCAL, await _capped_body(request, evaluation.limits))
-        try:
-            artifact = base64.b64decode(data.artifact, validate=True)
-        except (binascii.Error, ValueError):
-            raise InputError("the artifact is not base64", field="artifact") from None
-        result = await asyncio.to_thread(evaluation.answer, bytes(data.request), artifact)
+        envelope, artifact = await asyncio.to_thread(
+            _decode_local, await _capped_body(request, evaluation.limits)
+        )
+        result = await asyncio.to_thread(evaluation.answer, envelope, artifact)
         return json_response(result)
 
     @get(
