@@ -73,6 +73,7 @@ from coop.eval import (
     Report,
     build_label_agreement_model,
     build_request,
+    open_request,
 )
 from coop.eval import evaluators as _evaluators
 from coop.eval.report import REPORT_TYPE
@@ -801,11 +802,12 @@ class Rounds:
 def simulation_rounds(s: Setup, count: int, truth: Central, findings: Findings) -> Rounds:
     folder = s.base / "sim-driver"
     folder.mkdir()
-    requests, reports = [], []
+    requests, answers, reports = [], [], []
     for r in range(count):
         path = folder / f"request-{r}.json"
         path.write_bytes(new_request(s.seed, s.artifact, s.ids, f"bench: simulation round {r + 1}"))
         requests.append(str(path))
+        answers.append(folder / f"answers-{r}.json")
         reports.append(folder / f"report-{r}.json")
     spec = folder / "spec.json"
     spec.write_text(
@@ -816,9 +818,8 @@ def simulation_rounds(s: Setup, count: int, truth: Central, findings: Findings) 
                 "folder": str(folder),
                 "server_out": str(folder / "server-timings.json"),
                 "artifact": str(s.model_path),
-                "key": str(s.key),
                 "requests": requests,
-                "reports": [str(r) for r in reports],
+                "answers": [str(a) for a in answers],
                 "out": str(folder / "timings.json"),
             }
         )
@@ -844,7 +845,14 @@ def simulation_rounds(s: Setup, count: int, truth: Central, findings: Findings) 
         + f" s; after the last round {rounds.after_last:.1f} s",
         flush=True,
     )
+    # The ServerApp hands back answers; the report is signed here, as `coop eval request` does.
+    from coop.eval.flower import decode_answers, sign_report
+
     for r, report in enumerate(reports):
+        now = int(time.time())
+        verified = open_request(Path(requests[r]).read_bytes(), now=now)
+        kept = decode_answers(answers[r].read_bytes())
+        report.write_bytes(sign_report(verified, kept, now=now, signer=Signer(s.seed)))
         findings.check(f"simulation, driver round {r + 1}", report, truth, len(s.ids))
     findings.after("the simulation driver", run)
     return rounds

@@ -191,7 +191,7 @@ def ours_run(
     argv = request_argv(s, out, f"bench: one round, run {index}")
     argv += ["--superlink", federation.address, "--root-certificates", str(federation.ca)]
     argv += ["--shared-dir", str(shared)]
-    written = shared / "report.json"
+    written = shared / "answers.json"  # the ServerApp's (removed by the requester once read)
     stamps = run_once(
         "ours", argv, ENV, done=out, written=written, side=shared, trees=trees, log=run_dir / "log"
     )

@@ -37,7 +37,7 @@ from coop.eval import (
     tally,
     verify_report,
 )
-from coop.eval.flower import EvalJob, make_client_app, run_eval
+from coop.eval.flower import EvalJob, make_client_app, run_eval, sign_report
 from coop.eval.report import REPORT_TYPE
 from coop.governance import canonical_bytes, public_key
 from coop.governance.envelope import open_envelope, seal
@@ -500,8 +500,9 @@ def test_run_eval_one_bad_node_is_a_decline_and_the_run_completes(bad: Callable[
         )
         for flower_id, source in sources.items()
     }
-    job = EvalJob(request=REQUEST, artifact=MODEL, signer_seed=REQUESTER)
-    report = run_eval(_FakeGrid(apps), job, now=NOW)  # type: ignore[arg-type]
+    job = EvalJob(request=REQUEST, artifact=MODEL)
+    answers = run_eval(_FakeGrid(apps), job, now=NOW)  # type: ignore[arg-type]
+    report = sign_report(open_request(REQUEST, now=NOW), answers, now=NOW, signer=Signer(REQUESTER))
     check = _verify(report)
     assert check, check.problems
     assert check.report is not None

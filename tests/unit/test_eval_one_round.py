@@ -13,7 +13,7 @@ import pytest
 from flwr.app import Context, Message, RecordDict
 
 from coop.eval import build_label_agreement_model, build_request, get_evaluator, open_request, verify_report
-from coop.eval.flower import EVALUATE, EvalJob, ProgressEvent, make_client_app, run_eval
+from coop.eval.flower import EVALUATE, EvalJob, ProgressEvent, make_client_app, run_eval, sign_report
 from coop.eval.report import REPORT_TYPE, Attestation, Decline, NodeAnswer, Noise, Report, seal_attestation
 from coop.eval.request import Filters
 from coop.governance import public_key
@@ -139,12 +139,13 @@ def flower_task() -> Iterator[None]:
 
 def _run(request: bytes, grid: _Grid, **job: Any) -> tuple[Report, list[ProgressEvent]]:
     events: list[ProgressEvent] = []
-    data = run_eval(
+    answers = run_eval(
         grid,  # type: ignore[arg-type]
-        EvalJob(request=request, artifact=MODEL, signer_seed=REQUESTER, **job),
+        EvalJob(request=request, artifact=MODEL, **job),
         now=NOW,
         progress=events.append,
     )
+    data = sign_report(open_request(request, now=NOW), answers, now=NOW, signer=Signer(REQUESTER))
     assert verify_report(data, finalize=EVALUATOR.finalize, schema=SCHEMA)
     _, payload = open_envelope(data, payload_type=REPORT_TYPE, max_bytes=1 << 26)
     return msgspec.json.decode(payload, type=Report), events

@@ -32,7 +32,10 @@ def test_answers_are_counted_and_each_decline_says_why() -> None:
 def test_each_progress_event_is_one_line_for_the_builder() -> None:
     assert progress_lines(
         ProgressEvent(event="sent", named=3, supernodes=4, pushed=4, message_types=(EVALUATE,))
-    ) == ["sent to 4 SuperNodes"]
+    ) == [
+        "sent to 4 SuperNodes",
+        "waiting for the co-ops (each SuperNode starts a ClientApp first: ~10 s before any answer)",
+    ]
     assert progress_lines(ProgressEvent(event="answer", named=3, answered=1, coop_id="a" * 64)) == [
         "co-ops answering 1/3"
     ]
@@ -66,7 +69,10 @@ def test_the_requester_tells_each_event_as_it_lands_then_returns_the_report(tmp_
         assert _watch(report, progress, timeout=60, say=heard.append) == b"signed"
     finally:
         writer.join(timeout=60)
-    assert heard == ["sent to 2 SuperNodes", "co-ops answering 1/2"]
+    assert [line for line in heard if not line.startswith("waiting")] == [
+        "sent to 2 SuperNodes",
+        "co-ops answering 1/2",
+    ]
 
 
 def test_a_serverapp_error_ends_the_wait_with_its_reason(tmp_path: Path) -> None:

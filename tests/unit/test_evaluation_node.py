@@ -20,9 +20,10 @@ from coop.eval import (
     build_label_agreement_model,
     build_request,
     open_attestation,
+    open_request,
     verify_report,
 )
-from coop.eval.flower import EvalJob, make_client_app, run_eval
+from coop.eval.flower import EvalJob, make_client_app, run_eval, sign_report
 from coop.governance import public_key
 from coop.governance.signing import Signer
 from coop.node.collective.audit import audit_entries
@@ -264,8 +265,11 @@ def test_run_eval_replies_carry_numbers_and_signatures_never_records(node: Node)
     context = Context(run_id=1, node_id=11, node_config={}, state=RecordDict(), run_config={})
     grid = _FakeGrid({11: (app, context)})
     replies: list[Message] = []
-    job = EvalJob(request=_request(node, model), artifact=model, signer_seed=REQUESTER)
-    report = run_eval(grid, job, now=node.now(), observe=replies.append)  # type: ignore[arg-type]
+    request = _request(node, model)
+    job = EvalJob(request=request, artifact=model)
+    answers = run_eval(grid, job, now=node.now(), observe=replies.append)  # type: ignore[arg-type]
+    verified = open_request(request, now=node.now())
+    report = sign_report(verified, answers, now=node.now(), signer=Signer(REQUESTER))
     assert verify_report(report)
     seen = b"".join(
         bytes(value) if isinstance(value, bytes) else str(value).encode()

@@ -1,7 +1,8 @@
 """A ServerApp that runs ``run_eval`` once per request of the spec, timing each round.
 
-The spec (JSON, run config ``coop-bench-spec``) names the model, the requester key, the requests,
-where each report goes and where the timings go (``server_out``).
+The spec (JSON, run config ``coop-bench-spec``) names the model, the requests, where each round's
+answers go (the bench signs the reports itself: a ServerApp never holds the requester key) and
+where the timings go (``server_out``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from flwr.app import Context, Message
 from flwr.serverapp import Grid, ServerApp
 
-from coop.eval.flower import EvalJob, ProgressEvent, run_eval
+from coop.eval.flower import EvalJob, ProgressEvent, encode_answers, run_eval, write_private
 
 app = ServerApp()
 
@@ -24,13 +25,11 @@ def main(grid: Grid, context: Context) -> None:
     started_main = time.time()
     spec = json.loads(Path(str(context.run_config["coop-bench-spec"])).read_text())
     artifact = Path(spec["artifact"]).read_bytes()
-    seed = Path(spec["key"]).read_bytes()
     rounds: list[dict[str, Any]] = []
     for index, request_file in enumerate(spec["requests"]):
         job = EvalJob(
             request=Path(request_file).read_bytes(),
             artifact=artifact,
-            signer_seed=seed,
             timeout=120.0,
             wait_for_nodes=int(spec["nodes"]),
         )
@@ -45,9 +44,9 @@ def main(grid: Grid, context: Context) -> None:
             if event.event == "sent":
                 pushed.append(event.pushed)
 
-        report = run_eval(grid, job, now=int(time.time()), observe=observe, progress=progress)
+        answers = run_eval(grid, job, now=int(time.time()), observe=observe, progress=progress)
         elapsed = time.monotonic() - started
-        Path(spec["reports"][index]).write_bytes(report)
+        write_private(Path(spec["answers"][index]), encode_answers(answers))
         rounds.append(
             {
                 "seconds": elapsed,

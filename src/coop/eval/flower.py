@@ -8,8 +8,15 @@ serves and the ``node_id`` of the answer; an answer naming another co-op is a
 ``bad_attestation`` decline.  Two replies for one co-op: an answer whose
 attestation checks out wins over anything else (a hostile SuperNode cannot
 pre-empt a real answer with an unsigned decline); otherwise the first stays.
-A named co-op no reply claimed is reported as unreachable.  The attestations
-are checked again in :func:`build_report` against the keys the request names.
+A named co-op no reply claimed is reported as unreachable.  A reply's answer
+over :data:`MAX_ANSWER_BYTES` is dropped as unclaimed, and a decline's words are
+cut to :data:`MAX_WORDS` characters: one co-op cannot crowd out the others.
+
+The ServerApp **never signs**: in deployment it runs in the SuperLink's
+SuperExec, whose operator must not hold the builder's key.  It hands back the
+answers it kept (:func:`encode_answers`), and the requester checks every
+attestation again and signs the report on its own machine (:func:`sign_report`,
+which calls :func:`build_report` against the keys the request names).
 
 The **ClientApp** holds no data and no policy.  It reads the co-ops the request
 names (the envelope's payload, not verified: its node verifies everything),
@@ -23,16 +30,18 @@ Settings come from Flower's configs.  A deployed SuperNode names its node with
 node config ``coop-eval-url`` and ``coop-eval-token-file``; in the simulation
 runtime the run config's ``coop-local-nodes`` lists ``URL,TOKEN_FILE`` per
 virtual SuperNode (picked by ``partition-id``).  The ServerApp reads run config
-``coop-request-file``, ``coop-artifact-file``, ``coop-signer-key-file``,
-``coop-report-file``, ``coop-progress-file`` (JSON lines: what happened so far)
-and ``coop-timeout``.
+``coop-request-file``, ``coop-artifact-file``, ``coop-answers-file``,
+``coop-progress-file`` (JSON lines: what happened so far) and ``coop-timeout``; it
+creates the files it writes mode 0600, never through a symlink.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -45,25 +54,43 @@ from flwr.serverapp import Grid, ServerApp
 from coop.eval.errors import AttestationError
 from coop.eval.evaluators import get as get_evaluator
 from coop.eval.report import Decline, Expected, NodeAnswer, build_report, check_attestation
-from coop.eval.request import MAX_REQUEST_BYTES, REQUEST_TYPE, EvalRequest, open_request
+from coop.eval.request import MAX_REQUEST_BYTES, REQUEST_TYPE, EvalRequest, VerifiedRequest, open_request
 from coop.governance import GovernanceError
 from coop.governance.envelope import open_envelope
 from coop.governance.signing import Signer
 
 __all__ = [
+    "ANSWER_TIMEOUT",
     "EVALUATE",
+    "MAX_ANSWERS_BYTES",
+    "MAX_ANSWER_BYTES",
+    "MAX_WORDS",
     "EvalJob",
     "EvalSource",
     "LocalEndpoint",
     "ProgressEvent",
     "app_client",
     "app_server",
+    "decode_answers",
+    "encode_answers",
     "make_client_app",
     "run_eval",
+    "sign_report",
+    "write_private",
 ]
 
 EVALUATE: Final = "query.coop_eval"
+# One co-op's answer: an lm-preference attestation is ~100 KB; anything far above is not an answer.
+MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
+# What the ServerApp hands back: every named co-op's answer (and the requester reads no more).
+MAX_ANSWERS_BYTES: Final = 64 * 1024 * 1024
+# A decline's reason and a co-op's name, as kept, told and reported.
+MAX_WORDS: Final = 300
+# How long a ClientApp waits for its node's answer: above the node's own limit (eval.timeout_s,
+# 600 s by default), so the node's limit fires first and its decline says why.
+ANSWER_TIMEOUT: Final = 660.0
 _ANSWER: Final = msgspec.json.Decoder(NodeAnswer)
+_ANSWERS: Final = msgspec.json.Decoder(list[NodeAnswer])
 # What a ClientApp knows of its co-op node, asked once per process (url -> node id).
 _IDENTITIES: dict[str, str] = {}
 
@@ -84,7 +111,7 @@ class LocalEndpoint(msgspec.Struct, frozen=True):
         return known
 
     def answer(self, request: bytes, artifact: bytes) -> bytes:
-        with httpx.Client(timeout=600) as client:
+        with httpx.Client(timeout=httpx.Timeout(ANSWER_TIMEOUT, connect=10.0)) as client:
             body = msgspec.json.encode(
                 {"request": msgspec.Raw(request), "artifact": base64.b64encode(artifact).decode()}
             )
@@ -171,11 +198,10 @@ def make_client_app(endpoint_of: Callable[[Context], EvalSource]) -> ClientApp:
 
 
 class EvalJob(msgspec.Struct, frozen=True):
-    """Everything the ServerApp needs: the signed request, the model, the key that signs the report."""
+    """Everything the ServerApp needs: the signed request and the model (never a key)."""
 
     request: bytes
     artifact: bytes
-    signer_seed: bytes
     timeout: float = 120.0
     wait_for_nodes: int = 0  # wait (bounded by timeout) until this many SuperNodes are connected
     poll: float = 0.5  # seconds between two pulls of the replies
@@ -230,8 +256,8 @@ class _Answers:
         record = records.get("answer")
         value = record.get("answer") if record is not None else None
         claimed = record.get("node_id") if record is not None else None
-        if not isinstance(value, bytes):
-            self.unclaimed += 1
+        if not isinstance(value, bytes) or len(value) > MAX_ANSWER_BYTES:
+            self.unclaimed += 1  # no answer, or one too big to be an answer: never read
             return None
         try:
             answer: NodeAnswer | None = _ANSWER.decode(value)
@@ -249,6 +275,7 @@ class _Answers:
             answer = NodeAnswer(
                 node_id=coop_id, decline=Decline.BAD_ATTESTATION, detail="an answer naming another co-op"
             )
+        answer = _bounded(answer)
         good = self._checks(answer)
         if coop_id in self.kept and (coop_id in self.good or not good):
             return None  # the first stays, unless this one attests and the first did not
@@ -267,6 +294,15 @@ class _Answers:
         return True
 
 
+def _bounded(answer: NodeAnswer) -> NodeAnswer:
+    """The answer with its co-op's name and its reason cut to :data:`MAX_WORDS` characters (the
+    attestation, which names the co-op itself, is kept whole)."""
+    detail = answer.detail[:MAX_WORDS] if answer.detail is not None else None
+    if detail == answer.detail and len(answer.coop) <= MAX_WORDS:
+        return answer
+    return msgspec.structs.replace(answer, detail=detail, coop=answer.coop[:MAX_WORDS])
+
+
 def run_eval(
     grid: Grid,
     job: EvalJob,
@@ -274,9 +310,9 @@ def run_eval(
     now: int,
     observe: Callable[[Message], None] | None = None,
     progress: Callable[[ProgressEvent], None] | None = None,
-) -> bytes:
-    """Send the evaluation to every SuperNode (one round), keep what the named co-ops sign, and
-    return the signed report.
+) -> list[NodeAnswer]:
+    """Send the evaluation to every SuperNode (one round) and return the answer kept for each named
+    co-op (unsigned: :func:`sign_report` makes the report where the requester's key is).
 
     ``observe`` sees every reply as it arrives (tests inspect what left the nodes);
     ``progress`` hears each step (:class:`ProgressEvent`).
@@ -339,22 +375,75 @@ def run_eval(
             replies=replies,
         )
     )
+    return list(final.values())
+
+
+def sign_report(
+    verified: VerifiedRequest, answers: Sequence[NodeAnswer], *, now: int, signer: Signer
+) -> bytes:
+    """The signed report over the answers a run kept: every attestation checked again against the
+    keys the request names, on the requester's machine, with the requester's key."""
+    request = verified.request
     evaluator = get_evaluator(request.task)
     return build_report(
-        request_envelope=job.request,
+        request_envelope=verified.envelope,
         request_hash=verified.hash,
         task=request.task,
         model_sha256=request.model_sha256,
         purpose=request.purpose,
-        answers=list(final.values()),
+        answers=answers,
         finalize=evaluator.finalize,
         schema=evaluator.statistic_sensitivity().keys(),
         created_at=now,
-        signer=Signer(job.signer_seed),
+        signer=signer,
     )
 
 
 _EVENT: Final = msgspec.json.Encoder()
+
+
+def encode_answers(answers: Sequence[NodeAnswer]) -> bytes:
+    """What the ServerApp hands back: the answers it kept, as a JSON list."""
+    return _EVENT.encode(list(answers))
+
+
+def decode_answers(data: bytes) -> list[NodeAnswer]:
+    """The answers a ServerApp handed back; ValueError when they are too many bytes or malformed."""
+    if len(data) > MAX_ANSWERS_BYTES:
+        raise ValueError(f"the answers are over {MAX_ANSWERS_BYTES} bytes")
+    try:
+        return _ANSWERS.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ValueError(f"the answers are malformed: {exc}") from None
+
+
+_PRIVATE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
+@contextlib.contextmanager
+def _private(path: Path, *, append: bool = False) -> Iterator[int]:
+    """A new file only its owner reads (0600 whatever the umask), never opened through a symlink."""
+    fd = os.open(path, _PRIVATE | (os.O_APPEND if append else 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` whole: a new 0600 file at a temp name beside it, renamed over it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        with _private(tmp) as fd:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _job_from_run_config(context: Context) -> tuple[EvalJob, Path, Path | None]:
@@ -362,12 +451,29 @@ def _job_from_run_config(context: Context) -> tuple[EvalJob, Path, Path | None]:
     job = EvalJob(
         request=Path(str(config["coop-request-file"])).read_bytes(),
         artifact=Path(str(config["coop-artifact-file"])).read_bytes(),
-        signer_seed=Path(str(config["coop-signer-key-file"])).read_bytes(),
         timeout=float(config.get("coop-timeout", 120.0)),
         wait_for_nodes=int(config.get("coop-wait-for-nodes", 0)),
     )
     progress = str(config.get("coop-progress-file", ""))
-    return job, Path(str(config["coop-report-file"])), Path(progress) if progress else None
+    return job, Path(str(config["coop-answers-file"])), Path(progress) if progress else None
+
+
+def serve(grid: Grid, job: EvalJob, out: Path, progress_file: Path | None, *, now: int) -> None:
+    """The ServerApp's work: run the round, telling each step in ``progress_file`` (created here),
+    and write the answers kept to ``out``."""
+    with contextlib.ExitStack() as stack:
+        fd = stack.enter_context(_private(progress_file, append=True)) if progress_file else None
+
+        def tell(event: ProgressEvent) -> None:
+            if fd is not None:
+                os.write(fd, _EVENT.encode(event) + b"\n")
+
+        try:
+            answers = run_eval(grid, job, now=now, progress=tell)
+        except Exception as exc:
+            tell(ProgressEvent(event="error", detail=f"{type(exc).__name__}: {exc}"[:400]))
+            raise
+    write_private(out, encode_answers(answers))
 
 
 def _deployed_server() -> ServerApp:
@@ -376,20 +482,7 @@ def _deployed_server() -> ServerApp:
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         job, out, progress_file = _job_from_run_config(context)
-
-        def tell(event: ProgressEvent) -> None:
-            if progress_file is not None:
-                with progress_file.open("ab") as stream:
-                    stream.write(_EVENT.encode(event) + b"\n")
-
-        try:
-            report = run_eval(grid, job, now=int(time.time()), progress=tell)
-        except Exception as exc:
-            tell(ProgressEvent(event="error", detail=f"{type(exc).__name__}: {exc}"[:400]))
-            raise
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_bytes(report)
-        tmp.replace(out)
+        serve(grid, job, out, progress_file, now=int(time.time()))
 
     return app
 

@@ -61,7 +61,7 @@ def keygen(file: Path, as_json: bool, quiet: bool) -> int:
 @click.option(
     "--shared-dir",
     metavar="DIR",
-    help="a folder the ServerApp can read and write (the job, progress.jsonl, the report); default: a temp one",
+    help="a folder the ServerApp can read and write (the job, progress.jsonl, answers.json; removed after the run); default: a temp one",
 )
 @click.option("--out", required=True, metavar="REPORT", help="where to write the signed report (.json)")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="seconds to wait for the run")

@@ -7,12 +7,16 @@
   folder, and ``flwr run … --federation-config "num-supernodes=N"``; one virtual
   SuperNode per ``--local-node URL,TOKEN_FILE`` (the run config carries the list
   as ``coop-local-nodes``).  The SuperLink, and whatever it started, is always
-  stopped when the run ends, fails or is interrupted.
+  stopped when the run ends, fails or is interrupted (Ctrl-C, SIGTERM or SIGHUP).
 
-Either way the ServerApp reads the job from files in a shared folder, appends
-its progress to ``progress.jsonl`` there (one :class:`ProgressEvent` per line)
-and writes the signed report; the requester tails both every 0.25 s, bounded by
-the job's timeout, and tells the builder each step as it happens.
+Either way the ServerApp reads the job (the signed request and the model, never
+a key) from files in a shared folder, appends its progress to
+``progress.jsonl`` there (one :class:`ProgressEvent` per line) and writes the
+answers it kept to ``answers.json``; the requester tails both every 0.25 s,
+bounded by the job's timeout, tells the builder each step as it happens, and
+returns the answers for the report to be signed here.  The run's files are
+removed when it ends, from a folder named with ``--shared-dir`` too (the folder
+stays).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -34,7 +39,16 @@ import httpx
 import msgspec
 import tomli_w
 
-from coop.eval.flower import EvalJob, ProgressEvent, parse_local_node
+from coop.eval.flower import (
+    MAX_ANSWERS_BYTES,
+    MAX_WORDS,
+    EvalJob,
+    ProgressEvent,
+    decode_answers,
+    parse_local_node,
+    write_private,
+)
+from coop.eval.report import NodeAnswer
 from coop.node.errors import InputError, StorageError
 
 __all__ = [
@@ -49,7 +63,9 @@ __all__ = [
 
 # The Flower app `flwr run` ships: installed with the package, so a plain `pip install` has it.
 DEPLOY_APP: Final = Path(__file__).resolve().parent / "flower_app"
-POLL: Final = 0.25  # seconds between two looks at the progress and report files
+POLL: Final = 0.25  # seconds between two looks at the progress and answers files
+# What one run puts in the shared folder; all of it is removed when the run ends.
+JOB_FILES: Final = ("request", "model", "answers.json", "progress.jsonl", "superlink", "flwr-home")
 _BIN: Final = Path(sys.executable).parent
 _EVENT: Final = msgspec.json.Decoder(ProgressEvent)
 
@@ -57,13 +73,17 @@ _EVENT: Final = msgspec.json.Decoder(ProgressEvent)
 def progress_lines(event: ProgressEvent) -> list[str]:
     """What the builder reads for one step of the run."""
     if event.event == "sent":
-        return [f"sent to {event.supernodes} SuperNode{'s' if event.supernodes != 1 else ''}"]
+        return [
+            f"sent to {event.supernodes} SuperNode{'s' if event.supernodes != 1 else ''}",
+            # Flower starts a ClientApp process per message at each SuperNode, which polls every 3 s.
+            "waiting for the co-ops (each SuperNode starts a ClientApp first: ~10 s before any answer)",
+        ]
     if event.event == "answer":
         if event.decline is None:
             return [f"co-ops answering {event.answered}/{event.named}"]
-        who = event.coop or event.coop_id[:16]
-        detail = f": {event.detail}" if event.detail else ""
-        return [f"{who} declined ({event.decline}){detail}"]
+        who = event.coop[:MAX_WORDS] or event.coop_id[:16]
+        detail = f": {event.detail[:MAX_WORDS]}" if event.detail else ""
+        return [f"{who} declined ({event.decline[:MAX_WORDS]}){detail}"]
     return []
 
 
@@ -80,12 +100,52 @@ def _env(home: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the run the way Ctrl-C does (a KeyboardInterrupt, so every cleanup
+    runs); a second signal while that cleanup runs is ignored.  The handlers before are restored
+    after; off the main thread (where Python takes no handler) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal fired
+        if not fired:
+            fired = True
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    before = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _remove_job(folder: Path) -> None:
+    """The run's files out of a folder the builder named (the folder and anything else stay)."""
+    for name in JOB_FILES:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        for tmp in folder.glob(f".{name}.*.tmp"):  # a write cut short (write_private)
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
 def _shared(shared_dir: str | None) -> Iterator[Path]:
-    """The folder the ServerApp reads the job from: the one named, or a temp one removed after."""
+    """The folder the ServerApp reads the job from: the one named (the run's files removed after),
+    or a temp one (removed after)."""
     if shared_dir:
         folder = Path(shared_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        yield folder
+        try:
+            yield folder
+        finally:
+            _remove_job(folder)
         return
     folder = Path(tempfile.mkdtemp(prefix="coop-eval-"))
     try:
@@ -102,24 +162,20 @@ def _run(
     say: Callable[[str], None],
     run_config: Sequence[str] = (),
     federation_config: str | None = None,
-) -> bytes:
-    """``flwr run`` our app on the SuperLink of ``connection``; the signed report."""
-    paths = {}
-    for name, data in {"request": job.request, "artifact": job.artifact, "signer": job.signer_seed}.items():
-        path = shared / name
-        path.write_bytes(data)
-        path.chmod(0o600)
-        paths[name] = path
-    report = shared / "report.json"
+) -> list[NodeAnswer]:
+    """``flwr run`` our app on the SuperLink of ``connection``; the answers the ServerApp kept."""
+    request, model = shared / "request", shared / "model"
+    write_private(request, job.request)
+    write_private(model, job.artifact)
+    answers = shared / "answers.json"
     progress = shared / "progress.jsonl"
-    report.unlink(missing_ok=True)
+    answers.unlink(missing_ok=True)
     progress.unlink(missing_ok=True)
     config = " ".join(
         [
-            f"coop-request-file='{paths['request']}'",
-            f"coop-artifact-file='{paths['artifact']}'",
-            f"coop-signer-key-file='{paths['signer']}'",
-            f"coop-report-file='{report}'",
+            f"coop-request-file='{request}'",
+            f"coop-artifact-file='{model}'",
+            f"coop-answers-file='{answers}'",
             f"coop-progress-file='{progress}'",
             f"coop-timeout={job.timeout}",
             f"coop-wait-for-nodes={job.wait_for_nodes}",
@@ -129,7 +185,11 @@ def _run(
     flwr_run(
         DEPLOY_APP, shared / "flwr-home", connection, run_config=config, federation_config=federation_config
     )
-    return _watch(report, progress, timeout=job.timeout * 3, say=say)
+    data = _watch(answers, progress, timeout=job.timeout * 3, say=say)
+    try:
+        return decode_answers(data)
+    except ValueError as exc:
+        raise StorageError(f"the SuperLink's answers.json is not usable: {exc}"[:400]) from None
 
 
 def flwr_run(
@@ -161,12 +221,13 @@ def federation_config(supernodes: int) -> str:
     return f"num-supernodes={supernodes} client-resources-num-cpus=1 init-args-num-cpus=2"
 
 
-def _watch(report: Path, progress: Path, *, timeout: float, say: Callable[[str], None]) -> bytes:
-    """Tell each progress event as it lands, until the report is there (or the time is up)."""
+def _watch(answers: Path, progress: Path, *, timeout: float, say: Callable[[str], None]) -> bytes:
+    """Tell each progress event as it lands, until the answers are there (or the time is up);
+    their bytes, read up to one past :data:`MAX_ANSWERS_BYTES`."""
     offset = 0
     deadline = time.monotonic() + timeout
     while True:
-        done = report.exists()  # looked at first: every event before the report is read below
+        done = answers.exists()  # looked at first: every event before the answers is read below
         if progress.exists():
             with progress.open("rb") as stream:
                 stream.seek(offset)
@@ -179,13 +240,15 @@ def _watch(report: Path, progress: Path, *, timeout: float, say: Callable[[str],
                 except (msgspec.DecodeError, msgspec.ValidationError):
                     continue
                 if event.event == "error":
-                    raise StorageError(f"the evaluation failed on the SuperLink: {event.detail}")
+                    detail = (event.detail or "")[:400]
+                    raise StorageError(f"the evaluation failed on the SuperLink: {detail}")
                 for text in progress_lines(event):
                     say(text)
         if done:
-            return report.read_bytes()
+            with answers.open("rb") as stream:
+                return stream.read(MAX_ANSWERS_BYTES + 1)
         if time.monotonic() >= deadline:
-            raise StorageError(f"no report from the SuperLink within {timeout:g} s")
+            raise StorageError(f"no answers from the SuperLink within {timeout:g} s")
         time.sleep(POLL)
 
 
@@ -196,21 +259,22 @@ def deployment(
     root_certificates: str | None,
     shared_dir: str | None,
     say: Callable[[str], None],
-) -> bytes:
-    """Flower's deployment engine: `flwr run` against the SuperLink, with our app."""
+) -> list[NodeAnswer]:
+    """Flower's deployment engine: `flwr run` against the SuperLink, with our app; the answers."""
     connection: dict[str, object] = {"address": superlink}
     if root_certificates:
         connection["root-certificates"] = str(Path(root_certificates).resolve())
     else:
         connection["insecure"] = True
-    with _shared(shared_dir) as shared:
+    with interruptible(), _shared(shared_dir) as shared:
         return _run(job, shared, connection, say=say)
 
 
 def simulation(
     job: EvalJob, *, local_nodes: Sequence[str], shared_dir: str | None, say: Callable[[str], None]
-) -> bytes:
-    """Flower's simulation runtime: a SuperLink of our own, one virtual SuperNode per co-op node."""
+) -> list[NodeAnswer]:
+    """Flower's simulation runtime: a SuperLink of our own, one virtual SuperNode per co-op node;
+    the answers."""
     entries = []
     for text in local_nodes:
         try:
@@ -224,7 +288,11 @@ def simulation(
         except OSError as exc:
             raise InputError(f"cannot read {token_file}: {exc.strerror}", field="--local-node") from None
         entries.append(f"{url},{Path(token_file).resolve()}")
-    with _shared(shared_dir) as shared, SimulationSuperLink(shared / "superlink") as address:
+    with (
+        interruptible(),
+        _shared(shared_dir) as shared,
+        SimulationSuperLink(shared / "superlink") as address,
+    ):
         return _run(
             job,
             shared,
@@ -306,9 +374,12 @@ class SimulationSuperLink:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                # Its log goes with the run's files: say its last words here.
+                log = ""
+                with contextlib.suppress(OSError):
+                    log = (self.folder / "superlink.log").read_bytes()[-400:].decode(errors="replace")
                 raise StorageError(
-                    f"the simulation SuperLink exited ({self.process.returncode});"
-                    f" see {self.folder / 'superlink.log'}"
+                    f"the simulation SuperLink exited ({self.process.returncode}): {log.strip()}"
                 )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1.0).is_success:

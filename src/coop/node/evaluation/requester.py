@@ -3,7 +3,9 @@
 ``coop eval request`` builds and signs the request, then runs the Flower
 ServerApp on either engine: the **simulation** engine (one virtual SuperNode
 per ``--local-node URL,TOKEN_FILE``) or the **deployment** engine (``flwr
-run`` against a SuperLink; the SuperNodes next to each co-op's node).
+run`` against a SuperLink; the SuperNodes next to each co-op's node).  The
+requester key never leaves this process: the ServerApp hands back the answers
+it kept, and the report is checked and signed here.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from coop.eval import (
     render_markdown,
     verify_report,
 )
-from coop.eval.flower import EvalJob
+from coop.eval.flower import MAX_WORDS, EvalJob, sign_report
 from coop.eval.report import REPORT_TYPE, NodeAnswer, Report
 from coop.governance import GovernanceError, public_key
 from coop.governance.envelope import open_envelope
@@ -134,13 +136,12 @@ def request(args: RequestOptions, *, progress: Callable[[str], None] | None = No
     job = EvalJob(
         request=envelope,
         artifact=artifact,
-        signer_seed=seed,
         timeout=args.timeout,
         wait_for_nodes=len(args.local_node or ()) or len(verified.request.targets),
     )
     say("running on the deployment engine…" if args.superlink else "running on the simulation engine…")
     if args.superlink:
-        report = flower_run.deployment(
+        answers = flower_run.deployment(
             job,
             superlink=args.superlink,
             root_certificates=args.root_certificates,
@@ -148,9 +149,10 @@ def request(args: RequestOptions, *, progress: Callable[[str], None] | None = No
             say=say,
         )
     elif args.local_node:
-        report = flower_run.simulation(job, local_nodes=args.local_node, shared_dir=args.shared_dir, say=say)
+        answers = flower_run.simulation(job, local_nodes=args.local_node, shared_dir=args.shared_dir, say=say)
     else:
         raise InputError("name --local-node (simulation) or --superlink (deployment)", field="--superlink")
+    report = sign_report(verified, answers, now=int(time.time()), signer=Signer(seed))
     out.write_bytes(report)
     check = verify_report(
         report, finalize=evaluator.finalize, schema=evaluator.statistic_sensitivity().keys()
@@ -195,8 +197,8 @@ def answer_lines(answers: Sequence[NodeAnswer]) -> list[str]:
     lines = [f"co-ops answering {answered}/{len(answers)}"]
     for answer in answers:
         if answer.decline is not None:
-            who = answer.coop or answer.node_id[:16]
-            detail = f": {answer.detail}" if answer.detail else ""
+            who = answer.coop[:MAX_WORDS] or answer.node_id[:16]
+            detail = f": {answer.detail[:MAX_WORDS]}" if answer.detail else ""
             lines.append(f"  {who} declined ({answer.decline.value}){detail}")
     return lines
 
