@@ -23,6 +23,7 @@ from coop.eval import Decline, Filters, build_request
 from coop.governance.signing import Signer
 from coop.node.collective.settings import Actor
 from coop.node.evaluation.requester import read_model
+from coop.node.runtime import Node
 
 from factories import contribute, make_member, make_node, process
 
@@ -63,6 +64,21 @@ def _leaking_model(folder: Path) -> bytes:
     return read_model(folder)
 
 
+def _request(node: Node, artifact: bytes, requester: Signer) -> bytes:
+    return build_request(
+        signer=requester,
+        task="lm-preference",
+        model_name="leak",
+        artifact=artifact,
+        targets=[node.identity.node_id],
+        purpose="a model that fails on purpose",
+        filters=Filters(),
+        now=node.now(),
+        lifetime=3600,
+        nonce=secrets.token_hex(8),
+    )
+
+
 def _unpacked(text: str) -> str:
     value = int(text)
     return "".join(chr((value >> (7 * i)) & 127) for i in range(9))
@@ -79,18 +95,7 @@ def test_a_failing_model_gets_no_record_text_back(tmp_path: Path, caplog: pytest
             )
         process(node)
         node.change_settings({"eval_policy.min_records": 1}, actor=Actor("ada", admin=True))
-        envelope = build_request(
-            signer=Signer(bytes(range(32))),
-            task="lm-preference",
-            model_name="leak",
-            artifact=artifact,
-            targets=[node.identity.node_id],
-            purpose="a model that fails on purpose",
-            filters=Filters(),
-            now=node.now(),
-            lifetime=3600,
-            nonce=secrets.token_hex(8),
-        )
+        envelope = _request(node, artifact, Signer(bytes(range(32))))
         with caplog.at_level(logging.DEBUG):
             answer = node.evaluation.answer(envelope, artifact)
     finally:
@@ -121,18 +126,7 @@ def test_a_failure_costs_the_requester_what_an_answer_costs_when_the_coop_adds_n
             actor=admin,
         )
         requester = Signer(bytes(range(32)))
-        envelope = build_request(
-            signer=requester,
-            task="lm-preference",
-            model_name="leak",
-            artifact=artifact,
-            targets=[node.identity.node_id],
-            purpose="a model that fails on purpose",
-            filters=Filters(),
-            now=node.now(),
-            lifetime=3600,
-            nonce=secrets.token_hex(8),
-        )
+        envelope = _request(node, artifact, requester)
         assert node.evaluation.answer(envelope, artifact).decline is Decline.EVALUATOR_FAILED
         spent = node.store.read(lambda c: repository.spent_budget(c, requester.public_key.hex()))
     finally:

@@ -44,17 +44,10 @@ _MIN_PREFIX: Final = 8
 
 def check_report(data: bytes) -> ReportCheck:
     """Verify a report with its task's evaluator (metrics recomputed); an unknown task is a problem."""
-    try:
-        _, payload = open_envelope(data, payload_type=REPORT_TYPE, max_bytes=MAX_REPORT_BYTES)
-        task = _REPORT.decode(payload).task
-    except (
-        GovernanceError,
-        msgspec.DecodeError,
-        msgspec.ValidationError,
-        UnicodeDecodeError,
-        RecursionError,
-    ):
+    opened = _opened(data)
+    if opened is None:
         return verify_report(data)  # it names why the bytes are no report
+    task = opened.task
     try:
         evaluator = get_evaluator(task)
     except EvalError:
@@ -197,7 +190,7 @@ class EvalReports:
 
 
 def _opened(data: bytes) -> Report | None:
-    """A stored report's content (verified when it was published)."""
+    """A report's content, unverified (stored ones were verified when published); None if unreadable."""
     try:
         _, payload = open_envelope(data, payload_type=REPORT_TYPE, max_bytes=MAX_REPORT_BYTES)
         return _REPORT.decode(payload)
