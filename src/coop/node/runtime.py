@@ -45,7 +45,7 @@ from coop.node.contributions.submission import (
 )
 from coop.node.errors import StorageError
 from coop.node.evaluation.published import EvalReports
-from coop.node.evaluation.service import Evaluation
+from coop.node.evaluation.service import Evaluation, ensure_eval_token
 from coop.node.intake.chat import Limits
 from coop.node.members import attribution
 from coop.node.members.accounts import Member
@@ -62,11 +62,12 @@ from coop.node.releases.revision import (
     revise_releases,
     revision_pending,
 )
-from coop.node.releases.statement import store_missing_statements
+from coop.node.releases.statement import STATEMENTS_STEP, store_missing_statements
 from coop.node.releases.tombstones import withdrawn_uids
 from coop.node.storage import upgrade
 from coop.node.storage.datadir import DataDir, Identity
 from coop.node.storage.store import Store
+from coop.node.storage.upgrade import strike_upgrade_step, upgrade_step_pending
 
 __all__ = ["Node"]
 
@@ -139,12 +140,21 @@ class Node:
             reload_identity=self.reload_identity,
         )
 
+    @property
+    def eval_token_path(self) -> Path:
+        """The secret a SuperNode shows the local eval interface (``DIR/keys/eval.token``)."""
+        return self.data.root / "keys" / "eval.token"
+
+    def ensure_eval_token(self) -> None:
+        """Make the eval token now (once, mode 0600), so a SuperNode finds it before any request."""
+        ensure_eval_token(self.eval_token_path)
+
     @functools.cached_property
     def evaluation(self) -> Evaluation:
         """This node's answers to federated evaluation requests."""
         return Evaluation(
             self.store,
-            token_path=self.data.root / "keys" / "eval.token",
+            token_path=self.eval_token_path,
             node_id=self.identity.node_id,
             coop=self.config.node.name,
             clock=self.now,
@@ -364,11 +374,16 @@ class Node:
             return self._revise()
 
     def store_missing_statements(self) -> int:
-        """Sign and store the statement of every served release that has none (an upgrade's)."""
+        """Once after an upgrade: sign and store the statement of every served release that has
+        none (releases cut since store theirs at the cut), then strike the step off."""
+        if not self.store.read(lambda c: upgrade_step_pending(c, STATEMENTS_STEP)):
+            return 0
         root = self.data.releases_path
         own = [(root / s.label, s) for s in self.store.read(list_releases)]
         federated = [(root / "federated" / s.label, s) for s in self.store.read(list_federated_releases)]
-        return store_missing_statements(own + federated, self.signer)
+        stored = store_missing_statements(own + federated, self.signer)
+        self.store.write(lambda c: strike_upgrade_step(c, STATEMENTS_STEP))
+        return stored
 
     def reform_releases(self, *, wait: float = 60.0) -> RevisionReport:
         """Once after an upgrade: put releases cut before anonymity was enforced in their public form."""

@@ -71,7 +71,7 @@ def create_app(
     intake = Intake(node.store, salt=node.salt, clock=node.now, poke=scheduler.poke)
     services = Services(node=node, access=credentials, scheduler=scheduler, intake=intake)
     # The local eval interface's token file, made now: a SuperNode reads it before any request comes.
-    _ = node.evaluation
+    node.ensure_eval_token()
     web, html_error = web_handlers(node, store=intake.add, poke=scheduler.poke)
 
     async def start() -> None:
