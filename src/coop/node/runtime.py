@@ -62,12 +62,11 @@ from coop.node.releases.revision import (
     revise_releases,
     revision_pending,
 )
-from coop.node.releases.statement import STATEMENTS_STEP, store_missing_statements
+from coop.node.releases.statement import store_missing_statements
 from coop.node.releases.tombstones import withdrawn_uids
 from coop.node.storage import upgrade
 from coop.node.storage.datadir import DataDir, Identity
 from coop.node.storage.store import Store
-from coop.node.storage.upgrade import strike_upgrade_step, upgrade_step_pending
 
 __all__ = ["Node"]
 
@@ -374,16 +373,11 @@ class Node:
             return self._revise()
 
     def store_missing_statements(self) -> int:
-        """Once after an upgrade: sign and store the statement of every served release that has
-        none (releases cut since store theirs at the cut), then strike the step off."""
-        if not self.store.read(lambda c: upgrade_step_pending(c, STATEMENTS_STEP)):
-            return 0
+        """Sign and store the statement of every served release that has none (an upgrade's)."""
         root = self.data.releases_path
         own = [(root / s.label, s) for s in self.store.read(list_releases)]
         federated = [(root / "federated" / s.label, s) for s in self.store.read(list_federated_releases)]
-        stored = store_missing_statements(own + federated, self.signer)
-        self.store.write(lambda c: strike_upgrade_step(c, STATEMENTS_STEP))
-        return stored
+        return store_missing_statements(own + federated, self.signer)
 
     def reform_releases(self, *, wait: float = 60.0) -> RevisionReport:
         """Once after an upgrade: put releases cut before anonymity was enforced in their public form."""

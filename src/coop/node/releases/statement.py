@@ -35,7 +35,6 @@ from coop.node.releases.model import SUMMARY_DECODER, ReleaseSummary
 __all__ = [
     "RELEASE_PAYLOAD_TYPE",
     "STATEMENT",
-    "STATEMENTS_STEP",
     "StatementError",
     "release_statement",
     "store_missing_statements",
@@ -45,9 +44,6 @@ __all__ = [
 ]
 
 RELEASE_PAYLOAD_TYPE: Final = "application/vnd.coop-flywheel.release+json"
-# The one-time upgrade step (migration 17) that signs the statements of releases cut before they
-# were stored at the cut.
-STATEMENTS_STEP: Final = "store-statements"
 STATEMENT: Final = "release.dsse.json"
 _MAX_STATEMENT: Final = 16 * 1024 * 1024
 

@@ -27,24 +27,7 @@ from coop.node.files import fsync_dir
 from coop.node.storage.migrations import MIGRATIONS, NAMES, SCRUBBING
 from coop.node.storage.repairs import REPAIRS, has_column, has_table
 
-__all__ = [
-    "MovedConfig",
-    "plan_upgrade",
-    "read_moved_config",
-    "remove_moved_config",
-    "strike_upgrade_step",
-    "upgrade_step_pending",
-]
-
-
-def upgrade_step_pending(conn: sqlite3.Connection, name: str) -> bool:
-    """Is the one-time upgrade step ``name`` (a row a migration put in ``upgrade_steps``) still to run?"""
-    return conn.execute("SELECT 1 FROM upgrade_steps WHERE name = ?", (name,)).fetchone() is not None
-
-
-def strike_upgrade_step(conn: sqlite3.Connection, name: str) -> None:
-    """The one-time step ``name`` is done: later opens skip it."""
-    conn.execute("DELETE FROM upgrade_steps WHERE name = ?", (name,))
+__all__ = ["MovedConfig", "plan_upgrade", "read_moved_config", "remove_moved_config"]
 
 
 class MovedConfig(msgspec.Struct, frozen=True):
