@@ -22,7 +22,7 @@ from typing import Final
 
 import msgspec
 
-from coop.eval.report import Attestation, NodeAnswer, Noise, Report, open_attestation
+from coop.eval.report import Attestation, Noise, Report, peek_attestation
 from coop.eval.request import MAX_REQUEST_BYTES, REQUEST_TYPE, EvalRequest
 from coop.governance import GovernanceError, Publication
 from coop.governance.envelope import open_envelope
@@ -84,15 +84,6 @@ def publication_of(attestation: Attestation) -> Publication:
         return Publication.NONE
 
 
-def _attestation(answer: NodeAnswer) -> Attestation | None:
-    if answer.attestation is None:
-        return None
-    try:
-        return open_attestation(answer.attestation.encode())[0]
-    except (GovernanceError, msgspec.DecodeError, msgspec.ValidationError, UnicodeError, RecursionError):
-        return None
-
-
 def _model_name(report: Report) -> str:
     try:
         _, payload = open_envelope(
@@ -119,7 +110,7 @@ def consent_view(
     trusted_nodes: list[str] = []
     all_named = True
     for answer in report.answers:
-        attestation = _attestation(answer)
+        attestation = peek_attestation(answer)
         if attestation is None:
             all_named = False
             reason = answer.decline.value if answer.decline is not None else "no_answer"

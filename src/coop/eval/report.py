@@ -424,7 +424,7 @@ def verify_report(
     return ReportCheck(problems=tuple(problems), report=report)
 
 
-def _peek(answer: NodeAnswer) -> Attestation | None:
+def peek_attestation(answer: NodeAnswer) -> Attestation | None:
     """The attestation's content for display (a report that does not verify still renders)."""
     if answer.attestation is None:
         return None
@@ -435,7 +435,7 @@ def _peek(answer: NodeAnswer) -> Attestation | None:
 
 
 def _coop_name(answer: NodeAnswer) -> str:
-    attestation = _peek(answer)
+    attestation = peek_attestation(answer)
     return attestation.coop if attestation is not None else answer.coop
 
 
@@ -473,7 +473,7 @@ def render_markdown(report: Report, names: Mapping[str, str] | None = None) -> s
             else f"{noise.kind}, epsilon {noise.epsilon_milli / 1000:g}"
         )
         if answer.attestation is not None:
-            attestation = _peek(answer)
+            attestation = peek_attestation(answer)
             records = "?" if attestation is None else str(attestation.records)
             lines.append(f"| {label} | yes | {records} | | {noise_text} |")
         else:
