@@ -10,12 +10,18 @@ the template is checked byte for byte against the real path
 (``build_submission`` on a request body, then ``pipeline.process_entry``).
 
 Then ``coop release DIR`` runs as a separate process: wall time, and peak RSS
-from ``wait4``.  The same is done at a smaller size (``--small``, 100k) so
+from GNU ``/usr/bin/time`` (its own child's ``ru_maxrss``; ``wait4`` from this
+process would report this process's peak, as runs before issue 14 did).  The same is done at a smaller size (``--small``, 100k) so
 that "flat memory" shows as a comparison.  Each release is verified:
 ``sha256sum -c SHA256SUMS``, per-bucket counts summing to N and matching what
 was inserted, and each Parquet file's row count equal to its JSONL line count.
 
     .venv/bin/python bench/bench_release.py [--records 1000000] [--small 100000] [--keep]
+        [--baseline /tmp/oldtree/src]
+
+With ``--baseline SRC`` (a tree of older code, e.g. ``git archive HEAD src | tar -x -C
+/tmp/oldtree``), each data directory is copied before the cut and the copy is
+released by that code (``PYTHONPATH=SRC``), in the same run, beside ours.
 
 Generated data lives under /tmp and is deleted at the end unless ``--keep``.
 """
@@ -71,6 +77,7 @@ from profiling import attach, pyspy_available, summarise
 from results import append_section, code_version, command, machine, markdown_table
 
 COOP: Final = Path(sys.executable).parent / "coop"
+TIME: Final = Path("/usr/bin/time")  # GNU time: the cut's own peak RSS (see cut())
 TERMS: Final = "2026-11"
 BUDGET_S: Final = 60.0
 _BATCH: Final = 20_000
@@ -401,15 +408,27 @@ class Cut(msgspec.Struct, frozen=True):
     wal_left_bytes: int  # the WAL the cut's process left behind (not checkpointed)
 
 
-def cut(root: Path, logs: Path, *, timeout: float, profile_out: Path | None = None) -> Cut:
-    """``coop release DIR`` in its own process: wall time and peak RSS (from wait4)."""
+def cut(
+    root: Path, logs: Path, *, timeout: float, profile_out: Path | None = None, src: Path | None = None
+) -> Cut:
+    """``coop release DIR`` in its own process: wall time and peak RSS (from wait4); ``src``: the
+    code to run instead of ours (on PYTHONPATH)."""
     out_path, err_path = logs / f"{root.name}.out", logs / f"{root.name}.err"
     sampler = None
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.monotonic()
-        proc = subprocess.Popen(
-            [str(COOP), "release", str(root)], stdout=out, stderr=err, start_new_session=True
-        )
+        args, env = [str(COOP), "release", str(root)], None
+        if src is not None:
+            launcher = "import sys; from coop.node.cli import main; sys.argv[0] = 'coop'; sys.exit(main())"
+            args = [sys.executable, "-c", launcher, "release", str(root)]
+            env = {**os.environ, "PYTHONPATH": str(src)}
+        # Through /usr/bin/time: a child's ru_maxrss starts at its parent's high-water mark (fork
+        # and exec carry it over), so wait4 on a child of this process reports at least this
+        # process's own peak (hundreds of MiB after generating the rows), not the cut's.
+        rss_path = logs / f"{root.name}.maxrss"
+        if TIME.exists():
+            args = [str(TIME), "-f", "%M", "-o", str(rss_path), *args]
+        proc = subprocess.Popen(args, stdout=out, stderr=err, start_new_session=True, env=env)
         if profile_out is not None:
             sampler = attach(proc.pid, profile_out)
         # Bounded: the process group is killed if the cut outlives the timeout.
@@ -437,7 +456,7 @@ def cut(root: Path, logs: Path, *, timeout: float, profile_out: Path | None = No
     # ru_maxrss is in kilobytes on Linux.
     return Cut(
         seconds=seconds,
-        peak_rss_bytes=usage.ru_maxrss * 1024,
+        peak_rss_bytes=(int(rss_path.read_text().split()[-1]) if TIME.exists() else usage.ru_maxrss) * 1024,
         version=version,
         output_bytes=size,
         wal_left_bytes=wal_bytes,
@@ -506,6 +525,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the generated data directories")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument(
+        "--baseline", type=Path, help="a src/ tree of older code: it cuts a copy of each data dir too"
+    )
     args = parser.parse_args(argv)
     sizes = [n for n in (args.small, args.records) if 0 < n < args.records] + [args.records]
 
@@ -515,6 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="coop-bench-release-", dir="/tmp"))
     print(f"seed {args.seed}; sizes {', '.join(f'{n:,}' for n in sizes)}; work dir {work}")
     results: list[tuple[Populated, Cut, list[str]]] = []
+    baselines: list[tuple[Populated, Cut, list[str]]] = []
     profile_lines: list[str] = []
     try:
         for size in sizes:
@@ -526,6 +549,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"database {populated.db_bytes / 1e9:.2f} GB; mean record {populated.mean_record_bytes:,.0f} B",
                 flush=True,
             )
+            if args.baseline is not None:
+                copy = work / f"baseline-{size}"
+                subprocess.run(["cp", "-a", str(root), str(copy)], check=True)
+                print(f"baseline coop release ({size:,} records, {args.baseline}) ...", flush=True)
+                old = cut(copy, work, timeout=args.timeout, src=args.baseline)
+                baselines.append((populated, old, verify(copy, old, populated)))
+                print(
+                    f"  baseline: {old.seconds:.1f} s, peak RSS {old.peak_rss_bytes / 2**20:,.0f} MiB",
+                    flush=True,
+                )
+                shutil.rmtree(copy, ignore_errors=True)
             print(f"coop release ({size:,} records) ...", flush=True)
             profile_out = None
             if args.profile and size == args.records:
@@ -561,6 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     table = markdown_table(
         [
+            "code",
             "records",
             "database",
             "mean record",
@@ -573,6 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ],
         [
             [
+                code_name,
                 f"{p.records:,}",
                 f"{p.db_bytes / 1e9:.2f} GB",
                 f"{p.mean_record_bytes:,.0f} B",
@@ -583,10 +619,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{c.wal_left_bytes / 1e9:.2f} GB",
                 "yes" if c.seconds <= BUDGET_S else "NO",
             ]
-            for p, c, _ in results
+            for code_name, runs in (("baseline", baselines), ("ours", results))
+            for p, c, _ in runs
         ],
     )
-    ok = all(not any(line.startswith("PROBLEM") for line in checks) for _, _, checks in results)
+    ok = all(
+        not any(line.startswith("PROBLEM") for line in checks) for _, _, checks in [*results, *baselines]
+    )
     memory = ""
     if len(results) > 1:
         small, big = results[0][1], results[-1][1]
@@ -595,6 +634,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{big.peak_rss_bytes / small.peak_rss_bytes:.2f}x "
             f"({big.peak_rss_bytes / 2**20:,.0f} vs {small.peak_rss_bytes / 2**20:,.0f} MiB)"
         )
+    for (p, old, _), (_, new, _) in zip(baselines, results, strict=True):
+        memory = (memory + "\n" if memory else "") + (
+            f"- ours / baseline at {p.records:,} records: peak RSS {new.peak_rss_bytes / old.peak_rss_bytes:.2f}x "
+            f"({new.peak_rss_bytes / 2**20:,.0f} vs {old.peak_rss_bytes / 2**20:,.0f} MiB), "
+            f"time {new.seconds / old.seconds:.2f}x ({new.seconds:.1f} vs {old.seconds:.1f} s)"
+        )
     per_licence = results[-1][0].per_licence
     summary = [
         f"- data: seed {args.seed}; accepted public records, licences "
@@ -602,7 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + "; rows hold the redacted record only (raw submissions are erased at acceptance)",
         f"- {results[-1][0].sample_note}",
         "- time: wall clock of `coop release DIR` as its own process (start to exit, including the"
-        " final database update that marks the records released); peak RSS from wait4 (ru_maxrss)",
+        " final database update that marks the records released); peak RSS of the cut process alone (GNU time %M; wait4 from the bench carried the bench's own peak over, so runs before issue 14 report ~560 MiB whatever the cut)",
         *([memory] if memory else []),
         f"- load average when the run began: {load_before:.2f}; wall time of the whole run "
         f"(generation included): {elapsed:.0f} s",
@@ -623,6 +668,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         for populated, _, checks in results:
             section.append(f"- checks at {populated.records:,}: " + "; ".join(checks))
+        for populated, _, checks in baselines:
+            section.append(f"- baseline checks at {populated.records:,}: " + "; ".join(checks))
         if profile_lines:
             section += [
                 "",

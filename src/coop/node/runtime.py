@@ -54,7 +54,7 @@ from coop.node.peering.service import FederationService
 from coop.node.releases import catalog
 from coop.node.releases.cut import cut_federated_release, cut_release
 from coop.node.releases.model import ReleaseSummary
-from coop.node.releases.repository import get_release, list_federated_releases, list_releases
+from coop.node.releases.repository import get_release
 from coop.node.releases.revision import (
     RevisionReport,
     reform_pending,
@@ -62,7 +62,7 @@ from coop.node.releases.revision import (
     revise_releases,
     revision_pending,
 )
-from coop.node.releases.statement import store_missing_statements
+from coop.node.releases.statement import store_missing_statements, unsigned_releases
 from coop.node.releases.tombstones import withdrawn_uids
 from coop.node.storage import upgrade
 from coop.node.storage.datadir import DataDir, Identity
@@ -374,10 +374,8 @@ class Node:
 
     def store_missing_statements(self) -> int:
         """Sign and store the statement of every served release that has none (an upgrade's)."""
-        root = self.data.releases_path
-        own = [(root / s.label, s) for s in self.store.read(list_releases)]
-        federated = [(root / "federated" / s.label, s) for s in self.store.read(list_federated_releases)]
-        return store_missing_statements(own + federated, self.signer)
+        missing = self.store.read(lambda c: unsigned_releases(c, self.data.releases_path))
+        return store_missing_statements(missing, self.signer) if missing else 0
 
     def reform_releases(self, *, wait: float = 60.0) -> RevisionReport:
         """Once after an upgrade: put releases cut before anonymity was enforced in their public form."""

@@ -114,6 +114,9 @@ _REVISION_TMP: Final = re.compile(r"^\.v(\d+)-r(\d+)\.tmp$")
 _CUT_FOLDER: Final = re.compile(r"^v(\d+)$")
 _ANY_STATE: Final = CollectiveState()
 _CHUNK: Final = 500
+_FEW_UIDS: Final = 8  # up to this many, a byte search per uid beats one pass over every "uid" field
+_UID_FIELD: Final = re.compile(rb'"uid"\s*:\s*"([^"\\]*)"')
+_ESCAPED: Final = re.compile(rb'["\\\x00-\x1f]')  # a uid JSON stores escaped
 
 
 class RevisedRelease(msgspec.Struct, frozen=True):
@@ -308,21 +311,44 @@ def _mark_revised(conn: sqlite3.Connection, pending: _Pending, now: int) -> None
 
 
 def _keys_in(path: Path, drop: dict[_RowKey, str], *, federated: bool) -> set[_RowKey]:
-    """The rows of one JSONL file that ``drop`` names (a byte search first: most files hold none)."""
+    """The rows of one JSONL file that ``drop`` names, reading only the lines that may hold one.
+
+    A few uids are looked for one by one (a byte search each); a batch in one pass over the
+    file's ``"uid"`` fields, so a file is read once whatever the number of withdrawals grouped.
+    Each candidate line is decoded before it counts (a uid quoted in a message is no row of it).
+    """
     if not drop or not path.is_file() or path.stat().st_size == 0:
         return set()
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        if not any(data.find(uid.encode()) >= 0 for _, uid in drop):
-            return set()
+    uids = {uid.encode() for _, uid in drop}
     found: set[_RowKey] = set()
-    with path.open("rb") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            key = _KEY.decode(line)
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+
+        def check(at: int) -> int:
+            """Decode the line holding byte ``at``; where the next line starts."""
+            start = data.rfind(b"\n", 0, at) + 1
+            end = data.find(b"\n", at)
+            end = len(data) if end < 0 else end
+            if not data[start:end].strip():
+                return end + 1
+            key = _KEY.decode(data[start:end])
             row_key = ((key.origin or "") if federated else "", key.uid)
             if row_key in drop:
                 found.add(row_key)
+            return end + 1
+
+        if any(_ESCAPED.search(uid) for uid in uids):  # stored escaped: every line is read
+            at = 0
+            while at < len(data):
+                at = check(at)
+        elif len(uids) <= _FEW_UIDS:
+            for uid in uids:
+                at = data.find(uid)
+                while at >= 0:
+                    at = data.find(uid, check(at))
+        else:
+            for match in _UID_FIELD.finditer(data):
+                if match.group(1) in uids:
+                    check(match.start())
     return found
 
 

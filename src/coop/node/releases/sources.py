@@ -75,7 +75,12 @@ class RecordSource(Protocol[S]):
 
 
 class Selection(msgspec.Struct, frozen=True):
-    """Which rows a release holds, fixed inside its read snapshot."""
+    """Which rows a release holds, fixed inside its read snapshot.
+
+    What the cut admits is kept as a condition, not as a list of rows (a million row numbers
+    would be the largest thing a cut holds): the candidates up to the ``last`` one admitted,
+    accepted by the snapshot's ``tick``, less the few ``refused`` on the way (the embargo's).
+    """
 
     tick: int
     settings_version: int
@@ -83,8 +88,18 @@ class Selection(msgspec.Struct, frozen=True):
     params: tuple[object, ...]  # for ``released``
     # What this cut admits (the commit marks them): public records it releases for the first
     # time, and federation-scope records it lets the co-ops of the federation have.
-    public: tuple[int, ...] = ()
-    federation: tuple[int, ...] = ()
+    last: int = 0  # the row number of the last candidate admitted (0: none)
+    refused: str = "[]"  # JSON array: candidates before ``last`` that admit() turned down
+    public: int = 0  # how many public records it admits
+    federation: int = 0  # how many federation-scope records it admits
+
+    def admitted(self, scope: Scope) -> tuple[str, tuple[object, ...]]:
+        """SQL condition (and its parameters) for the rows of ``scope`` this cut admits."""
+        return (
+            "(state = 'accepted' AND admitted_in IS NULL AND scope = ? AND seq <= ?"
+            " AND coalesce(accepted_tick, 0) <= ? AND seq NOT IN (SELECT value FROM json_each(?)))",
+            (scope.value, self.last, self.tick, self.refused),
+        )
 
 
 def _embargo_condition(embargo: Embargo) -> tuple[str, tuple[object, ...]]:
@@ -96,7 +111,7 @@ def _month_start(now: int) -> int:
     return int(moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
 
 
-def _json_seqs(seqs: tuple[int, ...] | list[int]) -> str:
+def _json_seqs(seqs: list[int]) -> str:
     """Row numbers as one JSON array parameter (``seq IN (SELECT value FROM json_each(?))``)."""
     return msgspec.json.encode(seqs).decode()
 
@@ -123,8 +138,9 @@ def select(conn: sqlite3.Connection, *, now: int) -> Selection:
             "SELECT coalesce(sum(new_records), 0) FROM releases WHERE created_at >= ?", (_month_start(now),)
         ).fetchone()
         remaining = max(cap - int(used), 0)
-    public: list[int] = []
-    federation: list[int] = []
+    admitted = {Scope.PUBLIC: 0, Scope.FEDERATION: 0}
+    refused: list[int] = []
+    last = 0
     if remaining != 0:
         # The row's columns are all admission reads (never the record's bytes: a second pass
         # over every record would double the cut); the form is applied when the files are written.
@@ -137,21 +153,30 @@ def select(conn: sqlite3.Connection, *, now: int) -> Selection:
             # Admission never depends on how the member is credited: the row's columns suffice.
             facts = own_row_facts(row)
             if not admit(facts, state):
+                refused.append(int(seq))
                 continue
-            (public if facts.scope is Scope.PUBLIC else federation).append(int(seq))
-            if remaining is not None and len(public) + len(federation) >= remaining:
+            last = int(seq)
+            admitted[facts.scope] += 1
+            if remaining is not None and sum(admitted.values()) >= remaining:
                 break
+    while refused and refused[-1] > last:
+        refused.pop()  # after the last one admitted: outside the condition anyway
     embargo, params = _embargo_condition(settings.embargo)
-    released = (
-        f"((state = 'released' AND scope = 'public'{embargo}) OR seq IN (SELECT value FROM json_each(?)))"
-    )
-    return Selection(
+    selection = Selection(
         tick=int(tick),
         settings_version=view.version,
-        released=released,
-        params=(*params, _json_seqs(public)),
-        public=tuple(public),
-        federation=tuple(federation),
+        released="",
+        params=(),
+        last=last,
+        refused=_json_seqs(refused),
+        public=admitted[Scope.PUBLIC],
+        federation=admitted[Scope.FEDERATION],
+    )
+    new, new_params = selection.admitted(Scope.PUBLIC)
+    return msgspec.structs.replace(
+        selection,
+        released=f"((state = 'released' AND scope = 'public'{embargo}) OR {new})",
+        params=(*params, *new_params),
     )
 
 
@@ -191,20 +216,28 @@ class OwnRecords:
         ).fetchone()
         if moved is not None or current_settings(conn).version != selected.settings_version:
             return False
-        # Exactly the rows the snapshot selected (still accepted: any that left moved the tick).
-        public, federation = _json_seqs(selected.public), _json_seqs(selected.federation)
-        chosen = "state = 'accepted' AND admitted_in IS NULL AND seq IN (SELECT value FROM json_each(?))"
-        for channel, n in conn.execute(
-            f"SELECT channel, count(*) FROM contributions WHERE {chosen} GROUP BY channel", (public,)
-        ).fetchall():
+        # Exactly the rows the snapshot selected (still accepted: any that left moved the tick;
+        # any accepted since has a later tick), counted first: should they differ, cut again.
+        public, public_params = selected.admitted(Scope.PUBLIC)
+        federation, federation_params = selected.admitted(Scope.FEDERATION)
+        by_channel = conn.execute(
+            f"SELECT channel, count(*) FROM contributions WHERE {public} GROUP BY channel", public_params
+        ).fetchall()
+        (federation_count,) = conn.execute(
+            f"SELECT count(*) FROM contributions WHERE {federation}", federation_params
+        ).fetchone()
+        if sum(n for _, n in by_channel) != selected.public or federation_count != selected.federation:
+            return False
+        for channel, n in by_channel:
             bump_stage(conn, now=now, channel=channel, stage=Stage.PUBLISHED, n=n)
         marked = conn.execute(
-            f"UPDATE contributions SET state = 'released', released_in = ?, admitted_in = ? WHERE {chosen}",
-            (summary.version, summary.version, public),
+            f"UPDATE contributions SET state = 'released', released_in = ?, admitted_in = ? WHERE {public}",
+            (summary.version, summary.version, *public_params),
         ).rowcount
         # Federation scope stays 'accepted' (never public); admitted, the next manifest lists it.
         marked += conn.execute(
-            f"UPDATE contributions SET admitted_in = ? WHERE {chosen}", (summary.version, federation)
+            f"UPDATE contributions SET admitted_in = ? WHERE {federation}",
+            (summary.version, *federation_params),
         ).rowcount
         # new_records counts both: the monthly cap holds over everything that leaves the co-op.
         conn.execute(

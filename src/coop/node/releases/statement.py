@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
@@ -39,6 +40,7 @@ __all__ = [
     "release_statement",
     "store_missing_statements",
     "stored_statement",
+    "unsigned_releases",
     "verify_release",
     "write_statement",
 ]
@@ -104,6 +106,27 @@ def store_missing_statements(folders: Iterable[tuple[Path, ReleaseSummary]], sig
             stored_statement(folder, summary, signer)
             signed += 1
     return signed
+
+
+def unsigned_releases(conn: sqlite3.Connection, releases: Path) -> list[tuple[Path, ReleaseSummary]]:
+    """The served release folders (own and federated) with no statement, and their summaries.
+
+    Cheap enough for every open: one look per folder for its statement, a summary decoded only
+    for a folder that lacks one (a folder restored without its statement is found too).
+    """
+    missing: list[tuple[Path, ReleaseSummary]] = []
+    for table, root in (("releases", releases), ("federated_releases", releases / "federated")):
+        rows = conn.execute(
+            "SELECT version, json_extract(summary, '$.name'),"
+            f" coalesce(json_extract(summary, '$.revision'), 1) FROM {table}"
+        ).fetchall()
+        for version, name, revision in rows:
+            folder = root / (name if revision <= 1 else f"{name}-r{revision}")
+            if folder.is_dir() and not (folder / STATEMENT).exists():
+                (raw,) = conn.execute(f"SELECT summary FROM {table} WHERE version = ?", (version,)).fetchone()
+                summary = SUMMARY_DECODER.decode(raw)
+                missing.append((root / summary.label, summary))
+    return missing
 
 
 def verify_release(root: Path, public_key: bytes) -> ReleaseSummary:
