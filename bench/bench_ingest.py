@@ -18,7 +18,9 @@ the pipeline live, for comparison.  When ours falls short of 70% of the
 bare endpoint at the top client count, the node is profiled with py-spy
 during an extra, unmeasured load (``--profile``).  CPU used by the server,
 the load generator and everything else on the machine is reported per
-point: on a shared 2-core machine other people's jobs skew the figures.
+point: on a shared 2-core machine other people's jobs skew the figures, so
+the server's CPU per 201 is reported too (its ratio, bare over ours, is what
+the throughput ratio would be if both got the same CPU).
 
     .venv/bin/python bench/bench_ingest.py [--duration 8] [--warmup 2] [--clients 1,8,32]
 """
@@ -271,6 +273,11 @@ class Row(msgspec.Struct, frozen=True):
     loader_cpu: float  # cores used by the load generator
     other_cpu: float  # cores used by everything else on the machine (other people's jobs)
 
+    @property
+    def cpu_per_201_us(self) -> float:
+        """Server CPU (all its threads) per 201, in microseconds."""
+        return self.server_cpu / self.result.rate * 1e6 if self.result.rate else 0.0
+
 
 class Check(msgspec.Struct, frozen=True):
     server: str
@@ -397,6 +404,14 @@ class Bench:
             (r for r in self.rows if (r.server, r.target, r.clients) == (server, target, clients)), None
         )
 
+    def cost_ratio(self, server: str, target: str, clients: int) -> float | None:
+        """Bare's server CPU per 201 over ours: what the throughput ratio would be on a quiet machine
+        (both given the same CPU), so less skewed by other jobs taking the cores unevenly."""
+        ours, bare = self.row(server, target, clients), self.row(server, "bare", clients)
+        if ours is None or bare is None or not ours.cpu_per_201_us or not bare.cpu_per_201_us:
+            return None
+        return bare.cpu_per_201_us / ours.cpu_per_201_us
+
     def ratio(self, server: str, target: str, clients: int) -> float | None:
         ours, bare = self.row(server, target, clients), self.row(server, "bare", clients)
         if ours is None or bare is None or not bare.result.rate:
@@ -515,6 +530,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "p50 ms",
             "p99 ms",
             "ours/bare",
+            "CPU µs/201",
+            "CPU bare/ours",
             "non-201",
             "CPU server/load/others",
         ],
@@ -527,6 +544,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{row.result.p50_ms:.2f}",
                 f"{row.result.p99_ms:.2f}",
                 "-" if row.target == "bare" else f"{bench.ratio(row.server, row.target, row.clients):.0%}",
+                f"{row.cpu_per_201_us:,.0f}",
+                "-"
+                if row.target == "bare"
+                else _percent(bench.cost_ratio(row.server, row.target, row.clients)),
                 str(row.result.other + row.result.errors),
                 f"{row.server_cpu:.2f} / {row.loader_cpu:.2f} / {row.other_cpu:.2f}",
             ]
@@ -543,8 +564,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if ratio is None or ours is None:
                 continue
             first = ratio >= AIM_FIRST_BAR and ours.result.p99_ms < P99_BAR_MS
+            cost = bench.cost_ratio(server, f"ours {sync}", bench.top)
             verdicts.append(
                 f"- {server}, ours {sync}, {bench.top} clients: {ratio:.0%} of bare, p99 {ours.result.p99_ms:.1f} ms"
+                f" (server CPU per 201: bare/ours {_percent(cost)})"
                 f" — first bar (≥{AIM_FIRST_BAR:.0%}, p99 < {P99_BAR_MS:.0f} ms) {'met' if first else 'NOT met'};"
                 f" target ≥{AIM_TARGET:.0%} {'met' if ratio >= AIM_TARGET else 'NOT met'}"
             )
@@ -566,7 +589,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "- bare: bench/bare_app.py (litestar, prebuilt msgspec decoder into an equivalent Struct, stores nothing)",
         f"- 201/s over the measured window; p50/p99 from {tool}; ours/bare = ratio of 201/s at the same server"
         " and client count; CPU in cores over the window (server process / load generator / every other"
-        " process on the machine)",
+        " process on the machine); CPU µs/201 = the server's CPU over its 201s, and CPU bare/ours the"
+        " ratio of those (the throughput ratio two servers given the same CPU would show: on a shared"
+        " machine the cores other jobs leave differ from one window to the next)",
         f"- load average when the run began: {load_before:.2f}; wall time of the whole run: {elapsed:.0f} s",
     ]
     print()
@@ -598,6 +623,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
         print(f"\nappended to {append_section('Durable ingest', section)}")
     return 0 if all(c.ok for c in bench.checks) else 1
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def _ints(text: str) -> list[int]:

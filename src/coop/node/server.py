@@ -131,6 +131,9 @@ def _uvicorn(app: object, host: str, port: int) -> None:
         proxy_headers=False,
         log_config=None,  # its loggers go through the node's escaping formatter
         timeout_graceful_shutdown=5,
+        # Peers keep one connection between gossip rounds (the client's idle expiry is 25 s,
+        # granian's 30 s); uvicorn's 5 s default would close it at every default interval.
+        timeout_keep_alive=30,
     )
     uvicorn.Server(config).run()
 

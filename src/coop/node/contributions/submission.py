@@ -206,11 +206,14 @@ def build_submission(
     terms_version: str,
     limits: Limits,
     max_note_chars: int,
+    body_checked: bool = False,
 ) -> tuple[Submission, tuple[str, ...]]:
     """Validate a request and resolve its choices; return it with notices for the member.
 
     ``channel`` is the route the request came by; a contribution request may
-    name a more specific one (``cli``, ``web``) for the metrics.
+    name a more specific one (``cli``, ``web``) for the metrics.  ``body_checked``: the
+    request's whole body was refused for repeated keys already (``decode_body``), so content
+    sent as JSON (not as a string holding a file's text) is not read for them a second time.
     """
     notices: list[str] = []
     if not request.consent:
@@ -225,13 +228,23 @@ def build_submission(
             field="terms_version",
         )
     if isinstance(request, ContributionRequest):
-        chats = parse_content(content_bytes(request.content), request.format, limits=limits)
+        chats = parse_content(
+            content_bytes(request.content),
+            request.format,
+            limits=limits,
+            keys_checked=body_checked and _inline_json(request.content),
+        )
         chat = select_chat(chats, request.chat_id)
         source = request.source
         channel = _client_channel(request.channel)
     else:
         try:
-            chats = parse_content(content_bytes(request.chat), None, limits=limits)
+            chats = parse_content(
+                content_bytes(request.chat),
+                None,
+                limits=limits,
+                keys_checked=body_checked and _inline_json(request.chat),
+            )
         except InputError as exc:
             # The integration sends the chat as `chat`; name the field it knows.
             if exc.field is not None and exc.field.startswith("content"):
@@ -259,12 +272,13 @@ def build_submission(
             attribution = Attribution(AttributionMode.ANONYMOUS)
     except GovernanceError as exc:
         raise InputError(exc.message, field=exc.field) from None
+    ai_use = parsed.value.to_header()
     submission = Submission(
         chat=chat,
         channel=channel,
         label=request.label,
         license=defaults.license if request.license is None else request.license,
-        ai_use=parsed.value.to_header(),
+        ai_use=ai_use,
         eval=defaults.eval if request.eval is None else request.eval,
         scope=defaults.scope if request.scope is None else request.scope,
         attribution=attribution,
@@ -276,7 +290,7 @@ def build_submission(
         source=source,
         prompt_shown=request.prompt_shown,
     )
-    if not parsed.value.to_header():
+    if not ai_use:
         notices.append("no AI-use preference stated: the data carries no Content-Usage signal")
     return submission, tuple(notices)
 
@@ -323,6 +337,11 @@ def parse_choice(kind: type[_E], value: str, field: str) -> _E:
         return parse_enum(kind, value, field=field)
     except GovernanceError as exc:
         raise InputError(exc.message, field=exc.field) from None
+
+
+def _inline_json(raw: msgspec.Raw) -> bool:
+    """Whether content came as JSON in the body itself (not as a JSON string: a file's text)."""
+    return not bytes(raw).lstrip().startswith(b'"')
 
 
 def _client_channel(channel: Channel) -> Channel:

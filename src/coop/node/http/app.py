@@ -30,6 +30,7 @@ from coop.node.http.federation import FederationController, protocol_router
 from coop.node.http.governance import GovernanceController
 from coop.node.http.head import HeadAsGet
 from coop.node.http.headers import access_log, credentials_not_cached, security_headers
+from coop.node.http.ingest import IngestRoute
 from coop.node.http.openapi import DocsPage
 from coop.node.http.ops import OpsController
 from coop.node.http.problems import exception_handlers
@@ -68,7 +69,7 @@ def create_app(
     )
     scheduler = scheduler or Scheduler(node)
     trusted = frozenset(filter(None, (_canonical_ip(a) for a in cfg.node.trusted_proxies)))
-    intake = Intake(node.store, salt=node.salt, clock=node.now, poke=scheduler.poke)
+    intake = Intake(node.store, salt=node.salt, clock=node.now, poke=scheduler.wake)
     services = Services(node=node, access=credentials, scheduler=scheduler, intake=intake)
     # The local eval interface's token file, made now: a SuperNode reads it before any request comes.
     node.ensure_eval_token()
@@ -112,6 +113,15 @@ def create_app(
         logging_config=None,
         before_send=[security_headers, credentials_not_cached, *([access_log] if access else [])],
     )
+    # The hot intake route is answered before the framework routes (behind the proxy's view).
+    fast = IngestRoute(
+        HeadAsGet(app.asgi_handler, app),
+        app,
+        node=node,
+        access=credentials,
+        intake=intake,
+        address_limit=address_limit,
+    )
     # Before routing, so every response (a 404 too) sees the client, scheme and host a trusted proxy names.
-    app.asgi_handler = TrustedProxies(HeadAsGet(app.asgi_handler, app), trusted)
+    app.asgi_handler = TrustedProxies(fast, trusted)
     return app

@@ -98,11 +98,19 @@ def _repeated_key(data: bytes) -> str | None:
 
 
 def parse_content(
-    data: bytes, fmt: IntakeFormat | None = None, *, limits: Limits = LIMITS
+    data: bytes,
+    fmt: IntakeFormat | None = None,
+    *,
+    limits: Limits = LIMITS,
+    keys_checked: bool = False,
 ) -> list[ParsedChat]:
-    """Parse an upload in ``fmt`` (detected when None): one chat, or each chat of an export."""
+    """Parse an upload in ``fmt`` (detected when None): one chat, or each chat of an export.
+
+    ``keys_checked``: the caller already refused a repeated key in these very bytes (JSON
+    content inside a request body that :func:`coop.node.http.problems.decode_body` read whole).
+    """
     fmt = detect_format(data) if fmt is None else fmt
-    if fmt is not IntakeFormat.TEXT:
+    if fmt is not IntakeFormat.TEXT and not keys_checked:
         # A chat sent as a JSON string or a file is read by msgspec too, which keeps the last of
         # a repeated key: the same refusal as for a request body (two readers must agree).
         repeated = _repeated_key(data)
