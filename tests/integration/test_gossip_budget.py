@@ -79,9 +79,13 @@ class _FakeHandler(socketserver.StreamRequestHandler):
             body = self.rfile.read(int(headers.get("content-length", "0")))
             step = request_line.split(" ")[1].rsplit("/", 1)[-1]
             self.server.seen.append((step, len(body)))
-            answer = _ANSWERS[step]
+            # A step it does not know (``reconcile``) is answered 404, as by an older node.
+            answer = _ANSWERS.get(step, b'{"title":"no protocol step"}')
+            status = b"200 OK" if step in _ANSWERS else b"404 Not Found"
             whole = (
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                b"HTTP/1.1 "
+                + status
+                + b"\r\nContent-Type: application/json\r\nConnection: close\r\n"
                 + f"Content-Length: {len(answer)}\r\n\r\n".encode()
                 + answer
             )

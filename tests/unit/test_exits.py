@@ -127,6 +127,7 @@ ROUTES: dict[tuple[str, str], Exit | NotExit] = {
         "federated", "/api/v1/federation/origins/{origin}/records"
     ),
     ("GET", "/api/v1/federation/peers"): NotExit("pinned peers"),
+    ("GET", "/api/v1/federation/roster"): NotExit("the roster: member co-ops' ids, keys, names, URLs"),
     # -- evaluation: aggregates only (exercised directly below)
     ("GET", "/api/v1/eval/local/identity"): NotExit("the node's eval identity"),
     ("POST", "/api/v1/eval/local"): NotExit("eval answers: checked through Evaluation._eligible"),

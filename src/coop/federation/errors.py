@@ -4,6 +4,7 @@ The tree::
 
     FederationError
     ├── ManifestError       a manifest that must not be stored or forwarded (bad data or policy)
+    ├── RosterError         a roster version or proposal that must not be trusted (``reason``)
     ├── RequestAuthError        a peer request whose signature, digest or freshness fails (401)
     │   └── ClockSkewError         its time is outside the window: ``offset`` (created - now, s)
     └── PeerError              a peer that cannot be used right now
@@ -26,6 +27,8 @@ __all__ = [
     "Reason",
     "RequestAuthError",
     "ResponseTooLargeError",
+    "RosterError",
+    "RosterReason",
 ]
 
 
@@ -99,3 +102,27 @@ class PeerTimeoutError(PeerError):
 
 class ResponseTooLargeError(PeerError):
     pass
+
+
+class RosterReason(enum.StrEnum):
+    """Why a roster version (or proposal) is not trusted."""
+
+    MALFORMED = "malformed"
+    TOO_LARGE = "too_large"
+    WRONG_FEDERATION = "wrong_federation"
+    ROLLBACK = "rollback"
+    GAP = "gap"
+    BROKEN_CHAIN = "broken_chain"
+    UNDER_SIGNED_OLD = "under_signed_by_trusted_members"
+    UNDER_SIGNED_NEW = "under_signed_by_own_members"
+    UNPROVEN_KEY = "added_key_did_not_sign"
+    BAD_THRESHOLD = "bad_threshold"
+    NO_ROSTER = "no_roster"
+
+
+class RosterError(FederationError):
+    """A roster version or proposal that must not be trusted, and why."""
+
+    def __init__(self, reason: RosterReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -40,23 +40,25 @@ below are checked together by the property tests; its parts are not useful alone
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import Final, Protocol
 
 import msgspec
 
+from coop.federation.bucket_trees import BucketTrees, RootsPlan, touched_uids
 from coop.federation.errors import ManifestError, Reason
 from coop.federation.manifest import (
     DEFAULT_LIMITS,
     GENESIS,
+    BucketRoot,
     Entry,
     Limits,
     Manifest,
     Tombstone,
     Verified,
-    bucket_roots,
     check_manifest,
 )
+from coop.federation.roster_gossip import RosterBook
 from coop.governance import (
     AttributionMode,
     Audience,
@@ -115,15 +117,25 @@ class Head(msgspec.Struct, frozen=True):
     embargo: Embargo = Embargo()
     quality_freeze: bool = False
     federation: tuple[str, ...] | None = None  # the node ids the origin pinned; None: not stated
+    # The federation id of the roster the origin's latest manifest names as its federation
+    # scope (its members, as this node's trusted roster lists them); None: it names none.
+    roster: str | None = None
 
 
-def collective_state(head: Head) -> CollectiveState:
-    """The collective decisions governing an origin's records: its latest manifest's."""
+def collective_state(head: Head, rosters: Mapping[str, frozenset[str]] | None = None) -> CollectiveState:
+    """The collective decisions governing an origin's records: its latest manifest's.
+
+    A manifest naming a roster reaches that roster's members (``rosters``: federation id ->
+    member ids, from this node's trusted roster); an unknown roster reaches no one else.
+    """
+    federation = None if head.federation is None else frozenset(head.federation)
+    if head.roster is not None:
+        federation = (rosters or {}).get(head.roster, frozenset()) | (federation or frozenset())
     return CollectiveState(
         embargo=head.embargo,
         quality_freeze=head.quality_freeze,
         forked=head.forked,
-        federation=None if head.federation is None else frozenset(head.federation),
+        federation=federation,
     )
 
 
@@ -239,13 +251,28 @@ class Rejected(msgspec.Struct, frozen=True):
 Decision = Accepted | Duplicate | Equivocation | Rejected
 
 
-def _may_relay(origin: str, requester: str, self_id: str, heads: Mapping[str, Head]) -> bool:
-    """May ``origin``'s manifests go to ``requester``?  Its own, ours (to our pinned peers:
-    our federation), and another origin's to a co-op its latest manifest names."""
-    if origin in (requester, self_id):
+def _may_relay(
+    origin: str,
+    requester: str,
+    self_id: str,
+    heads: Mapping[str, Head],
+    rosters: Mapping[str, frozenset[str]] | None = None,
+) -> bool:
+    """May ``origin``'s manifests go to ``requester``?  Its own; ours to our pinned peers (our
+    federation) -- but once our manifests name a roster, only to its members: a signed
+    manifest lists federation-scope records and cannot be trimmed for a pinned non-member;
+    and another origin's to a co-op its latest manifest names (by its list, or by naming a
+    roster whose member the requester is)."""
+    if origin == requester:
         return True
     head = heads.get(origin)
-    return head is not None and head.federation is not None and requester in head.federation
+    if origin == self_id and (head is None or head.roster is None):
+        return True
+    if head is None:
+        return False
+    if head.roster is not None and requester in (rosters or {}).get(head.roster, ()):
+        return True
+    return head.federation is not None and requester in head.federation
 
 
 class BookStore(Protocol):
@@ -277,6 +304,16 @@ class BookStore(Protocol):
         the withdrawals.  Only a claim on the same uid contests another (the uid is inside the
         hashed bytes: a claim under another uid is a decoy the bytes will refute)."""
 
+    def roots_after(
+        self, origin: str, added: Sequence[Entry], tombstones: Sequence[Tombstone]
+    ) -> tuple[BucketRoot, ...]:
+        """The bucket roots of ``origin``'s set if ``added`` then ``tombstones`` were applied
+        (nothing is changed; :meth:`apply` of the same change keeps what this worked out)."""
+
+    def missing(self, origin: str) -> list[Entry]:
+        """``origin``'s listed entries a peer may hold (mirrorable) that are not held here
+        nor tombstoned, in uid order: kept as an index, read without walking the rest."""
+
 
 _SORTED: Final = msgspec.json.Encoder(order="sorted")
 
@@ -291,7 +328,7 @@ def digest_summary(digest: Mapping[str, DigestItem]) -> str:
 
 
 def wants(
-    local: Mapping[str, DigestItem], remote: Mapping[str, DigestItem], pinned: Iterable[str]
+    local: Mapping[str, DigestItem], remote: Mapping[str, DigestItem], pinned: Container[str]
 ) -> list[Want]:
     """What to pull from a peer, evidence first.
 
@@ -299,7 +336,7 @@ def wants(
     hash: its manifest at that sequence (two signed histories -- equivocation to record).
     """
     out: list[Want] = []
-    for origin in sorted(set(pinned) & set(remote)):
+    for origin in sorted(origin for origin in remote if origin in pinned):
         theirs, ours = remote[origin], local.get(origin)
         after = ours.seq if ours else 0
         missing = tuple(sorted(set(theirs.evidence) - set(ours.evidence if ours else ())))
@@ -322,6 +359,19 @@ def fold(entries: Mapping[str, Entry], manifest: Manifest) -> dict[str, Entry]:
     return folded
 
 
+class _Known:
+    """The pinned origins and this node, tested one origin at a time (the pins are not copied)."""
+
+    __slots__ = ("pinned", "self_id")
+
+    def __init__(self, pinned: Mapping[str, str], self_id: str) -> None:
+        self.pinned = pinned
+        self.self_id = self_id
+
+    def __contains__(self, origin: object) -> bool:
+        return origin == self.self_id or origin in self.pinned
+
+
 class Book:
     """What one node knows of its federation, and the rules for changing it."""
 
@@ -329,7 +379,12 @@ class Book:
         self, self_id: str, pinned: Mapping[str, str], store: BookStore, *, limits: Limits = DEFAULT_LIMITS
     ) -> None:
         self.self_id = self_id
+        # key hex -> origin (trusted_keys), kept until the pins or a head's key change.
+        self._trusted: dict[str, str] | None = None
+        self._trusted_pins: tuple[int, int] = (0, -1)
         self.pinned = dict(pinned)  # origin -> the key it was pinned with (its id)
+        # The federation roster this node trusts, when it has one (set by the node).
+        self.roster: RosterBook | None = None
         self.store = store
         self.limits = limits
         # Origins whose every mirrorable record is held: skipped until a new manifest comes.
@@ -337,6 +392,21 @@ class Book:
         # Entries (origin, uid, hash) whose bytes were refused: not asked for again until
         # the origin's next manifest (a relabelled entry would be refused every round).
         self._refused: set[tuple[str, str, str]] = set()
+
+    @property
+    def pinned(self) -> dict[str, str]:
+        """Origin -> the key it was pinned with (its id).  Replace it (``book.pinned = ...``)
+        rather than change a key in place: adding or removing an origin in place is noticed too."""
+        return self._pinned
+
+    @pinned.setter
+    def pinned(self, pins: dict[str, str]) -> None:
+        self._pinned = pins  # as given: the simulator shares one mapping between its books
+        self._trusted = None
+
+    def known(self) -> Container[str]:
+        """The origins this node exchanges manifests of: the pinned ones and itself."""
+        return _Known(self._pinned, self.self_id)
 
     # -- digests ------------------------------------------------------------------
 
@@ -353,10 +423,17 @@ class Book:
         return out
 
     def summary(self) -> str:
-        return digest_summary(self.digest())
+        """Equal summaries: nothing to exchange (manifests, and the roster when there is one)."""
+        summary = digest_summary(self.digest())
+        tag = "" if self.roster is None else self.roster.tag()
+        return summary if not tag else sha256_hex(f"{summary}:{tag}".encode())
+
+    def roster_scopes(self) -> dict[str, frozenset[str]]:
+        """Federation id -> member ids of the roster this node trusts ({} without one)."""
+        return {} if self.roster is None else self.roster.scopes()
 
     def wants(self, remote: Mapping[str, DigestItem]) -> list[Want]:
-        return wants(self.digest(), remote, set(self.pinned) | {self.self_id})
+        return wants(self.digest(), remote, self.known())
 
     def serve(
         self, requested: Sequence[Want], *, max_items: int = _MAX_SERVE, requester: str | None = None
@@ -368,10 +445,15 @@ class Book:
         lists its federation-scope records and cannot be trimmed, so it is not relayed beyond.
         """
         out: list[bytes] = []
-        known = set(self.pinned) | {self.self_id}
+        known: Container[str] = self.known()
         if requester is not None:
             heads = self.store.heads()
-            known = {origin for origin in known if _may_relay(origin, requester, self.self_id, heads)}
+            scopes = self.roster_scopes()
+            known = {
+                want.origin
+                for want in requested
+                if want.origin in known and _may_relay(want.origin, requester, self.self_id, heads, scopes)
+            }
         evidence = self.store.evidence()
         for want in requested:
             if want.origin not in known or len(out) >= max_items:
@@ -390,10 +472,22 @@ class Book:
         return out[:max_items]
 
     def trusted_keys(self) -> dict[str, str]:
-        heads = self.store.heads()
-        keys = {key: origin for origin, key in self.pinned.items() if origin not in heads}
-        keys.update({head.key: origin for origin, head in heads.items() if origin in self.pinned})
-        return keys
+        """Key hex -> origin: each pinned origin's head key, or its pinned key before a head.
+
+        Kept between calls (rebuilding it over 10,000 members on every receive dominated a
+        changed round): rebuilt when ``pinned`` is replaced or gains or loses an origin, and
+        when this book accepts a manifest that changes its origin's key.  The book is its
+        store's only writer of heads (one per node; the node's rounds replace the pins anyway).
+        Read it, do not change it.
+        """
+        pins = self._pinned
+        stamp = (id(pins), len(pins))
+        if self._trusted is None or self._trusted_pins != stamp:
+            heads = self.store.heads()
+            keys = {key: origin for origin, key in pins.items() if origin not in heads}
+            keys.update({head.key: origin for origin, head in heads.items() if origin in pins})
+            self._trusted, self._trusted_pins = keys, stamp
+        return self._trusted
 
     # -- receiving ----------------------------------------------------------------
 
@@ -482,12 +576,13 @@ class Book:
             kept = ((m.seq, item.hash, item.envelope, False),)[: self._evidence_room(m.origin, m.seq)]
             self.store.apply(Effects(origin=m.origin, store=kept, forked=True))
             return Equivocation(origin=m.origin, seq=m.seq, hashes=(item.hash,))
-        folded = fold(self.store.entries(m.origin), m)
-        if bucket_roots(folded) != m.roots:
+        if self.store.roots_after(m.origin, m.added(), m.tombstones) != m.roots:
             return Rejected(
                 Reason.BAD_MERKLE_ROOT, "the folded set does not match the roots", m.origin, m.seq
             )
         unforked = recovery and m.origin == self.self_id
+        if (head.key if head else self.pinned.get(m.origin)) != (m.rotate_to or m.key):
+            self._trusted = None  # a new key for this origin (a rotation): trusted_keys again
         new_head = Head(
             seq=m.seq,
             hash=item.hash,
@@ -498,6 +593,7 @@ class Book:
             embargo=m.state.embargo,
             quality_freeze=m.state.quality_freeze,
             federation=m.federation,
+            roster=None if isinstance(m.roster, msgspec.UnsetType) else m.roster.federation,
         )
         self.store.apply(
             Effects(
@@ -528,22 +624,19 @@ class Book:
         for origin, head in sorted(self.store.heads().items()):
             if origin == self.self_id or origin not in self.pinned or origin in self._complete:
                 continue
-            state = collective_state(head)
-            gone = self.store.tombstoned(origin)
+            state = collective_state(head, self.roster_scopes())
+            # The index holds the mirrorable entries neither held nor tombstoned; the policy
+            # (which the origin's state can change without any entry changing) is applied here.
             candidates = [
                 e
-                for e in self.store.entries(origin).values()
-                if mirrorable(e)
-                and e.uid not in gone
-                and disclose(listed_facts(origin, e), state, Audience.PEER, requester=self.self_id)
+                for e in self.store.missing(origin)
+                if disclose(listed_facts(origin, e), state, Audience.PEER, requester=self.self_id)
             ]
-            held = self.store.records([e.hash for e in candidates])
-            claims = self.store.claims([e.hash for e in candidates if e.hash not in held])
+            claims = self.store.claims([e.hash for e in candidates])
             missing = [
                 (origin, e)
                 for e in candidates
-                if e.hash not in held
-                and not _contested(claims.get(e.hash, ()), origin, e.uid)
+                if not _contested(claims.get(e.hash, ()), origin, e.uid)
                 and (origin, e.uid, e.hash) not in self._refused
             ]
             if not missing:
@@ -590,9 +683,12 @@ def _contested(claims: Iterable[tuple[str, str]], origin: str, uid: str) -> bool
     return any(other != origin and claimed == uid for other, claimed in claims)
 
 
+_MIRRORED_SCOPES: Final = frozenset({Scope.FEDERATION, Scope.PUBLIC})
+
+
 def mirrorable(entry: Entry) -> bool:
     """May a peer hold a copy? Federation or public scope, and a licence that allows it."""
-    return entry.scope in (Scope.FEDERATION, Scope.PUBLIC) and entry.license in MIRRORABLE_LICENCES
+    return entry.scope in _MIRRORED_SCOPES and entry.license in MIRRORABLE_LICENCES
 
 
 def _withdrawn_uid(withdrawn: Mapping[str, set[tuple[str, str]]], digest: str, uid: str) -> bool:
@@ -600,7 +696,12 @@ def _withdrawn_uid(withdrawn: Mapping[str, set[tuple[str, str]]], digest: str, u
 
 
 class MemoryBookStore:
-    """A book's store in memory: the simulator's and the tests' twin of the node's SQLite one."""
+    """A book's store in memory: the simulator's and the tests' twin of the node's SQLite one.
+
+    Beside the entries it keeps each origin's bucket trees (roots re-made at the cost of a
+    change), the entries listing each hash, and each origin's missing entries (mirrorable,
+    not held, not tombstoned): what :meth:`Book.record_wants` reads.
+    """
 
     def __init__(self) -> None:
         self._heads: dict[str, Head] = {}
@@ -610,6 +711,11 @@ class MemoryBookStore:
         self._records: dict[str, tuple[str, Entry, bytes]] = {}
         self._evidence: dict[str, list[tuple[int, str]]] = defaultdict(list)
         self._withdrawn: dict[str, set[tuple[str, str]]] = defaultdict(set)  # hash -> (origin, uid) withdrawn
+        self._trees: dict[str, BucketTrees] = defaultdict(BucketTrees)
+        self._listing: dict[str, tuple[tuple[str, str], ...]] = {}  # hash -> (origin, uid) listing it
+        self._missing: dict[str, dict[str, Entry]] = defaultdict(dict)
+        # The change roots_after worked out last, kept for the apply that follows it.
+        self._planned: tuple[str, tuple[Entry, ...], tuple[Tombstone, ...], RootsPlan] | None = None
 
     def heads(self) -> dict[str, Head]:
         return dict(self._heads)
@@ -646,6 +752,38 @@ class MemoryBookStore:
             if h in wanted
         ]
 
+    def roots_after(
+        self, origin: str, added: Sequence[Entry], tombstones: Sequence[Tombstone]
+    ) -> tuple[BucketRoot, ...]:
+        plan = self._plan(origin, tuple(added), tuple(tombstones))
+        self._planned = (origin, tuple(added), tuple(tombstones), plan)
+        return plan.roots
+
+    def _plan(self, origin: str, added: tuple[Entry, ...], tombstones: tuple[Tombstone, ...]) -> RootsPlan:
+        planned = self._planned
+        if (
+            planned is not None
+            and planned[:3] == (origin, added, tombstones)
+            and self._trees[origin].fits(planned[3])
+        ):
+            return planned[3]
+        entries = self._entries.get(origin, {})
+        stored = {uid: entries[uid] for uid in touched_uids(added, tombstones) if uid in entries}
+        return self._trees[origin].plan(stored, added, tombstones)
+
+    def _index(self, origin: str, uid: str) -> None:
+        """Put (origin, uid) in or out of the missing index, as it stands now."""
+        entry = self._entries.get(origin, {}).get(uid)
+        if (
+            entry is not None
+            and mirrorable(entry)
+            and uid not in self._tombstones.get(origin, ())
+            and entry.hash not in self._records
+        ):
+            self._missing[origin][uid] = entry
+        else:
+            self._missing[origin].pop(uid, None)
+
     def apply(self, effects: Effects) -> None:
         origin = effects.origin
         for seq, digest, data, in_chain in effects.store:
@@ -663,14 +801,34 @@ class MemoryBookStore:
                 self._heads[origin] = msgspec.structs.replace(head, forked=True)
         if effects.head is not None:
             self._heads[origin] = effects.head
-        entries = self._entries[origin]
+        if effects.added or effects.tombstones:
+            self._trees[origin].commit(self._plan(origin, effects.added, effects.tombstones))
+        self._planned = None
+        entries, listing, missing = self._entries[origin], self._listing, self._missing[origin]
+        dead, records = self._tombstones.get(origin, ()), self._records
         for entry in effects.added:
-            entries[entry.uid] = entry
+            uid = entry.uid
+            old = entries.get(uid)
+            if old is not None:
+                listing[old.hash] = tuple(c for c in listing.get(old.hash, ()) if c != (origin, uid))
+            entries[uid] = entry
+            listing[entry.hash] = (*listing.get(entry.hash, ()), (origin, uid))
+            if (
+                entry.scope in _MIRRORED_SCOPES
+                and entry.license in MIRRORABLE_LICENCES
+                and uid not in dead
+                and entry.hash not in records
+            ):
+                missing[uid] = entry
+            else:
+                missing.pop(uid, None)
         gone = {tomb.uid for tomb in effects.tombstones}
         for uid in gone:
             listed = entries.pop(uid, None)
             if listed is not None:
                 self._withdrawn[listed.hash].add((origin, uid))
+                listing[listed.hash] = tuple(c for c in listing.get(listed.hash, ()) if c != (origin, uid))
+            missing.pop(uid, None)
         self._tombstones[origin] |= gone
         if gone:
             # A tombstone deletes the mirrored copy of that record (the same uid in the same
@@ -682,6 +840,11 @@ class MemoryBookStore:
                 ):
                     self._withdrawn[digest].add((holder, entry.uid))
                     del self._records[digest]
+                    for lister, uid in self._listing.get(digest, ()):
+                        self._index(lister, uid)  # no longer held: missing again where it may be
+
+    def missing(self, origin: str) -> list[Entry]:
+        return [entry for _, entry in sorted(self._missing.get(origin, {}).items())]
 
     def tombstoned(self, origin: str) -> set[str]:
         return set(self._tombstones.get(origin, ()))
@@ -695,19 +858,19 @@ class MemoryBookStore:
                 own_uid = _RECORD.decode(data).uid  # the record's own uid, whatever the entry says
             except (msgspec.DecodeError, msgspec.ValidationError):
                 continue
-            if entry.uid not in self._tombstones.get(origin, set()) and not _withdrawn_uid(
-                self._withdrawn, entry.hash, own_uid
+            if (
+                entry.uid not in self._tombstones.get(origin, set())
+                and not _withdrawn_uid(self._withdrawn, entry.hash, own_uid)
+                and entry.hash not in self._records
             ):
-                self._records.setdefault(entry.hash, (origin, entry, data))
+                self._records[entry.hash] = (origin, entry, data)
+                for lister, uid in self._listing.get(entry.hash, ()):
+                    self._missing[lister].pop(uid, None)
 
     def claims(self, hashes: Sequence[str]) -> dict[str, set[tuple[str, str]]]:
-        wanted = set(hashes)
         out: dict[str, set[tuple[str, str]]] = defaultdict(set)
-        for origin, entries in self._entries.items():
-            for entry in entries.values():
-                if entry.hash in wanted:
-                    out[entry.hash].add((origin, entry.uid))
-        for digest in wanted:
+        for digest in set(hashes):
+            out[digest].update(self._listing.get(digest, ()))
             if digest in self._records:
                 holder, entry, _ = self._records[digest]
                 out[digest].add((holder, entry.uid))

@@ -8,6 +8,14 @@ so each request runs as a task on the adapter's own event loop under
 threads share that loop and its connection pool, so gossip with several peers
 runs concurrently.  A response larger than ``max_bytes`` is aborted at the
 cap.  httpx's errors are translated once, here.
+
+Connections are kept alive per peer between requests and between gossip rounds
+(so keep one transport for as long as the rounds run): an idle exchange is then
+one request on an open connection, not a TCP and HTTP handshake each time.
+httpx's default keep-alive expiry (5 s) equals the default gossip interval, so
+each connection expired just before it was needed; ``keepalive_expiry`` is set
+longer, and below granian's 30 s limit on an idle connection (its
+``header_read_timeout``), so the server is not the one closing it under us.
 """
 
 from __future__ import annotations
@@ -22,22 +30,32 @@ import httpx
 from coop.federation.errors import PeerTimeoutError, PeerUnreachableError, ResponseTooLargeError
 from coop.federation.transport import Request, Response
 
-__all__ = ["HttpxTransport"]
+__all__ = ["KEEPALIVE_SECONDS", "HttpxTransport"]
 
 # How long past its own deadline a caller waits for a task to come back (it is cancelled at the
 # deadline; this only guards against a loop that stopped answering).
 _GRACE: Final = 5.0
+# How long an idle connection to a peer is kept for the next request: past a few gossip intervals,
+# short of the 30 s after which granian (the node's default server) drops an idle connection.
+KEEPALIVE_SECONDS: Final = 25.0
 
 
 class HttpxTransport:
     """Sends requests from any thread; each ends by its deadline.  Close it when done."""
 
     def __init__(
-        self, *, connect_timeout: float = 3.0, read_timeout: float = 2.0, max_connections: int = 16
+        self,
+        *,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 2.0,
+        max_connections: int = 16,
+        keepalive_expiry: float = KEEPALIVE_SECONDS,
     ) -> None:
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=keepalive_expiry,
         )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="coop-transport", daemon=True)

@@ -4,7 +4,11 @@ An exchange with a peer, every message one HTTP POST of JSON:
 
 1. ``summary``: one hash of our whole digest; equal hashes end the exchange
    (well under 128 bytes each way when nothing changed);
-2. ``digest``: origin -> (latest seq, hash, evidence hashes), both ways;
+2. ``reconcile``: the digests' difference (:mod:`coop.federation.reconcile`): we send a small
+   table of our digest's items, the peer answers its items we lack and the keys of ours it
+   lacks, from which we rebuild its digest; a table that does not peel is sent again larger,
+   then the whole ``digest`` (origin -> (latest seq, hash, evidence hashes), both ways) is
+   exchanged, as it is with an older node that answers 404 to ``reconcile``;
 3. ``manifests``: pull what we lack, evidence first, in bounded batches;
 4. ``push``: give the peer manifests it lacks (it verifies them itself), in bodies of at most
    :data:`MAX_PUSH_BYTES`, a few per exchange; a peer whose digest did not advance since we
@@ -15,6 +19,11 @@ Nothing is sent per item: one digest exchange, then bulk pulls.  All the request
 exchange share one wall-clock budget: each request's deadline is the smaller of its own and
 what is left, so a peer dripping every answer just under the per-request deadline costs at
 most the budget.
+
+A request lost on the way (the peer unreachable for it, or its answer lost) is sent again, up
+to :data:`MAX_ATTEMPTS` times and :data:`MAX_RETRIES` in one exchange, within the same budget:
+every step is idempotent (reads, and a ``push`` of manifests the peer already holds is answered
+``duplicate``), and each attempt is signed anew (a signature's nonce is used once).
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 
-from coop.federation.errors import FederationError, PeerError, PeerTimeoutError
+from coop.federation import reconcile
+from coop.federation.errors import FederationError, PeerError, PeerTimeoutError, PeerUnreachableError
 from coop.federation.gossip import (
     Accepted,
     Book,
@@ -37,7 +47,9 @@ from coop.federation.gossip import (
     Want,
     wants,
 )
-from coop.federation.transport import Request, Transport
+from coop.federation.reconcile import ReconcileMessage, ReconcileRequest
+from coop.federation.roster_gossip import RosterMessage
+from coop.federation.transport import Request, Response, Transport
 from coop.governance.canonical import duplicate_key
 from coop.governance.nesting import NESTED_TOO_DEEP, json_too_deep
 
@@ -66,12 +78,17 @@ MAX_PUSH_BYTES: Final = 4 * 1024 * 1024
 MAX_PUSH_ITEMS: Final = 16
 MAX_PUSHES: Final = 4
 MAX_PUSH_BACKOFF: Final = 64  # exchanges a peer whose digest never advances waits between pushes
+# Sends of one request at most (a lost one is sent again), and resends in one exchange at most.
+MAX_ATTEMPTS: Final = 4
+MAX_RETRIES: Final = 12
 PATHS: Final = {
     "summary": "/federation/v1/summary",
     "digest": "/federation/v1/digest",
+    "reconcile": "/federation/v1/reconcile",
     "manifests": "/federation/v1/manifests",
     "push": "/federation/v1/push",
     "records": "/federation/v1/records",
+    "roster": "/federation/v1/roster",
 }
 
 
@@ -113,11 +130,14 @@ _ENC: Final = msgspec.json.Encoder()
 _DECODERS: Final[dict[type, msgspec.json.Decoder[Any]]] = {
     SummaryMessage: msgspec.json.Decoder(SummaryMessage),
     DigestMessage: msgspec.json.Decoder(DigestMessage),
+    ReconcileRequest: msgspec.json.Decoder(ReconcileRequest),
+    ReconcileMessage: msgspec.json.Decoder(ReconcileMessage),
     PullManifests: msgspec.json.Decoder(PullManifests),
     ManifestsMessage: msgspec.json.Decoder(ManifestsMessage),
     PushReport: msgspec.json.Decoder(PushReport),
     PullRecords: msgspec.json.Decoder(PullRecords),
     RecordsMessage: msgspec.json.Decoder(RecordsMessage),
+    RosterMessage: msgspec.json.Decoder(RosterMessage),
 }
 
 
@@ -145,6 +165,9 @@ class Responder:
             return _ENC.encode(SummaryMessage(self.book.summary()))
         if name == "digest":
             return _ENC.encode(DigestMessage(self.book.digest()))
+        if name == "reconcile":
+            asked = _decode(ReconcileRequest, body)
+            return _ENC.encode(reconcile.answer(self.book.digest(), asked))
         if name == "manifests":
             request = _decode(PullManifests, body)
             served = self.book.serve(request.wants, requester=requester)
@@ -152,6 +175,8 @@ class Responder:
         if name == "push":
             pushed = _decode(ManifestsMessage, body)
             return _ENC.encode(_report(self.book.receive([bytes(m) for m in pushed.manifests], now=now)))
+        if name == "roster":
+            return _ENC.encode(_answer_roster(self.book, _decode(RosterMessage, body), now=now))
         if name == "records":
             pull = _decode(PullRecords, body)
             found, refused = self.records.fetch(pull.hashes[:MAX_RECORDS_PER_PULL], requester=requester)
@@ -201,6 +226,7 @@ class SyncReport(msgspec.Struct, kw_only=True):
     bytes_sent: int = 0
     bytes_received: int = 0
     requests: int = 0
+    retries: int = 0  # requests sent again after a loss
     error: str | None = None
 
 
@@ -237,7 +263,7 @@ class PushMemo:
 
 
 class _Link:
-    """Signed POSTs to one peer, counting bytes."""
+    """Signed POSTs to one peer, counting bytes; a lost request is sent again (bounded)."""
 
     def __init__(
         self,
@@ -255,11 +281,32 @@ class _Link:
         self.timeout, self.max_bytes = limits
         self.budget = budget
         self.deadline = None if budget is None else budget[1]() + budget[0]
+        self.retries_left = MAX_RETRIES
 
     def post(self, step: str, message: msgspec.Struct, kind: type[M]) -> M:
         return self.post_bytes(step, _ENC.encode(message), kind)
 
     def post_bytes(self, step: str, body: bytes, kind: type[M]) -> M:
+        response = self.send(step, body)
+        if response.status != 200:
+            raise PeerError(f"{self.base + PATHS[step]} answered {response.status}")
+        return _decode(kind, response.body)
+
+    def send(self, step: str, body: bytes) -> Response:
+        """The peer's answer to one step, whatever its status; a request or answer lost on the
+        way is sent again, at most :data:`MAX_ATTEMPTS` times, :data:`MAX_RETRIES` an exchange."""
+        attempt = 1
+        while True:
+            try:
+                return self._send_once(step, body)
+            except PeerUnreachableError:
+                if attempt >= MAX_ATTEMPTS or self.retries_left <= 0:
+                    raise
+            attempt += 1
+            self.retries_left -= 1
+            self.report.retries += 1
+
+    def _send_once(self, step: str, body: bytes) -> Response:
         url = self.base + PATHS[step]
         timeout, limited = self.timeout, False
         if self.budget is not None and self.deadline is not None:
@@ -283,9 +330,7 @@ class _Link:
         self.report.requests += 1
         self.report.bytes_sent += len(body)
         self.report.bytes_received += len(response.body)
-        if response.status != 200:
-            raise PeerError(f"{url} answered {response.status}")
-        return _decode(kind, response.body)
+        return response
 
 
 def sync_with(
@@ -302,12 +347,14 @@ def sync_with(
     budget: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     memo: PushMemo | None = None,
+    by_difference: bool = True,
 ) -> SyncReport:
     """One push-pull exchange with the peer at ``base`` (node id ``peer``, when known: what is
     pushed to it follows the same relay rule as what it is served); errors end it and are reported.
 
     ``budget`` seconds (by ``clock``) bound all its requests together; ``memo`` remembers what was
-    pushed to this peer across exchanges (without one, every exchange pushes what is lacking)."""
+    pushed to this peer across exchanges (without one, every exchange pushes what is lacking).
+    ``by_difference=False`` exchanges whole digests, as before ``reconcile`` (for comparison)."""
     report = SyncReport(peer=base)
     link = _Link(
         base, transport, signer, report, (timeout, max_bytes), None if budget is None else (budget, clock)
@@ -315,7 +362,10 @@ def sync_with(
     try:
         theirs = link.post("summary", SummaryMessage(book.summary()), SummaryMessage)
         if theirs.summary != book.summary():
-            _exchange(link, book, report, now=now, peer=peer, memo=memo)
+            if book.roster is not None and book.roster.current is not None:
+                _sync_roster(link, book, now=now)
+            remote = _remote_digest(link, book, by_difference=by_difference)
+            _exchange(link, book, report, remote, now=now, peer=peer, memo=memo)
         else:
             report.in_sync = True
         if records:
@@ -325,13 +375,41 @@ def sync_with(
     return report
 
 
+def _remote_digest(link: _Link, book: Book, *, by_difference: bool) -> dict[str, DigestItem]:
+    """The peer's whole digest: rebuilt from the difference when it peels (a larger table when
+    it does not), else sent whole (an older node answers 404 to ``reconcile``)."""
+    local = book.digest()
+    if not by_difference:
+        return link.post("digest", DigestMessage(local), DigestMessage).digest
+    whole = len(_ENC.encode(DigestMessage(local)))
+    for cells in reconcile.SIZES:
+        if cells * reconcile.CELL_BYTES * 4 // 3 >= whole:
+            break  # the whole digest is smaller than a table this size
+        response = link.send("reconcile", _ENC.encode(reconcile.request(local, cells)))
+        if response.status == 404:
+            break
+        if response.status != 200:
+            raise PeerError(f"{link.base + PATHS['reconcile']} answered {response.status}")
+        rebuilt = reconcile.remote_digest(local, _decode(ReconcileMessage, response.body))
+        if rebuilt is not None:
+            return rebuilt
+    # No responder reads the body of a digest request: ours is not sent again.
+    return link.post("digest", DigestMessage({}), DigestMessage).digest
+
+
 def _exchange(
-    link: _Link, book: Book, report: SyncReport, *, now: int, peer: str | None, memo: PushMemo | None
+    link: _Link,
+    book: Book,
+    report: SyncReport,
+    remote: Mapping[str, DigestItem],
+    *,
+    now: int,
+    peer: str | None,
+    memo: PushMemo | None,
 ) -> None:
-    remote = link.post("digest", DigestMessage(book.digest()), DigestMessage)
     pulled: list[object] = []
     for _ in range(MAX_PULL_ROUNDS):
-        wanted = book.wants(remote.digest)
+        wanted = book.wants(remote)
         if not wanted:
             break
         got = link.post("manifests", PullManifests(wanted), ManifestsMessage)
@@ -343,7 +421,7 @@ def _exchange(
             break  # nothing new came of it: do not ask again
     report.pulled = _report(pulled)
     # What the peer lacks, among origins it told us about or that we hold.
-    theirs_lack = wants(remote.digest, book.digest(), set(book.pinned) | {book.self_id})
+    theirs_lack = wants(remote, book.digest(), book.known())
     if memo is not None:
         theirs_lack = [want for want in theirs_lack if not memo.held(want)]
     if theirs_lack:
@@ -397,3 +475,39 @@ def _pull_records(link: _Link, book: Book, report: SyncReport) -> None:
         # Only what was asked for and kept counts: bytes nobody asked for are ignored.
         report.records += sum(1 for _, entry in batch if entry.hash in got.records) - len(refused)
         report.records_refused += len(refused) + len(got.refused)
+
+
+def _answer_roster(book: Book, message: RosterMessage, *, now: int) -> RosterMessage:
+    """The ``roster`` step: take the peer's versions and proposals, answer what it lacks."""
+    if book.roster is None:
+        return RosterMessage()
+    book.roster.receive([bytes(v) for v in message.versions], [bytes(p) for p in message.proposals], now=now)
+    versions, proposals = book.roster.items_for(message.digest)
+    return RosterMessage(
+        digest=book.roster.digest(),
+        versions=[msgspec.Raw(v) for v in versions],
+        proposals=[msgspec.Raw(p) for p in proposals],
+    )
+
+
+def _sync_roster(link: _Link, book: Book, *, now: int) -> None:
+    """Roster versions and proposals both ways: our digest out, what we lack back, then what the
+    peer lacks (when anything).  A peer without the step (an older node) is left alone."""
+    roster = book.roster
+    assert roster is not None
+    response = link.send("roster", _ENC.encode(RosterMessage(digest=roster.digest())))
+    if response.status != 200:
+        return
+    answer = _decode(RosterMessage, response.body)
+    roster.receive([bytes(v) for v in answer.versions], [bytes(p) for p in answer.proposals], now=now)
+    versions, proposals = roster.items_for(answer.digest)
+    if versions or proposals:
+        link.post(
+            "roster",
+            RosterMessage(
+                digest=roster.digest(),
+                versions=[msgspec.Raw(v) for v in versions],
+                proposals=[msgspec.Raw(p) for p in proposals],
+            ),
+            RosterMessage,
+        )

@@ -6,6 +6,17 @@ real protocol messages through an in-memory network that drops messages,
 crashes nodes, partitions groups and heals them.  Byzantine nodes drop,
 replay, forge or equivocate.  Same seed, same run.
 
+Two ways to lay out trust and talk:
+
+* the default, a full mesh: every node pins every other and may talk to any of
+  them, and each manifest lists its federation (every other node id);
+* ``roster=True`` with a sparse ``talk`` graph (:func:`sparse_talk`: a ring
+  plus a few random peers): every node trusts the roster's members (one
+  members mapping shared by every book, as a node does once a roster is in
+  force) and talks only to its own few peers, so records travel from peer to
+  peer.  Immutable things every node holds alike (envelopes, entries, heads,
+  record bytes) are shared, not copied per node, so 10,000 nodes fit in memory.
+
 Request signatures (RFC 9421) are not used here: the in-memory network is
 the trust boundary of the simulation; they are tested on their own and over
 real HTTP.
@@ -15,13 +26,13 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Iterable, Mapping
-from typing import Final
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, TypeVar
 
 import msgspec
 
 from coop.federation.errors import PeerUnreachableError
-from coop.federation.gossip import Accepted, Book, MemoryBookStore, mirrorable
+from coop.federation.gossip import Accepted, Book, Effects, MemoryBookStore, mirrorable
 from coop.federation.manifest import (
     GENESIS,
     Entry,
@@ -53,9 +64,10 @@ from coop.governance import (
     sha256_hex,
 )
 
-__all__ = ["Behaviour", "Federation", "SimNode", "record_for"]
+__all__ = ["Behaviour", "Federation", "SharedObjects", "SimNode", "record_for", "sparse_talk"]
 
 _STEPS: Final = {path: step for step, path in PATHS.items()}
+T = TypeVar("T")
 
 
 def record_for(entry: Entry, text: str = "a chat") -> tuple[Entry, bytes]:
@@ -95,17 +107,84 @@ class Behaviour(enum.StrEnum):
     EQUIVOCATE = "equivocate"  # as an origin, tells different peers different histories
 
 
+class SharedObjects:
+    """One copy of each immutable thing many nodes hold alike: strings, bytes, frozen structs.
+
+    Every node decodes its own copy of what it receives; keeping them all would make the
+    simulation's memory grow with nodes x the world.  What a store keeps is swapped for the
+    first equal object seen (the simulator's memory, not a node's: a real node keeps its own).
+    """
+
+    def __init__(self) -> None:
+        self._objects: dict[Any, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def one(self, value: T) -> T:
+        shared: T = self._objects.setdefault(value, value)
+        return shared
+
+    def effects(self, effects: Effects) -> Effects:
+        one = self.one
+        return msgspec.structs.replace(
+            effects,
+            origin=one(effects.origin),
+            store=tuple((seq, one(h), one(data), chain) for seq, h, data, chain in effects.store),
+            head=None if effects.head is None else one(effects.head),
+            added=tuple(one(entry) for entry in effects.added),
+            tombstones=tuple(one(tomb) for tomb in effects.tombstones),
+        )
+
+
+class SharedStore(MemoryBookStore):
+    """A node's in-memory store whose envelopes, entries, heads and record bytes are shared."""
+
+    def __init__(self, shared: SharedObjects) -> None:
+        super().__init__()
+        self.shared = shared
+
+    def apply(self, effects: Effects) -> None:
+        super().apply(self.shared.effects(effects))
+
+    def put_records(self, items: Sequence[tuple[str, Entry, bytes]]) -> None:
+        one = self.shared.one
+        super().put_records([(one(origin), one(entry), one(data)) for origin, entry, data in items])
+
+
+def sparse_talk(n: int, rng: random.Random, *, extra: int = 2) -> list[tuple[int, ...]]:
+    """Whom each node talks to: its two ring neighbours and ``extra`` other nodes at random.
+
+    Directed, as pins are: node i calls these; an exchange moves manifests both ways.
+    """
+    talk = []
+    for i in range(n):
+        near = {(i - 1) % n, (i + 1) % n} - {i}
+        far: set[int] = set()
+        while len(far) < min(extra, n - 1 - len(near)):
+            j = rng.randrange(n)
+            if j != i and j not in near:
+                far.add(j)
+        talk.append(tuple(sorted(near)) + tuple(sorted(far)))
+    return talk
+
+
 class SimNode:
     """One simulated node: a key, a book, its own records and manifests."""
 
-    def __init__(self, index: int, seed: bytes, behaviour: Behaviour) -> None:
+    def __init__(
+        self, index: int, seed: bytes, behaviour: Behaviour, *, store: MemoryBookStore | None = None
+    ) -> None:
         self.index = index
         self.seed = seed
         self.current = seed  # the key that signs now (changes with a rotation)
         self.id = public_key(seed).hex()
         self.behaviour = behaviour
-        self.store = MemoryBookStore()
+        self.store = MemoryBookStore() if store is None else store
         self.book = Book(self.id, {}, self.store)
+        # Whether its manifests list its federation (every other pinned id); under a roster
+        # the federation is the roster's members and the manifest does not list 10,000 ids.
+        self.lists_federation = True
         self.own: dict[str, tuple[Entry, bytes]] = {}
         self.tombstones: list[Tombstone] = []
         self.seq = 0
@@ -165,7 +244,9 @@ class SimNode:
             tombstones=self.tombstones,
             state=_STATE,
             rotate_to=rotate_to,
-            federation=[origin for origin in self.book.pinned if origin != self.id],
+            federation=[origin for origin in self.book.pinned if origin != self.id]
+            if self.lists_federation
+            else None,
         )
         seeds = [self.current] if rotate_to_seed is None else [self.current, rotate_to_seed]
         envelope = seal_manifest(payload, [Signer(seed) for seed in seeds])
@@ -193,7 +274,21 @@ class SimNode:
 
 
 class Federation:
-    """N nodes, a lossy in-memory network between them, and the clock of the simulation."""
+    """N nodes, a lossy in-memory network between them, and the clock of the simulation.
+
+    Trust: every node trusts every member (``members``, node id -> key, one mapping shared by
+    every book).  With ``roster`` the members are a roster's: manifests do not list the
+    federation (it is the roster), which is what lets 10,000 nodes fit (a listed federation is
+    capped at ``Limits.max_federation`` ids, and each node would hold every origin's list).
+
+    Talk: each round every live node syncs with ``fanout`` peers drawn from anyone (default) or,
+    with ``sparse=k``, from its own peers of :func:`sparse_talk` (ring neighbours and k random).
+
+    Loss: every request and every answer is dropped independently with probability ``loss``,
+    with fresh randomness each time, so a protocol that retries within an exchange gets through.
+    ``sticky_loss`` models a protocol without retries: once a message of an exchange is lost,
+    every later message of that exchange is lost too (the exchange ends at its first loss).
+    """
 
     def __init__(
         self,
@@ -203,21 +298,38 @@ class Federation:
         fanout: int = 3,
         loss: float = 0.0,
         behaviours: Mapping[int, Behaviour] | None = None,
+        roster: bool = False,
+        sparse: int | None = None,
+        sticky_loss: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
         self.fanout = fanout
         self.loss = loss
+        self.sticky_loss = sticky_loss
         self.now = 1_800_000_000
         self.round = 0
         self.partition: dict[int, int] = {}
         behaviours = behaviours or {}
+        self.shared = SharedObjects()
         self.nodes = [
-            SimNode(i, self.rng.randbytes(32), behaviours.get(i, Behaviour.HONEST)) for i in range(n)
+            SimNode(
+                i,
+                self.rng.randbytes(32),
+                behaviours.get(i, Behaviour.HONEST),
+                store=SharedStore(self.shared),
+            )
+            for i in range(n)
         ]
-        pins = {node.id: node.id for node in self.nodes}  # each node's id is its first key
+        self.roster = roster
+        # Each node's id is its first key.  One mapping for every book: nobody edits it per node.
+        self.members: dict[str, str] = {node.id: node.id for node in self.nodes}
         for node in self.nodes:
-            node.book.pinned = dict(pins)
+            node.book.pinned = self.members
+            node.lists_federation = not roster
+        self.talk = None if sparse is None else sparse_talk(n, self.rng, extra=sparse)
+        # More keyword arguments for every sync_with (e.g. a protocol option, for a baseline).
+        self.sync_options: dict[str, Any] = {}
         self.by_url = {self.url(node): node for node in self.nodes}
         self.requests = 0
         self.bytes = 0
@@ -285,8 +397,7 @@ class Federation:
         order = [n for n in self.nodes if n.alive]
         self.rng.shuffle(order)
         for node in order:
-            others = [p for p in self.nodes if p is not node]
-            for peer in self.rng.sample(others, min(self.fanout, len(others))):
+            for peer in self._partners(node):
                 transport = _Bound(self, node)
                 reports.append(
                     sync_with(
@@ -296,9 +407,20 @@ class Federation:
                         signer=lambda *_: {},
                         now=self.now,
                         records=records,
+                        **self.sync_options,
                     )
                 )
         return reports
+
+    def _partners(self, node: SimNode) -> list[SimNode]:
+        """The ``fanout`` peers ``node`` syncs with this round."""
+        if self.talk is not None:
+            peers = self.talk[node.index]
+            return [self.nodes[j] for j in self.rng.sample(peers, min(self.fanout, len(peers)))]
+        # Anyone but itself (the same draws as sampling the list of the others).
+        n = len(self.nodes)
+        picks = self.rng.sample(range(n - 1), min(self.fanout, n - 1))
+        return [self.nodes[j + (j >= node.index)] for j in picks]
 
     def converged(self, nodes: Iterable[SimNode] | None = None, *, records: bool = True) -> bool:
         """Every given node (default: honest and alive) holds the same manifests, evidence and mirrors."""
@@ -337,14 +459,22 @@ class Federation:
 
 
 class _Bound:
-    """The network as one node sees it (who is calling matters for partitions)."""
+    """The network as one node sees it in one exchange (who is calling matters for partitions;
+    with ``sticky_loss`` a lost message loses the rest of the exchange)."""
 
     def __init__(self, federation: Federation, caller: SimNode) -> None:
         self.federation = federation
         self.caller = caller
+        self.lost = False
 
     def send(self, request: Request, *, timeout: float, max_bytes: int) -> Response:
-        return self.federation.send(self.caller, request, timeout=timeout, max_bytes=max_bytes)
+        if self.lost:
+            raise PeerUnreachableError(f"{request.url}: the exchange was lost")
+        try:
+            return self.federation.send(self.caller, request, timeout=timeout, max_bytes=max_bytes)
+        except PeerUnreachableError:
+            self.lost = self.federation.sticky_loss
+            raise
 
 
 def _tamper(envelope: bytes) -> bytes:

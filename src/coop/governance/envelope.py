@@ -15,12 +15,20 @@ from typing import Final
 
 import msgspec
 
-from coop.governance.canonical import duplicate_key
+from coop.governance.canonical import duplicate_key_of
 from coop.governance.errors import InvalidValueError
 from coop.governance.nesting import NESTED_TOO_DEEP, json_too_deep
 from coop.governance.signing import Signer, verify
 
-__all__ = ["Envelope", "EnvelopeSignature", "open_envelope", "pae", "seal", "valid_signers"]
+__all__ = [
+    "Envelope",
+    "EnvelopeSignature",
+    "open_envelope",
+    "pae",
+    "refuse_repeated_payload_keys",
+    "seal",
+    "valid_signers",
+]
 
 _ENCODER: Final = msgspec.json.Encoder(order="sorted")
 
@@ -58,8 +66,14 @@ def seal(payload: bytes, payload_type: str, signers: Sequence[Signer]) -> bytes:
     return _ENCODER.encode(envelope)
 
 
-def open_envelope(data: bytes, *, payload_type: str, max_bytes: int) -> tuple[Envelope, bytes]:
-    """Parse an envelope and its payload bytes (not yet trusted: check :func:`valid_signers`)."""
+def open_envelope(
+    data: bytes, *, payload_type: str, max_bytes: int, payload_keys: bool = True
+) -> tuple[Envelope, bytes]:
+    """Parse an envelope and its payload bytes (not yet trusted: check :func:`valid_signers`).
+
+    ``payload_keys=False`` leaves the payload's repeated-key check to a caller that decodes it
+    anyway: it calls :func:`refuse_repeated_payload_keys` with what it decoded (faster, same answer).
+    """
     if len(data) > max_bytes:
         raise InvalidValueError(
             f"envelope of {len(data)} bytes is over the {max_bytes} byte limit", field="size"
@@ -68,7 +82,7 @@ def open_envelope(data: bytes, *, payload_type: str, max_bytes: int) -> tuple[En
         raise InvalidValueError(NESTED_TOO_DEEP, field="envelope")
     try:
         envelope = _DECODER.decode(data)
-        repeated = duplicate_key(data)
+        repeated = duplicate_key_of(data, envelope)
     except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
         raise InvalidValueError(f"not a DSSE envelope: {exc}", field="envelope") from None
     if repeated is not None:
@@ -85,13 +99,23 @@ def open_envelope(data: bytes, *, payload_type: str, max_bytes: int) -> tuple[En
     if json_too_deep(payload):
         # Refused here, before any caller decodes it: the same bound on every Python.
         raise InvalidValueError(NESTED_TOO_DEEP, field="payload")
+    if payload_keys:
+        refuse_repeated_payload_keys(payload)
+    return envelope, payload
+
+
+def refuse_repeated_payload_keys(payload: bytes, decoded: object = None) -> None:
+    """Refuse a payload with a key twice in one object, as :func:`open_envelope` does.
+
+    ``decoded``: what a typed msgspec decoder made of ``payload``, if it could (see
+    :func:`coop.governance.canonical.duplicate_key_of`); None reads the bytes alone.
+    """
     try:
-        repeated_inside = duplicate_key(payload)
+        repeated_inside = duplicate_key_of(payload, decoded)
     except ValueError:
         repeated_inside = None  # not JSON: what the payload must be is the caller's to check
     if repeated_inside is not None:
         raise InvalidValueError(f"the payload repeats the key {repeated_inside!r}", field="payload")
-    return envelope, payload
 
 
 def valid_signers(envelope: Envelope, payload: bytes, keys: Mapping[str, bytes]) -> set[str]:

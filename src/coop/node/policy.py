@@ -7,6 +7,7 @@ node builds :class:`RecordFacts` and :class:`CollectiveState` here and asks it.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -43,6 +44,7 @@ __all__ = [
     "own_state",
     "record_choices",
     "record_uid",
+    "roster_scopes",
 ]
 
 
@@ -113,7 +115,7 @@ OWN_FACTS: Final = "c.uid, c.scope, c.license, c.ai_use, c.eval, c.state, c.admi
 
 # The columns head_from_row reads, from ``fed_origins``.
 HEAD_COLUMNS: Final = (
-    "origin, seq, hash, key, forked, embargo_whole, coop, embargo, quality_freeze, federation"
+    "origin, seq, hash, key, forked, embargo_whole, coop, embargo, quality_freeze, federation, roster"
 )
 
 
@@ -133,6 +135,7 @@ def head_from_row(row: Sequence[Any]) -> Head:
         embargo=_EMBARGO.decode(row[7]) if row[7] is not None else Embargo(on=bool(row[5])),
         quality_freeze=bool(row[8]),
         federation=None if row[9] is None else _FEDERATION.decode(row[9]),
+        roster=row[10] if len(row) > 10 else None,
     )
 
 
@@ -141,7 +144,23 @@ def origin_states(conn: sqlite3.Connection) -> dict[str, CollectiveState]:
     from coop.federation.gossip import collective_state
 
     rows = conn.execute(f"SELECT {HEAD_COLUMNS} FROM fed_origins").fetchall()
-    return {row[0]: collective_state(head_from_row(row)) for row in rows}
+    scopes = roster_scopes(conn)
+    return {row[0]: collective_state(head_from_row(row), scopes) for row in rows}
+
+
+def roster_scopes(conn: sqlite3.Connection, *, now: int | None = None) -> dict[str, frozenset[str]]:
+    """Federation id -> member ids of the newest roster version this node trusts ({} without one):
+    whom a manifest naming that roster reaches.  An expired roster is frozen: it reaches no one
+    (as the book's own trust: :class:`coop.federation.roster_gossip.RosterBook`)."""
+    from coop.federation.roster import frozen, open_roster
+
+    row = conn.execute("SELECT envelope FROM roster_versions ORDER BY version DESC LIMIT 1").fetchone()
+    if row is None:
+        return {}
+    roster = open_roster(bytes(row[0])).roster
+    if frozen(roster, now=int(time.time()) if now is None else now):
+        return {}
+    return {roster.federation: frozenset(roster.ids())}
 
 
 class _Choices(msgspec.Struct):

@@ -122,6 +122,10 @@ class Node:
         self.store_missing_statements()
 
     def close(self) -> None:
+        # The gossip connections kept open to peers go first (only if gossip ever ran).
+        federation = self.__dict__.get("federation")
+        if federation is not None:
+            federation.rounds.close()
         self.store.close()
 
     @functools.cached_property

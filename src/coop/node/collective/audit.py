@@ -69,6 +69,11 @@ class AuditAction(enum.StrEnum):
     EVAL_REFUSED = "eval.refused"
     EVAL_PUBLISHED = "eval.published"  # an admin published a signed eval report
     EVAL_UNPUBLISHED = "eval.unpublished"
+    ROSTER_CREATE = "roster.create"  # this co-op founded a federation (roster version 1)
+    ROSTER_JOIN = "roster.join"  # a roster version trusted out of band (the root of trust)
+    ROSTER_PROPOSE = "roster.propose"  # a change to the roster proposed (and signed) here
+    ROSTER_SIGN = "roster.sign"  # this co-op signed a pending proposal
+    ROSTER_ADOPT = "roster.adopt"  # a new roster version became trusted here
 
 
 def _entry(row: tuple[Any, ...]) -> AuditEntry:

@@ -30,7 +30,7 @@ from coop.node.runtime import Node
 
 __all__ = ["FederationController", "PeerProtocolController", "protocol_router"]
 
-_STEPS: Final = frozenset({"summary", "digest", "manifests", "push", "records"})
+_STEPS: Final = frozenset({"summary", "digest", "reconcile", "manifests", "push", "records", "roster"})
 
 
 def _origin(text: str) -> str:
@@ -145,6 +145,12 @@ class FederationController(AreaController):
                 "coop": node.config.node.name,
             }
         )
+
+    @get("/api/v1/federation/roster", sync_to_thread=True, operation_class=documented(dict[str, Any]))
+    def roster(self, federation: NamedDependency[FederationService]) -> Response[bytes]:
+        """The federation roster in force here (members, threshold, version, expiry; null without
+        one) and the pending proposals with the signatures each still needs."""
+        return json_response(federation.roster.view())
 
     @get("/api/v1/federation/origins", sync_to_thread=False, operation_class=documented(list[OriginView]))
     def origins(self, federation: NamedDependency[FederationService]) -> Response[bytes]:

@@ -19,17 +19,16 @@ from typing import Any, Final
 import msgspec
 
 from coop.federation import Book, Decision, Effects, Entry, GovernanceState, Head, Tombstone
-from coop.federation.gossip import RecordRefusal
-from coop.federation.manifest import PAYLOAD_TYPE
-from coop.governance import Audience, CollectiveState, EvalConsent, License, Scope, disclose
+from coop.federation.bucket_trees import BucketTrees, RootsPlan, touched_uids
+from coop.federation.gossip import MIRRORABLE_LICENCES, RecordRefusal, mirrorable
+from coop.federation.manifest import PAYLOAD_TYPE, BucketRoot
+from coop.federation.roster import RosterRef
+from coop.governance import EvalConsent, License, Scope
 from coop.governance.envelope import open_envelope
 from coop.node.policy import (
     HEAD_COLUMNS,
-    OWN_FACTS,
     head_from_row,
     mirror_facts,
-    origin_states,
-    own_facts,
     record_uid,
 )
 from coop.node.storage.store import Store
@@ -40,20 +39,20 @@ __all__ = [
     "LockedBook",
     "SqliteBookStore",
     "declared_state",
-    "envelope_at",
-    "fetch_rows",
-    "latest_release",
-    "manifest_rows",
-    "mark_listed",
-    "mirrored_rows",
-    "origin_rows",
-    "pending",
+    "entry_from_row",
+    "placeholders",
 ]
 
 _TAGS: Final = msgspec.json.Decoder(list[str])
+_ENTRY_COLUMNS: Final = "uid, hash, license, ai_use, eval, scope, tags, language"
+# What :func:`coop.federation.gossip.mirrorable` says, in SQL over fed_entries ``e``.
+_MIRRORABLE: Final = (
+    f"e.scope IN ('{Scope.FEDERATION.value}', '{Scope.PUBLIC.value}')"
+    f" AND e.license IN ({', '.join(repr(licence.value) for licence in sorted(MIRRORABLE_LICENCES))})"
+)
 
 
-def _placeholders(n: int) -> str:
+def placeholders(n: int) -> str:
     return ", ".join("?" * n)
 
 
@@ -77,6 +76,7 @@ class DeclaredState(msgspec.Struct):
     state: GovernanceState
     expires_at: int
     federation: tuple[str, ...] | None = None
+    roster: RosterRef | None = None  # the roster it named as its federation scope
 
 
 def declared_state(envelope: bytes) -> DeclaredState:
@@ -86,10 +86,19 @@ def declared_state(envelope: bytes) -> DeclaredState:
 
 
 class SqliteBookStore:
-    """A :class:`~coop.federation.gossip.BookStore` in the node's database."""
+    """A :class:`~coop.federation.gossip.BookStore` in the node's database.
+
+    Each origin's bucket trees (what re-roots a manifest at the cost of its change) are kept
+    in memory, built from ``fed_entries`` on first use and whenever the roots ``fed_buckets``
+    holds differ from theirs (another writer, or a data directory from before the table).
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._trees: dict[str, BucketTrees] = {}
+        self._planned: tuple[str, tuple[Entry, ...], tuple[Tombstone, ...], BucketTrees, RootsPlan] | None = (
+            None
+        )
 
     def heads(self) -> dict[str, Head]:
         rows = self.store.read(lambda c: c.execute(f"SELECT {HEAD_COLUMNS} FROM fed_origins").fetchall())
@@ -157,15 +166,90 @@ class SqliteBookStore:
             return []
         rows = self.store.read(
             lambda c: c.execute(
-                f"SELECT envelope FROM fed_manifests WHERE origin = ? AND hash IN ({_placeholders(len(hashes))})"
+                f"SELECT envelope FROM fed_manifests WHERE origin = ? AND hash IN ({placeholders(len(hashes))})"
                 " ORDER BY seq, hash",
                 (origin, *hashes),
             ).fetchall()
         )
         return [bytes(r[0]) for r in rows]
 
+    def _trees_of(self, origin: str) -> BucketTrees:
+        rows = self.store.read(
+            lambda c: c.execute(
+                "SELECT license, count, root FROM fed_buckets WHERE origin = ?", (origin,)
+            ).fetchall()
+        )
+        kept = {License(r[0]): BucketRoot(name=License(r[0]).bucket, count=r[1], root=r[2]) for r in rows}
+        stored = tuple(kept[licence] for licence in License if licence in kept)
+        trees = self._trees.get(origin)
+        if trees is not None and trees.roots() == stored:
+            return trees
+        entries = self.store.read(
+            lambda c: c.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM fed_entries WHERE origin = ? ORDER BY uid", (origin,)
+            ).fetchall()
+        )
+        trees = BucketTrees.build(entry_from_row(r) for r in entries)
+        if trees.roots() != stored:
+            self.store.write(lambda c: _keep_roots(c, origin, trees.roots()))
+        self._trees[origin] = trees
+        return trees
+
+    def _plan(
+        self, origin: str, added: tuple[Entry, ...], tombstones: tuple[Tombstone, ...]
+    ) -> tuple[BucketTrees, RootsPlan]:
+        planned = self._planned
+        if (
+            planned is not None
+            and planned[:3] == (origin, added, tombstones)
+            and self._trees.get(origin) is planned[3]
+            and planned[3].fits(planned[4])
+        ):
+            return planned[3], planned[4]
+        trees = self._trees_of(origin)
+        uids = touched_uids(added, tombstones)
+        stored: dict[str, Entry] = {}
+        if any(len(tree) for tree in trees.trees.values()):
+            for start in range(0, len(uids), 500):
+                chunk = uids[start : start + 500]
+                rows = self.store.read(
+                    lambda c, chunk=chunk: c.execute(  # type: ignore[misc]
+                        f"SELECT {_ENTRY_COLUMNS} FROM fed_entries WHERE origin = ?"
+                        f" AND uid IN ({placeholders(len(chunk))})",
+                        (origin, *chunk),
+                    ).fetchall()
+                )
+                stored.update((r[0], entry_from_row(r)) for r in rows)
+        return trees, trees.plan(stored, added, tombstones)
+
+    def roots_after(
+        self, origin: str, added: Sequence[Entry], tombstones: Sequence[Tombstone]
+    ) -> tuple[BucketRoot, ...]:
+        key = (origin, tuple(added), tuple(tombstones))
+        trees, plan = self._plan(*key)
+        self._planned = (*key, trees, plan)
+        return plan.roots
+
+    def missing(self, origin: str) -> list[Entry]:
+        rows = self.store.read(
+            lambda c: c.execute(
+                "SELECT e.uid, e.hash, e.license, e.ai_use, e.eval, e.scope, e.tags, e.language"
+                " FROM fed_missing m JOIN fed_entries e ON e.origin = m.origin AND e.uid = m.uid"
+                " WHERE m.origin = ? ORDER BY m.uid",
+                (origin,),
+            ).fetchall()
+        )
+        return [entry_from_row(r) for r in rows]
+
     def apply(self, effects: Effects) -> None:
-        self.store.write(lambda c: _apply(c, effects))
+        change = None
+        if effects.added or effects.tombstones:
+            change = self._plan(effects.origin, tuple(effects.added), tuple(effects.tombstones))
+        self._planned = None
+        self.store.write(lambda c: _apply(c, effects, None if change is None else change[1].roots))
+        if change is not None:
+            trees, plan = change
+            trees.commit(plan)
 
     def tombstoned(self, origin: str) -> set[str]:
         rows = self.store.read(
@@ -179,7 +263,7 @@ class SqliteBookStore:
             chunk = list(hashes[start : start + 500])
             rows = self.store.read(
                 lambda c, chunk=chunk: c.execute(  # type: ignore[misc]
-                    f"SELECT hash, record FROM mirror_records WHERE hash IN ({_placeholders(len(chunk))})",
+                    f"SELECT hash, record FROM mirror_records WHERE hash IN ({placeholders(len(chunk))})",
                     chunk,
                 ).fetchall()
             )
@@ -194,7 +278,7 @@ class SqliteBookStore:
                 own_uid = record_uid(data)
                 if own_uid is None:
                     continue  # not a record: nothing to keep
-                conn.execute(
+                kept = conn.execute(
                     "INSERT OR IGNORE INTO mirror_records (hash, origin, uid, license, ai_use, eval, scope, record,"
                     " received_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, unixepoch()"
                     " WHERE NOT EXISTS (SELECT 1 FROM fed_tombstones WHERE origin = ? AND uid = ?)"
@@ -213,7 +297,9 @@ class SqliteBookStore:
                         entry.hash,
                         own_uid,
                     ),
-                )
+                ).rowcount
+                if kept:
+                    conn.execute("DELETE FROM fed_missing WHERE hash = ?", (entry.hash,))
 
         self.store.write(write)
 
@@ -221,7 +307,7 @@ class SqliteBookStore:
         out: dict[str, set[tuple[str, str]]] = {}
         for start in range(0, len(hashes), 300):
             chunk = list(hashes[start : start + 300])
-            marks = _placeholders(len(chunk))
+            marks = placeholders(len(chunk))
             rows = self.store.read(
                 lambda c, chunk=chunk, marks=marks: c.execute(  # type: ignore[misc]
                     f"SELECT hash, origin, uid FROM fed_entries WHERE hash IN ({marks})"
@@ -235,7 +321,27 @@ class SqliteBookStore:
         return out
 
 
-def _apply(conn: sqlite3.Connection, effects: Effects) -> None:
+def _keep_roots(conn: sqlite3.Connection, origin: str, roots: Iterable[BucketRoot]) -> None:
+    """The roots ``origin``'s entries are folded to now (what the in-memory trees must match)."""
+    conn.execute("DELETE FROM fed_buckets WHERE origin = ?", (origin,))
+    conn.executemany(
+        "INSERT INTO fed_buckets (origin, license, count, root) VALUES (?, ?, ?, ?)",
+        [(origin, License.from_bucket(r.name).value, r.count, r.root) for r in roots],
+    )
+
+
+def _index_missing(conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> None:
+    """Put the listed entries ``where`` selects in the missing index, where they belong there."""
+    conn.execute(
+        "INSERT OR IGNORE INTO fed_missing (origin, uid, hash) SELECT e.origin, e.uid, e.hash"
+        f" FROM fed_entries e WHERE {where} AND {_MIRRORABLE}"
+        " AND NOT EXISTS (SELECT 1 FROM mirror_records m WHERE m.hash = e.hash)"
+        " AND NOT EXISTS (SELECT 1 FROM fed_tombstones t WHERE t.origin = e.origin AND t.uid = e.uid)",
+        params,
+    )
+
+
+def _apply(conn: sqlite3.Connection, effects: Effects, roots: tuple[BucketRoot, ...] | None = None) -> None:
     origin = effects.origin
     for seq, digest, data, in_chain in effects.store:
         conn.execute(
@@ -274,6 +380,8 @@ def _apply(conn: sqlite3.Connection, effects: Effects) -> None:
                 None if head.federation is None else msgspec.json.encode(head.federation).decode(),
             ),
         )
+        # The roster its manifest names as its federation scope (migration 18's column).
+        conn.execute("UPDATE fed_origins SET roster = ? WHERE origin = ?", (head.roster, origin))
         if effects.unforked:
             conn.execute("UPDATE fed_origins SET forked = 0 WHERE origin = ?", (origin,))
     conn.executemany(
@@ -294,8 +402,20 @@ def _apply(conn: sqlite3.Connection, effects: Effects) -> None:
             for e in effects.added
         ],
     )
+    if effects.added:
+        conn.executemany(
+            "DELETE FROM fed_missing WHERE origin = ? AND uid = ?", [(origin, e.uid) for e in effects.added]
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO fed_missing (origin, uid, hash) SELECT ?, ?, ?"
+            " WHERE NOT EXISTS (SELECT 1 FROM mirror_records WHERE hash = ?)"
+            " AND NOT EXISTS (SELECT 1 FROM fed_tombstones WHERE origin = ? AND uid = ?)",
+            [(origin, e.uid, e.hash, e.hash, origin, e.uid) for e in effects.added if mirrorable(e)],
+        )
     for tomb in effects.tombstones:
         _withdraw(conn, origin, tomb.uid)
+    if roots is not None:
+        _keep_roots(conn, origin, roots)
 
 
 def _withdraw(conn: sqlite3.Connection, origin: str, uid: str) -> None:
@@ -310,6 +430,7 @@ def _withdraw(conn: sqlite3.Connection, origin: str, uid: str) -> None:
     ).fetchone()
     withdrawn = entry[0] if entry else held[0] if held else None
     conn.execute("DELETE FROM fed_entries WHERE origin = ? AND uid = ?", (origin, uid))
+    conn.execute("DELETE FROM fed_missing WHERE origin = ? AND uid = ?", (origin, uid))
     conn.execute(
         "INSERT INTO fed_tombstones (origin, uid, hash) VALUES (?, ?, ?)"
         " ON CONFLICT (origin, uid) DO UPDATE SET hash = coalesce(hash, excluded.hash)",
@@ -319,6 +440,13 @@ def _withdraw(conn: sqlite3.Connection, origin: str, uid: str) -> None:
     # under whichever origin holds it, and nothing brings it back. A copy of another uid
     # is not this withdrawal's: a peer listing another co-op's hash under a decoy uid and
     # "withdrawing" it must not delete that co-op's record here.
+    freed = {
+        r[0]
+        for r in conn.execute(
+            "SELECT hash FROM mirror_records WHERE (origin = ? AND uid = ?) OR (hash = ? AND uid = ?)",
+            (origin, uid, withdrawn, uid),
+        )
+    }
     deleted: int = conn.execute(
         "DELETE FROM mirror_records WHERE (origin = ? AND uid = ?) OR (hash = ? AND uid = ?)",
         (origin, uid, withdrawn, uid),
@@ -335,6 +463,10 @@ def _withdraw(conn: sqlite3.Connection, origin: str, uid: str) -> None:
                 deleted += conn.execute(
                     "DELETE FROM mirror_records WHERE hash = ? AND origin = ?", (withdrawn, other)
                 ).rowcount
+                freed.add(withdrawn)
+    for digest in freed:
+        # No copy held any more: the entries listing it are missing again where they may be.
+        _index_missing(conn, "e.hash = ?", (digest,))
     if deleted:
         scrub_after_commit()  # no image of the withdrawn text left in the write-ahead log
 
@@ -363,107 +495,3 @@ class LockedBook(Book):
         # origin's entries and marking it complete must not leave it marked complete.
         with self._lock:
             return super().record_wants(limit=limit)
-
-
-# -- this node's own listing (what its next manifest adds and withdraws) ----------------------
-
-
-def pending(conn: sqlite3.Connection, state: CollectiveState) -> tuple[list[Entry], list[Tombstone]]:
-    """Records to list and tombstones to announce.
-
-    A record is listed once a release cut admitted it and the policy lets it go to the
-    co-ops of this federation now (never merely accepted; not during a freeze or under
-    an embargo: it waits, unlisted).  Own records go alike to every pinned co-op, so one
-    of them stands for all; with none pinned, federation scope has no one to go to yet.
-    """
-    rows = conn.execute(
-        f"SELECT c.uid, c.record_sha256, c.license, c.ai_use, c.eval, c.scope, c.tags, c.language, t.record,"
-        f" {OWN_FACTS} FROM contributions c JOIN contents t ON t.seq = c.seq"
-        " WHERE c.admitted_in IS NOT NULL AND c.listed_seq IS NULL ORDER BY c.seq"
-    ).fetchall()
-    member = min(state.federation) if state.federation else None
-    added = []
-    for row in rows:
-        facts = None if row[8] is None else own_facts(row[9:], bytes(row[8]))
-        if facts is not None and disclose(facts, state, Audience.PEER, requester=member):
-            added.append(entry_from_row(row))
-    tombs = conn.execute(
-        "SELECT t.uid, t.at FROM tombstones t JOIN contributions c ON c.uid = t.uid"
-        " WHERE t.announced_seq IS NULL AND c.listed_seq IS NOT NULL"
-    ).fetchall()
-    return added, [Tombstone(uid=r[0], at=r[1]) for r in tombs]
-
-
-def mark_listed(conn: sqlite3.Connection, seq: int, uids: list[str], tombstones: list[str]) -> None:
-    """Records and tombstones the manifest ``seq`` carried, so the next one does not again."""
-    conn.executemany(
-        "UPDATE contributions SET listed_seq = ? WHERE uid = ? AND listed_seq IS NULL",
-        [(seq, u) for u in uids],
-    )
-    conn.executemany("UPDATE tombstones SET announced_seq = ? WHERE uid = ?", [(seq, u) for u in tombstones])
-
-
-def latest_release(conn: sqlite3.Connection) -> str | None:
-    """The name of this node's latest release (``v7``), if it cut one."""
-    row = conn.execute("SELECT max(version) FROM releases").fetchone()
-    return None if row[0] is None else f"v{row[0]}"
-
-
-# -- reading for pages and peers -----------------------------------------------------------------
-
-
-def origin_rows(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-    """Every origin with its head, the entries it lists and the records mirrored here."""
-    rows: list[tuple[Any, ...]] = conn.execute(
-        "SELECT o.origin, o.coop, o.seq, o.hash, o.key, o.forked, o.embargo_whole, o.updated_at,"
-        " (SELECT count(*) FROM fed_entries e WHERE e.origin = o.origin),"
-        " (SELECT count(*) FROM mirror_records m WHERE m.origin = o.origin)"
-        " FROM fed_origins o ORDER BY o.coop, o.origin"
-    ).fetchall()
-    return rows
-
-
-def manifest_rows(conn: sqlite3.Connection, origin: str) -> list[tuple[Any, ...]]:
-    """(seq, hash, in_chain, evidence, received_at) of every manifest kept from ``origin``."""
-    rows: list[tuple[Any, ...]] = conn.execute(
-        "SELECT seq, hash, in_chain, evidence, received_at FROM fed_manifests WHERE origin = ? ORDER BY seq, hash",
-        (origin,),
-    ).fetchall()
-    return rows
-
-
-def envelope_at(conn: sqlite3.Connection, origin: str, seq: int) -> bytes | None:
-    """The envelope of ``origin``'s manifest ``seq`` (the chain's, where a fork left two)."""
-    row = conn.execute(
-        "SELECT envelope FROM fed_manifests WHERE origin = ? AND seq = ? ORDER BY in_chain DESC",
-        (origin, seq),
-    ).fetchone()
-    return None if row is None else bytes(row[0])
-
-
-def mirrored_rows(conn: sqlite3.Connection, origin: str, after: str, limit: int) -> list[tuple[Any, ...]]:
-    """(uid, hash, license, ai_use, eval, scope, record) of ``origin`` held here, in uid order."""
-    rows: list[tuple[Any, ...]] = conn.execute(
-        "SELECT uid, hash, license, ai_use, eval, scope, record FROM mirror_records"
-        " WHERE origin = ? AND uid > ? ORDER BY uid LIMIT ?",
-        (origin, after, limit),
-    ).fetchall()
-    return rows
-
-
-def fetch_rows(
-    conn: sqlite3.Connection, chunk: list[str]
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], dict[str, CollectiveState]]:
-    """Own and mirrored rows holding these hashes, and the origins' states, in one snapshot."""
-    marks = _placeholders(len(chunk))
-    own = conn.execute(
-        f"SELECT c.record_sha256, t.record, {OWN_FACTS} FROM contributions c JOIN contents t ON t.seq = c.seq"
-        f" WHERE c.record_sha256 IN ({marks})",
-        chunk,
-    ).fetchall()
-    mirrored = conn.execute(
-        "SELECT hash, origin, record, uid, license, ai_use, eval, scope FROM mirror_records"
-        f" WHERE hash IN ({marks})",
-        chunk,
-    ).fetchall()
-    return own, mirrored, origin_states(conn)

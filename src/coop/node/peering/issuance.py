@@ -17,19 +17,13 @@ import msgspec
 
 from coop.federation import GovernanceState, Head, build_manifest, seal_manifest
 from coop.federation.gossip import Accepted, Decision, Equivocation, Rejected
+from coop.federation.roster import RosterRef
 from coop.governance import CollectiveState, Signer
 from coop.node.collective.audit import AuditAction, audit, audit_head
 from coop.node.collective.settings import SettingsView
 from coop.node.errors import BusyError, StateError
-from coop.node.peering.books import (
-    DeclaredState,
-    LockedBook,
-    SqliteBookStore,
-    declared_state,
-    latest_release,
-    mark_listed,
-    pending,
-)
+from coop.node.peering.books import DeclaredState, LockedBook, SqliteBookStore, declared_state
+from coop.node.peering.listing import latest_release, mark_listed, pending
 from coop.node.storage.datadir import DataDir
 from coop.node.storage.store import Store
 
@@ -89,6 +83,8 @@ class Issuer:
         self.own_state = own_state
         self.reload_identity = reload_identity
         self._fork_logged = False  # the own-fork halt is logged once per process, not every round
+        # The roster in force, when there is one: manifests name it instead of listing the pins.
+        self.roster_ref: Callable[[], RosterRef | None] = lambda: None
 
     def issue(self, *, release: str | None = None, force: bool = False) -> IssueReport | None:
         """Issue the next manifest if anything changed (records, tombstones, settings) or it nears expiry."""
@@ -135,7 +131,8 @@ class Issuer:
             audit_seq=0 if audit_entry is None else audit_entry.seq,
             audit_head="0" * 64 if audit_entry is None else audit_entry.hash,
         )
-        federation = self.federation()
+        roster = self.roster_ref()
+        federation = None if roster is not None else self.federation()
         own = self.own_state()
         added, tombstones = self.store.read(lambda c: pending(c, own))
         previous = self._declared(head)
@@ -146,6 +143,7 @@ class Issuer:
             or previous.state.embargo != state.embargo
             or previous.state.quality_freeze != state.quality_freeze
             or previous.federation != federation
+            or previous.roster != roster
         )
         if not (force or added or tombstones or changed or stale):
             return None
@@ -169,6 +167,7 @@ class Issuer:
             tombstones=tombstones,
             state=state,
             federation=federation,
+            roster=roster,
         )
         envelope = seal_manifest(payload, [signer])
         decision = self.book.receive([envelope], now=now)
@@ -214,7 +213,8 @@ class Issuer:
                     tombstones=[],
                     state=previous.state,
                     rotate_to=new.public_key.hex(),
-                    federation=self.federation(),
+                    federation=None if self.roster_ref() is not None else self.federation(),
+                    roster=self.roster_ref(),
                 )
                 decision = self.book.receive([seal_manifest(payload, [old, new])], now=now)
                 if not decision or not isinstance(decision[0], Accepted):

@@ -8,7 +8,7 @@ import msgspec
 
 from coop.governance import Audience, CollectiveState, Embargo, disclose
 from coop.node.errors import NotFoundError
-from coop.node.peering.books import envelope_at, manifest_rows, mirrored_rows, origin_rows
+from coop.node.peering.listing import envelope_at, manifest_rows, mirrored_rows, origin_rows
 from coop.node.policy import mirror_facts, origin_states
 from coop.node.storage.store import Store
 

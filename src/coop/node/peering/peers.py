@@ -6,6 +6,7 @@ pinned origins (and this node), and only pinned keys may sign requests to it.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable
 from functools import partial
@@ -24,6 +25,7 @@ from coop.node.storage.store import Store
 __all__ = ["PeerView", "Peers", "note_contact", "note_skew"]
 
 _REFUSALS_SHOWN: Final = 5
+log = logging.getLogger("coop.federation")
 
 
 class PeerView(msgspec.Struct, frozen=True):
@@ -64,9 +66,23 @@ class Peers:
         self.signer = signer
 
     def refresh_pins(self) -> None:
-        """The book trusts the peers pinned now (and this node)."""
+        """The book trusts the peers pinned now, the members of the roster in force (under their
+        current keys; none while it is frozen) and this node; the roster is read again when its
+        tables changed (the CLI may have changed it)."""
         rows = self.store.read(lambda c: c.execute("SELECT node_id FROM peers").fetchall())
         pins = {r[0]: r[0] for r in rows}
+        roster = self.book.roster
+        if roster is not None:
+            roster.reload()
+            pins.update(roster.members())
+            current = roster.current
+            if current is not None and roster.frozen():
+                log.warning(
+                    "federation roster %s version %d expired (frozen): trusting pinned peers only"
+                    " until members sign an extension",
+                    current.roster.federation,
+                    current.roster.version,
+                )
         pins[self.self_id] = self.self_id
         self.book.pinned = pins
 
@@ -173,13 +189,20 @@ class Peers:
         """The node id of the pinned peer whose key this is (its id, or its rotated key)."""
         if keyid in self.book.pinned and keyid != self.self_id:
             return keyid
+        for origin, key in self.book.pinned.items():
+            if key == keyid and origin != self.self_id:
+                return origin  # a roster member under the key it rotated to
         for origin, head in self.books.heads().items():
             if head.key == keyid and origin in self.book.pinned and origin != self.self_id:
                 return origin
         return None
 
     def federation(self) -> tuple[str, ...]:
-        """This co-op's federation: the node ids of the peers it pinned (who federation scope reaches)."""
+        """This co-op's federation (who federation scope reaches): the roster's members when one is
+        in force, else the node ids of the peers it pinned."""
+        members = {} if self.book.roster is None else self.book.roster.members()
+        if members:
+            return tuple(sorted(origin for origin in members if origin != self.self_id))
         return tuple(sorted(origin for origin in self.book.pinned if origin != self.self_id))
 
     def skewed_peers(self) -> list[dict[str, Any]]:

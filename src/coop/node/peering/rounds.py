@@ -14,6 +14,7 @@ import random
 import secrets
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate, parsedate_to_datetime
@@ -39,6 +40,7 @@ __all__ = ["PARALLEL_PEERS", "Rounds"]
 log = logging.getLogger("coop.federation")
 
 PARALLEL_PEERS: Final = 8  # peers exchanged with at once in a round
+KEPT_CONNECTIONS: Final = 64  # connections kept open to peers between rounds (one per peer)
 
 
 class Rounds:
@@ -67,6 +69,7 @@ class Rounds:
         self.rng = random.Random(secrets.randbits(64))
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._transport: HttpxTransport | None = None
         # Per peer, what was pushed to it: a peer whose digest never advances is not re-pushed.
         self._pushed: dict[str, PushMemo] = {}
 
@@ -106,11 +109,24 @@ class Rounds:
         # Peers are exchanged with at once (a bounded pool): a slow one costs its slot, not the
         # round; each request ends by its own deadline (the transport's), whatever the peer sends,
         # and all of one exchange's requests by ``exchange_budget_seconds``.
-        transport = HttpxTransport(max_connections=2 * PARALLEL_PEERS)
-        try:
-            futures = [self._gossip_pool().submit(self._sync_one, peer, transport) for peer in chosen]
-            return [future.result() for future in futures]
-        finally:
+        transport = self._gossip_transport()
+        futures = [self._gossip_pool().submit(self._sync_one, peer, transport) for peer in chosen]
+        return [future.result() for future in futures]
+
+    def _gossip_transport(self) -> HttpxTransport:
+        # One transport for the service's life, so its pool keeps a connection to each peer open
+        # from one round to the next (a new one per round opened a TCP connection per exchange).
+        with self._lock:
+            if self._transport is None:
+                self._transport = HttpxTransport(max_connections=KEPT_CONNECTIONS)
+                weakref.finalize(self, self._transport.close)
+            return self._transport
+
+    def close(self) -> None:
+        """Close the connections kept to peers (also done when this object is collected, or at exit)."""
+        with self._lock:
+            transport, self._transport = self._transport, None
+        if transport is not None:
             transport.close()
 
     def _gossip_pool(self) -> ThreadPoolExecutor:

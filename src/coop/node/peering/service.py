@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 
 from coop.federation import ReplayCache
+from coop.federation.roster_gossip import RosterBook
 from coop.governance import CollectiveState, Signer
 from coop.node.collective.settings import SettingsView
 from coop.node.config import FederationConfig, NodeSection
@@ -28,6 +29,7 @@ from coop.node.peering.issuance import Issuer, IssueReport
 from coop.node.peering.nonces import SqliteReplayCache
 from coop.node.peering.origins import Origins, OriginView
 from coop.node.peering.peers import Peers, PeerView
+from coop.node.peering.roster import RosterKeeper, SqliteRosterStore
 from coop.node.peering.rounds import Rounds
 from coop.node.peering.serving import STEP_CAPS, Serving
 from coop.node.policy import own_state
@@ -65,6 +67,19 @@ class FederationService:
         self.book = LockedBook(node_id, {}, self.store, lock=self._lock)
         # Seen nonces live in the database: a captured request stays refused after a restart.
         self.replay: ReplayCache = SqliteReplayCache(store)
+        # The federation roster (migration 18): its members are trusted like pins.
+        self.roster_store = SqliteRosterStore(store, clock=clock, signer=signer)
+        self.book.roster = RosterBook(self.roster_store)
+        self.roster = RosterKeeper(
+            store,
+            self.book.roster,
+            self.roster_store,
+            self_id=node_id,
+            coop=node.name,
+            public_url=node.public_url,
+            clock=clock,
+            signer=signer,
+        )
         self.pins = Peers(store, self.book, self.store, self_id=node_id, clock=clock, signer=signer)
         self.issuer = Issuer(
             store,
@@ -82,6 +97,7 @@ class FederationService:
             own_state=self.own_state,
             reload_identity=reload_identity,
         )
+        self.issuer.roster_ref = self.roster.ref
         self.rounds = Rounds(
             store,
             data,

@@ -24,7 +24,7 @@ from coop.federation.protocol import PushReport
 from coop.governance import Audience, CollectiveState, disclose
 from coop.node.errors import PayloadTooLargeError
 from coop.node.members.attribution import PublicForms
-from coop.node.peering.books import fetch_rows
+from coop.node.peering.listing import fetch_rows
 from coop.node.peering.peers import Peers, note_contact, note_skew
 from coop.node.peering.refusals import Refusal, keep_refusals, manifest_refusals, record_refusal
 from coop.node.policy import mirror_facts, own_facts
@@ -35,11 +35,16 @@ __all__ = ["STEP_CAPS", "Serving"]
 # The largest request body each protocol step takes, checked before it is read (``push`` carries
 # manifests: up to ``federation.max_response_bytes``, as much as a pull may bring).  A summary
 # is ~80 bytes, a records pull at most 256 hashes (~17 KB); a digest or a manifests pull holds
-# ~150 bytes per origin a node knows of.
+# ~150 bytes per origin a node knows of; a reconcile request is a table of at most 480 cells of
+# 11 bytes, base64 (~7 KB).
 STEP_CAPS: Final = {
     "summary": 4 * 1024,
     "digest": 4 * 1024 * 1024,
+    "reconcile": 64 * 1024,
     "manifests": 4 * 1024 * 1024,
+    # Roster versions and proposals: at most 16 of each, ~3 MiB together (a 1,000-member roster
+    # is ~250 KB).
+    "roster": 4 * 1024 * 1024,
     "records": 256 * 1024,
 }
 _PUSH_REPORT: Final = msgspec.json.Decoder(PushReport)
@@ -78,8 +83,9 @@ class Serving:
         """Record bytes for the peer ``requester``: what the disclosure policy lets go to it.
 
         Own records under this co-op's state (admitted by a cut, outside embargo and freeze,
-        federation scope only to the co-ops it pinned); mirrors under their origin's latest
-        manifest (federation scope only to the co-ops the origin pinned).  The rest is refused.
+        federation scope only to its federation: the roster's members once it has a roster, else
+        the co-ops it pinned); mirrors under their origin's latest manifest (federation scope only
+        to the co-ops it names, by list or by roster).  The rest is refused.
         """
         wanted = list(dict.fromkeys(hashes))
         found: dict[str, bytes] = {}
