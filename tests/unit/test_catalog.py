@@ -8,7 +8,7 @@ from coop.governance import Embargo
 from coop.node.collective.settings import Actor
 from coop.node.contributions.rights import withdraw_contribution
 from coop.node.members.accounts import Member
-from coop.node.releases import catalog
+from coop.node.releases import bounties, catalog
 from coop.node.releases.catalog import SearchFilters
 from coop.node.runtime import Node
 
@@ -134,7 +134,7 @@ def test_bounty_progress_counts_matching_accepted_contributions_made_since_it_wa
 
     def post(at: int) -> int:
         return node.store.write(
-            lambda c: catalog.add_bounty(
+            lambda c: bounties.add_bounty(
                 c,
                 title=f"Tax law fails in Indonesian ({at})",
                 description="",
@@ -155,13 +155,13 @@ def test_bounty_progress_counts_matching_accepted_contributions_made_since_it_wa
     contribute(node, member, text=chat("untagged"), label="fail", language="id")
     process(node)
     contribute(node, member, text=chat("unprocessed"), label="fail", language="id", tags=["tax"])
-    progress = {b.id: b for b in node.store.read(catalog.bounties)}
+    progress = {b.id: b for b in node.store.read(bounties.bounties)}
     assert progress[earlier].progress == 2, "the two accepted matches; not good, English, untagged or waiting"
     assert progress[earlier].percent == 66
     assert progress[later].progress == 0, "contributions made before a bounty do not count for it"
-    node.store.write(lambda c: catalog.close_bounty(c, earlier, now=now))
-    assert [b.id for b in node.store.read(catalog.bounties)] == [later]
-    assert len(node.store.read(lambda c: catalog.bounties(c, include_closed=True))) == 2
+    node.store.write(lambda c: bounties.close_bounty(c, earlier, now=now))
+    assert [b.id for b in node.store.read(bounties.bounties)] == [later]
+    assert len(node.store.read(lambda c: bounties.bounties(c, include_closed=True))) == 2
 
 
 def test_withdrawal_leaves_no_word_of_the_text_in_the_search_index_files(tmp_path: Path) -> None:

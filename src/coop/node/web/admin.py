@@ -28,7 +28,7 @@ from coop.node.contributions.submission import ContributionState
 from coop.node.errors import InputError, NodeError, NotFoundError
 from coop.node.http.params import whole_number
 from coop.node.members.sessions import WebSession
-from coop.node.releases import catalog
+from coop.node.releases import bounties
 from coop.node.releases.repository import list_releases
 from coop.node.web.forms import preview_chat
 from coop.node.web.site import WebSite, done
@@ -65,7 +65,7 @@ def admin_page(
         quarantined=node.store.read(
             lambda c: contrib.list_by_state(c, ContributionState.QUARANTINED, limit=100)
         ),
-        bounties=node.store.read(lambda c: catalog.bounties(c)),
+        bounties=node.store.read(lambda c: bounties.bounties(c)),
         entries=node.store.read(lambda c: recent_entries(c, limit=15)),
         open_proposals=[p for p in node.store.read(list_proposals) if p.status.value == "open"],
         releases=node.store.read(list_releases)[-3:],
@@ -148,7 +148,7 @@ def _add_bounty(site: WebSite, session: WebSession, values: dict[str, Any]) -> N
     name = session.member.name
 
     def write(conn: sqlite3.Connection) -> None:
-        catalog.add_bounty(
+        bounties.add_bounty(
             conn,
             title=title,
             description=description,
@@ -228,6 +228,6 @@ class AdminPages(Controller):
         def act(site: WebSite, session: WebSession, values: dict[str, Any]) -> None:
             number = whole_number(bounty_id, field="bounty", low=1, error=NotFoundError)
             now = site.node.now()
-            site.node.store.write(lambda c: catalog.close_bounty(c, number, now=now))
+            site.node.store.write(lambda c: bounties.close_bounty(c, number, now=now))
 
         return await _act(site, request, admin, act, "bounty-closed", "#bounties")

@@ -3,6 +3,8 @@ bounties, the federation, and the pages' own CSS and script."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any, Final
 
@@ -18,7 +20,7 @@ from coop.node.errors import NotFoundError
 from coop.node.http.download import Download, static_file
 from coop.node.http.params import whole_number
 from coop.node.members.sessions import WebSession
-from coop.node.releases import catalog
+from coop.node.releases import bounties, catalog
 from coop.node.releases.repository import list_federated_releases, list_releases
 from coop.node.web.forms import AI_CHOICES, LICENCES, SCOPES
 from coop.node.web.render import STATIC
@@ -26,7 +28,7 @@ from coop.node.web.site import WebSite
 
 __all__ = ["PublicPages"]
 
-_MAX_PAGE: Final = 1_000_000  # a page number far past any catalogue, still a small SQL OFFSET
+_MAX_PAGE: Final = 1_000_000  # a page number far past any catalogue (only shown: pages go by uid)
 
 Site = NamedDependency[WebSite]
 Visitor = NamedDependency[WebSession | None]
@@ -45,7 +47,7 @@ class PublicPages(Controller):
             visitor,
             "home.html",
             releases=node.store.read(list_releases),
-            bounties=node.store.read(catalog.bounties),
+            bounties=node.store.read(bounties.bounties),
             settings=node.settings().settings,
         )
 
@@ -91,8 +93,8 @@ class PublicPages(Controller):
         base = "/releases/federated" if federated else "/releases"
         return site.page(request, visitor, "dataset.html", release=found, base=base, federated=federated)
 
-    @get("/browse", sync_to_thread=False)
-    def browse(self, request: Request[Any, Any, Any], site: Site, visitor: Visitor) -> Template:
+    @get("/browse")
+    async def browse(self, request: Request[Any, Any, Any], site: Site, visitor: Visitor) -> Template:
         query = request.query_params
         number = whole_number(query.get("page") or "1", field="page", low=1, high=_MAX_PAGE)
         filters = catalog.SearchFilters(
@@ -104,9 +106,17 @@ class PublicPages(Controller):
             language=query.get("language") or "",
             page=number,
         )
+        # Keyset pages: the uid the page starts after (or ends before), never an OFFSET.
+        after, before = (query.get("after") or "")[:100], (query.get("before") or "")[:100]
         embargo = site.node.settings().settings.embargo
-        results = site.node.store.read(lambda c: catalog.search(c, filters, embargo=embargo))
-        facets = site.node.store.read(lambda c: catalog.facets(c, embargo=embargo))
+
+        def read(c: sqlite3.Connection) -> tuple[catalog.Listing, dict[str, list[str]]]:
+            found = catalog.browse(c, filters, embargo=embargo, after=after or None, before=before or None)
+            return found, catalog.facets(c, embargo=embargo)
+
+        # Off the event loop (a worker thread's own read connection): a search runs up to its
+        # deadline (catalog.browse) and no other request waits for it.
+        results, facets = await asyncio.to_thread(site.node.store.read, read)
         kept = {k: v for k, v in msgspec.structs.asdict(filters).items() if v and k != "page"}
         return site.page(
             request, visitor, "browse.html", filters=filters, results=results, facets=facets, kept=kept
@@ -139,7 +149,7 @@ class PublicPages(Controller):
 
     @get("/bounties", sync_to_thread=False)
     def bounty_board(self, request: Request[Any, Any, Any], site: Site, visitor: Visitor) -> Template:
-        items = site.node.store.read(lambda c: catalog.bounties(c, include_closed=True))
+        items = site.node.store.read(lambda c: bounties.bounties(c, include_closed=True))
         return site.page(request, visitor, "bounties.html", bounties=items)
 
     @get("/federation", sync_to_thread=False)

@@ -34,7 +34,7 @@ import msgspec
 from coop.governance import Record, parse_ai_use
 from coop.node.channels.base import ChannelError, ReleaseFolder
 from coop.node.channels.site import MANIFEST, SiteBuilder, SiteReport
-from coop.node.releases import catalog
+from coop.node.releases import bounties, catalog
 from coop.node.releases.model import ReleaseSummary, robots_txt
 from coop.node.releases.repository import list_releases
 from coop.node.releases.statement import STATEMENT, stored_statement
@@ -148,7 +148,7 @@ def _render(node: Node, root: Path, *, node_url: str | None) -> SiteReport:
         (destination / STATEMENT).write_bytes(stored_statement(folder.path, release, node.signer))
     shutil.copytree(STATIC, root / "static")
 
-    open_bounties = node.store.read(lambda c: catalog.bounties(c))
+    open_bounties = node.store.read(lambda c: bounties.bounties(c))
     write("/", "home.html", releases=releases, bounties=open_bounties, settings=settings)
     write("/datasets", "datasets.html", releases=list(reversed(releases)), federated=[])
     for release in releases:
@@ -205,7 +205,7 @@ def _render(node: Node, root: Path, *, node_url: str | None) -> SiteReport:
     write(
         "/bounties",
         "bounties.html",
-        bounties=node.store.read(lambda c: catalog.bounties(c, include_closed=True)),
+        bounties=node.store.read(lambda c: bounties.bounties(c, include_closed=True)),
     )
     write(
         "/federation",
