@@ -30,6 +30,7 @@ def test_without_a_roster_our_manifests_go_to_every_pinned_peer_as_before() -> N
 def test_an_expired_roster_reaches_no_one_in_the_policy_either() -> None:
     """The freeze holds where record bytes are served and federated releases are cut, not only in the book."""
     import sqlite3
+    from contextlib import closing
 
     from coop.federation.roster import Member, create_roster
     from coop.governance.signing import Signer
@@ -45,13 +46,15 @@ def test_an_expired_roster_reaches_no_one_in_the_policy_either() -> None:
         expires_at=1_000,
         signer=signer,
     )
-    conn = sqlite3.connect(":memory:")
-    conn.execute(
-        "CREATE TABLE roster_versions (federation TEXT, version INTEGER, hash TEXT, envelope BLOB, added_at INTEGER)"
-    )
-    conn.execute("INSERT INTO roster_versions VALUES (?, 1, ?, ?, 0)", (FED, trusted.hash, trusted.envelope))
-    assert roster_scopes(conn, now=999) == {FED: frozenset({key})}
-    assert roster_scopes(conn, now=1_000) == {}
+    with closing(sqlite3.connect(":memory:")) as conn:
+        conn.execute(
+            "CREATE TABLE roster_versions (federation TEXT, version INTEGER, hash TEXT, envelope BLOB, added_at INTEGER)"
+        )
+        conn.execute(
+            "INSERT INTO roster_versions VALUES (?, 1, ?, ?, 0)", (FED, trusted.hash, trusted.envelope)
+        )
+        assert roster_scopes(conn, now=999) == {FED: frozenset({key})}
+        assert roster_scopes(conn, now=1_000) == {}
 
 
 def test_a_roster_payload_not_in_canonical_form_is_refused() -> None:
