@@ -43,7 +43,9 @@ PUBLIC_PAGES = (
     "/leaderboards",
     "/bounties",
     "/federation",
+    "/federation/actions",
     "/governance",
+    "/access",
     "/terms",
     "/faq",
 )
@@ -316,6 +318,43 @@ def test_the_admin_flips_the_embargo_and_sees_who_did_it(site: Site, browser: An
         assert page.locator("#embargo-state").inner_text() == "off"
     finally:
         context.close()
+
+
+def test_the_admin_proposes_a_joint_action_and_signs_its_end(site: Site, browser: Any, shots: Path) -> None:
+    """The joint actions page with its admin forms: propose (this co-op alone, so it binds at once),
+    see it in force and bound here, then sign its end."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        sign_in(page, site, site.admin_token, "/admin")
+        page.goto(f"{site.process.url}/federation/actions")
+        accessible(page)
+        form = page.locator("#propose")
+        form.get_by_label("Embargo", exact=True).check()
+        form.get_by_label("Tags, separated by commas").fill("joint-browser")
+        form.get_by_label("Review date (give an end, a review date, or both)").fill(_in_days(30))
+        form.get_by_label("How many of them must sign").fill("1")
+        form.get_by_label("Why").fill("A browser test holds back one tag")
+        form.get_by_role("button", name=re.compile("Propose it")).click()
+        page.wait_for_url(re.compile(r"done=joint-proposed"))
+        card = page.locator("#active .card").first
+        assert "bound: this co-op signed" in card.inner_text()
+        assert "records already released stay released" in page.locator("main").inner_text()
+        accessible(page)
+        shoot(page, shots, "joint-actions")
+        actions = httpx.get(f"{site.process.url}/api/v1/federation/actions").json()["actions"]
+        assert [a["status"] for a in actions] == ["active"] and actions[0]["bound_here"] is True
+        card.get_by_role("button", name=re.compile("Sign its end")).click()
+        page.wait_for_url(re.compile(r"done=joint-ended"))
+        assert "not bound: the action is ended" in page.locator("#past .card").first.inner_text()
+    finally:
+        context.close()
+
+
+def _in_days(days: int) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime.now(UTC) + timedelta(days=days)).date().isoformat()
 
 
 def test_screenshots_for_the_readme_are_kept(shots: Path) -> None:

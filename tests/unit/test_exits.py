@@ -93,6 +93,10 @@ ROUTES: dict[tuple[str, str], Exit | NotExit] = {
     ("GET", "/releases/federated/{version:str}/{path:path}"): Exit(
         "file", "/releases/federated/v1/cc0/data.jsonl"
     ),
+    ("GET", "/gated/{release:str}/{path:path}"): NotExit(
+        "a gated release file the cut wrote, only to its grantee through a signed URL; held while a"
+        " withdrawal awaits its revision (ensure_serving asks the policy): tests/unit/test_gated_download_http.py"
+    ),
     ("GET", "/robots.txt"): NotExit("bucket-level Content-Usage of releases already cut, no record"),
     # -- public pages over the catalogue
     ("GET", "/browse"): Exit("public", "/browse"),
@@ -128,6 +132,34 @@ ROUTES: dict[tuple[str, str], Exit | NotExit] = {
     ),
     ("GET", "/api/v1/federation/peers"): NotExit("pinned peers"),
     ("GET", "/api/v1/federation/roster"): NotExit("the roster: member co-ops' ids, keys, names, URLs"),
+    # -- gated access: requests, decisions, signed URLs and the register; the files go out by /gated
+    ("GET", "/access"): NotExit("the co-op's terms and the signed-in builder's own requests, no record"),
+    ("GET", "/admin/access"): NotExit("admins: requests and the download register, no record"),
+    ("GET", "/api/v1/access/terms"): NotExit("the co-op's terms of access"),
+    ("GET", "/api/v1/access/requests"): NotExit("access requests (own; admins all), no record"),
+    ("GET", "/api/v1/access/requests/{number:str}"): NotExit("one access request, no record"),
+    ("GET", "/api/v1/access/register"): NotExit("who downloaded which gated file when (own; admins all)"),
+    ("POST", "/access/requests"): NotExit("a builder asks for access"),
+    ("POST", "/access/requests/{number:str}/download"): NotExit(
+        "mints a signed URL for the grantee and redirects to /gated (the exit above)"
+    ),
+    ("POST", "/admin/access/requests/{number:str}/{decision:str}"): NotExit("admin decides a request"),
+    ("POST", "/api/v1/access/requests"): NotExit("a builder asks for access"),
+    ("POST", "/api/v1/access/requests/{number:str}/approve"): NotExit("admin approves (or opens a vote)"),
+    ("POST", "/api/v1/access/requests/{number:str}/refuse"): NotExit("admin refuses"),
+    ("POST", "/api/v1/access/requests/{number:str}/revoke"): NotExit("admin revokes a grant"),
+    ("POST", "/api/v1/access/requests/{number:str}/urls"): NotExit(
+        "a signed URL for the grantee's own grant; the file goes out by /gated"
+    ),
+    # -- joint actions: signed documents co-ops exchange (what they hold back), no record
+    ("GET", "/api/v1/federation/actions"): NotExit("joint actions and who signed them, no record"),
+    ("GET", "/api/v1/federation/actions/{action:str}"): NotExit("a joint action and who signed it"),
+    ("POST", "/api/v1/federation/actions"): NotExit("admin proposes a joint action"),
+    ("POST", "/api/v1/federation/actions/{action:str}/sign"): NotExit("admin signs a joint action"),
+    ("POST", "/api/v1/federation/actions/{action:str}/end"): NotExit("admin signs a joint action's end"),
+    ("GET", "/federation/actions"): NotExit("joint actions as a page, no record"),
+    ("POST", "/federation/actions"): NotExit("admin proposes a joint action"),
+    ("POST", "/federation/actions/{action:str}/{decision:str}"): NotExit("admin signs or ends an action"),
     # -- evaluation: aggregates only (exercised directly below)
     ("GET", "/api/v1/eval/local/identity"): NotExit("the node's eval identity"),
     ("POST", "/api/v1/eval/local"): NotExit("eval answers: checked through Evaluation._eligible"),

@@ -88,9 +88,10 @@ NODE_AREAS: dict[str, set[str]] = {
     "evaluation": _LEAVES | {"storage", "members", "collective", "policy", "contributions", "releases"},
     "channels": _LEAVES | {"storage", "members", "collective", "policy", "releases"},
     "metrics": _LEAVES | {"storage", "contributions", "releases", "channels", "peering"},
+    "access": _LEAVES | {"storage", "members", "collective", "policy", "releases"},
     "runtime": _LEAVES
     | {"storage", "members", "intake", "collective", "policy", "contributions", "releases", "peering"}
-    | {"evaluation", "channels", "metrics"},
+    | {"evaluation", "channels", "metrics", "access"},
     "scheduler": _LEAVES | {"storage", "contributions", "releases", "peering", "metrics", "runtime"},
     # http/ assembles the API and mounts web/'s pages; web/ uses http/'s problem details and params.
     "http": set(),  # filled in below

@@ -5,6 +5,7 @@ The tree::
     FederationError
     ├── ManifestError       a manifest that must not be stored or forwarded (bad data or policy)
     ├── RosterError         a roster version or proposal that must not be trusted (``reason``)
+    ├── JointError          a joint action or statement that must not be stored (``field``)
     ├── RequestAuthError        a peer request whose signature, digest or freshness fails (401)
     │   └── ClockSkewError         its time is outside the window: ``offset`` (created - now, s)
     └── PeerError              a peer that cannot be used right now
@@ -20,6 +21,7 @@ import enum
 __all__ = [
     "ClockSkewError",
     "FederationError",
+    "JointError",
     "ManifestError",
     "PeerError",
     "PeerTimeoutError",
@@ -126,3 +128,15 @@ class RosterError(FederationError):
     def __init__(self, reason: RosterReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class JointError(FederationError):
+    """A joint action or statement refused: forged, malformed, expired, over a limit.
+
+    ``field`` names the part at fault (``signature``, ``proposer``, ``ends_at``...), as
+    :class:`coop.governance.InvalidValueError` does, so that a problem document can say it.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

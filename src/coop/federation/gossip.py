@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Container, Iterable, Mapping, Sequence
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import msgspec
 
@@ -54,6 +54,7 @@ from coop.federation.manifest import (
     Entry,
     Limits,
     Manifest,
+    ManifestJoint,
     Tombstone,
     Verified,
     check_manifest,
@@ -64,6 +65,7 @@ from coop.governance import (
     Audience,
     CollectiveState,
     Embargo,
+    JointRules,
     License,
     Record,
     RecordFacts,
@@ -72,6 +74,9 @@ from coop.governance import (
     disclose,
     sha256_hex,
 )
+
+if TYPE_CHECKING:
+    from coop.federation.joint import JointBook
 
 __all__ = [
     "MAX_EVIDENCE_SEQS",
@@ -90,6 +95,7 @@ __all__ = [
     "Rejected",
     "Want",
     "collective_state",
+    "declared_joint",
     "digest_summary",
     "listed_facts",
     "record_disagreement",
@@ -120,6 +126,25 @@ class Head(msgspec.Struct, frozen=True):
     # The federation id of the roster the origin's latest manifest names as its federation
     # scope (its members, as this node's trusted roster lists them); None: it names none.
     roster: str | None = None
+    # The licences (values) whose buckets the origin gates, sorted, and whether its federation
+    # may mirror them (its latest manifest's ``gated`` / ``mirror_gated``).
+    gated: tuple[str, ...] = ()
+    mirror_gated: bool = False
+    # What the joint actions binding the origin demand, as its latest manifest declares them
+    # (``joint``: freeze, embargo selectors, evaluation-only start, the actions' ids).
+    joint: JointRules = JointRules()
+
+
+def declared_joint(joint: ManifestJoint | msgspec.UnsetType | None) -> JointRules:
+    """A manifest's ``joint`` as the disclosure policy reads it (nothing when left out)."""
+    if joint is None or isinstance(joint, msgspec.UnsetType):
+        return JointRules()
+    return JointRules(
+        freeze=joint.freeze,
+        embargoes=joint.embargoes,
+        eval_only_since=joint.eval_only_since,
+        actions=joint.actions,
+    )
 
 
 def collective_state(head: Head, rosters: Mapping[str, frozenset[str]] | None = None) -> CollectiveState:
@@ -136,6 +161,9 @@ def collective_state(head: Head, rosters: Mapping[str, frozenset[str]] | None = 
         quality_freeze=head.quality_freeze,
         forked=head.forked,
         federation=federation,
+        gated=frozenset(head.gated),
+        mirror_gated=head.mirror_gated,
+        joint=head.joint,
     )
 
 
@@ -385,6 +413,8 @@ class Book:
         self.pinned = dict(pinned)  # origin -> the key it was pinned with (its id)
         # The federation roster this node trusts, when it has one (set by the node).
         self.roster: RosterBook | None = None
+        # The joint actions this node holds, when it keeps them (set by the node).
+        self.joint: JointBook | None = None
         self.store = store
         self.limits = limits
         # Origins whose every mirrorable record is held: skipped until a new manifest comes.
@@ -426,7 +456,11 @@ class Book:
         """Equal summaries: nothing to exchange (manifests, and the roster when there is one)."""
         summary = digest_summary(self.digest())
         tag = "" if self.roster is None else self.roster.tag()
-        return summary if not tag else sha256_hex(f"{summary}:{tag}".encode())
+        summary = summary if not tag else sha256_hex(f"{summary}:{tag}".encode())
+        from coop.federation.joint_gossip import joint_tag
+
+        joint = joint_tag(self.joint)
+        return summary if not joint else sha256_hex(f"{summary}:joint:{joint}".encode())
 
     def roster_scopes(self) -> dict[str, frozenset[str]]:
         """Federation id -> member ids of the roster this node trusts ({} without one)."""
@@ -594,6 +628,9 @@ class Book:
             quality_freeze=m.state.quality_freeze,
             federation=m.federation,
             roster=None if isinstance(m.roster, msgspec.UnsetType) else m.roster.federation,
+            gated=() if isinstance(m.gated, msgspec.UnsetType) else tuple(g.value for g in m.gated),
+            mirror_gated=m.mirror_gated is True,
+            joint=declared_joint(m.joint),
         )
         self.store.apply(
             Effects(

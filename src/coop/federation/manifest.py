@@ -7,7 +7,11 @@ tombstones since then, and states the count and Merkle root of each bucket's
 *whole* set after them.  Folding the chain gives the full set, and a
 one-record change costs one entry on the wire.  Each also carries the embargo
 and quality-freeze state, the digest of the co-op's settings and the origin's
-federation (the node ids it pinned: who its federation scope reaches).  A
+federation (the node ids it pinned: who its federation scope reaches), and the
+licence buckets it gates (``gated``: only its grantees download them, so no peer
+re-publishes them; ``mirror_gated``: its federation may still mirror them), and what the
+joint actions binding it demand (``joint``: a peer that cannot verify those actions itself
+still holds the origin's records in).  A
 manifest lists only what a release cut of the origin admitted; ``node``-scope
 records never appear, not even as hashes.
 
@@ -34,6 +38,7 @@ from coop.governance import (
     Embargo,
     EvalConsent,
     GovernanceError,
+    JointSelector,
     License,
     Scope,
     canonical_bytes,
@@ -53,6 +58,7 @@ __all__ = [
     "GovernanceState",
     "Limits",
     "Manifest",
+    "ManifestJoint",
     "Tombstone",
     "Verified",
     "bucket_roots",
@@ -68,6 +74,7 @@ GENESIS: Final = "0" * 64
 _HEX64: Final = re.compile(r"^[0-9a-f]{64}$")
 _ROSTER_ID: Final = re.compile(r"^[0-9a-f]{32}$")
 _BUCKET_NAMES: Final = frozenset(licence.bucket for licence in License)
+_MAX_JOINT: Final = 1_000  # binding actions (and embargo selectors) a manifest may declare
 
 
 class Entry(msgspec.Struct, frozen=True, array_like=True):
@@ -118,6 +125,21 @@ class GovernanceState(msgspec.Struct, frozen=True):
     audit_head: str
 
 
+class ManifestJoint(msgspec.Struct, frozen=True, kw_only=True):
+    """What the joint actions binding the origin demand of its records' travel, as it declares
+    them itself (its signature vouches for them): its freeze, the selectors of its joint
+    embargoes, the earliest start of an evaluation-only action, and the ids of those actions.
+    A peer honours them beside what it verifies itself (both only ever hold records in)."""
+
+    freeze: bool = False
+    embargoes: tuple[JointSelector, ...] = ()
+    eval_only_since: int | None = None
+    actions: tuple[str, ...] = ()  # sorted, distinct action ids (64 hex)
+
+    def __bool__(self) -> bool:
+        return self.freeze or bool(self.embargoes) or self.eval_only_since is not None
+
+
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     """The payload.  New fields always get defaults (older peers keep reading it)."""
 
@@ -142,6 +164,16 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     # The roster whose members are the origin's federation, when one is in force (instead of
     # listing them).  Left out of the bytes when unset, so manifests without it read as before.
     roster: RosterRef | msgspec.UnsetType = msgspec.UNSET
+    # The licence buckets the origin gates (only its grantees download them; no public exit
+    # carries them), sorted; and whether its federation's co-ops may still mirror them.  Both
+    # left out of the bytes when not set (no gated bucket; mirroring refused), so manifests
+    # without them read, and hash, as before.
+    gated: tuple[License, ...] | msgspec.UnsetType = msgspec.UNSET
+    mirror_gated: bool | msgspec.UnsetType = msgspec.UNSET
+    # What the joint actions binding the origin demand (a freeze, embargo selectors, an
+    # evaluation-only start): left out of the bytes when none binds it, so manifests without
+    # it read, and hash, as before.
+    joint: ManifestJoint | msgspec.UnsetType = msgspec.UNSET
 
     def added(self) -> list[Entry]:
         return [entry for bucket in self.buckets for entry in bucket.entries]
@@ -199,12 +231,18 @@ def build_manifest(
     rotate_to: str | None = None,
     federation: Sequence[str] | None = None,
     roster: RosterRef | None = None,
+    gated: Sequence[License] = (),
+    mirror_gated: bool = False,
+    joint: ManifestJoint | None = None,
 ) -> bytes:
     """The canonical payload bytes.
 
     ``added`` are the entries new (or replaced) since the previous manifest;
     ``complete`` is the whole set after this one (uid -> entry), for the roots;
-    ``federation`` the node ids the origin pinned (who its federation scope reaches).
+    ``federation`` the node ids the origin pinned (who its federation scope reaches);
+    ``gated`` the licences whose buckets the origin gates and ``mirror_gated`` whether its
+    federation may mirror them (both written only when set); ``joint`` what the joint actions
+    binding the origin demand (written only when they demand something).
     """
     by_licence: dict[License, list[Entry]] = {}
     for entry in added:
@@ -236,8 +274,18 @@ def build_manifest(
         rotate_to=rotate_to,
         federation=None if federation is None else tuple(sorted(set(federation))),
         roster=msgspec.UNSET if roster is None else roster,
+        gated=tuple(sorted(set(gated), key=lambda licence: licence.value)) or msgspec.UNSET,
+        mirror_gated=True if mirror_gated and gated else msgspec.UNSET,  # with nothing gated: moot
+        joint=_joint_field(joint),
     )
     return canonical_bytes(manifest)
+
+
+def _joint_field(joint: ManifestJoint | None) -> ManifestJoint | msgspec.UnsetType:
+    """The one way to write the joint demands: absent when none, else actions sorted and distinct."""
+    if joint is None or not joint:
+        return msgspec.UNSET
+    return msgspec.structs.replace(joint, actions=tuple(sorted(set(joint.actions))))
 
 
 def bucket_roots(complete: Mapping[str, Entry]) -> tuple[BucketRoot, ...]:
@@ -387,6 +435,32 @@ def _check_content(manifest: Manifest, limits: Limits) -> None:
         or not 1 <= manifest.roster.version <= MAX_SAFE_INTEGER
     ):
         raise ManifestError(Reason.MALFORMED, "the roster named is malformed")
+    # One way to write each: absent when empty (or false), else sorted and distinct.
+    if not isinstance(manifest.gated, msgspec.UnsetType) and (
+        not manifest.gated or [g.value for g in manifest.gated] != sorted({g.value for g in manifest.gated})
+    ):
+        raise ManifestError(Reason.MALFORMED, "gated must list sorted, distinct licences (or be left out)")
+    if manifest.mirror_gated is False or (
+        manifest.mirror_gated is True and isinstance(manifest.gated, msgspec.UnsetType)
+    ):
+        raise ManifestError(Reason.MALFORMED, "mirror_gated is written only when true, with gated buckets")
+    if not isinstance(manifest.joint, msgspec.UnsetType):
+        _check_joint(manifest.joint)
     for root in manifest.roots:
         if root.name not in _BUCKET_NAMES or not _HEX64.match(root.root) or root.count < 1:
             raise ManifestError(Reason.MALFORMED, f"root of bucket {root.name!r} is malformed")
+
+
+def _check_joint(joint: ManifestJoint) -> None:
+    """Written only when it demands something; bounded; actions sorted, distinct, 64 hex."""
+    if not joint:
+        raise ManifestError(Reason.MALFORMED, "joint is written only when a joint action demands something")
+    if len(joint.embargoes) > _MAX_JOINT or len(joint.actions) > _MAX_JOINT:
+        raise ManifestError(Reason.TOO_LARGE, f"joint names more than {_MAX_JOINT} actions or selectors")
+    if not joint.actions or list(joint.actions) != sorted(set(joint.actions)):
+        raise ManifestError(Reason.MALFORMED, "joint must list the binding actions, sorted and distinct")
+    if any(not _HEX64.match(action) for action in joint.actions):
+        raise ManifestError(Reason.MALFORMED, "joint action ids are 64 lowercase hex digits")
+    since = joint.eval_only_since
+    if since is not None and not 0 <= since <= MAX_SAFE_INTEGER:
+        raise ManifestError(Reason.MALFORMED, "joint eval_only_since is out of range")

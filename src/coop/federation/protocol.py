@@ -47,6 +47,7 @@ from coop.federation.gossip import (
     Want,
     wants,
 )
+from coop.federation.joint_gossip import JointMessage, answer_joint, sync_joint
 from coop.federation.reconcile import ReconcileMessage, ReconcileRequest
 from coop.federation.roster_gossip import RosterMessage
 from coop.federation.transport import Request, Response, Transport
@@ -89,6 +90,7 @@ PATHS: Final = {
     "push": "/federation/v1/push",
     "records": "/federation/v1/records",
     "roster": "/federation/v1/roster",
+    "joint": "/federation/v1/joint",
 }
 
 
@@ -138,6 +140,7 @@ _DECODERS: Final[dict[type, msgspec.json.Decoder[Any]]] = {
     PullRecords: msgspec.json.Decoder(PullRecords),
     RecordsMessage: msgspec.json.Decoder(RecordsMessage),
     RosterMessage: msgspec.json.Decoder(RosterMessage),
+    JointMessage: msgspec.json.Decoder(JointMessage),
 }
 
 
@@ -177,6 +180,8 @@ class Responder:
             return _ENC.encode(_report(self.book.receive([bytes(m) for m in pushed.manifests], now=now)))
         if name == "roster":
             return _ENC.encode(_answer_roster(self.book, _decode(RosterMessage, body), now=now))
+        if name == "joint":
+            return _ENC.encode(answer_joint(self.book.joint, _decode(JointMessage, body)))
         if name == "records":
             pull = _decode(PullRecords, body)
             found, refused = self.records.fetch(pull.hashes[:MAX_RECORDS_PER_PULL], requester=requester)
@@ -364,6 +369,7 @@ def sync_with(
         if theirs.summary != book.summary():
             if book.roster is not None and book.roster.current is not None:
                 _sync_roster(link, book, now=now)
+            sync_joint(link.send, _decode, book.joint)
             remote = _remote_digest(link, book, by_difference=by_difference)
             _exchange(link, book, report, remote, now=now, peer=peer, memo=memo)
         else:

@@ -38,6 +38,7 @@ from coop.governance.errors import (
     InvalidValueError,
     PolicyError,
 )
+from coop.governance.joint import JointKind, JointRules, JointSelector
 from coop.governance.payouts import (
     ANONYMOUS_PAYEE,
     CURRENCY_MINOR_UNITS,
@@ -76,6 +77,7 @@ from coop.governance.record import (
     parse_enum,
 )
 from coop.governance.settings import (
+    Access,
     Approval,
     DecisionRules,
     Defaults,
@@ -102,6 +104,7 @@ __all__ = [
     "LEGACY_LABELS",
     "MAX_SAFE_INTEGER",
     "MAX_TAGS",
+    "Access",
     "AiPrefSyntaxError",
     "AiUse",
     "Approval",
@@ -125,6 +128,9 @@ __all__ = [
     "GovernanceError",
     "Identifier",
     "InvalidValueError",
+    "JointKind",
+    "JointRules",
+    "JointSelector",
     "Label",
     "License",
     "LineKind",

@@ -26,6 +26,17 @@ The rules, in one place:
   nothing of it flows to peers or into a federated release, even if admitted
   earlier; already published release files of the co-op itself stay (they are
   out), but browse pages and new cuts honour the embargo.
+- A **joint action** binding the co-op (k of the co-ops it names co-signed it, this one among
+  them) adds to its own switches: a joint freeze or embargo (by tag, language or licence) holds
+  records from every flow beyond the node and from new cuts; evaluation-only keeps records
+  created since its start to evaluation runs.  The co-op's own pages honour a joint embargo and
+  evaluation-only as they honour its own embargo; a joint freeze, like its own quality freeze,
+  stops flows and cuts but does not hide its pages.  It cannot undo past licences: release
+  files already published stay.
+- A **gated** licence bucket (the co-op's ``access.gated``) reaches no public audience: its
+  records leave only to a grantee (:attr:`Audience.GRANTEE`, the public's rules without the
+  gate, for the co-op's own records), and to peers only where the co-op lets peers mirror
+  gated records (``mirror_gated``).
 - An equivocating (forked) origin contributes nothing.
 - The **form** says which identifier may travel: anonymous records carry none,
   pseudonymous ones the pseudonym's own hash, credited ones the member's.
@@ -40,6 +51,7 @@ from typing import Final
 
 import msgspec
 
+from coop.governance.joint import JointRules
 from coop.governance.record import AttributionMode, EvalConsent, License, Record, Scope
 from coop.governance.settings import Embargo
 
@@ -72,6 +84,7 @@ class Audience(enum.StrEnum):
     EVAL = "eval"  # a federated evaluation run: the record is scored, only aggregates leave
     ADMIN = "admin"  # this co-op's admins
     MEMBER = "member"  # the member who contributed the record
+    GRANTEE = "grantee"  # a model builder granted access to gated buckets, through a signed URL
 
 
 PUBLIC_AUDIENCES: Final = frozenset({Audience.PUBLIC, Audience.FEDERATED})
@@ -130,6 +143,10 @@ class Reason(enum.StrEnum):
     QUALITY_FREEZE = "quality-freeze"
     FORKED = "forked"
     NO_EVAL_CONSENT = "no-eval-consent"
+    JOINT_FREEZE = "joint-freeze"
+    JOINT_EMBARGO = "joint-embargo"
+    EVAL_ONLY = "eval-only"  # a joint action keeps it to evaluation runs
+    GATED = "gated"  # its licence bucket is gated: only grantees may download it
 
 
 class RecordFacts(msgspec.Struct, frozen=True, kw_only=True):
@@ -146,6 +163,7 @@ class RecordFacts(msgspec.Struct, frozen=True, kw_only=True):
     tags: tuple[str, ...] = ()
     language: str | None = None
     origin: str | None = None  # None: this node's own record; else the origin's node id
+    created_at: int | None = None  # when the record was made (None: unknown)
 
 
 class CollectiveState(msgspec.Struct, frozen=True, kw_only=True):
@@ -157,6 +175,9 @@ class CollectiveState(msgspec.Struct, frozen=True, kw_only=True):
     # Who federation scope reaches: the origin's federation (its pinned peers, as its manifest
     # lists them).  None: not known (an old manifest), so only the origin itself serves them.
     federation: frozenset[str] | None = None
+    joint: JointRules = JointRules()  # what the joint actions binding the co-op demand now
+    gated: frozenset[str] = frozenset()  # gated licence buckets (License values)
+    mirror_gated: bool = False  # peers may mirror records of gated buckets
 
 
 class Disclosure(msgspec.Struct, frozen=True):
@@ -186,14 +207,31 @@ def _public_identifier(mode: AttributionMode) -> Identifier:
     return Identifier.NONE
 
 
-def _gated(record: RecordFacts, state: CollectiveState) -> Reason | None:
-    """The collective gates every flow beyond the node passes: fork, freeze, embargo."""
+def _gated(record: RecordFacts, state: CollectiveState, *, evaluation: bool = False) -> Reason | None:
+    """The collective gates every flow beyond the node passes: fork, freeze, embargo, joint actions."""
     if state.forked:
         return Reason.FORKED
     if state.quality_freeze:
         return Reason.QUALITY_FREEZE
     if state.embargo.covers(tags=record.tags, language=record.language):
         return Reason.EMBARGO
+    return _joint_gate(record, state.joint, evaluation=evaluation)
+
+
+def _joint_gate(
+    record: RecordFacts, joint: JointRules, *, evaluation: bool = False, freeze: bool = True
+) -> Reason | None:
+    """What the joint actions binding the co-op hold back (evaluation-only lets an eval run in;
+    ``freeze=False``: the joint freeze is not asked, for the co-op's own pages)."""
+    if not joint:
+        return None
+    if freeze and joint.freeze:
+        return Reason.JOINT_FREEZE
+    if joint.covers(tags=record.tags, language=record.language, license=record.license):
+        return Reason.JOINT_EMBARGO
+    since = joint.eval_only_since
+    if not evaluation and since is not None and (record.created_at is None or record.created_at >= since):
+        return Reason.EVAL_ONLY
     return None
 
 
@@ -246,7 +284,7 @@ def disclose(
             return _refuse(Reason.NO_EVAL_CONSENT)
         if record.origin is not None:
             return _refuse(Reason.OUTSIDE_FEDERATION)  # a node evaluates only its own members' records
-        gate = _gated(record, state)
+        gate = _gated(record, state, evaluation=True)
         if gate is not None:
             return _refuse(gate)
         return Disclosure(Form.AGGREGATE, Reason.ALLOWED)
@@ -256,24 +294,47 @@ def disclose(
         return _refuse(Reason.NOT_ADMITTED)
     identifier = _public_identifier(record.attribution)
     if audience is Audience.PEER:
-        if record.scope is Scope.FEDERATION and not _in_federation(record, state, requester):
+        # A gated record is mirrored (where the origin lets it be) only within its federation,
+        # as federation scope is: a peer outside it asking a mirror gets nothing of it.
+        held_within = record.scope is Scope.FEDERATION or record.license.value in state.gated
+        if held_within and not _in_federation(record, state, requester):
             return _refuse(Reason.OUTSIDE_FEDERATION)
         gate = _gated(record, state)
+        if gate is None and not state.mirror_gated and record.license.value in state.gated:
+            gate = Reason.GATED
         if gate is not None:
             return _refuse(gate)
         return Disclosure(Form.RECORD, Reason.ALLOWED, identifier)
-    # The public: this co-op's releases, pages and channels, or a federated release.
+    # The public: this co-op's releases, pages and channels, or a federated release; a grantee
+    # has the public's rules without the gate (for this co-op's own records: a grant here is
+    # not the origin's grant for a mirrored one).
     if record.scope is not Scope.PUBLIC:
         return _refuse(Reason.FEDERATION_SCOPE)
-    if audience is Audience.FEDERATED or record.origin is not None:
-        gate = _gated(record, state)
-    elif snapshot:
-        gate = Reason.FORKED if state.forked else None
-    else:
-        gate = Reason.EMBARGO if state.embargo.covers(tags=record.tags, language=record.language) else None
+    if audience is Audience.GRANTEE and record.origin is None:
+        audience = Audience.PUBLIC
+    elif record.license.value in state.gated:
+        gate = _public_gate(record, state, audience, snapshot=snapshot)
+        return _refuse(gate if gate is not None else Reason.GATED)
+    gate = _public_gate(record, state, audience, snapshot=snapshot)
     if gate is not None:
         return _refuse(gate)
     return Disclosure(Form.RECORD, Reason.ALLOWED, identifier)
+
+
+def _public_gate(
+    record: RecordFacts, state: CollectiveState, audience: Audience, *, snapshot: bool
+) -> Reason | None:
+    """What holds a public record back from the public (the gated bucket aside)."""
+    if audience is Audience.FEDERATED or record.origin is not None:
+        return _gated(record, state)
+    if snapshot:
+        return Reason.FORKED if state.forked else None
+    if state.embargo.covers(tags=record.tags, language=record.language):
+        return Reason.EMBARGO
+    # The co-op's own pages: its quality freeze stops flows and cuts, not the pages showing what
+    # it already released; a joint freeze is held to the same (a joint embargo and eval-only
+    # hide, as its own embargo does).
+    return _joint_gate(record, state.joint, freeze=False)
 
 
 def _in_federation(record: RecordFacts, state: CollectiveState, requester: str | None) -> bool:
@@ -297,7 +358,7 @@ def disclose_tombstone(record: RecordFacts, state: CollectiveState, audience: Au
         return Disclosure(Form.LISTING, Reason.ALLOWED, Identifier.INTERNAL)
     if not record.admitted or record.scope is Scope.NODE:
         return _refuse(Reason.NOT_ADMITTED if record.scope is not Scope.NODE else Reason.NODE_SCOPE)
-    if audience in PUBLIC_AUDIENCES and record.scope is not Scope.PUBLIC:
+    if (audience in PUBLIC_AUDIENCES or audience is Audience.GRANTEE) and record.scope is not Scope.PUBLIC:
         return _refuse(Reason.FEDERATION_SCOPE)
     if audience is Audience.EVAL:
         return _refuse(Reason.WITHDRAWN)

@@ -28,6 +28,8 @@ from coop.governance.payouts import PayoutSplit
 from coop.governance.record import AttributionMode, EvalConsent, License, Scope
 
 __all__ = [
+    "DEFAULT_TERMS",
+    "Access",
     "Approval",
     "DecisionRules",
     "Defaults",
@@ -55,6 +57,7 @@ class SettingClass(enum.StrEnum):
     PAYOUT = "payout"
     EVAL_POLICY = "eval_policy"
     RULES = "rules"
+    ACCESS = "access"
 
 
 class Defaults(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -189,6 +192,49 @@ class Rule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise InvalidValueError("voting lasts 1 to 365 days", field="rules")
 
 
+DEFAULT_TERMS: Final = (
+    "No re-identification: do not try to find out who contributed a record, nor link records to people.",
+    "Honour each record's licence and its AI-use preferences (for example train-ai=n).",
+)
+
+
+class Access(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Gated access: which licence buckets only grantees may download, and on what terms."""
+
+    gated: tuple[str, ...] = ()  # licence buckets (License values) that are gated
+    terms: tuple[str, ...] = DEFAULT_TERMS
+    conditions: tuple[str, ...] = ()  # the co-op's own, e.g. "training allowed only for open-weight models"
+    open_weights_only: bool = False  # refuse requests for closed-weight models at request time
+    grant_days: int = 90
+    url_seconds: int = 300  # a signed URL's lifetime
+    downloads_per_hour: int = 60  # per grantee
+    mirror_gated: bool = False  # federation peers may mirror gated records
+
+    def __post_init__(self) -> None:
+        known = {lic.value for lic in License}
+        for index, bucket in enumerate(self.gated):
+            if bucket not in known:
+                raise InvalidValueError(
+                    f"{bucket!r} is not a licence; buckets are: {', '.join(sorted(known))}",
+                    field=f"access.gated[{index}]",
+                )
+        if len(set(self.gated)) != len(self.gated):
+            raise InvalidValueError("a bucket is named twice", field="access.gated")
+        for name, texts in (("terms", self.terms), ("conditions", self.conditions)):
+            if len(texts) > 20:
+                raise InvalidValueError("at most 20 of them", field=f"access.{name}")
+            for index, text in enumerate(texts):
+                if not text.strip() or len(text) > 500:
+                    raise InvalidValueError("1 to 500 characters each", field=f"access.{name}[{index}]")
+        for name, value, low, high in (
+            ("grant_days", self.grant_days, 1, 365),
+            ("url_seconds", self.url_seconds, 5, 3600),
+            ("downloads_per_hour", self.downloads_per_hour, 1, 10_000),
+        ):
+            if not low <= value <= high:
+                raise InvalidValueError(f"{name} is {low} to {high}", field=f"access.{name}")
+
+
 def _default_rules() -> dict[str, Rule]:
     # The emergency switches are an admin's to flip at 2 a.m.; money, caps and the rules need a vote.
     return {
@@ -199,6 +245,7 @@ def _default_rules() -> dict[str, Rule]:
         SettingClass.PAYOUT.value: Rule(admin_alone=False, threshold_percent=60),
         SettingClass.EVAL_POLICY.value: Rule(admin_alone=True),
         SettingClass.RULES.value: Rule(admin_alone=False, quorum_percent=60, threshold_percent=66),
+        SettingClass.ACCESS.value: Rule(admin_alone=True),
     }
 
 
@@ -210,12 +257,15 @@ class DecisionRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         unknown = set(self.classes) - known
         if unknown:
             raise InvalidValueError(f"unknown setting class {sorted(unknown)[0]!r}", field="rules.classes")
-        missing = known - set(self.classes)
-        if missing:
-            raise InvalidValueError(f"no rule for {sorted(missing)[0]!r}", field="rules.classes")
+        # Settings stored before a class existed (an upgraded node) lack its rule: it takes the
+        # default rule, so old settings still decode (their stored digest is kept as stored).
+        defaults = _default_rules()
+        for name in sorted(known - set(self.classes)):
+            self.classes[name] = defaults[name]
 
     def rule(self, cls: SettingClass) -> Rule:
-        return self.classes[cls.value]
+        found = self.classes.get(cls.value)
+        return found if found is not None else _default_rules()[cls.value]
 
     def combined(self, classes: set[SettingClass]) -> Rule:
         """The strictest rule over several classes (one proposal may touch more than one)."""
@@ -236,6 +286,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     payout: PayoutSplit = PayoutSplit()
     eval_policy: EvalPolicy = EvalPolicy()
     rules: DecisionRules = DecisionRules()
+    access: Access = Access()
 
 
 def settings_digest(settings: Settings) -> str:

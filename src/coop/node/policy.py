@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -17,8 +17,10 @@ from coop.governance import (
     Attribution,
     AttributionMode,
     CollectiveState,
+    Defaults,
     Embargo,
     EvalConsent,
+    JointRules,
     License,
     Record,
     RecordFacts,
@@ -31,12 +33,19 @@ from coop.governance.settings import ascii_fold
 if TYPE_CHECKING:
     from coop.federation.gossip import Head
 
+NO_JOINT: Final = JointRules()  # no joint action binds the co-op
+
 __all__ = [
     "HEAD_COLUMNS",
+    "NO_JOINT",
     "OWN_FACTS",
     "embargo_sql",
     "facts_from_record",
+    "gated_sql",
     "head_from_row",
+    "intake_defaults",
+    "joint_sql",
+    "joint_union",
     "mirror_facts",
     "origin_states",
     "own_facts",
@@ -48,11 +57,28 @@ __all__ = [
 ]
 
 
-def own_state(settings: Settings, *, federation: frozenset[str] | None = None) -> CollectiveState:
-    """This co-op's collective state: its switches, and the co-ops its federation scope reaches."""
+def own_state(
+    settings: Settings, *, federation: frozenset[str] | None = None, joint: JointRules = NO_JOINT
+) -> CollectiveState:
+    """This co-op's collective state: its switches, the co-ops its federation scope reaches,
+    what the joint actions binding it demand now (``joint``: :meth:`JointKeeper.rules`), and its
+    gated licence buckets (``access.gated``; peers mirror them only with ``access.mirror_gated``)."""
     return CollectiveState(
-        embargo=settings.embargo, quality_freeze=settings.quality_freeze, federation=federation
+        embargo=settings.embargo,
+        quality_freeze=settings.quality_freeze,
+        federation=federation,
+        joint=joint,
+        gated=frozenset(settings.access.gated),
+        mirror_gated=settings.access.mirror_gated,
     )
+
+
+def intake_defaults(settings: Settings, joint: JointRules = NO_JOINT) -> Defaults:
+    """What a new contribution gets for the choices its member leaves open: the co-op's defaults,
+    the AI-use preference replaced while a joint preference shift binds the co-op."""
+    if joint.ai_use is None or joint.ai_use == settings.defaults.ai_use:
+        return settings.defaults
+    return msgspec.structs.replace(settings.defaults, ai_use=joint.ai_use)
 
 
 def facts_from_record(
@@ -71,6 +97,7 @@ def facts_from_record(
         tags=record.tags,
         language=record.language,
         origin=origin,
+        created_at=record.created_at,
     )
 
 
@@ -85,20 +112,76 @@ def embargo_sql(embargo: Embargo, *, language: str, tags: str) -> tuple[str, tup
         return "", ()
     if embargo.whole:
         return " AND 0", ()
+    parts, params = _selected_sql(embargo.tags, embargo.languages, language=language, tags=tags)
+    return f" AND NOT ({' OR '.join(parts)})", tuple(params)
+
+
+def _selected_sql(
+    held_tags: Sequence[str], languages: Sequence[str], *, language: str, tags: str
+) -> tuple[list[str], list[object]]:
+    """SQL conditions, one per named language and one for the tags, true for a row they select
+    (:meth:`Embargo.covers`'s folding: ASCII case, a language covers its regional variants)."""
     parts: list[str] = []
     params: list[object] = []
     spoken = f"lower(coalesce({language}, ''))"
-    for embargoed in embargo.languages:
+    for embargoed in languages:
         folded = ascii_fold(embargoed)
         parts.append(f"({spoken} = ? OR substr({spoken}, 1, ?) = ?)")
         params += [folded, len(folded) + 1, folded + "-"]
-    if embargo.tags:
-        held = sorted({ascii_fold(tag) for tag in embargo.tags})
+    if held_tags:
+        held = sorted({ascii_fold(tag) for tag in held_tags})
         parts.append(
             f"EXISTS (SELECT 1 FROM json_each({tags}) WHERE lower(value) IN ({', '.join('?' * len(held))}))"
         )
         params += held
-    return f" AND NOT ({' OR '.join(parts)})", tuple(params)
+    return parts, params
+
+
+def joint_sql(
+    rules: JointRules, *, language: str, tags: str, license: str, created_at: str
+) -> tuple[str, tuple[object, ...]]:
+    """What the joint actions binding the co-op hide of its own pages, as an SQL condition
+    (`` AND ...``) over the given column expressions: records a joint embargo selects (by tag,
+    language or licence) and, under evaluation-only, records created at or after its start
+    (or at an unknown time).  A joint freeze hides nothing here: like the co-op's own quality
+    freeze it stops flows and cuts, not the pages.
+
+    This is the own pages' joint gate of :func:`coop.governance.disclose` (public audience,
+    not a snapshot) written for SQLite; a property test holds the two equal on random rows.
+    """
+    sql: list[str] = []
+    params: list[object] = []
+    selected: list[str] = []
+    for selector in rules.embargoes:
+        if selector.whole:
+            return " AND 0", ()
+        parts, part_params = _selected_sql(selector.tags, selector.languages, language=language, tags=tags)
+        if selector.licenses:
+            named = sorted({licence.value for licence in selector.licenses})
+            parts.append(f"{license} IN ({', '.join('?' * len(named))})")
+            part_params += named
+        selected += parts
+        params += part_params
+    if selected:
+        sql.append(f" AND NOT ({' OR '.join(selected)})")
+    if rules.eval_only_since is not None:
+        sql.append(f" AND {created_at} IS NOT NULL AND {created_at} < ?")
+        params.append(rules.eval_only_since)
+    return "".join(sql), tuple(params)
+
+
+def gated_sql(gated: Collection[str], *, license: str) -> tuple[str, tuple[object, ...]]:
+    """The gated licence buckets as an SQL condition (`` AND ...``) over the given column
+    expression: a public page shows no record of a gated bucket (only grantees download them).
+
+    This is the public audiences' gate of :func:`coop.governance.disclose`
+    (``record.license.value in state.gated``) written for SQLite; a property test holds the two
+    equal on random rows.
+    """
+    if not gated:
+        return "", ()
+    shut = sorted(gated)
+    return f" AND {license} NOT IN ({', '.join('?' * len(shut))})", tuple(shut)
 
 
 # -- records and origins as the policy reads them ------------------------------------------------
@@ -109,13 +192,17 @@ def embargo_sql(embargo: Embargo, *, language: str, tags: str) -> tuple[str, tup
 _TAGS: Final = msgspec.json.Decoder(list[str])
 _EMBARGO: Final = msgspec.json.Decoder(Embargo)
 _FEDERATION: Final = msgspec.json.Decoder(tuple[str, ...])
+_JOINT: Final = msgspec.json.Decoder(JointRules)
 
 # The columns own_row_facts reads, from ``contributions c``.
-OWN_FACTS: Final = "c.uid, c.scope, c.license, c.ai_use, c.eval, c.state, c.admitted_in, c.tags, c.language"
+OWN_FACTS: Final = (
+    "c.uid, c.scope, c.license, c.ai_use, c.eval, c.state, c.admitted_in, c.tags, c.language, c.created_at"
+)
 
 # The columns head_from_row reads, from ``fed_origins``.
 HEAD_COLUMNS: Final = (
-    "origin, seq, hash, key, forked, embargo_whole, coop, embargo, quality_freeze, federation, roster"
+    "origin, seq, hash, key, forked, embargo_whole, coop, embargo, quality_freeze, federation, roster,"
+    " gated, mirror_gated, joint"
 )
 
 
@@ -136,16 +223,52 @@ def head_from_row(row: Sequence[Any]) -> Head:
         quality_freeze=bool(row[8]),
         federation=None if row[9] is None else _FEDERATION.decode(row[9]),
         roster=row[10] if len(row) > 10 else None,
+        # Migration 23's columns: NULL until the head manifest is read again (none gated then).
+        gated=_FEDERATION.decode(row[11]) if len(row) > 11 and row[11] is not None else (),
+        mirror_gated=bool(row[12]) if len(row) > 12 else False,
+        # Migration 24's column: what the joint actions binding the origin demand, as its head
+        # manifest declares them (NULL until that manifest is read again: nothing declared then).
+        joint=_JOINT.decode(row[13]) if len(row) > 13 and row[13] is not None else NO_JOINT,
     )
 
 
-def origin_states(conn: sqlite3.Connection) -> dict[str, CollectiveState]:
-    """Each origin's collective state, as its latest verified manifest declares it."""
+def origin_states(
+    conn: sqlite3.Connection, *, joint: Mapping[str, JointRules] | None = None
+) -> dict[str, CollectiveState]:
+    """Each origin's collective state, as its latest verified manifest declares it, with what
+    the joint actions binding it demand now as this node holds them (``joint``: co-op id ->
+    rules, :meth:`JointKeeper.all_rules`) joined to what the origin declares of them itself
+    (:func:`joint_union`: a peer that cannot verify an action still honours it)."""
     from coop.federation.gossip import collective_state
 
     rows = conn.execute(f"SELECT {HEAD_COLUMNS} FROM fed_origins").fetchall()
     scopes = roster_scopes(conn)
-    return {row[0]: collective_state(head_from_row(row), scopes) for row in rows}
+    states = {row[0]: collective_state(head_from_row(row), scopes) for row in rows}
+    for origin, rules in (joint or {}).items():
+        if origin in states and rules:
+            state = states[origin]
+            states[origin] = msgspec.structs.replace(state, joint=joint_union(state.joint, rules))
+    return states
+
+
+def joint_union(declared: JointRules, verified: JointRules) -> JointRules:
+    """What two views of the joint actions binding one co-op demand together: each only ever
+    holds records in, so both hold (freeze if either, every embargo, the earliest
+    evaluation-only start, the smaller volume cap, the verified preference first)."""
+    if not declared:
+        return verified
+    if not verified:
+        return declared
+    since = [s for s in (declared.eval_only_since, verified.eval_only_since) if s is not None]
+    caps = [c for c in (declared.monthly_records, verified.monthly_records) if c is not None]
+    return JointRules(
+        freeze=declared.freeze or verified.freeze,
+        embargoes=tuple(dict.fromkeys(verified.embargoes + declared.embargoes)),
+        eval_only_since=min(since) if since else None,
+        ai_use=verified.ai_use if verified.ai_use is not None else declared.ai_use,
+        monthly_records=min(caps) if caps else None,
+        actions=tuple(sorted(set(declared.actions) | set(verified.actions))),
+    )
 
 
 def roster_scopes(conn: sqlite3.Connection, *, now: int | None = None) -> dict[str, frozenset[str]]:
@@ -195,6 +318,7 @@ class _Described(msgspec.Struct):
     attribution: Attribution
     tags: tuple[str, ...] = ()
     language: str | None = None
+    created_at: int | None = None
 
 
 _DESCRIBED: Final = msgspec.json.Decoder(_Described)
@@ -234,6 +358,7 @@ def mirror_facts(origin: str, row: Sequence[Any], data: bytes) -> RecordFacts | 
         tags=own.tags,
         language=own.language,
         origin=origin,
+        created_at=own.created_at,
     )
 
 
@@ -263,4 +388,5 @@ def own_row_facts(
         admitted=row[6] is not None,
         tags=tuple(_TAGS.decode(row[7])),
         language=row[8],
+        created_at=row[9] if len(row) > 9 else None,
     )

@@ -20,8 +20,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from coop.governance import ChainReport, Channel, Choice, Signer, compute_payouts
-from coop.node import metrics
+from coop.governance import ChainReport, Channel, Choice, Defaults, Settings, Signer, compute_payouts
+from coop.node import metrics, policy
+from coop.node.access import GatedAccess  # registers the access.grant decision
 from coop.node.collective import audit as audit_log
 from coop.node.collective import payouts as payout_files
 from coop.node.collective import proposals
@@ -43,13 +44,14 @@ from coop.node.contributions.submission import (
     apply_edit,
     build_submission,
 )
-from coop.node.errors import StorageError
+from coop.node.errors import ForbiddenError, StorageError
 from coop.node.evaluation.published import EvalReports
 from coop.node.evaluation.service import Evaluation, ensure_eval_token
 from coop.node.intake.chat import Limits
 from coop.node.members import attribution
 from coop.node.members.accounts import Member
 from coop.node.members.repository import members_without_pseudonym, stored_pseudonym
+from coop.node.peering.joint import joint_decision_open
 from coop.node.peering.service import FederationService
 from coop.node.releases import catalog
 from coop.node.releases.cut import cut_federated_release, cut_release
@@ -164,6 +166,18 @@ class Node:
             signer=lambda: self.signer,
             settings=lambda: self.settings().settings,
             limits=self.config.eval,
+            joint=lambda: self.federation.joint.rules(),
+        )
+
+    @functools.cached_property
+    def access(self) -> GatedAccess:
+        """Gated access: builders' requests, grants, signed URLs (key ``keys/gated``), the register."""
+        return GatedAccess(
+            self.store,
+            key_path=self.data.root / "keys" / "gated",
+            clock=self.now,
+            signer=lambda: self.signer,
+            settings=lambda: self.settings().settings,
         )
 
     @functools.cached_property
@@ -191,15 +205,25 @@ class Node:
     def build_submission(
         self, request: ContributionRequest | IngestRequest, *, channel: Channel, member: Member
     ) -> tuple[Submission, tuple[str, ...]]:
+        if member.is_builder:
+            raise ForbiddenError("a model builder's account does not contribute", field="member")
         return build_submission(
             request,
             channel=channel,
             username=member.name,
             pseudonym=None,  # the member's stored default, settled when the contribution is stored
-            defaults=self.settings().settings.defaults,
+            defaults=self.intake_defaults(),
             terms_version=self.config.node.terms_version,
             limits=self.limits,
             max_note_chars=self.config.limits.max_note_chars,
+        )
+
+    def intake_defaults(self, settings: Settings | None = None) -> Defaults:
+        """What a new contribution gets for the choices left open: the co-op's defaults (of
+        ``settings``, else the current ones), the AI-use preference shifted while a joint
+        preference action binds the co-op (:func:`coop.node.policy.intake_defaults`)."""
+        return policy.intake_defaults(
+            self.settings().settings if settings is None else settings, self.federation.joint.rules()
         )
 
     def default_pseudonym(self, member: Member) -> str:
@@ -334,6 +358,7 @@ class Node:
                 now=self.now(),
                 signer=self.signer,
                 progress=progress,
+                joint=self.federation.joint.rules(),
             )
         self.store.write(
             lambda c: audit_log.audit(
@@ -364,6 +389,8 @@ class Node:
                 now=self.now(),
                 signer=self.signer,
                 progress=progress,
+                joint=self.federation.joint.rules(),
+                origins=self.federation.joint.all_rules(),
             )
 
     def revise_releases(self, *, wait: float = 0.0) -> RevisionReport:
@@ -436,6 +463,8 @@ class Node:
     def propose(
         self, changes: dict[str, Any], *, reason: str, actor: Actor, voting_days: int | None = None
     ) -> ProposalView:
+        if any(path.startswith("joint.") for path in changes):
+            self.federation  # noqa: B018 (the joint decision paths read this node's joint actions)
         now = self.now()
         return self.store.write(
             lambda c: proposals.open_proposal(
@@ -452,6 +481,7 @@ class Node:
     def vote(self, proposal_id: int, member: Member, choice: Choice) -> ProposalView:
         # Proposals whose time is up are closed (and audited) before any vote is counted.
         self.close_expired_proposals()
+        self._load_joint_decisions()
         now = self.now()
         return self.store.write(
             lambda c: proposals.cast_vote(
@@ -460,8 +490,17 @@ class Node:
         )
 
     def close_expired_proposals(self) -> list[int]:
+        self._load_joint_decisions()
         now = self.now()
         return self.store.write(lambda c: proposals.close_expired(c, at=now, signer=self.signer))
+
+    def _load_joint_decisions(self) -> None:
+        """A passed ``joint.sign`` / ``joint.end`` proposal is carried out by this node's joint
+        keeper (its federation): loaded first when one is open and it is not yet."""
+        if "federation" in self.__dict__:
+            return
+        if self.store.read(joint_decision_open):
+            self.federation  # noqa: B018
 
     def verify_audit(self) -> ChainReport:
         """The audit chain from the node's first key (its id), through each rotation, to the key now,

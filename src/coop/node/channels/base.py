@@ -18,7 +18,9 @@ from typing import Final, Protocol
 
 import msgspec
 
+from coop.node.channels.gated import gated_card, withheld_files
 from coop.node.errors import NodeError
+from coop.node.releases.card import CARD
 from coop.node.releases.model import ReleaseSummary
 
 __all__ = [
@@ -36,19 +38,47 @@ class ChannelError(NodeError):
 
 
 class ReleaseFolder(msgspec.Struct, frozen=True):
-    """A cut release on disk, with its summary as the node recorded it (files and checksums)."""
+    """A cut release on disk, with its summary as the node recorded it (files and checksums).
+
+    ``gated``: the licences (values) whose buckets the co-op gates when it is published: their
+    data files are withheld from the channel and the card says where to request access
+    (``access_url``) -- see :mod:`coop.node.channels.gated`.
+    """
 
     path: Path
     summary: ReleaseSummary
+    gated: frozenset[str] = frozenset()
+    access_url: str = ""
 
     @property
     def name(self) -> str:
         """``vN``, or ``vN-rK`` for revision K: the name a channel publishes it under."""
         return self.summary.label
 
+    def withheld(self) -> frozenset[str]:
+        """The data files of gated buckets: never published by a channel."""
+        return withheld_files(self.summary, self.gated)
+
     def files(self) -> list[str]:
-        """Every file of the release, relative, in a stable order (SHA256SUMS included)."""
-        return sorted({f.path for f in self.summary.files} | {"SHA256SUMS", "release.json"})
+        """Every file a channel publishes, relative, in a stable order (SHA256SUMS included;
+        the data files of gated buckets left out)."""
+        every = {f.path for f in self.summary.files} | {"SHA256SUMS", "release.json"}
+        return sorted(every - self.withheld())
+
+    def read(self, relative: str) -> bytes:
+        """The bytes a channel publishes as ``relative``: the file as cut, but the card of a
+        release with gated buckets says so (:func:`~coop.node.channels.gated.gated_card`)."""
+        if relative in self.withheld():
+            raise ChannelError(f"{relative} is in a gated bucket: never published", field="release")
+        data = (self.path / relative).read_bytes()
+        if relative != CARD or not self.withheld():
+            return data
+        card = gated_card(data.decode("utf-8"), self.summary, self.gated, access_url=self.access_url)
+        return card.encode("utf-8")
+
+    def as_cut(self, relative: str) -> bool:
+        """Whether ``relative`` is published byte for byte as cut (a link or copy will do)."""
+        return relative != CARD or not self.withheld()
 
 
 class Capabilities(msgspec.Struct, frozen=True, kw_only=True):

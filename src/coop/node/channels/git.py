@@ -225,9 +225,11 @@ class GitPublisher:
                 shutil.rmtree(child)
             else:
                 child.unlink()
-        for relative in release.files():
-            source = release.path / relative
+        for relative in release.files():  # a gated bucket's data files are not among them
             destination = self.workdir / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, destination)
+            if release.as_cut(relative):
+                shutil.copyfile(release.path / relative, destination)
+            else:
+                destination.write_bytes(release.read(relative))
         (self.workdir / STATEMENT).write_bytes(statement)

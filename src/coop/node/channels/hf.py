@@ -204,14 +204,17 @@ class HubPublisher:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         add: list[PlannedFile] = []
-        for relative in release.files():
+        for relative in release.files():  # a gated bucket's data files are not among them
             source = release.path / relative
             destination = tmp / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(source, destination)  # the release is immutable: a hard link is a safe copy
-            except OSError:
-                shutil.copyfile(source, destination)
+            if not release.as_cut(relative):
+                destination.write_bytes(release.read(relative))  # the card of gated buckets
+            else:
+                try:
+                    os.link(source, destination)  # the release is immutable: a hard link is a safe copy
+                except OSError:
+                    shutil.copyfile(source, destination)
             add.append(PlannedFile(relative, sha256_file(destination), destination.stat().st_size))
         (tmp / STATEMENT).write_bytes(statement)
         add.append(PlannedFile(STATEMENT, hashlib.sha256(statement).hexdigest(), len(statement)))

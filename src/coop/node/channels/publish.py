@@ -27,10 +27,12 @@ import msgspec
 
 from coop.governance import Signer
 from coop.node.channels.base import ChannelError, Publisher, ReleaseFolder, release_tag
+from coop.node.channels.gated import ACCESS_PATH
 from coop.node.channels.git import GitPublisher
 from coop.node.channels.hf import HubApi, HubPublisher, hub_api
 from coop.node.channels.site import SiteBuilder, SitePublisher
 from coop.node.collective.audit import AuditAction, audit
+from coop.node.collective.settings import SettingsView
 from coop.node.config import ChannelsConfig, Config
 from coop.node.errors import BusyError
 from coop.node.releases.model import ReleaseSummary
@@ -47,6 +49,7 @@ __all__ = [
     "ChannelSetup",
     "PublishReport",
     "PublishingNode",
+    "access_url",
     "publish",
     "publisher_for",
 ]
@@ -64,6 +67,8 @@ class PublishingNode(Protocol):
     store: Store
 
     def now(self) -> int: ...
+
+    def settings(self) -> SettingsView: ...
 
     def revise_releases(self, *, wait: float = ...) -> object: ...
 
@@ -207,7 +212,7 @@ def publish(
     if dry_run:
         plan = None
         if can.stages_plan and todo:
-            last = _folder(node, todo[-1])
+            last = _folder(node, todo[-1], node_url=node_url)
             plan = publisher.stage(last, _statement(node, last))
         return msgspec.structs.replace(report, plan=plan)
     shipped: list[Publication] = []
@@ -223,7 +228,7 @@ def publish(
             )
         if progress is not None:
             progress(f"publishing {summary.label} to {channel} {publisher.target}")
-        folder = _folder(node, summary)
+        folder = _folder(node, summary, node_url=node_url)
         ref = publisher.publish(folder, _statement(node, folder))
         shipped.append(_remember(node, channel, publisher.target, summary, ref, actor))
     return msgspec.structs.replace(report, shipped=shipped)
@@ -260,11 +265,24 @@ def _todo(releases: list[ReleaseSummary], held: set[str], *, latest_only: bool) 
     return todo
 
 
-def _folder(node: PublishingNode, summary: ReleaseSummary) -> ReleaseFolder:
+def _folder(node: PublishingNode, summary: ReleaseSummary, *, node_url: str | None = None) -> ReleaseFolder:
+    """The release as a channel ships it: the buckets the co-op gates now stay home (their data
+    files are never published; the card says where to request access)."""
     path = node.data.releases_path / summary.label
     if not (path / "release.json").is_file():
         raise ChannelError(f"the files of {summary.name} are missing from {path}", field="release")
-    return ReleaseFolder(path=path, summary=summary)
+    return ReleaseFolder(
+        path=path,
+        summary=summary,
+        gated=frozenset(node.settings().settings.access.gated),
+        access_url=access_url(node, node_url),
+    )
+
+
+def access_url(node: PublishingNode, node_url: str | None = None) -> str:
+    """Where a model builder requests access to gated buckets: the node's access page."""
+    base = node_url or node.config.channels.site_node_url or node.config.node.public_url
+    return base.rstrip("/") + ACCESS_PATH
 
 
 def _remember(

@@ -19,7 +19,18 @@ from collections.abc import Sequence
 
 import click
 
-from coop.node.cli import admin, evaluation, federation, governance, member, node_cmds, peers, upgrade
+from coop.node.cli import (
+    access,
+    admin,
+    evaluation,
+    federation,
+    governance,
+    joint,
+    member,
+    node_cmds,
+    peers,
+    upgrade,
+)
 from coop.node.cli.exits import EXIT_CODES, Exit, classify, error_exit
 from coop.node.cli.output import Printable
 
@@ -34,7 +45,7 @@ def cli() -> None:
     """Run and use a Co-op Flywheel node."""
 
 
-for _module in (node_cmds, admin, member, governance, peers, federation, evaluation, upgrade):
+for _module in (node_cmds, admin, member, governance, access, peers, federation, joint, evaluation, upgrade):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

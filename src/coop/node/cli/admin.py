@@ -23,15 +23,25 @@ def member() -> None:
 @member.command("add")
 @data_dir_argument
 @_NAME
-@click.option("--admin", is_flag=True, help="make the member an admin")
+@click.option("--admin", is_flag=True, help="make the member an admin (same as --role admin)")
+@click.option(
+    "--role",
+    "role_name",
+    type=click.Choice(["member", "admin", "builder"]),
+    default=None,
+    help="member (default), admin, or builder: a model builder's account, which may request gated"
+    " access but never votes nor contributes",
+)
 @output_options
-def member_add(dir: Path, name: str, admin: bool, as_json: bool, quiet: bool) -> int:
+def member_add(dir: Path, name: str, admin: bool, role_name: str | None, as_json: bool, quiet: bool) -> int:
     """Add a member NAME; prints their token once, alone on stdout."""
     from coop.node.collective.audit import AuditAction, audit
     from coop.node.members.accounts import Role
     from coop.node.members.repository import add_member
 
-    role = Role.ADMIN if admin else Role.MEMBER
+    if admin and role_name not in (None, "admin"):
+        raise click.UsageError("--admin and --role " + str(role_name) + " disagree")
+    role = Role.ADMIN if admin else Role(role_name or "member")
     with open_node(dir) as node:
         now = node.now()
 

@@ -78,7 +78,8 @@ def _show_settings(view: Any, as_json: bool) -> None:
 @output_options
 def settings(action: str, dir: Path, pairs: tuple[str, ...], as_json: bool, quiet: bool) -> int:
     """Show or change the co-op's settings (as the local admin), e.g. coop settings set DIR
-    defaults.license=CC0-1.0 embargo.on=true."""
+    defaults.license=CC0-1.0 embargo.on=true 'access.gated=["CC-BY-4.0"]'."""
+    from coop.governance import InvalidValueError
     from coop.node.errors import InputError
 
     with open_node(dir) as node:
@@ -87,9 +88,28 @@ def settings(action: str, dir: Path, pairs: tuple[str, ...], as_json: bool, quie
             return 0
         if not pairs:
             raise InputError("name at least one KEY=VALUE (e.g. defaults.license=CC0-1.0)", field="KEY=VALUE")
-        view = node.change_settings(_assignments(pairs), actor=_local_actor())
+        changes = _assignments(pairs)
+        try:
+            view = node.change_settings(changes, actor=_local_actor())
+        except InvalidValueError as exc:
+            raise _with_list_example(exc, changes) from None
     _show_settings(view, as_json)
     return 0
+
+
+def _with_list_example(exc: Any, changes: dict[str, object]) -> Any:
+    """A list setting given one bare word (``access.gated=CC-BY-4.0``): say how to write a list."""
+    import msgspec
+
+    if not str(exc.message).startswith("Expected `array`") or not exc.field:
+        return exc
+    value = changes.get(exc.field)
+    example = msgspec.json.encode([value if isinstance(value, str) else "..."]).decode()
+    return type(exc)(
+        f"{exc.message}: {exc.field} is a list, written in JSON (quoted for the shell),"
+        f" e.g. '{exc.field}={example}'",
+        field=exc.field,
+    )
 
 
 @click.command("embargo")

@@ -48,6 +48,7 @@ class AuditAction(enum.StrEnum):
     PROPOSAL_OPEN = "proposal.open"
     PROPOSAL_PASSED = "proposal.passed"
     PROPOSAL_EXPIRED = "proposal.expired"
+    DECISION_NOT_APPLIED = "decision.unapplied"  # a passed decision proposal whose act was impossible
     VOTE_CAST = "vote.cast"
     PAYOUT_COMPUTED = "payout.computed"
     PAYOUT_SUPERSEDE = "payout.supersede"
@@ -74,6 +75,16 @@ class AuditAction(enum.StrEnum):
     ROSTER_PROPOSE = "roster.propose"  # a change to the roster proposed (and signed) here
     ROSTER_SIGN = "roster.sign"  # this co-op signed a pending proposal
     ROSTER_ADOPT = "roster.adopt"  # a new roster version became trusted here
+    JOINT_PROPOSE = "joint.propose"  # this co-op proposed (and signed) a joint action
+    JOINT_SIGN = "joint.sign"  # this co-op signed a joint action (via an admin or a vote)
+    JOINT_END = "joint.end"  # this co-op signed the end of a joint action it had signed
+    JOINT_RECEIVE = "joint.receive"  # a joint action naming this co-op first came by gossip
+    JOINT_EFFECTIVE = "joint.effective"  # a joint action this co-op signed first binds it, as seen here
+    JOINT_ENDED = "joint.ended"  # a joint action that bound this co-op ended or expired, as seen here
+    ACCESS_REQUEST = "access.request"  # a model builder asked for access to gated buckets
+    ACCESS_APPROVE = "access.approve"  # a request granted (by an admin, or by a vote that passed)
+    ACCESS_REFUSE = "access.refuse"  # a request refused by an admin
+    ACCESS_REVOKE = "access.revoke"  # a grant ended early: its signed URLs stop working
 
 
 def _entry(row: tuple[Any, ...]) -> AuditEntry:

@@ -1,21 +1,27 @@
 """Proposals and votes in the store: open one, vote, and settle it when it passes or its time is up.
 
 A passed proposal applies its changes as a new settings version in the same transaction
-as its audit entries.
+as its audit entries.  A *decision* proposal instead carries exactly one decision path
+(``joint.sign``, ``access.grant``, ...): the co-op decides an act, not a setting.  Each path is
+registered with :func:`register_decision` by the module that owns the act; which setting class's
+rule decides it is the kind's to say, and when the proposal passes its ``apply`` runs in the same
+transaction as the audit entries.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 
 from coop.governance import (
     Choice,
     InvalidValueError,
+    PolicyError,
     ProposalStatus,
+    SettingClass,
     Signer,
     apply_changes,
     changed_classes,
@@ -24,7 +30,14 @@ from coop.governance import (
 )
 from coop.node.collective.audit import AuditAction, audit
 from coop.node.collective.settings import Actor, current_settings, store_settings
-from coop.node.errors import ForbiddenError, NotFoundError, PayloadTooLargeError, RateLimitedError, StateError
+from coop.node.errors import (
+    ForbiddenError,
+    NodeError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    StateError,
+)
 from coop.node.members.accounts import Member
 
 __all__ = [
@@ -33,12 +46,14 @@ __all__ = [
     "MAX_OPENED_PER_DAY",
     "MAX_OPEN_PER_MEMBER",
     "MAX_REASON",
+    "DecisionKind",
     "ProposalView",
     "cast_vote",
     "close_expired",
     "get_proposal",
     "list_proposals",
     "open_proposal",
+    "register_decision",
     "voted_proposals",
 ]
 
@@ -52,6 +67,43 @@ MAX_CHANGE_TEXT: Final = 200  # characters of any one text in the changes (a pat
 MAX_CHANGE_BYTES: Final = 8 * 1024  # the changes as stored (canonical JSON)
 MAX_OPEN_PER_MEMBER: Final = 5  # proposals of one member open at once
 MAX_OPENED_PER_DAY: Final = 10  # proposals one member opens in any 24 hours
+
+
+class DecisionKind(Protocol):
+    """An act the co-op may decide by a proposal (its path's owner implements it)."""
+
+    def classes(self, conn: sqlite3.Connection, value: Any) -> set[SettingClass]:
+        """The setting classes whose rules decide it (the strictest of them applies)."""
+        ...
+
+    def check(self, conn: sqlite3.Connection, value: Any) -> None:
+        """Refuse now what could never be applied (raise a NodeError or InvalidValueError)."""
+        ...
+
+    def apply(self, conn: sqlite3.Connection, value: Any, *, at: int, signer: Signer, proposal: int) -> None:
+        """Carry the act out: the proposal passed (same transaction as its audit entries)."""
+        ...
+
+
+_DECISIONS: dict[str, DecisionKind] = {}
+
+
+def register_decision(path: str, kind: DecisionKind) -> None:
+    """Make ``path`` a decision: a proposal whose changes are ``{path: value}`` decides that act."""
+    _DECISIONS[path] = kind
+
+
+def _decision(changes: dict[str, Any]) -> tuple[str, DecisionKind] | None:
+    """The decision a proposal's changes carry (None for a settings change)."""
+    named = [path for path in changes if path in _DECISIONS]
+    if not named:
+        return None
+    if len(changes) != 1:
+        raise InvalidValueError(
+            f"{named[0]} is a decision of its own: propose it alone, without settings changes",
+            field="changes",
+        )
+    return named[0], _DECISIONS[named[0]]
 
 
 class ProposalView(msgspec.Struct, frozen=True, kw_only=True):
@@ -187,9 +239,10 @@ def _check_pace(conn: sqlite3.Connection, actor: Actor, at: int) -> None:
 
 
 def _electorate(conn: sqlite3.Connection, at: int) -> int:
-    """Members entitled to vote: local members (with a token) who joined by then."""
+    """Members entitled to vote: local members (with a token) who joined by then; not builders."""
     (n,) = conn.execute(
-        "SELECT count(*) FROM members WHERE provider = 'local' AND created_at <= ?", (at,)
+        "SELECT count(*) FROM members WHERE provider = 'local' AND role != 'builder' AND created_at <= ?",
+        (at,),
     ).fetchone()
     return int(n)
 
@@ -210,12 +263,22 @@ def open_proposal(
     encoded = _ENCODER.encode(changes)
     _check_size(changes, encoded)
     current = current_settings(conn).settings
-    classes = changed_classes(changes)
-    apply_changes(current, changes)  # refuse now what could never be applied
+    decision = _decision(changes)
+    if decision is None:
+        classes = changed_classes(changes)
+        apply_changes(current, changes)  # refuse now what could never be applied
+    else:
+        path, kind = decision
+        kind.check(conn, changes[path])
+        classes = kind.classes(conn, changes[path])
     rule = current.rules.combined(classes)
     days = rule.voting_days if voting_days is None else voting_days
     if not 1 <= days <= 365:
         raise InvalidValueError("voting lasts 1 to 365 days", field="voting_days")
+    if conn.execute("SELECT 1 FROM members WHERE name = ? AND role = 'builder'", (actor.name,)).fetchone():
+        raise ForbiddenError(
+            f"{actor.name} is a model builder's account: builders do not propose", field="actor"
+        )
     _check_pace(conn, actor, at)
     electorate = _electorate(conn, at)
     cur = conn.execute(
@@ -267,7 +330,31 @@ def _settle(conn: sqlite3.Connection, view: ProposalView, *, at: int, signer: Si
         return view
     version = None
     counts = {"yes": count.yes, "no": count.no, "abstain": count.abstain, "electorate": count.electorate}
-    if status is ProposalStatus.PASSED:
+    decision = _decision(view.changes) if status is ProposalStatus.PASSED else None
+    if decision is not None:
+        path, kind = decision
+        audit(
+            conn,
+            signer=signer,
+            at=at,
+            actor=f"proposal {view.id}",
+            action=AuditAction.PROPOSAL_PASSED,
+            payload={"proposal": view.id, **counts},
+        )
+        try:
+            kind.apply(conn, view.changes[path], at=at, signer=signer, proposal=view.id)
+        except (NodeError, InvalidValueError, PolicyError) as exc:
+            # The act became impossible while the vote ran (an action ended, a request was
+            # withdrawn): the vote still counts; the log says why nothing was done.
+            audit(
+                conn,
+                signer=signer,
+                at=at,
+                actor=f"proposal {view.id}",
+                action=AuditAction.DECISION_NOT_APPLIED,
+                payload={"proposal": view.id, "path": path, "reason": str(exc)},
+            )
+    elif status is ProposalStatus.PASSED:
         current = current_settings(conn)
         updated = apply_changes(current.settings, view.changes)
         via = f"proposal {view.id}"
@@ -316,7 +403,11 @@ def cast_vote(
         raise StateError(
             f"voting on proposal {proposal_id} has closed ({view.status.value})", field="proposal"
         )
-    row = conn.execute("SELECT provider, created_at FROM members WHERE id = ?", (member.id,)).fetchone()
+    row = conn.execute("SELECT provider, created_at, role FROM members WHERE id = ?", (member.id,)).fetchone()
+    if row is not None and row[2] == "builder":
+        raise ForbiddenError(
+            f"{member.name} is a model builder's account: builders do not vote", field="voter"
+        )
     if row is None or row[0] != "local" or row[1] > view.opened_at:
         raise ForbiddenError(
             f"{member.name} is not entitled to vote on proposal {proposal_id} (members when it opened)",

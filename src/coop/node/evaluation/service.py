@@ -42,7 +42,17 @@ from coop.eval import (
     open_request,
     seal_attestation,
 )
-from coop.governance import Approval, Audience, NoiseKind, Record, RecordState, Settings, Signer, disclose
+from coop.governance import (
+    Approval,
+    Audience,
+    JointRules,
+    NoiseKind,
+    Record,
+    RecordState,
+    Settings,
+    Signer,
+    disclose,
+)
 from coop.node.collective.audit import AuditAction, audit
 from coop.node.config import EvalConfig
 from coop.node.evaluation import repository as requests_db
@@ -97,8 +107,10 @@ class Evaluation:
         signer: Callable[[], Signer],
         settings: Callable[[], Settings],
         limits: EvalConfig | None = None,
+        joint: Callable[[], JointRules] = JointRules,
     ) -> None:
         self.store = store
+        self.joint = joint  # what the joint actions binding the co-op demand now
         self.limits = limits if limits is not None else EvalConfig()
         # Each evaluation runs in a child process of its own; tests may swap in another worker.
         self.sandbox = Sandbox(self.limits)
@@ -275,7 +287,7 @@ class Evaluation:
 
     def _eligible(self, verified: VerifiedRequest) -> Iterator[Record]:
         """Accepted or released, not withdrawn, eval consent y, outside any embargo, matching the filters."""
-        state = own_state(self.settings())
+        state = own_state(self.settings(), joint=self.joint())
         filters = verified.request.filters
         rows = self.store.read(requests_db.eligible_rows)
         for data, standing in rows:

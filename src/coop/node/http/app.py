@@ -19,6 +19,7 @@ from litestar.openapi import OpenAPIConfig
 
 from coop.node.errors import InputError
 from coop.node.http.access import Access, AddressLimit
+from coop.node.http.access_requests import AccessController
 from coop.node.http.admin import AdminController
 from coop.node.http.auth import Authenticator
 from coop.node.http.clientaddr import TrustedProxies
@@ -27,10 +28,12 @@ from coop.node.http.dependencies import STATE_KEY, Services, dependencies
 from coop.node.http.eval_reports import EvalReportsController
 from coop.node.http.evaluation import EvaluationController
 from coop.node.http.federation import FederationController, protocol_router
+from coop.node.http.gated import GatedController
 from coop.node.http.governance import GovernanceController
 from coop.node.http.head import HeadAsGet
 from coop.node.http.headers import access_log, credentials_not_cached, security_headers
 from coop.node.http.ingest import IngestRoute
+from coop.node.http.joint import JointController
 from coop.node.http.openapi import DocsPage
 from coop.node.http.ops import OpsController
 from coop.node.http.problems import exception_handlers
@@ -90,8 +93,11 @@ def create_app(
             ContributionsController,
             AdminController,
             GovernanceController,
+            AccessController,
+            GatedController,
             protocol_router(cfg.federation),
             FederationController,
+            JointController,
             EvaluationController,
             EvalReportsController,
             *web,

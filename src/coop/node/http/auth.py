@@ -12,10 +12,20 @@ from coop.node.members.accounts import Integration, Member
 from coop.node.members.repository import integration_by_key, member_by_token
 from coop.node.storage.store import Store
 
-__all__ = ["Authenticator", "bearer"]
+__all__ = ["BUILDER_PATHS", "Authenticator", "bearer", "builder_allowed"]
 
 _TTL: Final = 30.0
 _MAX_CACHE: Final = 10_000
+
+# A model builder's account (Role.BUILDER) reaches only these routes: who it is, its access
+# requests and grants, and gated downloads.  Everything else (contributing, voting, proposing)
+# answers 403, whichever route a later change adds.
+BUILDER_PATHS: Final = ("/api/v1/me", "/api/v1/access/", "/gated/")
+
+
+def builder_allowed(path: str) -> bool:
+    """Whether a model builder's account may use the route at ``path``."""
+    return any(path == p or (p.endswith("/") and path.startswith(p)) for p in BUILDER_PATHS)
 
 
 def bearer(request: Request[Any, Any, Any]) -> str | None:
@@ -57,6 +67,12 @@ class Authenticator:
             self._members[token] = (member, now + _TTL)
         if admin and not member.is_admin:
             raise ForbiddenError("only the co-op's admins may do this", field="Authorization")
+        if member.is_builder and not builder_allowed(request.scope.get("path", "")):
+            raise ForbiddenError(
+                "a model builder's account may request gated access and download what it was granted;"
+                " it may not contribute, vote or propose",
+                field="Authorization",
+            )
         return member
 
     def integration(self, request: Request[Any, Any, Any]) -> Integration:

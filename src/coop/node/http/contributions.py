@@ -231,7 +231,7 @@ def build_from_request(
         channel=channel,
         username=member.name,
         pseudonym=None,  # the member's stored default, settled when the contribution is stored
-        defaults=node.settings().settings.defaults if defaults is None else defaults,
+        defaults=node.intake_defaults() if defaults is None else defaults,
         terms_version=node.config.node.terms_version,
         limits=node.limits,
         max_note_chars=node.config.limits.max_note_chars,

@@ -30,7 +30,9 @@ from coop.node.runtime import Node
 
 __all__ = ["FederationController", "PeerProtocolController", "protocol_router"]
 
-_STEPS: Final = frozenset({"summary", "digest", "reconcile", "manifests", "push", "records", "roster"})
+_STEPS: Final = frozenset(
+    {"summary", "digest", "reconcile", "manifests", "push", "records", "roster", "joint"}
+)
 
 
 def _origin(text: str) -> str:

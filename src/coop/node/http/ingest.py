@@ -120,7 +120,7 @@ class IngestRoute:
             view = self.settings
             if view is None:
                 view = self.settings = self.node.settings()
-            defaults = view.settings.defaults
+            defaults = self.node.intake_defaults(view.settings)  # a joint preference shift too
             submission, notices = build_from_request(
                 self.node, data, channel=Channel.API, member=member, defaults=defaults
             )

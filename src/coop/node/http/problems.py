@@ -227,7 +227,8 @@ def _federation_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 
 HtmlRenderer = Callable[[Request[Any, Any, Any], dict[str, Any]], Response[Any]]
-_MACHINE_PATHS: Final = ("/api/", "/federation/", "/schema")
+# The peer protocol is /federation/v1/; /federation/actions is a page.
+_MACHINE_PATHS: Final = ("/api/", "/federation/v1/", "/schema")
 
 
 def _wants_html(request: Request[Any, Any, Any]) -> bool:

@@ -11,7 +11,8 @@ from litestar.enums import HttpMethod
 from litestar.params import FromPath
 
 from coop.governance.envelope import Envelope
-from coop.node.errors import BusyError, NotFoundError
+from coop.node.access import GATED_HINT, gated_file
+from coop.node.errors import BusyError, ForbiddenError, NotFoundError
 from coop.node.http.controller import AreaController, json_response
 from coop.node.http.download import Download
 from coop.node.http.openapi import documented
@@ -66,6 +67,13 @@ def release_file_download(folder: Path, summary: ReleaseSummary, path: str) -> D
     )
 
 
+def ensure_public(node: Node, summary: ReleaseSummary, path: str) -> None:
+    """A data file of a gated bucket leaves only through /gated, to a grantee (403 here);
+    the card, Croissant, checksums and the open buckets stay public."""
+    if gated_file(summary, path, node.access.gated()) is not None:
+        raise ForbiddenError(GATED_HINT, field="path")
+
+
 def ensure_serving(store: Store, summary: ReleaseSummary, path: str, *, federated: bool) -> None:
     """A bucket's files wait (503) while a withdrawn record they may hold awaits its revision."""
     if summary.bucket(path.lstrip("/").split("/", 1)[0]) is None:
@@ -117,13 +125,14 @@ class ReleasesController(AreaController):
         "/releases/{version:str}/{path:path}",
         http_method=_GET_HEAD,
         sync_to_thread=False,
-        operation_class=documented(files=_FILE_TYPES, problems=(404, 503)),
+        operation_class=documented(files=_FILE_TYPES, problems=(403, 404, 503)),
     )
     def release_file(
         self, node: NamedDependency[Node], version: FromPath[str], path: FromPath[str]
     ) -> Download:
         number = _release_version(version)
         summary = node.store.read(lambda c: get_release(c, number))
+        ensure_public(node, summary, path)
         ensure_serving(node.store, summary, path, federated=False)
         return release_file_download(node.data.releases_path, summary, path)
 
@@ -157,12 +166,13 @@ class ReleasesController(AreaController):
         "/releases/federated/{version:str}/{path:path}",
         http_method=_GET_HEAD,
         sync_to_thread=False,
-        operation_class=documented(files=_FILE_TYPES, problems=(404, 503)),
+        operation_class=documented(files=_FILE_TYPES, problems=(403, 404, 503)),
     )
     def federated_file(
         self, node: NamedDependency[Node], version: FromPath[str], path: FromPath[str]
     ) -> Download:
         number = _release_version(version)
         summary = node.store.read(lambda c: get_federated_release(c, number))
+        ensure_public(node, summary, path)
         ensure_serving(node.store, summary, path, federated=True)
         return release_file_download(node.data.releases_path / "federated", summary, path)

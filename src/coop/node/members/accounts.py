@@ -18,6 +18,7 @@ __all__ = ["Integration", "Member", "Role", "hash_secret", "new_secret"]
 class Role(enum.StrEnum):
     MEMBER = "member"
     ADMIN = "admin"
+    BUILDER = "builder"  # a model builder: may request gated access; never votes nor contributes
 
 
 class Member(msgspec.Struct, frozen=True):
@@ -32,6 +33,10 @@ class Member(msgspec.Struct, frozen=True):
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
+
+    @property
+    def is_builder(self) -> bool:
+        return self.role is Role.BUILDER
 
 
 class Integration(msgspec.Struct, frozen=True):

@@ -20,8 +20,8 @@ import msgspec
 
 from coop.federation import Book, Decision, Effects, Entry, GovernanceState, Head, Tombstone
 from coop.federation.bucket_trees import BucketTrees, RootsPlan, touched_uids
-from coop.federation.gossip import MIRRORABLE_LICENCES, RecordRefusal, mirrorable
-from coop.federation.manifest import PAYLOAD_TYPE, BucketRoot
+from coop.federation.gossip import MIRRORABLE_LICENCES, RecordRefusal, declared_joint, mirrorable
+from coop.federation.manifest import PAYLOAD_TYPE, BucketRoot, ManifestJoint
 from coop.federation.roster import RosterRef
 from coop.governance import EvalConsent, License, Scope
 from coop.governance.envelope import open_envelope
@@ -77,6 +77,9 @@ class DeclaredState(msgspec.Struct):
     expires_at: int
     federation: tuple[str, ...] | None = None
     roster: RosterRef | None = None  # the roster it named as its federation scope
+    gated: tuple[License, ...] = ()  # the licence buckets it gates
+    mirror_gated: bool = False  # whether its federation may mirror them
+    joint: ManifestJoint | None = None  # what the joint actions binding it demand (None: nothing)
 
 
 def declared_state(envelope: bytes) -> DeclaredState:
@@ -105,22 +108,30 @@ class SqliteBookStore:
         return {r[0]: head_from_row(r) for r in rows}
 
     def reread_states(self) -> None:
-        """Fill in the declared state of heads stored before it was kept (from the head manifest)."""
+        """Fill in the declared state of heads stored before it was kept (from the head manifest):
+        the switches, the gated buckets (migration 23: a node that ran older code may hold a
+        newer peer's manifest that gates some, stored when it could not read the field) and the
+        joint demands (migration 24, likewise)."""
         rows = self.store.read(
             lambda c: c.execute(
                 "SELECT o.origin, m.envelope FROM fed_origins o JOIN fed_manifests m"
-                " ON m.origin = o.origin AND m.hash = o.hash WHERE o.embargo IS NULL"
+                " ON m.origin = o.origin AND m.hash = o.hash"
+                " WHERE o.embargo IS NULL OR o.gated IS NULL OR o.joint IS NULL"
             ).fetchall()
         )
         for origin, envelope in rows:
             declared = declared_state(bytes(envelope))
             self.store.write(
                 lambda c, o=origin, d=declared: c.execute(  # type: ignore[misc]
-                    "UPDATE fed_origins SET embargo = ?, quality_freeze = ?, federation = ? WHERE origin = ?",
+                    "UPDATE fed_origins SET embargo = ?, quality_freeze = ?, federation = ?, gated = ?,"
+                    " mirror_gated = ?, joint = ? WHERE origin = ?",
                     (
                         msgspec.json.encode(d.state.embargo).decode(),
                         int(d.state.quality_freeze),
                         None if d.federation is None else msgspec.json.encode(d.federation).decode(),
+                        msgspec.json.encode([g.value for g in d.gated]).decode(),
+                        int(d.mirror_gated),
+                        msgspec.json.encode(declared_joint(d.joint)).decode(),
                         o,
                     ),
                 )
@@ -382,6 +393,16 @@ def _apply(conn: sqlite3.Connection, effects: Effects, roots: tuple[BucketRoot, 
         )
         # The roster its manifest names as its federation scope (migration 18's column).
         conn.execute("UPDATE fed_origins SET roster = ? WHERE origin = ?", (head.roster, origin))
+        # The buckets it gates, and whether its federation may mirror them (migration 23's columns).
+        conn.execute(
+            "UPDATE fed_origins SET gated = ?, mirror_gated = ? WHERE origin = ?",
+            (msgspec.json.encode(head.gated).decode(), int(head.mirror_gated), origin),
+        )
+        # What the joint actions binding it demand, as it declares them (migration 24's column).
+        conn.execute(
+            "UPDATE fed_origins SET joint = ? WHERE origin = ?",
+            (msgspec.json.encode(head.joint).decode(), origin),
+        )
         if effects.unforked:
             conn.execute("UPDATE fed_origins SET forked = 0 WHERE origin = ?", (origin,))
     conn.executemany(

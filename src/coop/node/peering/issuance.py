@@ -1,7 +1,8 @@
 """This node's own manifests: building, signing and booking them, and rotating the key that signs.
 
 A manifest is issued when something changed (records a cut admitted, tombstones,
-the collective switches, the pinned federation) or the last one nears expiry; it
+the collective switches, the pinned federation, the gated buckets, what the joint actions
+binding the co-op demand) or the last one nears expiry; it
 goes through this node's own book like any peer's, so a refusal there is a bug, not
 a manifest.  A key rotation is a manifest signed by the old and the new key.
 """
@@ -17,8 +18,9 @@ import msgspec
 
 from coop.federation import GovernanceState, Head, build_manifest, seal_manifest
 from coop.federation.gossip import Accepted, Decision, Equivocation, Rejected
+from coop.federation.manifest import ManifestJoint
 from coop.federation.roster import RosterRef
-from coop.governance import CollectiveState, Signer
+from coop.governance import CollectiveState, License, Signer
 from coop.node.collective.audit import AuditAction, audit, audit_head
 from coop.node.collective.settings import SettingsView
 from coop.node.errors import BusyError, StateError
@@ -85,6 +87,9 @@ class Issuer:
         self._fork_logged = False  # the own-fork halt is logged once per process, not every round
         # The roster in force, when there is one: manifests name it instead of listing the pins.
         self.roster_ref: Callable[[], RosterRef | None] = lambda: None
+        # What the joint actions binding this co-op demand of its records' travel (None: nothing):
+        # declared in its manifests, so a peer that cannot verify those actions honours them too.
+        self.joint: Callable[[], ManifestJoint | None] = lambda: None
 
     def issue(self, *, release: str | None = None, force: bool = False) -> IssueReport | None:
         """Issue the next manifest if anything changed (records, tombstones, settings) or it nears expiry."""
@@ -133,6 +138,12 @@ class Issuer:
         )
         roster = self.roster_ref()
         federation = None if roster is not None else self.federation()
+        # The buckets the co-op gates and whether its federation may mirror them: peers honour
+        # them for the records already listed (their own pages and federated releases too).
+        access = settings.settings.access
+        gated = tuple(sorted({License(value) for value in access.gated}, key=lambda g: g.value))
+        mirror_gated = bool(gated) and access.mirror_gated
+        joint = self.joint() or None
         own = self.own_state()
         added, tombstones = self.store.read(lambda c: pending(c, own))
         previous = self._declared(head)
@@ -144,6 +155,9 @@ class Issuer:
             or previous.state.quality_freeze != state.quality_freeze
             or previous.federation != federation
             or previous.roster != roster
+            or previous.gated != gated
+            or previous.mirror_gated != mirror_gated
+            or previous.joint != joint
         )
         if not (force or added or tombstones or changed or stale):
             return None
@@ -168,6 +182,9 @@ class Issuer:
             state=state,
             federation=federation,
             roster=roster,
+            gated=gated,
+            mirror_gated=mirror_gated,
+            joint=joint,
         )
         envelope = seal_manifest(payload, [signer])
         decision = self.book.receive([envelope], now=now)
@@ -215,6 +232,9 @@ class Issuer:
                     rotate_to=new.public_key.hex(),
                     federation=None if self.roster_ref() is not None else self.federation(),
                     roster=self.roster_ref(),
+                    gated=previous.gated,
+                    mirror_gated=previous.mirror_gated,
+                    joint=previous.joint,
                 )
                 decision = self.book.receive([seal_manifest(payload, [old, new])], now=now)
                 if not decision or not isinstance(decision[0], Accepted):

@@ -5,10 +5,11 @@ the book store)."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from coop.federation import Entry, Tombstone
-from coop.governance import Audience, CollectiveState, disclose
+from coop.governance import Audience, CollectiveState, JointRules, disclose
 from coop.node.peering.books import entry_from_row, placeholders
 from coop.node.policy import (
     OWN_FACTS,
@@ -115,9 +116,10 @@ def mirrored_rows(conn: sqlite3.Connection, origin: str, after: str, limit: int)
 
 
 def fetch_rows(
-    conn: sqlite3.Connection, chunk: list[str]
+    conn: sqlite3.Connection, chunk: list[str], joint: Mapping[str, JointRules] | None = None
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], dict[str, CollectiveState]]:
-    """Own and mirrored rows holding these hashes, and the origins' states, in one snapshot."""
+    """Own and mirrored rows holding these hashes, and the origins' states (with the joint
+    rules binding each, as this node holds them), in one snapshot."""
     marks = placeholders(len(chunk))
     own = conn.execute(
         f"SELECT c.record_sha256, t.record, {OWN_FACTS} FROM contributions c JOIN contents t ON t.seq = c.seq"
@@ -129,4 +131,4 @@ def fetch_rows(
         f" WHERE hash IN ({marks})",
         chunk,
     ).fetchall()
-    return own, mirrored, origin_states(conn)
+    return own, mirrored, origin_states(conn, joint=joint)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 
-from coop.governance import Audience, CollectiveState, Embargo, disclose
+from coop.governance import Audience, CollectiveState, Embargo, JointRules, disclose
 from coop.node.errors import NotFoundError
 from coop.node.peering.listing import envelope_at, manifest_rows, mirrored_rows, origin_rows
 from coop.node.policy import mirror_facts, origin_states
@@ -35,9 +36,12 @@ class OriginView(msgspec.Struct, frozen=True):
 class Origins:
     """The origins this node's book holds (``self_id`` is this node's own)."""
 
-    def __init__(self, store: Store, *, self_id: str) -> None:
+    def __init__(
+        self, store: Store, *, self_id: str, joint: Callable[[], Mapping[str, JointRules]] = dict
+    ) -> None:
         self.store = store
         self.self_id = self_id
+        self.joint = joint  # co-op id -> what the joint actions binding it demand now
 
     def origins(self) -> list[OriginView]:
         states = self.store.read(origin_states)
@@ -85,7 +89,8 @@ class Origins:
         """
         rows = self.store.read(lambda c: mirrored_rows(c, origin, after, limit))
         keys = ("uid", "hash", "license", "ai_use", "eval", "scope")
-        state = self.store.read(origin_states).get(origin, CollectiveState())
+        joint = self.joint()
+        state = self.store.read(lambda c: origin_states(c, joint=joint)).get(origin, CollectiveState())
         out = []
         for r in rows:
             # Listed under the record's own terms (its bytes), and only where the row agrees.

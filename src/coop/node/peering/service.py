@@ -19,13 +19,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from coop.federation import ReplayCache
+from coop.federation import ReplayCache, SyncReport
+from coop.federation.joint import JointBook
 from coop.federation.roster_gossip import RosterBook
-from coop.governance import CollectiveState, Signer
+from coop.governance import CollectiveState, JointRules, Signer
 from coop.node.collective.settings import SettingsView
 from coop.node.config import FederationConfig, NodeSection
 from coop.node.peering.books import LockedBook, SqliteBookStore
 from coop.node.peering.issuance import Issuer, IssueReport
+from coop.node.peering.joint import JointKeeper, SqliteJointStore, joint_keys
 from coop.node.peering.nonces import SqliteReplayCache
 from coop.node.peering.origins import Origins, OriginView
 from coop.node.peering.peers import Peers, PeerView
@@ -81,6 +83,20 @@ class FederationService:
             signer=signer,
         )
         self.pins = Peers(store, self.book, self.store, self_id=node_id, clock=clock, signer=signer)
+        # Joint actions (migration 21): documents signed by the roster's members and the pins.
+        self.joint_store = SqliteJointStore(store, self_id=node_id, clock=clock, signer=signer)
+        joint_trust = joint_keys(node_id, signer, self.book.trusted_keys, self._roster_members)
+        self.book.joint = JointBook(self.joint_store, keys=joint_trust, clock=clock)
+        self.joint = JointKeeper(
+            store,
+            self.book.joint,
+            self.joint_store,
+            self_id=node_id,
+            clock=clock,
+            signer=signer,
+            federation=self._federation_id,
+            known=lambda: joint_trust().keys(),
+        )
         self.issuer = Issuer(
             store,
             data,
@@ -98,6 +114,9 @@ class FederationService:
             reload_identity=reload_identity,
         )
         self.issuer.roster_ref = self.roster.ref
+        # What binds this co-op is declared in its manifests; a change of it is news.
+        self.issuer.joint = self.joint.declared
+        self.joint.changed = self.issuer.issue
         self.rounds = Rounds(
             store,
             data,
@@ -117,8 +136,9 @@ class FederationService:
             max_push_bytes=config.max_response_bytes,
             clock=clock,
             own_state=self.own_state,
+            joint_rules=self.joint.all_rules,
         )
-        self.held = Origins(store, self_id=node_id)
+        self.held = Origins(store, self_id=node_id, joint=self.joint.all_rules)
         # The operations the node's CLI, pages, API and scheduler call, each from its part.
         self.refresh_pins = self.pins.refresh_pins
         self.add_peer = self.pins.add_peer
@@ -132,7 +152,7 @@ class FederationService:
         self.own_fork = self.issuer.own_fork
         self.rotate_key = self.issuer.rotate_key
         self.settle_rotation = self.issuer.settle_rotation
-        self.gossip_round = self.rounds.gossip_round
+        self.joint_rules = self.joint.all_rules
         self.fetch = self.serving.fetch
         self.admit = self.serving.admit
         self.handle = self.serving.handle
@@ -145,5 +165,31 @@ class FederationService:
         self.refresh_pins()
 
     def own_state(self) -> CollectiveState:
-        """This co-op's collective state, as the disclosure policy reads it for its own records."""
-        return own_state(self.settings().settings, federation=frozenset(self.pins.federation()))
+        """This co-op's collective state, as the disclosure policy reads it for its own records
+        (with what the joint actions it signed demand now)."""
+        return own_state(
+            self.settings().settings, federation=frozenset(self.pins.federation()), joint=self.joint.rules()
+        )
+
+    def own_joint(self) -> JointRules:
+        """What the joint actions this co-op signed demand of it now."""
+        return self.joint.rules()
+
+    def gossip_round(self, *, every_peer: bool = False) -> list[SyncReport]:
+        """A gossip round (:meth:`Rounds.gossip_round`), then joint actions that began or ended
+        binding this co-op are audited."""
+        reports = self.rounds.gossip_round(every_peer=every_peer)
+        self.joint.note()
+        return reports
+
+    def _roster_members(self) -> list[tuple[str, str]]:
+        roster = self.book.roster
+        current = None if roster is None else roster.current
+        if roster is None or current is None or roster.frozen():
+            return []
+        return [(m.id, m.key) for m in current.roster.members]
+
+    def _federation_id(self) -> str | None:
+        roster = self.book.roster
+        current = None if roster is None else roster.current
+        return None if current is None else current.roster.federation

@@ -21,7 +21,7 @@ from coop.federation import Book, ReplayCache, Responder, authority_of, verify_r
 from coop.federation.errors import ClockSkewError, RequestAuthError
 from coop.federation.httpsig import check_signature_headers
 from coop.federation.protocol import PushReport
-from coop.governance import Audience, CollectiveState, disclose
+from coop.governance import Audience, CollectiveState, JointRules, disclose
 from coop.node.errors import PayloadTooLargeError
 from coop.node.members.attribution import PublicForms
 from coop.node.peering.listing import fetch_rows
@@ -45,6 +45,8 @@ STEP_CAPS: Final = {
     # Roster versions and proposals: at most 16 of each, ~3 MiB together (a 1,000-member roster
     # is ~250 KB).
     "roster": 4 * 1024 * 1024,
+    # Joint actions and statements: at most 64 actions of 8 KiB and 512 statements, base64.
+    "joint": 4 * 1024 * 1024,
     "records": 256 * 1024,
 }
 _PUSH_REPORT: Final = msgspec.json.Decoder(PushReport)
@@ -69,6 +71,7 @@ class Serving:
         max_push_bytes: int,
         clock: Callable[[], int],
         own_state: Callable[[], CollectiveState],
+        joint_rules: Callable[[], Mapping[str, JointRules]] = dict,
     ) -> None:
         self.store = store
         self.book = book
@@ -78,6 +81,7 @@ class Serving:
         self.max_push_bytes = max_push_bytes
         self.clock = clock
         self.own_state = own_state
+        self.joint_rules = joint_rules  # co-op id -> what binds it now (the origins of mirrors)
 
     def fetch(self, hashes: list[str], *, requester: str | None = None) -> tuple[dict[str, bytes], list[str]]:
         """Record bytes for the peer ``requester``: what the disclosure policy lets go to it.
@@ -94,7 +98,9 @@ class Serving:
         forms = self.store.read(PublicForms.load)
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
-            own, mirrored, states = self.store.read(partial(fetch_rows, chunk=chunk))
+            own, mirrored, states = self.store.read(
+                partial(fetch_rows, chunk=chunk, joint=self.joint_rules())
+            )
             mine = self.own_state()
             for digest, data, *row in own:
                 facts = None if data is None else own_facts(row, bytes(data))

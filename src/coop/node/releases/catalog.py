@@ -3,8 +3,10 @@
 The index is kept apart from the releases (a release of a million records
 must not wait for it): the scheduler indexes released records in batches,
 and a withdrawal removes its record from the index in its own transaction.
-Searches apply the current embargo, so an embargoed record is not shown
-even if an earlier release holds it.
+Searches apply the current embargo, the joint actions binding the co-op (a joint embargo,
+evaluation-only) and the gated licence buckets (``access.gated``: only grantees download
+those), so an embargoed, held or gated record is not shown, counted or offered as a filter
+choice even if an earlier release holds it; lifting the gate shows it again.
 
 Longer than ~500 lines on purpose: the index, its filters and the two readers of it (the live
 browser's bounded keyset pages and the static site's numbered ones) share one WHERE builder and
@@ -17,7 +19,7 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Final
 
@@ -29,6 +31,7 @@ from coop.governance import (
     CollectiveState,
     Embargo,
     EvalConsent,
+    JointRules,
     Label,
     License,
     Record,
@@ -39,7 +42,7 @@ from coop.governance import (
     public_form,
 )
 from coop.node.members.attribution import PublicForms
-from coop.node.policy import embargo_sql, facts_from_record
+from coop.node.policy import NO_JOINT, embargo_sql, facts_from_record, gated_sql, joint_sql
 from coop.node.storage.writer import scrub_after_commit
 
 __all__ = [
@@ -62,6 +65,8 @@ _PAGE: Final = 20
 _COUNT_CAP: Final = 1000  # a search counts its matches up to here, then says "1,000+"
 _COUNT_SCAN: Final = 20_000  # records with the words a count looks through, at most
 _FACET_STEPS: Final = 2000  # distinct tag lists read for the tag filter's choices, at most
+_FACET_PROBE: Final = 1000  # rows of a filter choice looked at for one that may be shown, at most
+_OPEN: Final[frozenset[str]] = frozenset()  # no licence bucket gated
 _WORD: Final = re.compile(r"\w+", re.UNICODE)
 _TERM: Final = re.compile(r"(\w+)(\*?)", re.UNICODE)  # a word, and whether a * follows it
 _PREFIX_MIN: Final = 3  # letters a prefix (``word*``) needs: a shorter one reads every posting of most words
@@ -238,6 +243,26 @@ def _embargo_sql(embargo: Embargo) -> tuple[str, list[object]]:
     return sql, list(params)
 
 
+def _hidden_sql(
+    embargo: Embargo, gated: Collection[str], joint: JointRules = NO_JOINT
+) -> tuple[str, list[object]]:
+    """What the public may not see of ``catalog k`` now: the embargo, the gated buckets and
+    what the joint actions binding the co-op hold (`` AND ...``; the policy's rule, which
+    :func:`_rows` and :func:`record` ask again)."""
+    embargoed, params = _embargo_sql(embargo)
+    shut, shut_params = gated_sql(gated, license="k.license")
+    held, held_params = joint_sql(
+        joint, language="k.language", tags="k.tags", license="k.license", created_at="k.created_at"
+    )
+    return embargoed + shut + held, params + list(shut_params) + list(held_params)
+
+
+def _state(embargo: Embargo, gated: Collection[str], joint: JointRules = NO_JOINT) -> CollectiveState:
+    """The collective state a page asks the policy under: the embargo, the gated buckets and
+    the joint actions binding the co-op."""
+    return CollectiveState(embargo=embargo, gated=frozenset(gated), joint=joint)
+
+
 def _match(filters: SearchFilters) -> str | None:
     """The full-text query of :func:`search` (the static site's pages, made offline): every word
     of ``q`` as a prefix, and the words of the tag (whole words: a record's tags are in its
@@ -288,8 +313,15 @@ def _browse_match(filters: SearchFilters) -> tuple[str | None, tuple[str, ...]]:
     return (" AND ".join(terms) if terms else None), tuple(notices)
 
 
-def _where(filters: SearchFilters, embargo: Embargo, *, lead: str | None = None) -> tuple[str, list[object]]:
-    """The filters other than the words, and the embargo, over ``catalog k``.
+def _where(
+    filters: SearchFilters,
+    embargo: Embargo,
+    gated: Collection[str],
+    *,
+    lead: str | None = None,
+    joint: JointRules = NO_JOINT,
+) -> tuple[str, list[object]]:
+    """The filters other than the words, the embargo and the gated buckets, over ``catalog k``.
 
     ``lead``: the one filter column whose index may drive the scan; the others are written
     ``+k.column`` (no index), so SQLite (which has no statistics here) cannot pick a filter
@@ -305,16 +337,18 @@ def _where(filters: SearchFilters, embargo: Embargo, *, lead: str | None = None)
     if filters.tag:
         where.append("EXISTS (SELECT 1 FROM json_each(k.tags) WHERE value = ?)")
         params.append(filters.tag)
-    embargo_sql, embargo_params = _embargo_sql(embargo)
-    return " AND ".join(where) + embargo_sql, params + embargo_params
+    hidden, hidden_params = _hidden_sql(embargo, gated, joint)
+    return " AND ".join(where) + hidden, params + hidden_params
 
 
 _ROW: Final = "k.uid, k.label, k.license, k.model, k.language, k.tags, k.contributor, k.created_at, k.released_in, k.title"
 
 
-def _rows(found: list[tuple[object, ...]], embargo: Embargo) -> list[Row]:
+def _rows(
+    found: list[tuple[object, ...]], embargo: Embargo, gated: Collection[str], joint: JointRules = NO_JOINT
+) -> list[Row]:
     """Rows as the page shows them: each one asked of the disclosure policy once more."""
-    state = CollectiveState(embargo=embargo)
+    state = _state(embargo, gated, joint)
     return [
         Row(
             uid=str(r[0]),
@@ -329,16 +363,24 @@ def _rows(found: list[tuple[object, ...]], embargo: Embargo) -> list[Row]:
             title=str(r[9]),
         )
         for r in found
-        if disclose(_row_facts(str(r[0]), str(r[2]), r[4], str(r[5])), state, Audience.PUBLIC)  # type: ignore[arg-type]
+        if disclose(_row_facts(str(r[0]), str(r[2]), r[4], str(r[5]), r[7]), state, Audience.PUBLIC)  # type: ignore[arg-type]
     ]
 
 
 def search(
-    conn: sqlite3.Connection, filters: SearchFilters, *, embargo: Embargo, page_size: int = _PAGE
+    conn: sqlite3.Connection,
+    filters: SearchFilters,
+    *,
+    embargo: Embargo,
+    gated: Collection[str] = _OPEN,
+    joint: JointRules = NO_JOINT,
+    page_size: int = _PAGE,
 ) -> Page:
     """Numbered pages with an exact count (the static site's pages); the node's own browser
-    uses :func:`browse`, whose cost does not grow with the catalogue."""
-    condition, params = _where(filters, embargo)
+    uses :func:`browse`, whose cost does not grow with the catalogue.  ``gated``: the co-op's
+    gated licence buckets (``settings.access.gated``), neither shown nor counted; ``joint``:
+    what the joint actions binding the co-op demand now (its embargo and eval-only hide)."""
+    condition, params = _where(filters, embargo, gated, joint=joint)
     match = _match(filters)
     if match is not None:
         condition = "k.seq IN (SELECT rowid FROM catalog_text WHERE catalog_text MATCH ?) AND " + condition
@@ -350,7 +392,7 @@ def search(
         f"SELECT {_ROW} FROM catalog k WHERE {condition} ORDER BY k.seq DESC LIMIT ? OFFSET ?",
         (*params, page_size, (page - 1) * page_size),
     ).fetchall()
-    return Page(rows=_rows(rows, embargo), total=int(total), page=page, pages=pages)
+    return Page(rows=_rows(rows, embargo, gated, joint), total=int(total), page=page, pages=pages)
 
 
 class _Deadline:
@@ -404,6 +446,8 @@ def browse(
     filters: SearchFilters,
     *,
     embargo: Embargo,
+    gated: Collection[str] = _OPEN,
+    joint: JointRules = NO_JOINT,
     after: str | None = None,
     before: str | None = None,
     page_size: int = _PAGE,
@@ -414,8 +458,9 @@ def browse(
     ``after`` (or just before ``before``), never an OFFSET; matches are counted up to a cap.
 
     With words, the full-text index drives the scan in seq order (``rowid`` range and order are
-    FTS5's own), so a page of a common word reads a page of postings; the other filters and the
-    embargo are checked on each candidate.  A cursor uid no longer catalogued starts over.
+    FTS5's own), so a page of a common word reads a page of postings; the other filters, the
+    embargo and the gated buckets (``gated``: neither shown nor counted) are checked on each
+    candidate.  A cursor uid no longer catalogued starts over.
 
     Every query runs under one deadline (``budget_s``, the clock read every ``check_every``
     SQLite steps; None: ``_BUDGET_S`` and ``_CHECK_EVERY``): a search that needs more (a broad
@@ -426,7 +471,7 @@ def browse(
     seconds = _BUDGET_S if budget_s is None else budget_s
     with _bounded(conn, seconds, _CHECK_EVERY if check_every is None else check_every) as deadline:
         try:
-            listing = _browse(conn, filters, embargo, after, before, page_size, match)
+            listing = _browse(conn, filters, embargo, gated, after, before, page_size, match, joint)
         except sqlite3.OperationalError:
             if not deadline.hit:
                 raise
@@ -440,13 +485,17 @@ def _browse(
     conn: sqlite3.Connection,
     filters: SearchFilters,
     embargo: Embargo,
+    gated: Collection[str],
     after: str | None,
     before: str | None,
     page_size: int,
     match: str | None,
+    joint: JointRules = NO_JOINT,
 ) -> Listing:
     """:func:`browse` without its deadline."""
-    condition, params = _where(filters, embargo, lead=None if match is not None else _lead(conn, filters))
+    condition, params = _where(
+        filters, embargo, gated, lead=None if match is not None else _lead(conn, filters), joint=joint
+    )
     if match is not None:
         # CROSS JOIN keeps the full-text index outside: driven from a filter's index instead,
         # SQLite would run the MATCH once per candidate row (minutes at a million).
@@ -488,7 +537,7 @@ def _browse(
         ).fetchall()
         earlier = len(rows) > page_size
         rows = rows[:page_size][::-1]
-        shown = _rows(rows, embargo)
+        shown = _rows(rows, embargo, gated, joint)
         return Listing(
             rows=shown,
             total=min(int(found), _COUNT_CAP),
@@ -511,7 +560,7 @@ def _browse(
     later = len(rows) > page_size
     rows = rows[:page_size]
     return Listing(
-        rows=_rows(rows, embargo),
+        rows=_rows(rows, embargo, gated, joint),
         total=min(int(found), _COUNT_CAP),
         more=capped,
         page=page,
@@ -520,18 +569,26 @@ def _browse(
     )
 
 
-def record(conn: sqlite3.Connection, uid: str, *, embargo: Embargo) -> Record | None:
-    """A released, catalogued record not under embargo now (what the public may see of it)."""
-    embargo_sql, params = _embargo_sql(embargo)
+def record(
+    conn: sqlite3.Connection,
+    uid: str,
+    *,
+    embargo: Embargo,
+    gated: Collection[str] = _OPEN,
+    joint: JointRules = NO_JOINT,
+) -> Record | None:
+    """A released, catalogued record not under embargo now, nor held by a joint action binding
+    the co-op, nor in a gated bucket (what the public may see of it)."""
+    hidden, params = _hidden_sql(embargo, gated, joint)
     row = conn.execute(
-        f"SELECT t.record FROM catalog k JOIN contents t ON t.seq = k.seq WHERE k.uid = ?{embargo_sql}",
+        f"SELECT t.record FROM catalog k JOIN contents t ON t.seq = k.seq WHERE k.uid = ?{hidden}",
         (uid, *params),
     ).fetchone()
     if row is None or row[0] is None:
         return None
     stored = _RECORD.decode(row[0])
     facts = facts_from_record(stored, state=RecordState.RELEASED, admitted=True)
-    decision = disclose(facts, CollectiveState(embargo=embargo), Audience.PUBLIC)
+    decision = disclose(facts, _state(embargo, gated, joint), Audience.PUBLIC)
     if not decision:
         return None
     # Only this record's member matters to its public form: one indexed lookup, not every member.
@@ -542,7 +599,7 @@ def record(conn: sqlite3.Connection, uid: str, *, embargo: Embargo) -> Record | 
     return public_form(PublicForms({str(h): str(p) for h, p in member}).record(stored), decision)
 
 
-def _row_facts(uid: str, licence: str, language: str | None, tags: str) -> RecordFacts:
+def _row_facts(uid: str, licence: str, language: str | None, tags: str, created_at: int) -> RecordFacts:
     """A catalogue row as the policy reads it: only released public records are catalogued."""
     return RecordFacts(
         uid=uid,
@@ -555,14 +612,25 @@ def _row_facts(uid: str, licence: str, language: str | None, tags: str) -> Recor
         admitted=True,
         tags=tuple(json.loads(tags)),
         language=language,
+        created_at=created_at,
     )
 
 
-def _distinct(conn: sqlite3.Connection, column: str, embargo: Embargo, *, steps: int) -> list[str]:
+def _distinct(
+    conn: sqlite3.Connection,
+    column: str,
+    embargo: Embargo,
+    gated: Collection[str],
+    *,
+    steps: int,
+    joint: JointRules = NO_JOINT,
+) -> list[str]:
     """The distinct values of an indexed column, a step per value (``min(x) WHERE x > last``, a
-    seek each), so the cost grows with the values, not the rows; under an embargo a value is kept
-    only when a record with it may be shown."""
-    embargo_sql, params = _embargo_sql(embargo)
+    seek each), so the cost grows with the values, not the rows; under an embargo or a gate a
+    value is kept only when a record with it may be shown, found among its first
+    ``_FACET_PROBE`` rows (a choice left out is only a filter not offered; one shown for gated
+    or embargoed records alone would tell they exist)."""
+    hidden, params = _hidden_sql(embargo, gated, joint)
     out: list[str] = []
     last: str | None = None
     for _ in range(steps):
@@ -573,10 +641,14 @@ def _distinct(conn: sqlite3.Connection, column: str, embargo: Embargo, *, steps:
         if row is None or row[0] is None:
             break
         last = str(row[0])
+        if column == "license" and last in gated:
+            continue
         if (
-            embargo_sql
+            hidden
             and not conn.execute(
-                f"SELECT 1 FROM catalog k WHERE k.{column} = ?{embargo_sql} LIMIT 1", (last, *params)
+                f"SELECT 1 FROM (SELECT license, language, tags, created_at FROM catalog WHERE {column} = ? LIMIT ?) k"
+                f" WHERE 1{hidden} LIMIT 1",
+                (last, _FACET_PROBE, *params),
             ).fetchone()
         ):
             continue
@@ -584,28 +656,43 @@ def _distinct(conn: sqlite3.Connection, column: str, embargo: Embargo, *, steps:
     return out
 
 
-def facets(conn: sqlite3.Connection, *, embargo: Embargo) -> dict[str, list[str]]:
-    """The values a browser can filter on (of the records it may show).
+def facets(
+    conn: sqlite3.Connection,
+    *,
+    embargo: Embargo,
+    gated: Collection[str] = _OPEN,
+    joint: JointRules = NO_JOINT,
+) -> dict[str, list[str]]:
+    """The values a browser can filter on (of the records it may show: ``gated`` buckets' not).
 
     Read by seeks on the catalogue's indexes (migration 21), a step per distinct value; the
     tags from the distinct tag lists, the first ``_FACET_STEPS`` of them.
     """
     out: dict[str, list[str]] = {}
     for column in ("license", "model", "language"):
-        out[column] = _distinct(conn, column, embargo, steps=_FACET_STEPS)
+        out[column] = _distinct(conn, column, embargo, gated, steps=_FACET_STEPS, joint=joint)
     tags: set[str] = set()
     # A list shown under an embargo is one some record may be shown with: none holds a held tag.
-    for listed in _distinct(conn, "tags", embargo, steps=_FACET_STEPS):
+    for listed in _distinct(conn, "tags", embargo, gated, steps=_FACET_STEPS, joint=joint):
         tags.update(str(t) for t in json.loads(listed))
     out["tag"] = sorted(tags)
     out["label"] = [label.value for label in Label]
     return out
 
 
-def leaderboards(conn: sqlite3.Connection, *, embargo: Embargo, limit: int = 20) -> Leaderboards:
-    """Contributors by public handle (anonymous ones together), models, languages and tags."""
-    embargo_sql, params = _embargo_sql(embargo)
-    where = f"WHERE 1{embargo_sql}"
+def leaderboards(
+    conn: sqlite3.Connection,
+    *,
+    embargo: Embargo,
+    gated: Collection[str] = _OPEN,
+    joint: JointRules = NO_JOINT,
+    limit: int = 20,
+) -> Leaderboards:
+    """Contributors by public handle (anonymous ones together), models, languages and tags, of
+    the records the public may see (gated buckets' records and those a joint action binding the
+    co-op holds are not counted)."""
+    hidden, params = _hidden_sql(embargo, gated, joint)
+    where = f"WHERE 1{hidden}"
     contributors = [
         (r[0], int(r[1]), int(r[2]))
         for r in conn.execute(

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Final, TypeVar
 
 import msgspec
 
-from coop.governance import Signer
+from coop.governance import JointRules, Signer
 from coop.node.errors import BusyError, StorageError
 from coop.node.files import fsync_dir, fsync_file
+from coop.node.policy import NO_JOINT
 from coop.node.releases.card import CARD, dataset_card
 from coop.node.releases.croissant import CROISSANT, build_croissant, croissant_bytes
 from coop.node.releases.model import SUMMARY_ENCODER, ReleaseSummary
@@ -101,11 +102,12 @@ def cut_release(
     now: int,
     signer: Signer,
     progress: Callable[[str], None] | None = None,
+    joint: JointRules = NO_JOINT,
 ) -> ReleaseSummary:
-    """Cut the node's next release ``vN``; the caller holds the release lock."""
-    return cut(
-        store, releases, OwnRecords(), coop=coop, node_id=node_id, now=now, signer=signer, progress=progress
-    )
+    """Cut the node's next release ``vN``; the caller holds the release lock.  ``joint``: what the
+    joint actions binding the co-op demand now (a freeze refuses the cut)."""
+    source = OwnRecords(joint)
+    return cut(store, releases, source, coop=coop, node_id=node_id, now=now, signer=signer, progress=progress)
 
 
 def cut_federated_release(
@@ -117,6 +119,8 @@ def cut_federated_release(
     now: int,
     signer: Signer,
     progress: Callable[[str], None] | None = None,
+    joint: JointRules = NO_JOINT,
+    origins: Mapping[str, JointRules] | None = None,
 ) -> ReleaseSummary:
     """A release combining this co-op's published records with the public records it mirrors.
 
@@ -125,7 +129,7 @@ def cut_federated_release(
     statement, rename.
     """
     (releases / FederatedRecords.folder).mkdir(mode=0o700, exist_ok=True)
-    source = FederatedRecords(node_id)
+    source = FederatedRecords(node_id, joint, origins)
     return cut(store, releases, source, coop=coop, node_id=node_id, now=now, signer=signer, progress=progress)
 
 

@@ -16,7 +16,7 @@ licence, so ShareAlike never mixes) and name the tombstones their audience may s
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Final, Protocol, TypeVar
 
@@ -27,6 +27,7 @@ from coop.governance import (
     Audience,
     CollectiveState,
     Embargo,
+    JointRules,
     PolicyError,
     Scope,
     admit,
@@ -36,6 +37,7 @@ from coop.node.collective.settings import current_settings
 from coop.node.contributions.repository import Stage, bump_stage
 from coop.node.members.attribution import PublicForms
 from coop.node.policy import (
+    NO_JOINT,
     OWN_FACTS,
     embargo_sql,
     mirror_facts,
@@ -116,7 +118,7 @@ def _json_seqs(seqs: list[int]) -> str:
     return msgspec.json.encode(seqs).decode()
 
 
-def select(conn: sqlite3.Connection, *, now: int) -> Selection:
+def select(conn: sqlite3.Connection, *, now: int, joint: JointRules = NO_JOINT) -> Selection:
     """Decide what the release holds and what the cut admits.
 
     The release holds the public records released before that are outside today's
@@ -124,14 +126,26 @@ def select(conn: sqlite3.Connection, *, now: int) -> Selection:
     and federation-scope records alike, as the disclosure policy's :func:`admit` says
     (no freeze, no embargo), the earliest first, within the monthly volume cap counted
     over both: the federation receives exactly what the co-op's own gates let through.
+
+    ``joint`` (what the joint actions binding the co-op demand now) adds to the co-op's own
+    gates: no cut under a joint freeze, nothing admitted that a joint embargo or evaluation-only
+    holds, and the cap is the smaller of the co-op's and the joint one.  Records released
+    before stay in (a joint action cannot undo past licences).
     """
     (tick,) = conn.execute("SELECT n FROM ticks WHERE id = 1").fetchone()
     view = current_settings(conn)
     settings = view.settings
     if settings.quality_freeze:
         raise PolicyError("the quality freeze is on: no release until it is lifted", field="quality_freeze")
-    state = CollectiveState(embargo=settings.embargo, quality_freeze=settings.quality_freeze)
+    if joint.freeze:
+        named = ", ".join(a[:16] for a in joint.actions)
+        raise PolicyError(
+            f"a joint freeze binds this co-op ({named}): no release until it ends", field="joint"
+        )
+    state = CollectiveState(embargo=settings.embargo, quality_freeze=settings.quality_freeze, joint=joint)
     cap = settings.volume_cap.monthly_records
+    if joint.monthly_records is not None:
+        cap = joint.monthly_records if cap is None else min(cap, joint.monthly_records)
     remaining: int | None = None
     if cap is not None:
         (used,) = conn.execute(
@@ -186,11 +200,14 @@ class OwnRecords:
     table: ReleaseTable = OWN
     folder = ""
 
+    def __init__(self, joint: JointRules = NO_JOINT) -> None:
+        self.joint = joint  # what the joint actions binding the co-op demand now
+
     def schema(self) -> pa.Schema:
         return record_schema()
 
     def fill(self, conn: sqlite3.Connection, buckets: Buckets, *, now: int) -> Selection:
-        selection = select(conn, now=now)
+        selection = select(conn, now=now, joint=self.joint)
         # One pass in table order (no sort, no second scan), every bucket written side by side.
         forms = PublicForms.load(conn)  # each row as the policy lets it out (no member link)
         rows = conn.execute(
@@ -266,15 +283,19 @@ class FederatedRecords:
     table: ReleaseTable = FEDERATED
     folder = "federated"
 
-    def __init__(self, node_id: str) -> None:
+    def __init__(
+        self, node_id: str, joint: JointRules = NO_JOINT, origins: Mapping[str, JointRules] | None = None
+    ) -> None:
         self.node_id = node_id
+        self.joint = joint  # what binds this co-op now
+        self.origins = origins or {}  # co-op id -> what binds it, as this node holds the actions
 
     def schema(self) -> pa.Schema:
         return federated_schema()
 
     def fill(self, conn: sqlite3.Connection, buckets: Buckets, *, now: int) -> None:
         settings = current_settings(conn).settings
-        mine = own_state(settings)
+        mine = own_state(settings, joint=self.joint)
         # The SQL narrows to released public rows outside the embargo; the policy decides each.
         embargo, params = _embargo_condition(settings.embargo)
         own = conn.execute(
@@ -296,7 +317,7 @@ class FederatedRecords:
             if facts is None or not disclose(facts, mine, Audience.FEDERATED):
                 continue  # the freeze, for one: a federated release re-publishes nothing then
             add(self.node_id, licence, bytes(data), label, language, ai_use)
-        for origin, licence, data in _republishable(conn):
+        for origin, licence, data in _republishable(conn, self.origins):
             stats = _STATS.decode(data)
             add(origin, licence, bytes(data), stats.label, stats.language or "unknown", stats.ai_use)
 
@@ -308,11 +329,14 @@ class FederatedRecords:
         return insert_federated_release(conn, summary, now=now)
 
 
-def _republishable(conn: sqlite3.Connection) -> Iterator[tuple[str, str, bytes]]:
+def _republishable(
+    conn: sqlite3.Connection, joint: Mapping[str, JointRules] | None = None
+) -> Iterator[tuple[str, str, bytes]]:
     """Mirrored records a federated release may re-publish, as the disclosure policy says
     under each origin's latest manifest: public scope only (federation scope is never
-    public), nothing while the origin is forked or frozen, nothing its embargo covers."""
-    states = origin_states(conn)
+    public), nothing while the origin is forked or frozen, nothing its embargo covers, nothing
+    a joint action binding it holds (as this node holds the actions: ``joint``)."""
+    states = origin_states(conn, joint=joint)
     rows = conn.execute(
         "SELECT origin, license, record, uid, license, ai_use, eval, scope FROM mirror_records ORDER BY origin, uid"
     )

@@ -51,7 +51,7 @@ def _utf16(text: str, index: int) -> int:
 def blank_form(site: WebSite, member: Member) -> ContributeForm:
     """The form as a member first sees it: the co-op's defaults, their pseudonym, a fresh retry key."""
     form = ContributeForm.defaults(
-        site.node.settings().settings.defaults,
+        site.node.intake_defaults(),
         pseudonym=site.node.default_pseudonym(member),
         form_id=secrets.token_urlsafe(16),
     )

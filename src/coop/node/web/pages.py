@@ -17,9 +17,11 @@ from litestar.router import Router
 
 from coop.node.http.problems import HtmlRenderer
 from coop.node.runtime import Node
+from coop.node.web.access import AccessPages
 from coop.node.web.admin import AdminPages
 from coop.node.web.contribute import ContributePages
 from coop.node.web.governance import GovernancePages
+from coop.node.web.joint import JointPages
 from coop.node.web.member import MemberPages
 from coop.node.web.public import PublicPages
 from coop.node.web.signin import SignInPages
@@ -33,7 +35,16 @@ from coop.node.web.site import (
 
 __all__ = ["CONTROLLERS", "StoreContribution", "web_handlers"]
 
-CONTROLLERS = (PublicPages, GovernancePages, SignInPages, ContributePages, MemberPages, AdminPages)
+CONTROLLERS = (
+    PublicPages,
+    GovernancePages,
+    JointPages,
+    SignInPages,
+    ContributePages,
+    MemberPages,
+    AdminPages,
+    AccessPages,
+)
 
 
 def web_handlers(

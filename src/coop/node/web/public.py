@@ -15,7 +15,8 @@ from litestar.enums import HttpMethod
 from litestar.params import FromPath
 from litestar.response import Template
 
-from coop.governance import parse_ai_use
+from coop.governance import Embargo, JointRules, parse_ai_use
+from coop.node.channels.gated import ACCESS_PATH, gated_buckets, withheld_files
 from coop.node.errors import NotFoundError
 from coop.node.http.download import Download, static_file
 from coop.node.http.params import whole_number
@@ -32,6 +33,19 @@ _MAX_PAGE: Final = 1_000_000  # a page number far past any catalogue (only shown
 
 Site = NamedDependency[WebSite]
 Visitor = NamedDependency[WebSession | None]
+
+
+def _hidden(site: WebSite) -> tuple[Embargo, frozenset[str]]:
+    """What the public pages hold back now: the embargo, and the gated licence buckets
+    (``access.gated``: their records reach only grantees, never a page)."""
+    settings = site.node.settings().settings
+    return settings.embargo, frozenset(settings.access.gated)
+
+
+def _joint(site: WebSite) -> JointRules:
+    """What the joint actions binding the co-op demand now: the pages hide what a joint embargo
+    or evaluation-only holds (a joint freeze, like the co-op's own, leaves the pages be)."""
+    return site.node.federation.joint.rules()
 
 
 class PublicPages(Controller):
@@ -91,7 +105,21 @@ class PublicPages(Controller):
         if found is None:
             raise NotFoundError(f"there is no release {name!r}", field="release")
         base = "/releases/federated" if federated else "/releases"
-        return site.page(request, visitor, "dataset.html", release=found, base=base, federated=federated)
+        # A gated bucket's data files are served only through /gated, to a grantee (the public
+        # routes answer 403): listed with their SHA-256 but not linked, and the page says how
+        # to request access, as the static site's page does.
+        gated = site.node.access.gated()
+        return site.page(
+            request,
+            visitor,
+            "dataset.html",
+            release=found,
+            base=base,
+            federated=federated,
+            gated=[b.name for b in gated_buckets(found, gated)],
+            withheld=withheld_files(found, gated),
+            access_url=ACCESS_PATH,
+        )
 
     @get("/browse")
     async def browse(self, request: Request[Any, Any, Any], site: Site, visitor: Visitor) -> Template:
@@ -108,11 +136,20 @@ class PublicPages(Controller):
         )
         # Keyset pages: the uid the page starts after (or ends before), never an OFFSET.
         after, before = (query.get("after") or "")[:100], (query.get("before") or "")[:100]
-        embargo = site.node.settings().settings.embargo
+        embargo, gated = _hidden(site)
+        joint = _joint(site)
 
         def read(c: sqlite3.Connection) -> tuple[catalog.Listing, dict[str, list[str]]]:
-            found = catalog.browse(c, filters, embargo=embargo, after=after or None, before=before or None)
-            return found, catalog.facets(c, embargo=embargo)
+            found = catalog.browse(
+                c,
+                filters,
+                embargo=embargo,
+                gated=gated,
+                joint=joint,
+                after=after or None,
+                before=before or None,
+            )
+            return found, catalog.facets(c, embargo=embargo, gated=gated, joint=joint)
 
         # Off the event loop (a worker thread's own read connection): a search runs up to its
         # deadline (catalog.browse) and no other request waits for it.
@@ -126,11 +163,14 @@ class PublicPages(Controller):
     def record_page(
         self, request: Request[Any, Any, Any], site: Site, visitor: Visitor, uid: FromPath[str]
     ) -> Template:
-        embargo = site.node.settings().settings.embargo
-        found = site.node.store.read(lambda c: catalog.record(c, uid, embargo=embargo))
+        embargo, gated = _hidden(site)
+        joint = _joint(site)
+        found = site.node.store.read(
+            lambda c: catalog.record(c, uid, embargo=embargo, gated=gated, joint=joint)
+        )
         if found is None:
             raise NotFoundError(
-                f"no published record {uid} (it may be withdrawn or under embargo)", field="uid"
+                f"no published record {uid} (it may be withdrawn, under embargo or gated)", field="uid"
             )
         return site.page(
             request,
@@ -142,8 +182,11 @@ class PublicPages(Controller):
 
     @get("/leaderboards", sync_to_thread=False)
     def leaderboards(self, request: Request[Any, Any, Any], site: Site, visitor: Visitor) -> Template:
-        embargo = site.node.settings().settings.embargo
-        boards = site.node.store.read(lambda c: catalog.leaderboards(c, embargo=embargo))
+        embargo, gated = _hidden(site)
+        joint = _joint(site)
+        boards = site.node.store.read(
+            lambda c: catalog.leaderboards(c, embargo=embargo, gated=gated, joint=joint)
+        )
         evaluations = site.node.eval_reports.listing()
         return site.page(request, visitor, "leaderboards.html", boards=boards, evaluations=evaluations)
 

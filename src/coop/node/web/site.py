@@ -65,6 +65,14 @@ _DONE: Final = {
     "voted": "Your vote is counted.",
     "bounty": "The bounty is posted.",
     "bounty-closed": "The bounty is closed.",
+    "joint-proposed": "The joint action is proposed, and this co-op signed it.",
+    "joint-signed": "This co-op signed the joint action.",
+    "joint-ended": "This co-op signed the joint action's end.",
+    # The actions page shows these with the proposal's number and a link to it.
+    "joint-proposed-vote": "The joint action is proposed; this co-op's signature is put to the members' vote "
+    "on the governance page.",
+    "joint-sign-vote": "This co-op's signature is put to the members' vote on the governance page.",
+    "joint-end-vote": "This co-op's signature of the end is put to the members' vote on the governance page.",
 }
 
 

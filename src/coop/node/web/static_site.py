@@ -33,6 +33,7 @@ import msgspec
 
 from coop.governance import Record, parse_ai_use
 from coop.node.channels.base import ChannelError, ReleaseFolder
+from coop.node.channels.gated import ACCESS_PATH, gated_buckets, withheld_files
 from coop.node.channels.site import MANIFEST, SiteBuilder, SiteReport
 from coop.node.releases import bounties, catalog
 from coop.node.releases.model import ReleaseSummary, robots_txt
@@ -112,6 +113,13 @@ def _render(node: Node, root: Path, *, node_url: str | None) -> SiteReport:
     cfg = node.config
     settings = node.settings().settings
     embargo = settings.embargo
+    # Gated buckets (settings.access): their data files and records stay off the site; their
+    # card, checksums and this page's note say where a model builder requests access.
+    gated = frozenset(settings.access.gated)
+    # What the joint actions binding the co-op hold: a joint embargo's and evaluation-only's
+    # records stay off the site as on the node's pages (a joint freeze, like its own, does not).
+    joint = node.federation.joint.rules()
+    access_url = (node_url or cfg.node.public_url).rstrip("/") + ACCESS_PATH
     releases = node.store.read(list_releases)
     pages = 0
 
@@ -138,12 +146,17 @@ def _render(node: Node, root: Path, *, node_url: str | None) -> SiteReport:
 
     # Releases: the files as cut, plus the signed statement.
     for release in releases:
-        folder = ReleaseFolder(path=node.data.releases_path / release.label, summary=release)
+        folder = ReleaseFolder(
+            path=node.data.releases_path / release.label, summary=release, gated=gated, access_url=access_url
+        )
         destination = root / "releases" / release.name
-        for relative in folder.files():
+        for relative in folder.files():  # a gated bucket's data files are not among them
             target = destination / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(folder.path / relative, target)
+            if folder.as_cut(relative):
+                shutil.copyfile(folder.path / relative, target)
+            else:
+                target.write_bytes(folder.read(relative))
         # The statement signed at the cut, as every exit serves it.
         (destination / STATEMENT).write_bytes(stored_statement(folder.path, release, node.signer))
     shutil.copytree(STATIC, root / "static")
@@ -152,21 +165,39 @@ def _render(node: Node, root: Path, *, node_url: str | None) -> SiteReport:
     write("/", "home.html", releases=releases, bounties=open_bounties, settings=settings)
     write("/datasets", "datasets.html", releases=list(reversed(releases)), federated=[])
     for release in releases:
-        write(f"/datasets/{release.name}", "dataset.html", release=release, base="/releases", federated=False)
+        write(
+            f"/datasets/{release.name}",
+            "dataset.html",
+            release=release,
+            base="/releases",
+            federated=False,
+            gated=[b.name for b in gated_buckets(release, gated)],
+            withheld=withheld_files(release, gated),
+            access_url=access_url,
+        )
 
     # The browser: every catalogued record, page by page, and one page each.
-    facets = node.store.read(lambda c: catalog.facets(c, embargo=embargo))
+    facets = node.store.read(lambda c: catalog.facets(c, embargo=embargo, gated=gated, joint=joint))
 
     def page(conn: sqlite3.Connection, number: int) -> catalog.Page:
-        return catalog.search(conn, catalog.SearchFilters(page=number), embargo=embargo, page_size=_PAGE_SIZE)
+        return catalog.search(
+            conn,
+            catalog.SearchFilters(page=number),
+            embargo=embargo,
+            gated=gated,
+            joint=joint,
+            page_size=_PAGE_SIZE,
+        )
 
     def one(conn: sqlite3.Connection, uid: str) -> Record | None:
-        return catalog.record(conn, uid, embargo=embargo)
+        return catalog.record(conn, uid, embargo=embargo, gated=gated, joint=joint)
 
     rows: list[catalog.Row] = []
     number = 1
     while True:
         found = node.store.read(partial(page, number=number))
+        if gated:  # a gated bucket's records are read only by its grantees, never on the site
+            found = msgspec.structs.replace(found, rows=[r for r in found.rows if r.license not in gated])
         rows += found.rows
         write(
             "/browse" if found.page == 1 else f"/browse/page/{found.page}",
@@ -193,7 +224,7 @@ def _render(node: Node, root: Path, *, node_url: str | None) -> SiteReport:
     write(
         "/leaderboards",
         "leaderboards.html",
-        boards=node.store.read(lambda c: catalog.leaderboards(c, embargo=embargo)),
+        boards=node.store.read(lambda c: catalog.leaderboards(c, embargo=embargo, gated=gated, joint=joint)),
         evaluations=evaluations,
     )
     # The signed reports whose every co-op consented to be named, as the node serves them.
