@@ -6,6 +6,8 @@ use them.  Set KEEP=1 to leave the nodes serving at the end.
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import shutil
 import signal
@@ -243,7 +245,10 @@ def main() -> int:
             coop("site", "build", str(roots["tax"]), str(channels / "tax-site"), "--node-url", tax).rstrip()
         )
 
-        say("9. Where to look")
+        _joint_embargo(roots, urls, ids, admins)
+        _gated_grant(roots, urls, admins)
+
+        say("11. Where to look")
         version_dir = roots["tax"] / "releases" / "v1"
         print(f"  dataset card     {version_dir.relative_to(ROOT)}/README.md")
         print(f"  Croissant        {version_dir.relative_to(ROOT)}/croissant.json")
@@ -254,6 +259,10 @@ def main() -> int:
         print(f"  federation       {farm}/api/v1/federation/origins")
         print(f"  metrics          {tax}/metrics  and: coop metrics {roots['tax'].relative_to(ROOT)}")
         print(f"  audit log        coop audit show {roots['tax'].relative_to(ROOT)}")
+        print(f"  joint actions    {farm}/federation/actions   and: coop joint list demo-data/farm")
+        print(
+            f"  gated access     {tax}/access   {tax}/admin/access   and: coop access register demo-data/tax"
+        )
         print(f"  API schema       {tax}/schema")
         print("  eval report      demo-data/builder/report.json (signed) and report.md")
         print(
@@ -276,6 +285,168 @@ def main() -> int:
             proc.wait(timeout=15)
     print("\nThe nodes were stopped; serve one again with: coop serve demo-data/tax")
     return 0
+
+
+def _joint_embargo(
+    roots: dict[str, Path], urls: dict[str, str], ids: dict[str, str], admins: dict[str, str]
+) -> None:
+    """Two co-ops join a 2-of-3 embargo on picket-line chats; the third is not bound."""
+    say("9. Co-ops act together: Tax and Care join a 2-of-3 embargo on picket-line chats")
+    until = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=14)).date().isoformat()
+    proposed = coop(
+        "joint",
+        "propose",
+        str(roots["tax"]),
+        "--embargo",
+        "--tag",
+        "picket",
+        "--until",
+        until,
+        "--threshold",
+        "2",
+        "--coop",
+        ids["care"],
+        "--coop",
+        ids["farm"],
+        "--json",
+        "--reason",
+        "No AI training on picket-line chats until the contract talks end",
+    )
+    action = json.loads(proposed)["action"]["id"]
+    print(f"{COOPS['tax']} proposed and signed joint action {action[:12]} (1 of the 2 signatures needed)")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if httpx.get(f"{urls['care']}/api/v1/federation/actions/{action}").status_code == 200:
+            break
+        time.sleep(0.5)
+    signed = httpx.post(
+        f"{urls['care']}/api/v1/federation/actions/{action}/sign",
+        headers={"Authorization": f"Bearer {admins['care']}"},
+    )
+    signed.raise_for_status()
+    print(f"{COOPS['care']} decided by its own rules (an admin may join an embargo alone) and co-signed")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        views = [httpx.get(f"{urls[k]}/api/v1/federation/actions/{action}").json() for k in COOPS]
+        if all(v["status"] == "active" for v in views):
+            break
+        time.sleep(0.5)
+    for key, view in zip(COOPS, views, strict=True):
+        print(f"{COOPS[key]:<16} {view['status']}: {view['here']}")
+    picket = DEMO / "picket-chat.txt"
+    picket.write_text(
+        "User: Draft a short note to the members about tomorrow's picket at the depot.\n\n"
+        "Assistant: Dear members, we meet at the depot gate at 7:00 tomorrow. Bring water and"
+        " your union card; the stewards will hand out the schedule.\n",
+        encoding="utf-8",
+    )
+    out = coop(
+        "contribute",
+        str(picket),
+        "--node",
+        urls["tax"],
+        "--token",
+        admins["tax"],
+        "--label",
+        "good",
+        "--consent",
+        "--tag",
+        "picket",
+        "--license",
+        "CC0-1.0",
+    )
+    uids = [line.split()[0] for line in out.splitlines()]
+    httpx.post(f"{urls['tax']}/api/v1/admin/process", headers={"Authorization": f"Bearer {admins['tax']}"})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        states = [
+            httpx.get(
+                f"{urls['tax']}/api/v1/contributions/{uid}",
+                headers={"Authorization": f"Bearer {admins['tax']}"},
+            ).json()["contribution"]["state"]
+            for uid in uids
+        ]
+        if all(state in ("accepted", "quarantined") for state in states):
+            break
+        time.sleep(0.5)
+    release = httpx.post(
+        f"{urls['tax']}/api/v1/admin/releases", headers={"Authorization": f"Bearer {admins['tax']}"}
+    )
+    held = httpx.get(
+        f"{urls['tax']}/api/v1/contributions/{uids[0]}", headers={"Authorization": f"Bearer {admins['tax']}"}
+    ).json()["contribution"]
+    print(
+        f"a new picket-line chat at {COOPS['tax']}: {held['state']}, not released "
+        f"(release: {release.json().get('name', release.status_code)}); it reaches no peer while the action holds"
+    )
+    print(coop("joint", "list", str(roots["farm"])).rstrip())
+    for key in ("tax", "care"):
+        httpx.post(
+            f"{urls[key]}/api/v1/federation/actions/{action}/end",
+            headers={"Authorization": f"Bearer {admins[key]}"},
+        ).raise_for_status()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if httpx.get(f"{urls['tax']}/api/v1/federation/actions/{action}").json()["status"] == "ended":
+            break
+        time.sleep(0.5)
+    again = httpx.post(
+        f"{urls['tax']}/api/v1/admin/releases", headers={"Authorization": f"Bearer {admins['tax']}"}
+    )
+    after = httpx.get(
+        f"{urls['tax']}/api/v1/contributions/{uids[0]}", headers={"Authorization": f"Bearer {admins['tax']}"}
+    ).json()["contribution"]
+    print(
+        f"Tax and Care signed its end; the next release ({again.json().get('name', again.status_code)})"
+        f" admits the held chat: {after['state']}"
+    )
+
+
+def _gated_grant(roots: dict[str, Path], urls: dict[str, str], admins: dict[str, str]) -> None:
+    """Tax gates its CC-BY-SA bucket; a model builder asks, an admin grants, the download is logged."""
+    say("10. Gated access: Tax gates its CC-BY-SA-4.0 bucket; a model builder asks and is granted")
+    tax = urls["tax"]
+    coop("settings", "set", str(roots["tax"]), 'access.gated=["CC-BY-SA-4.0"]')
+    coop(
+        "settings",
+        "set",
+        str(roots["tax"]),
+        'access.conditions=["training allowed only for open-weight models"]',
+    )
+    builder = coop("member", "add", str(roots["tax"]), "mia", "--role", "builder").strip()
+    auth = {"Authorization": f"Bearer {builder}"}
+    summary = httpx.get(f"{tax}/api/v1/releases/v1").json()
+    bucket = next(b for b in summary["buckets"] if b["license"] == "CC-BY-SA-4.0")
+    data = next(f for f in bucket["files"] if f["path"].endswith(".jsonl") or f["path"].endswith(".parquet"))
+    public = httpx.get(f"{tax}/releases/v1/{data['path']}")
+    print(f"public download of {data['path']}: {public.status_code} ({public.json().get('detail', '')})")
+    asked = httpx.post(
+        f"{tax}/api/v1/access/requests",
+        headers=auth,
+        json={
+            "who": "Mia, Open Models Lab",
+            "purpose": "Fine-tune an open-weight assistant on corrected failures",
+            "model": "open-assistant-7b (open weights)",
+            "open_weights": True,
+            "buckets": ["CC-BY-SA-4.0"],
+            "accept_terms": True,
+        },
+    )
+    asked.raise_for_status()
+    number = asked.json()["id"]
+    print(f"mia requested access (request {number}); the terms she accepted are on {tax}/access")
+    print(coop("access", "approve", str(roots["tax"]), str(number)).rstrip())
+    minted = httpx.post(
+        f"{tax}/api/v1/access/requests/{number}/urls",
+        headers=auth,
+        json={"release": "v1", "path": data["path"]},
+    )
+    minted.raise_for_status()
+    url = minted.json()["url"]
+    got = httpx.get(url if url.startswith("http") else f"{tax}{url}", headers=auth)
+    got.raise_for_status()
+    print(f"mia downloaded {data['path']} ({len(got.content)} bytes) through a signed URL bound to her")
+    print(coop("access", "register", str(roots["tax"])).rstrip())
 
 
 def _lm_evaluation(builder: Path, roots: dict[str, Path], urls: dict[str, str], ids: dict[str, str]) -> Path:
