@@ -242,3 +242,23 @@ def test_book_rules_match_a_naive_recomputation(items: list[dict[str, object]], 
                 )
                 book.offer_statement(make_statement(statement, BY_ID[coop]))
     assert book.rules(now=now) == naive_rules(items, ids, now)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    embargoes=st.lists(selectors, max_size=4).map(tuple),
+    tags=st.lists(st.sampled_from([*TAGS, "TAX", "other"]), max_size=3).map(tuple),
+    language=st.one_of(st.none(), st.sampled_from([*LANGUAGES, "EN", "en-GB", "xx"])),
+    license=st.one_of(st.none(), st.sampled_from(list(License))),
+)
+def test_rules_cover_exactly_what_one_of_their_selectors_covers(
+    embargoes: tuple[JointSelector, ...],
+    tags: tuple[str, ...],
+    language: str | None,
+    license: License | None,
+) -> None:
+    # The rules fold their selectors into one union, cached per set of embargoes: the same answer.
+    rules = JointRules(embargoes=embargoes)
+    expected = any(s.covers(tags=tags, language=language, license=license) for s in embargoes)
+    assert rules.covers(tags=tags, language=language, license=license) is expected
+    assert rules.covers(tags=tags, language=language, license=license) is expected  # cached

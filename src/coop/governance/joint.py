@@ -10,6 +10,7 @@ policy reads the rules beside the co-op's own switches (:class:`~.disclosure.Col
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from typing import Final
 
@@ -60,20 +61,30 @@ class JointSelector(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         self, *, tags: tuple[str, ...] | list[str], language: str | None, license: License | str | None
     ) -> bool:
         """Whether a record with these tags, language and licence is selected."""
-        if self.whole:
+        whole, licenses, languages, held = _compiled(self)
+        if whole:
             return True
-        if license is not None and license in self.licenses:
+        if license is not None and license in licenses:
             return True
-        if language is not None and self.languages:
+        if language is not None and languages:
             spoken = ascii_fold(language)
-            for named in self.languages:
-                folded = ascii_fold(named)
+            for folded in languages:
                 if spoken == folded or spoken.startswith(folded + "-"):
                     return True
-        if not self.tags or not tags:
+        if not held or not tags:
             return False
-        held = {ascii_fold(tag) for tag in self.tags}
         return any(ascii_fold(tag) in held for tag in tags)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(selector: JointSelector) -> tuple[bool, frozenset[str], tuple[str, ...], frozenset[str]]:
+    """A selector's names folded once (the policy asks it for every record of a cut or a page)."""
+    return (
+        selector.whole,
+        frozenset(str(license) for license in selector.licenses),
+        tuple(ascii_fold(language) for language in selector.languages),
+        frozenset(ascii_fold(tag) for tag in selector.tags),
+    )
 
 
 class JointRules(msgspec.Struct, frozen=True):
@@ -89,8 +100,26 @@ class JointRules(msgspec.Struct, frozen=True):
     def covers(
         self, *, tags: tuple[str, ...] | list[str], language: str | None, license: License | str | None
     ) -> bool:
-        """Whether a binding joint embargo holds a record with these tags, language and licence."""
-        return any(s.covers(tags=tags, language=language, license=license) for s in self.embargoes)
+        """Whether a binding joint embargo holds a record with these tags, language and licence.
+
+        Any selector covering it is the union of the selectors' names (each selects by any of its
+        own), folded once per set of embargoes: the policy asks this for every record it decides.
+        """
+        if not self.embargoes:
+            return False
+        whole, licenses, languages, held = _union(self.embargoes)
+        if whole:
+            return True
+        if license is not None and license in licenses:
+            return True
+        if language is not None and languages:
+            spoken = ascii_fold(language)
+            for folded in languages:
+                if spoken == folded or spoken.startswith(folded + "-"):
+                    return True
+        if not held or not tags:
+            return False
+        return any(ascii_fold(tag) in held for tag in tags)
 
     def __bool__(self) -> bool:
         return (
@@ -100,3 +129,26 @@ class JointRules(msgspec.Struct, frozen=True):
             or self.ai_use is not None
             or self.monthly_records is not None
         )
+
+
+_Compiled = tuple[bool, frozenset[str], tuple[str, ...], frozenset[str]]
+# Keyed by the embargoes tuple's identity; the tuple itself is kept beside its entry, so an id is
+# never reused while its entry stands (a few entries: one per JointRules the node builds).
+_UNIONS: dict[int, tuple[tuple[JointSelector, ...], _Compiled]] = {}
+
+
+def _union(embargoes: tuple[JointSelector, ...]) -> _Compiled:
+    hit = _UNIONS.get(id(embargoes))
+    if hit is not None and hit[0] is embargoes:
+        return hit[1]
+    parts = [_compiled(selector) for selector in embargoes]
+    compiled: _Compiled = (
+        any(part[0] for part in parts),
+        frozenset().union(*(part[1] for part in parts)),
+        tuple(dict.fromkeys(language for part in parts for language in part[2])),
+        frozenset().union(*(part[3] for part in parts)),
+    )
+    if len(_UNIONS) >= 64:
+        _UNIONS.clear()
+    _UNIONS[id(embargoes)] = (embargoes, compiled)
+    return compiled
