@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import builtins
-import json
 import logging
 import secrets
 import sqlite3
@@ -47,6 +46,7 @@ from coop.node.collective.audit import AuditAction, audit
 from coop.node.collective.proposals import ProposalView, open_proposal, register_decision
 from coop.node.collective.settings import Actor, current_settings
 from coop.node.errors import ForbiddenError, InputError, NodeError, NotFoundError, StateError
+from coop.node.peering.joint_reads import open_joint_votes
 from coop.node.storage.store import Store
 
 __all__ = [
@@ -251,21 +251,8 @@ def joint_decision_open(conn: sqlite3.Connection) -> bool:
 def open_vote_in(conn: sqlite3.Connection, action_id: str) -> int | None:
     """The number of this co-op's open proposal deciding to sign or end the action (the
     oldest), or None."""
-    rows = conn.execute(
-        "SELECT id, CAST(changes AS TEXT) FROM proposals WHERE status = 'open'"
-        " AND CAST(changes AS TEXT) LIKE '{\"joint.%' AND instr(CAST(changes AS TEXT), ?) > 0 ORDER BY id",
-        (action_id,),
-    ).fetchall()
-    for pid, changes in rows:
-        try:
-            decoded = json.loads(changes)
-        except ValueError:
-            continue
-        if isinstance(decoded, dict) and len(decoded) == 1:
-            ((path, value),) = decoded.items()
-            if path in ("joint.sign", "joint.end") and value == action_id:
-                return int(pid)
-    return None
+    vote = open_joint_votes(conn).get(action_id)
+    return None if vote is None else vote[0]
 
 
 def _refuse_open_vote(conn: sqlite3.Connection, action_id: str) -> None:
