@@ -17,6 +17,7 @@ import time
 import tomllib
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import tomli_w
@@ -138,8 +139,10 @@ def main() -> int:
             (care, admins["care"], "messages.json", "good", ["--license", "CC-BY-4.0", "--scope", "federation"]),
             (farm, admins["farm"], "good-chat.txt", "good", ["--license", "CC0-1.0"]),
         ]  # fmt: skip
+        shared: dict[str, list[str]] = {}
         for url, token, name, label, extra in shares:
             uids = share(url, token, name, label, *extra)
+            shared.setdefault(name, []).extend(uids)
             where = next(COOPS[k] for k, u in urls.items() if u == url)
             print(f"{where:<16} {name} ({label}, {' '.join(extra[:2])}): {len(uids)} contribution(s)")
 
@@ -247,8 +250,9 @@ def main() -> int:
 
         _joint_embargo(roots, urls, ids, admins)
         _gated_grant(roots, urls, admins)
+        _model_live(roots, urls, channels, highlight=shared["good-chat.txt"][0])
 
-        say("11. Where to look")
+        say("12. Where to look")
         version_dir = roots["tax"] / "releases" / "v1"
         print(f"  dataset card     {version_dir.relative_to(ROOT)}/README.md")
         print(f"  Croissant        {version_dir.relative_to(ROOT)}/croissant.json")
@@ -258,6 +262,8 @@ def main() -> int:
         print(f"  releases (HTTP)  {tax}/releases/v1   and {tax}/robots.txt (Content-Usage)")
         print(f"  federation       {farm}/api/v1/federation/origins")
         print(f"  metrics          {tax}/metrics  and: coop metrics {roots['tax'].relative_to(ROOT)}")
+        print(f"  funnel (admin)   {tax}/admin/funnel   (public: demo-data/published/tax-site/funnel/)")
+        print(f"  Atom feed        {tax}/feed.atom")
         print(f"  audit log        coop audit show {roots['tax'].relative_to(ROOT)}")
         print(f"  joint actions    {farm}/federation/actions   and: coop joint list demo-data/farm")
         print(
@@ -285,6 +291,42 @@ def main() -> int:
             proc.wait(timeout=15)
     print("\nThe nodes were stopped; serve one again with: coop serve demo-data/tax")
     return 0
+
+
+def _model_live(roots: dict[str, Path], urls: dict[str, str], channels: Path, *, highlight: str) -> None:
+    """Publication per channel: a git repository in review mode (a maintainer merges the pull
+    request), a highlighted record in the Atom feed, the Bluesky posts a dry run would send, and
+    the model's numbers per channel in coop metrics."""
+    say("11. The record-generation model, live: review, merge, feed, microblog, metrics")
+    tax = roots["tax"]
+    config = tomllib.loads((tax / "node.toml").read_text())
+    config.setdefault("channels", {})["git_mode"] = "review"
+    (tax / "node.toml").write_text(tomli_w.dumps(config))
+    reviewed = channels / "tax-reviewed.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(reviewed)], check=True, timeout=60)
+    print(coop("publish", str(tax), "--channel", "git", "--target", str(reviewed)).rstrip())
+    # A maintainer of the repository accepts the newest pull request: its branch becomes main.
+    clone = channels / "maintainer"
+    git = ["git", "-c", "advice.detachedHead=false"]
+    subprocess.run(
+        [*git, "clone", "--quiet", "--branch", "coop/v3", str(reviewed), str(clone)], check=True, timeout=60
+    )
+    subprocess.run(
+        [*git, "-C", str(clone), "push", "--quiet", "origin", "HEAD:refs/heads/main"], check=True, timeout=60
+    )
+    print("a maintainer merged coop/v3 into main (v1 and v2 are stacked under it)")
+    print(coop("publish", str(tax), "--channel", "git", "--target", str(reviewed)).rstrip())
+    print(coop("highlight", str(tax), highlight).rstrip())
+    atom = "{http://www.w3.org/2005/Atom}"
+    feed = ElementTree.fromstring(httpx.get(f"{urls['tax']}/feed.atom").content)  # noqa: S314 (our own node)
+    titles = [entry.findtext(f"{atom}title") or "" for entry in feed.findall(f"{atom}entry")]
+    print(f"{urls['tax']}/feed.atom: " + "; ".join(titles[:4]))
+    dry = coop("publish", str(tax), "--channel", "bluesky", "--target", "taxlaw.example", "--dry-run")
+    print(dry.rstrip())
+    print(
+        "records whose member refuses AI use, chose not to be announced, or that are embargoed or"
+        " gated are never posted"
+    )
 
 
 def _joint_embargo(

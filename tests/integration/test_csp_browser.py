@@ -31,7 +31,7 @@ PAGES = (
     "/terms",
     "/faq",
 )
-SIGNED_IN = ("/contribute", "/me", "/admin", "/governance")
+SIGNED_IN = ("/contribute", "/me", "/admin", "/admin/funnel", "/governance")
 # Recorded before any of the page's own scripts run (an init script is not subject to the page's CSP).
 WATCH = """
 window.__csp = [];

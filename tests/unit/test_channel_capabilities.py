@@ -73,12 +73,14 @@ def test_every_channel_declares_its_capabilities(node: Node, tmp_path: Path) -> 
             ("git", str(tmp_path / "bare.git")),
             ("hf", "coop/chats"),
             ("site", str(tmp_path / "s")),
+            ("bluesky", "coop.example.org"),
         )
     }
     assert set(built) == set(CHANNELS)
     assert built["git"].capabilities == Capabilities()
     assert built["hf"].capabilities == Capabilities(latest_only=True, stages_plan=True)
     assert built["site"].capabilities == Capabilities(rebuilt_whole=True)
+    assert built["bluesky"].capabilities == Capabilities(posts=True)  # it keeps its own ledger rows
 
 
 def test_a_channel_rebuilt_whole_gets_the_newest_release_once(

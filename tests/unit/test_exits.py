@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -101,6 +102,7 @@ ROUTES: dict[tuple[str, str], Exit | NotExit] = {
     # -- public pages over the catalogue
     ("GET", "/browse"): Exit("public", "/browse"),
     ("GET", "/browse/{uid:str}"): Exit("public", "/browse/{public_uid}"),
+    ("GET", "/feed.atom"): Exit("public", "/feed.atom"),  # highlighted records' previews
     ("GET", "/leaderboards"): NotExit(
         "aggregates over the catalogue, which only the policy fills; its embargo filter is the policy's"
         " rule in SQL (test_embargo_sql_catalogue_and_cut_agree_with_the_policy)"
@@ -192,6 +194,7 @@ ROUTES: dict[tuple[str, str], Exit | NotExit] = {
     ("GET", "/me/export.jsonl"): Exit("member", "/me/export.jsonl", auth="session-member"),
     ("GET", "/me/withdraw/{uid:str}"): NotExit("a confirmation form for the member's own record"),
     ("POST", "/me/withdraw/{uid:str}"): NotExit("the member withdraws their own record"),
+    ("POST", "/me/announce"): NotExit("the member's choice to have their released chats announced"),
     ("GET", "/me/correct/{uid:str}"): Exit("member", "/me/correct/{public_uid}", auth="session-member"),
     ("POST", "/me/correct/{uid:str}"): NotExit("the member corrects their own record"),
     ("GET", "/contribute"): NotExit("intake form"),
@@ -206,6 +209,7 @@ ROUTES: dict[tuple[str, str], Exit | NotExit] = {
     ("POST", "/api/v1/admin/releases"): NotExit("cuts a release: the cut asks the policy (admit)"),
     ("GET", "/api/v1/admin/retention"): NotExit("counts"),
     ("GET", "/admin"): NotExit("admin dashboard: counts and queues"),
+    ("GET", "/admin/funnel"): NotExit("admins: stage counts, yields and daily counts per channel, no record"),
     ("POST", "/admin/process"): NotExit("admin action"),
     ("POST", "/admin/release"): NotExit("cuts a release: the cut asks the policy (admit)"),
     ("POST", "/admin/embargo"): NotExit("admin switch"),
@@ -213,6 +217,7 @@ ROUTES: dict[tuple[str, str], Exit | NotExit] = {
     ("GET", "/admin/review/{uid:str}"): NotExit("an item under review"),
     ("POST", "/admin/review/{uid:str}"): NotExit("admin decision"),
     ("POST", "/admin/bounties"): NotExit("admin action"),
+    ("POST", "/admin/highlight/{uid:str}"): NotExit("admin action: marks a record for the feed"),
     ("POST", "/admin/bounties/{bounty_id:str}/close"): NotExit("admin action"),
     # -- governance
     ("POST", "/api/v1/governance/proposals"): NotExit("governance"),
@@ -290,6 +295,9 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Populated]:
     node.cut_release()
     node.cut_federated_release()
     node.index_catalog()
+    # Highlighted (the feed carries it, through the previews): the withdrawn one too.
+    for uid in uids["public"]:
+        node.store.write(partial(_highlight, node, uid))
     node.payout(1, amount="10.00", currency="EUR", actor="root")
     _withdraw(node, member, uids["public"][1])
     node.store.write(_mirror_from_a_peer)
@@ -318,6 +326,12 @@ def _mirror_from_a_peer(conn: Any) -> None:
             " VALUES (?, ?, ?, 'CC0-1.0', '', 'y', ?, ?, 0)",
             (entry.hash, PEER, uid, scope.value, data),
         )
+
+
+def _highlight(node: Node, uid: str, conn: Any) -> None:
+    from coop.node.releases.highlights import set_highlight
+
+    set_highlight(conn, uid=uid, on=True, actor="root", at=node.now(), signer=node.signer)
 
 
 def _withdraw(node: Node, member: Member, uid: str) -> None:
@@ -473,7 +487,12 @@ def test_exits_every_channel_publishes_only_after_asking_the_policy(
         monkeypatch.setattr(type(node), "revise_releases", lambda self, wait=0.0: None)
         bare = tmp_path / "bare.git"
         subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(bare)], check=True, timeout=60)
-        targets = {"git": str(bare), "site": str(tmp_path / "site"), "hf": "coop/chats"}
+        targets = {
+            "git": str(bare),
+            "site": str(tmp_path / "site"),
+            "hf": "coop/chats",
+            "bluesky": "coop.example.org",  # stopped before any post: no PDS is reached
+        }
         assert set(targets) == set(CHANNELS), "a new channel: add it to this walk"
         for channel, target in targets.items():
             api = FakeHub() if channel == "hf" else None

@@ -100,6 +100,8 @@ NODE_AREAS: dict[str, set[str]] = {
     "client": {"errors"},
     "cli": set(),
 }
+# funnel.py reads rows (ledger, audit log, contributions) into chart series, as policy.py does for policy.
+NODE_AREAS["funnel"] = _LEAVES | {"storage", "collective", "contributions", "releases"}
 _BELOW_HTTP = set(NODE_AREAS) - {"http", "web", "server", "client", "cli"}
 NODE_AREAS["http"] = _BELOW_HTTP | {"web"}
 NODE_AREAS["web"] = _BELOW_HTTP | {"http"}
@@ -166,8 +168,9 @@ def test_the_node_package_and_its_errors_load_nothing_heavy() -> None:
 
 
 # SQL lives in storage/ and in the store-facing modules of the domain packages (members/, collective/,
-# contributions/, releases/, peering/, evaluation/; and policy.py, which turns rows into the disclosure
-# policy's inputs). The areas that serve, schedule or present hold none.
+# contributions/, releases/, peering/, evaluation/; policy.py, which turns rows into the disclosure
+# policy's inputs; and funnel.py, which turns ledger and audit rows into chart series). The areas that
+# serve, schedule or present hold none.
 NO_SQL_AREAS = ("http", "web", "cli", "channels", "runtime", "scheduler", "server", "client", "metrics")
 _SQL = re.compile(r"\.execute(many|script)?\(|\b(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM)\b")
 

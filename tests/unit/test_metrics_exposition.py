@@ -13,7 +13,7 @@ from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from coop.node.http.app import create_app
-from coop.node.metrics import MetricsReport, prometheus, prometheus_jobs
+from coop.node.metrics import ChannelMetrics, MetricsReport, RouteYields, prometheus, prometheus_jobs
 from coop.node.scheduler import Job, JobHealth, Scheduler
 
 from factories import contribute, make_member, make_node, process
@@ -32,6 +32,22 @@ FAMILIES = {
         {"channel"},
         "coop_channel_published_timestamp_seconds",
     ),
+    # the model per intake route and per publish channel (issue 16)
+    "coop_route_yield": ("gauge", {"route", "step"}, "coop_route_yield"),
+    "coop_publish_yield": ("gauge", {"route", "channel"}, "coop_publish_yield"),
+    "coop_channel_records": ("gauge", {"channel", "state"}, "coop_channel_records"),
+    "coop_channel_published_records": ("gauge", {"channel"}, "coop_channel_published_records"),
+    "coop_channel_throughput": ("gauge", {"channel", "window"}, "coop_channel_throughput"),
+    "coop_channel_published_records_window": (
+        "gauge",
+        {"channel", "window"},
+        "coop_channel_published_records_window",
+    ),
+    "coop_channel_retractions": ("counter", {"channel"}, "coop_channel_retractions_total"),
+    "coop_channel_retractions_window": ("gauge", {"channel", "window"}, "coop_channel_retractions_window"),
+    "coop_channel_retraction_pending": ("gauge", {"channel"}, "coop_channel_retraction_pending"),
+    "coop_channel_retraction_hazard": ("gauge", {"channel"}, "coop_channel_retraction_hazard"),
+    "coop_channel_record_weeks": ("gauge", {"channel"}, "coop_channel_record_weeks"),
 }
 JOB_FAMILIES = {
     "coop_job_last_success_age_seconds": "gauge",
@@ -51,6 +67,22 @@ def _report(channel: str = "api") -> MetricsReport:
         states={"accepted": 2, "released": 1},
         releases=1,
         channels={"git": {"release": 1, "records": 3, "at": 1_700_000_000, "lag": 0}},
+        routes={channel: RouteYields(p_c=0.75, p_s=None, p_a=1.0, p_t=0.5, p_k={"git": 0.5})},
+        publish={
+            "git": ChannelMetrics(
+                mode="review",
+                published=2,
+                lifecycle={"open": 1, "merged": 2, "closed": 0, "tombstoned": 1},
+                throughput={"1d": 1.0, "7d": 0.2857, "30d": 0.0667},
+                published_window={"1d": 1, "7d": 2, "30d": 2},
+                retracted=1,
+                retracted_window={"1d": 0, "7d": 1, "30d": 1},
+                retraction_pending=0,
+                hazard=0.5,
+                record_weeks=2.0,
+                yields={channel: 0.5},
+            )
+        },
     )
 
 
@@ -95,13 +127,23 @@ def test_metrics_text_yield_without_a_denominator_is_left_out() -> None:
     assert [(s.labels["from"], s.labels["to"], s.value) for s in family.samples] == [
         ("eligible", "captured", 0.75)
     ]
+    (family,) = [
+        f for f in text_string_to_metric_families(prometheus(_report())) if f.name == "coop_route_yield"
+    ]
+    assert [(s.labels["step"], s.value) for s in family.samples] == [
+        ("p_c", 0.75),
+        ("p_a", 1.0),
+        ("p_t", 0.5),
+    ]
 
 
 @pytest.mark.parametrize("value", ['say "hi"', "back\\slash", "two\nlines"])
 def test_metrics_text_label_value_is_escaped_and_reads_back_whole(value: str) -> None:
-    parsed = text_string_to_metric_families(prometheus(_report(channel=value)))
+    parsed = list(text_string_to_metric_families(prometheus(_report(channel=value))))
     channels = {s.labels["channel"] for f in parsed if f.name == "coop_stage" for s in f.samples}
     assert channels == {value}
+    routes = {s.labels["route"] for f in parsed if f.name == "coop_publish_yield" for s in f.samples}
+    assert routes == {value}
 
 
 def test_metrics_endpoint_of_a_node_with_records_parses_as_prometheus_reads_it(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from coop.governance import GovernanceError
 from coop.node.errors import StorageError
 
 __all__ = [
+    "GIT_MODES",
     "MOVED_SECTIONS",
     "Config",
     "EvalConfig",
@@ -97,14 +98,33 @@ class HealthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     stale_min_seconds: float = 120.0
 
 
+GIT_MODES: Final = ("commit", "review")
+
+
 class ChannelsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Where ``coop publish`` sends releases when no ``--target`` is given (empty: not set up)."""
 
     git: str = ""  # a repository path or URL
     git_branch: str = "main"
+    # "commit": each release is pushed straight to git_branch and tagged; "review": each goes to
+    # a branch coop/<label> for the repository's maintainers to merge (tagged once merged).
+    git_mode: str = "commit"
+    review_check_s: float = 300.0  # how often a serving node looks whether review branches merged
     hf: str = ""  # a Hugging Face dataset repository id, ``org/name``
     site: str = ""  # a folder the static site is built in
     site_node_url: str = ""  # the node's public URL, linked from the static pages
+    # The co-op's Bluesky handle (its app password: COOP_BLUESKY_PASSWORD or DATA/keys/bluesky).
+    bluesky: str = ""
+    bluesky_service: str = "https://bsky.social"  # the handle's PDS
+    bluesky_max_posts: int = 10  # record previews posted per release, after its announcement
+
+    def __post_init__(self) -> None:
+        if self.git_mode not in GIT_MODES:
+            raise ValueError(f"channels.git_mode must be 'commit' or 'review', not {self.git_mode!r}")
+        if not self.review_check_s > 0:
+            raise ValueError(
+                f"channels.review_check_s must be a positive number of seconds, not {self.review_check_s}"
+            )
 
 
 class EvalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -1,4 +1,4 @@
-"""Record-generation metrics: stage counts and yields per intake channel, published per window.
+"""Record-generation metrics: stage yields per intake route, publication per publish channel.
 
 The stages follow the record-generation model: E eligible -> C captured ->
 S share prompt shown -> A consent -> T transform ok -> P published.  The node
@@ -8,6 +8,13 @@ reports (one per prompt shown, whether the member then shares or not), so a
 prompted share is never counted twice; a contribution's own ``prompt_shown``
 flag only marks its source as prompted.  An integration also reports E (and C
 for chats it captured but the member did not send) through the events endpoint.
+
+The second half of the model is per publish channel k (git, hf, site, bluesky),
+read from the channel ledger (``channel_records``): P^k, the lifecycle M of a
+reviewed channel, throughput Λ_k, retractions D^k and the retraction hazard h_k.
+An *intake route* r is where a contribution came in (``contributions.channel``);
+a *publish channel* k is where releases go.  Existing fields keep their names
+(``stages``/``yields``/``published`` are keyed by intake route).
 """
 
 from __future__ import annotations
@@ -19,12 +26,27 @@ from typing import Final, Protocol
 
 import msgspec
 
+from coop.node.config import ChannelsConfig
 from coop.node.contributions.repository import Stage, count_by_state
 from coop.node.contributions.stages import captured_by_channel, published_since, stage_totals
+from coop.node.releases import channel_metrics as ledger
 from coop.node.releases.publications import latest_per_channel
 from coop.node.releases.repository import release_count
 
-__all__ = ["STAGE_ORDER", "WINDOWS", "JobGauges", "MetricsReport", "collect", "prometheus", "prometheus_jobs"]
+__all__ = [
+    "LIFECYCLE",
+    "PUBLISH_CHANNELS",
+    "STAGE_ORDER",
+    "WINDOWS",
+    "ChannelMetrics",
+    "JobGauges",
+    "MetricsReport",
+    "RouteYields",
+    "channel_modes",
+    "collect",
+    "prometheus",
+    "prometheus_jobs",
+]
 
 STAGE_ORDER: Final = (
     Stage.ELIGIBLE,
@@ -35,6 +57,11 @@ STAGE_ORDER: Final = (
     Stage.PUBLISHED,
 )
 WINDOWS: Final = {"1d": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
+LIFECYCLE: Final = ledger.LIFECYCLE  # M of a record on a publish channel: open, merged, closed, tombstoned
+PUBLISH_CHANNELS: Final = ("git", "hf", "site", "bluesky")
+# how each publish channel ships: git commits straight ("commit") or opens a review ("review")
+_MODES: Final = {"git": "commit", "hf": "commit", "site": "rebuild", "bluesky": "post"}
+_NO_CHANNELS: Final = ChannelsConfig()
 
 
 class JobGauges(Protocol):
@@ -56,6 +83,32 @@ class JobGauges(Protocol):
     def stale(self) -> bool: ...
 
 
+class RouteYields(msgspec.Struct, frozen=True, kw_only=True):
+    """Stage yields of one intake route r; None where the denominator is 0."""
+
+    p_c: float | None = None  # C/E: captured of eligible
+    p_s: float | None = None  # S/C: share prompt shown of captured
+    p_a: float | None = None  # A/C: consented of captured
+    p_t: float | None = None  # T/A: transformed ok of consented
+    p_k: dict[str, float | None] = msgspec.field(default_factory=dict)  # k -> P^k_r / T_r
+
+
+class ChannelMetrics(msgspec.Struct, frozen=True, kw_only=True):
+    """One publish channel k as the ledger sees it (windows are 1d, 7d, 30d of whole days)."""
+
+    mode: str = "commit"  # commit | review | rebuild | post
+    published: int = 0  # records with P^k = 1 (ever live on k)
+    lifecycle: dict[str, int] = msgspec.field(default_factory=dict)  # M -> records
+    throughput: dict[str, float] = msgspec.field(default_factory=dict)  # window -> Λ_k, records/day
+    published_window: dict[str, int] = msgspec.field(default_factory=dict)  # window -> first published in it
+    retracted: int = 0  # D^k: records that left k after a withdrawal, all time
+    retracted_window: dict[str, int] = msgspec.field(default_factory=dict)
+    retraction_pending: int = 0  # withdrawn while live on k, not yet retracted from it
+    hazard: float | None = None  # h_k: withdrawals per record-week live on k
+    record_weeks: float = 0.0  # Σ weeks each record has been live on k (up to its withdrawal)
+    yields: dict[str, float | None] = msgspec.field(default_factory=dict)  # route -> p_k
+
+
 class MetricsReport(msgspec.Struct, frozen=True):
     stages: dict[str, dict[str, int]]  # channel -> stage -> count (all time)
     yields: dict[str, dict[str, float | None]]  # channel -> "captured/eligible" -> ratio
@@ -65,9 +118,31 @@ class MetricsReport(msgspec.Struct, frozen=True):
     # publishing channel (git, hf, site) -> its last publication: release version, records,
     # when, and how many releases it lags behind the latest cut
     channels: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
+    routes: dict[str, RouteYields] = msgspec.field(default_factory=dict)  # intake route -> yields
+    publish: dict[str, ChannelMetrics] = msgspec.field(default_factory=dict)  # publish channel -> metrics
 
 
-def collect(conn: sqlite3.Connection, *, now: int) -> MetricsReport:
+def channel_modes(config: ChannelsConfig) -> dict[str, str]:
+    """Publish channel -> how it ships, for each channel with a target in ``[channels]``."""
+    return {name: _mode(name, config) for name in PUBLISH_CHANNELS if getattr(config, name)}
+
+
+def _mode(name: str, config: ChannelsConfig) -> str:
+    if name == "git" and config.git_mode == "review":
+        return "review"
+    return _MODES.get(name, "commit")
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return round(numerator / denominator, 4) if denominator else None
+
+
+def collect(conn: sqlite3.Connection, *, now: int, config: ChannelsConfig = _NO_CHANNELS) -> MetricsReport:
+    """Every metric of the model at ``now``; ``config`` is the node's ``[channels]``.
+
+    A publish channel is reported when it has a target in ``config`` or any ledger or
+    publication row (shipped to a ``--target`` given on the command line).
+    """
     stages: dict[str, dict[str, int]] = {}
     for channel, stage, n in stage_totals(conn):
         stages.setdefault(channel, {s.value: 0 for s in STAGE_ORDER})[stage] = n
@@ -97,6 +172,26 @@ def collect(conn: sqlite3.Connection, *, now: int) -> MetricsReport:
         number = release.removeprefix("v").split("-r")[0]  # vN, or vN-rK for a revision of it
         version = int(number) if number.isdigit() else 0
         channels[channel] = {"release": version, "records": records, "at": at, "lag": latest - version}
+    # the publish channels, from the ledger in one query: per window as ``published`` counts
+    totals = ledger.ledger_totals(conn, now=now, since=[today - span + 86_400 for span in WINDOWS.values()])
+    names = sorted(
+        set(channel_modes(config)) | set(ledger.publication_channels(conn)) | {t.channel for t in totals}
+    )
+    published_to: dict[str, dict[str, int]] = {}  # route -> k -> P^k_r
+    for t in totals:
+        published_to.setdefault(t.route, {})[t.channel] = t.published
+    routes = {
+        r: _route(stages.get(r, {}), {k: published_to.get(r, {}).get(k, 0) for k in names})
+        for r in sorted(set(stages) | set(published_to))
+    }
+    publish = {
+        k: _channel(
+            _mode(k, config),
+            [t for t in totals if t.channel == k],
+            {r: y.p_k[k] for r, y in routes.items()},
+        )
+        for k in names
+    }
     return MetricsReport(
         stages=stages,
         yields=yields,
@@ -104,6 +199,45 @@ def collect(conn: sqlite3.Connection, *, now: int) -> MetricsReport:
         states=states,
         releases=releases,
         channels=channels,
+        routes=routes,
+        publish=publish,
+    )
+
+
+def _channel(mode: str, rows: list[ledger.LedgerTotals], yields: dict[str, float | None]) -> ChannelMetrics:
+    """One publish channel from its rows of :func:`ledger.ledger_totals` (one per intake route)."""
+
+    def total(field: str) -> int:
+        return sum(getattr(row, field) for row in rows)
+
+    def per(field: str, keys: Sequence[str]) -> dict[str, int]:
+        return {key: sum(getattr(row, field)[i] for row in rows) for i, key in enumerate(keys)}
+
+    published_window = per("published_window", list(WINDOWS))
+    weeks = total("live_seconds") / ledger.WEEK
+    return ChannelMetrics(
+        mode=mode,
+        published=total("published"),
+        lifecycle=per("lifecycle", ledger.LIFECYCLE),
+        throughput={w: round(published_window[w] / (span // 86_400), 4) for w, span in WINDOWS.items()},
+        published_window=published_window,
+        retracted=total("retracted"),
+        retracted_window=per("retracted_window", list(WINDOWS)),
+        retraction_pending=total("pending"),
+        # Below one record-week of exposure a rate per record-week says nothing (one withdrawal an
+        # hour after the first publish would read as thousands): null until there is a week.
+        hazard=round(total("withdrawals") / weeks, 4) if weeks >= 1 else None,
+        record_weeks=round(weeks, 4),
+        yields=yields,
+    )
+
+
+def _route(counts: dict[str, int], published: dict[str, int]) -> RouteYields:
+    """p_c, p_s, p_a, p_t of one intake route from its stage counts, and p_k = P^k_r / T_r."""
+    e, c, s, a, t = (counts.get(stage.value, 0) for stage in STAGE_ORDER[:5])
+    p_k = {k: _ratio(n, t) for k, n in published.items()}
+    return RouteYields(
+        p_c=_ratio(c, e), p_s=_ratio(s, c) if s else None, p_a=_ratio(a, c), p_t=_ratio(t, a), p_k=p_k
     )
 
 
@@ -174,7 +308,90 @@ def prometheus(report: MetricsReport) -> str:
         f"coop_channel_published_timestamp_seconds{_labels(channel=c)} {v['at']}"
         for c, v in sorted(report.channels.items())
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _model_lines(report)) + "\n"
+
+
+def _family(
+    name: str, kind: str, help_text: str, samples: list[tuple[dict[str, str], float | None]]
+) -> list[str]:
+    """One family's HELP, TYPE and samples; a sample without a value (no denominator) is left out."""
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    return lines + [f"{name}{_labels(**labels)} {value}" for labels, value in samples if value is not None]
+
+
+def _model_lines(report: MetricsReport) -> list[str]:
+    """Yields per intake route and the ledger per publish channel (issue 16)."""
+    routes = sorted(report.routes.items())
+    publish = sorted(report.publish.items())
+    steps = ("p_c", "p_s", "p_a", "p_t")
+    return [
+        *_family(
+            "coop_route_yield",
+            "gauge",
+            "Stage yield per intake route: p_c=C/E, p_s=S/C, p_a=A/C, p_t=T/A.",
+            [({"route": r, "step": step}, getattr(y, step)) for r, y in routes for step in steps],
+        ),
+        *_family(
+            "coop_publish_yield",
+            "gauge",
+            "p_k: records of an intake route published to channel k, over those transformed ok (P^k/T).",
+            [({"route": r, "channel": k}, v) for r, y in routes for k, v in sorted(y.p_k.items())],
+        ),
+        *_family(
+            "coop_channel_records",
+            "gauge",
+            "Records on each publish channel by lifecycle state M (open, merged, closed, tombstoned).",
+            [({"channel": k, "state": s}, n) for k, m in publish for s, n in m.lifecycle.items()],
+        ),
+        *_family(
+            "coop_channel_published_records",
+            "gauge",
+            "P^k: records ever published to the channel.",
+            [({"channel": k}, m.published) for k, m in publish],
+        ),
+        *_family(
+            "coop_channel_throughput",
+            "gauge",
+            "Lambda_k: records first published to the channel per day over the window.",
+            [({"channel": k, "window": w}, v) for k, m in publish for w, v in m.throughput.items()],
+        ),
+        *_family(
+            "coop_channel_published_records_window",
+            "gauge",
+            "Records first published to the channel in the window.",
+            [({"channel": k, "window": w}, n) for k, m in publish for w, n in m.published_window.items()],
+        ),
+        *_family(
+            "coop_channel_retractions_total",
+            "counter",
+            "D^k: withdrawn records retracted from the channel.",
+            [({"channel": k}, m.retracted) for k, m in publish],
+        ),
+        *_family(
+            "coop_channel_retractions_window",
+            "gauge",
+            "Withdrawn records retracted from the channel in the window.",
+            [({"channel": k, "window": w}, n) for k, m in publish for w, n in m.retracted_window.items()],
+        ),
+        *_family(
+            "coop_channel_retraction_pending",
+            "gauge",
+            "Withdrawn records still live on the channel until its next publish.",
+            [({"channel": k}, m.retraction_pending) for k, m in publish],
+        ),
+        *_family(
+            "coop_channel_retraction_hazard",
+            "gauge",
+            "h_k: withdrawals per record-week live on the channel.",
+            [({"channel": k}, m.hazard) for k, m in publish],
+        ),
+        *_family(
+            "coop_channel_record_weeks",
+            "gauge",
+            "Record-weeks live on the channel (the hazard's denominator).",
+            [({"channel": k}, m.record_weeks) for k, m in publish],
+        ),
+    ]
 
 
 def prometheus_jobs(jobs: Sequence[JobGauges]) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coop.governance import ChainReport, Channel, Choice, Defaults, Settings, Signer, compute_payouts
 from coop.node import metrics, policy
@@ -69,6 +69,9 @@ from coop.node.releases.tombstones import withdrawn_uids
 from coop.node.storage import upgrade
 from coop.node.storage.datadir import DataDir, Identity
 from coop.node.storage.store import Store
+
+if TYPE_CHECKING:
+    from coop.node.channels.review import Settled
 
 __all__ = ["Node"]
 
@@ -593,4 +596,11 @@ class Node:
 
     def metrics(self) -> metrics.MetricsReport:
         now = self.now()
-        return self.store.read(lambda c: metrics.collect(c, now=now))
+        return self.store.read(lambda c: metrics.collect(c, now=now, config=self.config.channels))
+
+    def refresh_reviews(self, channel: str = "git") -> list[Settled]:
+        """Settle the releases under review on ``channel`` whose review ended (the serving node's
+        periodic check); nothing when the channel is not in review mode."""
+        from coop.node.channels.publish import refresh_reviews  # the channels load only if used
+
+        return refresh_reviews(self, channel)

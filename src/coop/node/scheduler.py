@@ -10,6 +10,10 @@ releases after withdrawals: at start (a revision a crash interrupted is done
 again), when poked (the withdrawal's handler pokes it right after its commit)
 and every few seconds (tombstones that peers' manifests brought).
 
+When the git channel is in review mode it also looks, every
+``channels.review_check_s``, whether the releases offered for review were
+merged or closed (:mod:`coop.node.channels.review`).
+
 No exception ends a loop: a failed run is logged (with its traceback, control
 characters escaped), retried after a bounded exponential back-off, and counted.
 Each job's last success is kept so that ``/healthz`` and ``/metrics`` show its
@@ -56,6 +60,7 @@ class Job(enum.StrEnum):
     RETENTION = "retention"
     GOSSIP = "gossip"
     REVISIONS = "revisions"
+    REVIEWS = "reviews"  # only on a node whose git channel is in review mode
 
 
 class JobHealth(msgspec.Struct, frozen=True):
@@ -148,6 +153,7 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._gossip: asyncio.Task[None] | None = None
         self._revisions: asyncio.Task[None] | None = None
+        self._reviews: asyncio.Task[None] | None = None
         self._stack = ExitStack()
         self._jobs: dict[Job, _JobState] = {}
 
@@ -167,6 +173,8 @@ class Scheduler:
         self._task = loop.create_task(self._run(), name="coop-scheduler")
         self._gossip = loop.create_task(self._gossip_loop(), name="coop-gossip")
         self._revisions = loop.create_task(self._revision_loop(), name="coop-revisions")
+        if Job.REVIEWS in self._jobs:
+            self._reviews = loop.create_task(self._review_loop(), name="coop-reviews")
 
     def track(self) -> None:
         """Start the jobs' clocks (``start`` does it; a test driving one loop calls it alone)."""
@@ -180,6 +188,10 @@ class Scheduler:
             Job.GOSSIP: self.node.config.federation.interval_seconds,
             Job.REVISIONS: _REVISE_EVERY,
         }
+        channels = self.node.config.channels
+        if channels.git_mode == "review" and channels.git:
+            # Tracked (and so judged stale by /healthz) only where there are reviews to check.
+            intervals[Job.REVIEWS] = channels.review_check_s
         self._jobs = {job: _JobState(job, every, started=now) for job, every in intervals.items()}
 
     def health(self) -> list[JobHealth]:
@@ -192,12 +204,12 @@ class Scheduler:
         ]
 
     async def stop(self) -> None:
-        for task in (self._task, self._gossip, self._revisions):
+        for task in (self._task, self._gossip, self._revisions, self._reviews):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._task = self._gossip = self._revisions = None
+        self._task = self._gossip = self._revisions = self._reviews = None
         self._stack.close()
 
     async def _attempt(self, job: Job, work: Callable[[], T], *, may_wait: bool = False) -> T | None:
@@ -275,6 +287,19 @@ class Scheduler:
                 await self._pause(delay, None)
             else:
                 await self._pause(_REVISE_EVERY, self._revise)
+
+    async def _review_loop(self) -> None:
+        """Whether the releases offered for review on the git target were merged or closed,
+        every ``channels.review_check_s`` (a merge makes them live: their records count)."""
+        interval = self.node.config.channels.review_check_s
+        while True:
+            # A coop publish holding the clone (BusyError) just delays the check.
+            settled = await self._attempt(
+                Job.REVIEWS, lambda: self.node.refresh_reviews("git"), may_wait=True
+            )
+            for item in settled or ():
+                log.info("review of %s on git: %s", item.release, item.state)
+            await self._pause(self._backing_off(Job.REVIEWS) or interval, None)
 
     async def _acquire(self) -> None:
         while True:

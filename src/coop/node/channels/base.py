@@ -90,11 +90,18 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
       site): only the newest release it lacks is shipped, once.
     - ``stages_plan``: a dry run stages the exact upload and writes its plan
       (:meth:`Publisher.stage`); other channels' dry runs only list what would go.
+    - ``reviewed``: a release goes out for review (a pull request): it is live on the
+      channel only once merged, so its publication starts ``open`` in the channel ledger
+      (:mod:`coop.node.releases.channel_records`) and is settled later.
+    - ``posts``: the channel posts records one by one (a microblog) and writes its own
+      ledger rows; ``coop publish`` carries no release-wide rows for it.
     """
 
     latest_only: bool = False
     rebuilt_whole: bool = False
     stages_plan: bool = False
+    reviewed: bool = False
+    posts: bool = False
 
 
 class Publisher(Protocol):

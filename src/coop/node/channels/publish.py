@@ -12,6 +12,10 @@ found by name in :data:`CHANNELS`.  Each release shipped is one row in
 and one entry in the signed audit log; it ships with the statement signed at its
 cut.  A dry run ships nothing: it says what would go, and for the Hub writes the
 exact commit plan beside the staged files.
+
+A channel in review mode (git with ``channels.git_mode = "review"``) offers
+releases instead; ``publish`` first settles the reviews that ended
+(:mod:`coop.node.channels.review`) and never offers a closed release again.
 """
 
 from __future__ import annotations
@@ -21,27 +25,32 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 
 from coop.governance import Signer
 from coop.node.channels.base import ChannelError, Publisher, ReleaseFolder, release_tag
+from coop.node.channels.bluesky import BlueskyPublisher, make_publisher
 from coop.node.channels.gated import ACCESS_PATH
 from coop.node.channels.git import GitPublisher
 from coop.node.channels.hf import HubApi, HubPublisher, hub_api
+from coop.node.channels.previews import hidden_now
+from coop.node.channels.review import Reviewer, Settled, declined, refresh
 from coop.node.channels.site import SiteBuilder, SitePublisher
 from coop.node.collective.audit import AuditAction, audit
 from coop.node.collective.settings import SettingsView
 from coop.node.config import ChannelsConfig, Config
 from coop.node.errors import BusyError
+from coop.node.releases import channel_records
+from coop.node.releases.channel_records import PublicationState
 from coop.node.releases.model import ReleaseSummary
 from coop.node.releases.publications import Publication, record_publication
 from coop.node.releases.repository import list_releases
 from coop.node.releases.revision import withheld
 from coop.node.releases.statement import stored_statement
 from coop.node.storage.datadir import DataDir, Identity
-from coop.node.storage.store import Store
+from coop.node.storage.store import Store, current_tick
 
 __all__ = [
     "CHANNELS",
@@ -52,6 +61,7 @@ __all__ = [
     "access_url",
     "publish",
     "publisher_for",
+    "refresh_reviews",
 ]
 
 _REVISION_WAIT: Final = 60.0
@@ -84,6 +94,9 @@ class ChannelSetup:
     api: HubApi | None = None  # the Hub client (a test's stand-in); the real one by default
     node_url: str | None = None  # the site's link to the node
     build_site: SiteBuilder | None = None
+    # The node itself, for a channel that reads its catalogue and ledger (bluesky): a
+    # coop.node.runtime.Node (its federation keeper says what joint actions hide).
+    node: Any = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,7 @@ def _git(target: str, setup: ChannelSetup) -> Publisher:
         branch=setup.config.git_branch,
         author=setup.coop,
         email=f"{setup.node_id[:16]}@coop-flywheel.invalid",
+        review=setup.config.git_mode == "review",
     )
 
 
@@ -116,10 +130,28 @@ def _site(target: str, setup: ChannelSetup) -> Publisher:
     return SitePublisher(target, build=setup.build_site, node_url=url)
 
 
+def _bluesky(target: str, setup: ChannelSetup) -> Publisher:
+    node = setup.node
+    if node is None:
+        raise ChannelError("the bluesky channel needs the node (coop publish)", field="channel")
+    base = setup.node_url or setup.config.site_node_url or node.config.node.public_url
+    return make_publisher(
+        target,
+        node=node,
+        service=setup.config.bluesky_service,
+        max_posts=setup.config.bluesky_max_posts,
+        coop=setup.coop,
+        base_url=str(base),
+        hidden=hidden_now(node),
+        root=node.data.root,
+    )
+
+
 CHANNELS: Final[Mapping[str, Channel]] = {
     "git": Channel(configured=lambda c: c.git, make=_git),
     "hf": Channel(configured=lambda c: c.hf, make=_hf),
     "site": Channel(configured=lambda c: c.site, make=_site),
+    "bluesky": Channel(configured=lambda c: c.bluesky, make=_bluesky),
 }
 
 
@@ -131,6 +163,8 @@ class PublishReport(msgspec.Struct, frozen=True, kw_only=True):
     shipped: list[Publication]  # what this run published (empty on a dry run)
     planned: list[str]  # what would be published (a dry run), or what was
     plan: str | None = None  # the Hub's commit-plan.json of the last planned release
+    posts: list[str] = []  # a microblog's dry run: the posts it would send (and delete)
+    settled: list[Settled] = []  # review mode: releases whose review ended, seen before publishing
 
 
 def publisher_for(
@@ -160,6 +194,7 @@ def publisher_for(
         api=api,
         node_url=node_url,
         build_site=build_site,
+        node=node,
     )
     return found.make(where, setup)
 
@@ -184,6 +219,10 @@ def publish(
     """
     publisher = publisher_for(node, channel, target, api=api, node_url=node_url, build_site=build_site)
     can = publisher.capabilities
+    settled: list[Settled] = []
+    if can.reviewed and not dry_run and isinstance(publisher, Reviewer):
+        # Reviews that ended since: merged releases go live (and get their tags) first.
+        settled = refresh(node, publisher, channel=channel, actor=actor)
     # Withdrawals committed but not yet out of the served releases go first: never ship them.
     node.revise_releases(wait=_REVISION_WAIT)
     releases = node.store.read(list_releases)
@@ -195,6 +234,9 @@ def publish(
         releases = [r for r in releases if r.version <= int(release[1:])]
     already = publisher.published()
     held = set(already)
+    if can.reviewed:
+        # A release the maintainers closed is not offered again (nor one still under review).
+        held |= node.store.read(lambda c: declined(c, channel=channel, target=publisher.target))
     todo = _todo(releases, held, latest_only=can.latest_only)
     chosen = [r for r in releases if r.name == release]
     if chosen and chosen[0].label in held:
@@ -208,18 +250,25 @@ def publish(
         already=already,
         shipped=[],
         planned=[r.label for r in todo],
+        settled=settled,
     )
     if dry_run:
         plan = None
         if can.stages_plan and todo:
             last = _folder(node, todo[-1], node_url=node_url)
             plan = publisher.stage(last, _statement(node, last))
-        return msgspec.structs.replace(report, plan=plan)
+        return msgspec.structs.replace(report, plan=plan, posts=_drafted(publisher, todo))
+    if can.posts and not todo and isinstance(publisher, BlueskyPublisher):
+        publisher.sweep()  # withdrawn records' posts go at every publish, a new release or not
     shipped: list[Publication] = []
     for summary in todo:
         # The last word before the files leave: the policy on any withdrawal the files may
         # still hold (one committed after the revision above, or a revision that failed).
-        why = node.store.read(lambda c, summary=summary: withheld(c, summary, federated=False))  # type: ignore[misc]
+        # The tick first, then the check: every withdrawal committed by that tick is out of the
+        # files that leave (or the check refuses them); a later one may still be in them.
+        checked, why = node.store.read(
+            lambda c, summary=summary: (current_tick(c), withheld(c, summary, federated=False))  # type: ignore[misc]
+        )
         if why is not None:
             raise BusyError(
                 f"release {summary.name} still holds a record the co-op may no longer publish ({why}):"
@@ -230,8 +279,28 @@ def publish(
             progress(f"publishing {summary.label} to {channel} {publisher.target}")
         folder = _folder(node, summary, node_url=node_url)
         ref = publisher.publish(folder, _statement(node, folder))
-        shipped.append(_remember(node, channel, publisher.target, summary, ref, actor))
+        shipped.append(
+            _remember(node, channel, publisher, folder, ref, actor, checked=checked),
+        )
     return msgspec.structs.replace(report, shipped=shipped)
+
+
+def _drafted(publisher: Publisher, todo: list[ReleaseSummary]) -> list[str]:
+    """A microblog's dry run: the posts of withdrawn records it would delete, then the posts
+    it would send (nothing is sent, no password is needed)."""
+    if not (publisher.capabilities.posts and isinstance(publisher, BlueskyPublisher)):
+        return []
+    lines = [f"delete {uri}" for _seq, uri in publisher.to_delete()]
+    return lines + [draft.text for summary in todo for draft in publisher.drafts(summary)]
+
+
+def refresh_reviews(node: PublishingNode, channel: str, *, actor: str = "system") -> list[Settled]:
+    """Settle the releases under review on ``channel``'s configured target whose review ended
+    (the serving node's periodic check); nothing when the channel is not in review mode."""
+    publisher = publisher_for(node, channel, None)
+    if not publisher.capabilities.reviewed or not isinstance(publisher, Reviewer):
+        return []
+    return refresh(node, publisher, channel=channel, actor=actor)
 
 
 def _statement(node: PublishingNode, folder: ReleaseFolder) -> bytes:
@@ -286,15 +355,49 @@ def access_url(node: PublishingNode, node_url: str | None = None) -> str:
 
 
 def _remember(
-    node: PublishingNode, channel: str, target: str, summary: ReleaseSummary, ref: str, actor: str
+    node: PublishingNode,
+    channel: str,
+    publisher: Publisher,
+    folder: ReleaseFolder,
+    ref: str,
+    actor: str,
+    *,
+    checked: int,
 ) -> Publication:
+    """One release shipped: its publication row, the records it carried (the channel ledger,
+    :mod:`coop.node.releases.channel_records`) and the audit entry, in one transaction.
+
+    A release sent for review is open until merged or closed (:func:`channel_records.settle`);
+    a channel that posts records one by one writes its own ledger rows.  ``checked``: the
+    database tick read with the last withdrawal check (kept with the publication; a review's
+    merge settles by it).
+    """
     now = node.now()
+    target, summary, can = publisher.target, folder.summary, publisher.capabilities
+    reviewed = can.reviewed and not can.posts
     publication = Publication(
-        channel=channel, target=target, release=summary.label, ref=ref, records=summary.records, at=now
+        channel=channel,
+        target=target,
+        release=summary.label,
+        ref=ref,
+        records=summary.records,
+        at=now,
+        state=PublicationState.OPEN if reviewed else PublicationState.MERGED,
+        settled_at=None if reviewed else now,
     )
 
     def write(conn: sqlite3.Connection) -> None:
-        record_publication(conn, publication)
+        record_publication(conn, publication, cleared_tick=checked)
+        if not can.posts:
+            channel_records.carry(
+                conn,
+                channel=channel,
+                version=summary.version,
+                at=now,
+                live=not reviewed,
+                gated=folder.gated,
+                cleared=checked,
+            )
         audit(
             conn,
             signer=node.signer,

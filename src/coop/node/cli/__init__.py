@@ -25,6 +25,7 @@ from coop.node.cli import (
     evaluation,
     federation,
     governance,
+    highlights,
     joint,
     member,
     node_cmds,
@@ -45,7 +46,19 @@ def cli() -> None:
     """Run and use a Co-op Flywheel node."""
 
 
-for _module in (node_cmds, admin, member, governance, access, peers, federation, joint, evaluation, upgrade):
+for _module in (
+    node_cmds,
+    admin,
+    member,
+    governance,
+    access,
+    peers,
+    federation,
+    joint,
+    evaluation,
+    highlights,
+    upgrade,
+):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

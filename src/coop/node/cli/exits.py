@@ -31,7 +31,8 @@ class Exit(enum.IntEnum):
 
     OK = 0
     UNEXPECTED = 1  # a bug or an error without a better code
-    # bad usage or input: unknown option, missing or mistyped DIR, URL without scheme, refused input
+    # bad usage or input: unknown option, missing or mistyped DIR, URL without scheme, refused input,
+    # a publish channel's refusal (a missing setting or password, a refused login, a service not reached)
     USAGE = 2
     BUSY = 3  # another process holds the resource, or the node's rate limit outlasted the wait
     NOT_FOUND = 4  # no such thing, the wrong state for it, or refused by the co-op's policy
@@ -73,6 +74,11 @@ def classify(exc: BaseException) -> tuple[Exit, str]:
     client = sys.modules.get("coop.node.client")
     if client is not None and isinstance(exc, client.UnreachableError | client.RemoteError):
         return Exit.UNREACHABLE, "unreachable" if isinstance(exc, client.UnreachableError) else "remote"
+    # A publish channel's refusal names the setting to fix (a target, a password, a service the
+    # machine cannot reach): the input was refused, not a bug.
+    channels = sys.modules.get("coop.node.channels.base")
+    if channels is not None and isinstance(exc, channels.ChannelError):
+        return Exit.USAGE, "channel"
     for kind, code, name in EXIT_CODES:
         if isinstance(exc, kind):
             return code, name

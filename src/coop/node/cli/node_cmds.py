@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import click
@@ -13,7 +14,11 @@ import click
 from coop.node.cli.options import check_data_dir, data_dir_argument, open_node, output_options
 from coop.node.cli.output import Progress, print_json, when
 
-__all__ = ["COMMANDS", "public_url_mismatch"]
+if TYPE_CHECKING:
+    from coop.node.metrics import MetricsReport
+    from coop.node.releases.publications import Publication
+
+__all__ = ["COMMANDS", "public_url_mismatch", "shipped_line"]
 
 
 @click.command("init")
@@ -225,7 +230,35 @@ def metrics(dir: Path, as_json: bool, quiet: bool) -> int:
     print(f"releases: {report.releases}")
     for channel, state in sorted(report.channels.items()):
         print(f"channel {channel}: v{state['release']} published {when(state['at'])}, {state['lag']} behind")
+    for line in _model_lines(report):
+        print(line)
     return 0
+
+
+def _model_lines(report: MetricsReport) -> list[str]:
+    """Yields per intake route, then each publish channel's ledger: P^k, M, Λ_k, D^k, h_k, p_k."""
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
+    def joined(values: dict[str, int] | dict[str, float]) -> str:
+        return ", ".join(f"{name} {value:g}" for name, value in values.items())
+
+    lines = []
+    for route, y in sorted(report.routes.items()):
+        steps = {"p_c": y.p_c, "p_s": y.p_s, "p_a": y.p_a, "p_t": y.p_t} | {
+            f"p_{k}": v for k, v in y.p_k.items()
+        }
+        lines.append(f"route {route}: " + ", ".join(f"{step} {pct(v)}" for step, v in steps.items()))
+    for k, m in sorted(report.publish.items()):
+        hazard = "-" if m.hazard is None else f"{m.hazard:g}"
+        lines += [
+            f"publish {k} ({m.mode}): {m.published} published; {joined(m.lifecycle)}",
+            f"  per day: {joined(m.throughput)} (records: {joined(m.published_window)})",
+            f"  retracted {m.retracted} ({joined(m.retracted_window)}), pending {m.retraction_pending},"
+            f" hazard {hazard} per record-week over {m.record_weeks:g}",
+        ]
+    return lines
 
 
 @click.command("retention")
@@ -270,9 +303,12 @@ def backup(dir: Path, out: Path, as_json: bool, quiet: bool) -> int:
 
 @click.command("publish")
 @data_dir_argument
-@click.option("--channel", required=True, type=click.Choice(["git", "hf", "site"]), help="where to publish")
 @click.option(
-    "--target", help="repository path or URL (git), owner/name (hf), folder (site); default: node.toml"
+    "--channel", required=True, type=click.Choice(["git", "hf", "site", "bluesky"]), help="where to publish"
+)
+@click.option(
+    "--target",
+    help="repository path or URL (git), owner/name (hf), folder (site), handle (bluesky); default: node.toml",
 )
 @click.option("--release", metavar="vN", help="publish up to this release (default: the latest)")
 @click.option("--dry-run", is_flag=True, help="say what would go; hf: write the exact commit plan")
@@ -288,7 +324,7 @@ def publish(
     as_json: bool,
     quiet: bool,
 ) -> int:
-    """Publish the releases a channel does not hold yet (git, Hugging Face, site)."""
+    """Publish the releases a channel does not hold yet (git, Hugging Face, site, Bluesky posts)."""
     from coop.node.channels.publish import publish as run_publish
     from coop.node.web.static_site import site_builder
 
@@ -312,11 +348,26 @@ def publish(
         print(f"dry run: would publish {names} to {report.channel} {report.target}")
         if report.plan:
             print(f"commit plan: {report.plan}")
-    elif not report.shipped:
-        print(f"{report.channel} {report.target} already holds {report.already[-1]}: nothing to publish")
+        for post in report.posts:  # a microblog's posts, as they would go (nothing is sent)
+            print(f"post: {post}" if not post.startswith("delete ") else post)
+    for ended in report.settled:  # review mode: reviews that ended since the last look
+        print(f"{ended.release} review on {report.channel}: {ended.state}")
+    if not dry_run and not report.shipped:
+        holds = f"already holds {report.already[-1]}" if report.already else "holds no new release to take"
+        print(f"{report.channel} {report.target} {holds}: nothing to publish")
     for item in report.shipped:
-        print(f"{item.release} -> {item.channel} {item.target} {item.ref}")
+        print(shipped_line(item))
     return 0
+
+
+def shipped_line(item: Publication) -> str:
+    """What ``coop publish`` says of one release it shipped: live at once, or offered for review."""
+    from coop.node.channels.git import REVIEW_PREFIX
+    from coop.node.releases.channel_records import PublicationState
+
+    if item.state == PublicationState.OPEN:  # a review branch: live only once the maintainers merge it
+        return f"{item.release} offered for review on {item.channel} {REVIEW_PREFIX}{item.release} {item.ref}"
+    return f"{item.release} -> {item.channel} {item.target} {item.ref}"
 
 
 @click.group("site")

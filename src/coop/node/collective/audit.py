@@ -55,6 +55,8 @@ class AuditAction(enum.StrEnum):
     RELEASE_CUT = "release.cut"
     RELEASE_REVISE = "release.revise"
     RELEASE_PUBLISH = "release.publish"
+    RELEASE_MERGED = "release.merged"  # a release offered for review was merged into the target's branch
+    RELEASE_CLOSED = "release.closed"  # a release offered for review was closed without a merge
     QUARANTINE_RELEASE = "quarantine.release"
     QUARANTINE_REJECT = "quarantine.reject"
     MEMBER_ADD = "member.add"
@@ -85,6 +87,8 @@ class AuditAction(enum.StrEnum):
     ACCESS_APPROVE = "access.approve"  # a request granted (by an admin, or by a vote that passed)
     ACCESS_REFUSE = "access.refuse"  # a request refused by an admin
     ACCESS_REVOKE = "access.revoke"  # a grant ended early: its signed URLs stop working
+    RECORD_HIGHLIGHT = "record.highlight"  # an admin highlighted a released record (feed, microblog)
+    RECORD_UNHIGHLIGHT = "record.unhighlight"  # an admin removed a record's highlight
 
 
 def _entry(row: tuple[Any, ...]) -> AuditEntry:

@@ -33,7 +33,13 @@ from coop.node.members.attribution import settle
 from coop.node.storage.store import next_tick
 from coop.node.storage.writer import scrub_after_commit
 
-__all__ = ["current_submission", "edit_contribution", "iter_member_records", "withdraw_contribution"]
+__all__ = [
+    "current_submission",
+    "edit_contribution",
+    "iter_member_records",
+    "tombstone_channel_records",
+    "withdraw_contribution",
+]
 
 _SUBMISSION_ENCODER: Final = msgspec.json.Encoder()
 _SUBMISSION_DECODER: Final = msgspec.json.Decoder(Submission)
@@ -62,6 +68,19 @@ def iter_member_records(conn: sqlite3.Connection, member_id: int) -> Iterator[by
         yield encoder.encode(item) + b"\n"
 
 
+def tombstone_channel_records(conn: sqlite3.Connection, *, seq: int, at: int) -> None:
+    """Record ``seq`` was withdrawn or rectified at ``at`` (in the same transaction): every
+    publish channel's ledger row of it is tombstoned, to be retracted where it was published.
+
+    It lives here, not in releases/, because withdrawal is the contributions area's act and
+    contributions may not import releases; ``releases.channel_records.withdrawn`` calls it.
+    """
+    conn.execute(
+        "UPDATE channel_records SET state = 'tombstoned', withdrawn_at = coalesce(withdrawn_at, ?) WHERE seq = ?",
+        (at, seq),
+    )
+
+
 def withdraw_contribution(
     conn: sqlite3.Connection, *, uid: str, member: Member | None, now: int
 ) -> ContributionState:
@@ -82,6 +101,7 @@ def withdraw_contribution(
             "INSERT OR IGNORE INTO tombstones (uid, at, reason) VALUES (?, ?, 'withdrawn')",
             (uid, now),
         )
+    tombstone_channel_records(conn, seq=seq, at=now)  # to leave every channel that carried it
     # A withdrawn chat may be shared again later: its retry key must not answer for it.
     conn.execute("DELETE FROM idempotency WHERE uid = ?", (uid,))
     return S.WITHDRAWN
@@ -146,6 +166,7 @@ def edit_contribution(
             "INSERT OR IGNORE INTO tombstones (uid, at, reason, replaced_by) VALUES (?, ?, 'rectified', ?)",
             (uid, now, new_uid),
         )
+        tombstone_channel_records(conn, seq=seq, at=now)
         return new_uid, S.WAITING
     raise StateError(f"a {state.value} contribution cannot be edited", field="uid")
 

@@ -29,6 +29,7 @@ __all__ = [
     "MemberSummary",
     "add_integration",
     "add_member",
+    "announces",
     "ensure_external_member",
     "integration_by_key",
     "list_members",
@@ -37,6 +38,7 @@ __all__ = [
     "member_credentials",
     "member_from_row",
     "revoke_integration",
+    "set_announce",
 ]
 
 
@@ -234,3 +236,15 @@ def stored_pseudonym(conn: sqlite3.Connection, member_id: int) -> str | None:
     """The member's default pseudonym, if one was chosen."""
     found = conn.execute("SELECT pseudonym FROM members WHERE id = ?", (member_id,)).fetchone()
     return str(found[0]) if found is not None and found[0] else None
+
+
+def announces(conn: sqlite3.Connection, member_id: int) -> bool:
+    """Whether the member lets the co-op announce their released records (microblog, feed)."""
+    found = conn.execute("SELECT announce FROM members WHERE id = ?", (member_id,)).fetchone()
+    return found is None or bool(found[0])
+
+
+def set_announce(conn: sqlite3.Connection, member_id: int, announce: bool) -> None:
+    """The member's choice: announce their released records or not (previews read it each time,
+    so a record already posted stays, and no new post names one of theirs)."""
+    conn.execute("UPDATE members SET announce = ? WHERE id = ?", (int(announce), member_id))

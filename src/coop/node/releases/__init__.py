@@ -7,5 +7,7 @@
   statement signed at the cut and served by every exit.
 - ``revision`` (and ``revision_statement``): withdrawn records out of served releases;
   ``tombstones``: who may see which withdrawals.
-- ``publications``: where releases went; ``catalog``: the public catalogue for browsing.
+- ``publications``: where releases went; ``channel_records``: which records each publish
+  channel carried, when they went live and when they left; ``catalog``: the public catalogue.
+- ``highlights``: the released records admins pick for the Atom feed and the microblog.
 """

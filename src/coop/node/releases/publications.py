@@ -23,14 +23,22 @@ class Publication(msgspec.Struct, frozen=True, kw_only=True):
     ref: str  # the commit, the Hub commit id, the site folder
     records: int
     at: int
+    # Under review (a pull request): "open" until merged or closed, then ``settled_at`` says
+    # when that was seen; a publication live at once is "merged" and settled when published.
+    state: str = "merged"
+    settled_at: int | None = None
 
 
-_COLUMNS: Final = "channel, target, release, ref, records, at"
+_COLUMNS: Final = "channel, target, release, ref, records, at, state, settled_at"
 
 
-def record_publication(conn: sqlite3.Connection, publication: Publication) -> None:
+def record_publication(
+    conn: sqlite3.Connection, publication: Publication, *, cleared_tick: int | None = None
+) -> None:
+    """Keep one publication; ``cleared_tick``: the database tick its files were checked clear of
+    withdrawals at (:mod:`coop.node.releases.channel_records`: a review merged settles by it)."""
     conn.execute(
-        f"INSERT INTO publications ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO publications ({_COLUMNS}, cleared_tick) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             publication.channel,
             publication.target,
@@ -38,12 +46,24 @@ def record_publication(conn: sqlite3.Connection, publication: Publication) -> No
             publication.ref,
             publication.records,
             publication.at,
+            publication.state,
+            publication.settled_at,
+            cleared_tick,
         ),
     )
 
 
-def _publication(row: tuple[str, str, str, str, int, int]) -> Publication:
-    return Publication(channel=row[0], target=row[1], release=row[2], ref=row[3], records=row[4], at=row[5])
+def _publication(row: tuple[str, str, str, str, int, int, str, int | None]) -> Publication:
+    return Publication(
+        channel=row[0],
+        target=row[1],
+        release=row[2],
+        ref=row[3],
+        records=row[4],
+        at=row[5],
+        state=row[6],
+        settled_at=row[7],
+    )
 
 
 def list_publications(conn: sqlite3.Connection) -> list[Publication]:
@@ -58,9 +78,14 @@ def last_publication(conn: sqlite3.Connection, channel: str) -> Publication | No
 
 
 def latest_per_channel(conn: sqlite3.Connection) -> list[tuple[str, str, int, int]]:
-    """Each channel's last publication: (channel, release name, records, when), by channel."""
+    """Each channel's last live publication: (channel, release name, records, when), by channel.
+
+    A release offered for review (``state`` open) or refused (closed) is not live: the channel's
+    lag counts it until its maintainers merge it.
+    """
     rows = conn.execute(
-        "SELECT channel, release, records, at FROM publications p"
-        " WHERE id = (SELECT max(id) FROM publications q WHERE q.channel = p.channel) ORDER BY channel"
+        "SELECT channel, release, records, coalesce(settled_at, at) FROM publications p"
+        " WHERE id = (SELECT max(id) FROM publications q WHERE q.channel = p.channel AND q.state = 'merged')"
+        " ORDER BY channel"
     )
     return [(str(channel), str(release), int(records), int(at)) for channel, release, records, at in rows]

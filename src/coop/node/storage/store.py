@@ -17,7 +17,7 @@ from coop.node.errors import StorageError
 from coop.node.storage.migrations import migrate
 from coop.node.storage.writer import Writer, connect
 
-__all__ = ["Store", "next_tick", "schema_version"]
+__all__ = ["Store", "current_tick", "next_tick", "schema_version"]
 
 T = TypeVar("T")
 
@@ -88,6 +88,13 @@ def _translating(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Con
 def next_tick(conn: sqlite3.Connection) -> int:
     """A database-wide counter of changes to what a release may contain."""
     (n,) = conn.execute("UPDATE ticks SET n = n + 1 WHERE id = 1 RETURNING n").fetchone()
+    return int(n)
+
+
+def current_tick(conn: sqlite3.Connection) -> int:
+    """Where :func:`next_tick`'s counter stands: every change committed before this read has a
+    tick at most this, every later one a greater tick (ticks are taken in write transactions)."""
+    (n,) = conn.execute("SELECT n FROM ticks WHERE id = 1").fetchone()
     return int(n)
 
 

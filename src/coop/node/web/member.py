@@ -23,6 +23,7 @@ from coop.node.contributions.submission import ContributionState, EditRequest
 from coop.node.errors import InputError, NodeError, NotFoundError
 from coop.node.http.download import Download
 from coop.node.ids import uuid7
+from coop.node.members import repository as members
 from coop.node.members.sessions import WebSession
 from coop.node.web.site import WebSite, done, first_words
 
@@ -111,6 +112,7 @@ class MemberPages(Controller):
     def my_data(self, request: Request[Any, Any, Any], site: Site, session: Session) -> Template:
         member_id = session.member.id
         items = site.node.store.read(lambda c: contrib.list_member_contributions(c, member_id))
+        announce = site.node.store.read(lambda c: members.announces(c, member_id))
         return site.page(
             request,
             session,
@@ -118,7 +120,17 @@ class MemberPages(Controller):
             items=list(reversed(items)),
             states=STATE_WORDS,
             editable={state.value for state in EDITABLE},
+            announce=announce,
         )
+
+    @post("/me/announce", status_code=303)
+    async def announce(self, request: Request[Any, Any, Any], site: Site, session: Session) -> Response[Any]:
+        """The member's choice: may the co-op's microblog and feed announce their released chats."""
+        values = await site.posted(request, session)
+        chosen = values.get("announce") == "1"  # a checkbox: present when ticked
+        member_id = session.member.id
+        await site.node.store.awrite(lambda c: members.set_announce(c, member_id, chosen))
+        return done("/me", "announce-on" if chosen else "announce-off", "#announce")
 
     @route("/me/export.jsonl", http_method=[HttpMethod.GET, HttpMethod.HEAD], sync_to_thread=False)
     def my_export(self, site: Site, session: Session) -> Download:

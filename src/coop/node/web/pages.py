@@ -20,7 +20,10 @@ from coop.node.runtime import Node
 from coop.node.web.access import AccessPages
 from coop.node.web.admin import AdminPages
 from coop.node.web.contribute import ContributePages
+from coop.node.web.feed import FeedPages
+from coop.node.web.funnel import FunnelPages
 from coop.node.web.governance import GovernancePages
+from coop.node.web.highlights import HighlightPages
 from coop.node.web.joint import JointPages
 from coop.node.web.member import MemberPages
 from coop.node.web.public import PublicPages
@@ -37,12 +40,15 @@ __all__ = ["CONTROLLERS", "StoreContribution", "web_handlers"]
 
 CONTROLLERS = (
     PublicPages,
+    FeedPages,
     GovernancePages,
     JointPages,
     SignInPages,
     ContributePages,
     MemberPages,
     AdminPages,
+    HighlightPages,
+    FunnelPages,
     AccessPages,
 )
 

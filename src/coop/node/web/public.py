@@ -22,6 +22,7 @@ from coop.node.http.download import Download, static_file
 from coop.node.http.params import whole_number
 from coop.node.members.sessions import WebSession
 from coop.node.releases import bounties, catalog
+from coop.node.releases.highlights import is_highlighted
 from coop.node.releases.repository import list_federated_releases, list_releases
 from coop.node.web.forms import AI_CHOICES, LICENCES, SCOPES
 from coop.node.web.render import STATIC
@@ -172,12 +173,15 @@ class PublicPages(Controller):
             raise NotFoundError(
                 f"no published record {uid} (it may be withdrawn, under embargo or gated)", field="uid"
             )
+        # An admin sees whether it is highlighted (the Atom feed's), with the button to change it.
+        admin = visitor is not None and visitor.member.is_admin
         return site.page(
             request,
             visitor,
             "record.html",
             record=found,
             usage=parse_ai_use(found.ai_use).value.describe() if found.ai_use else "No preference stated.",
+            highlighted=admin and site.node.store.read(lambda c: is_highlighted(c, uid)),
         )
 
     @get("/leaderboards", sync_to_thread=False)

@@ -54,6 +54,8 @@ _DONE: Final = {
         "removed from the releases this node serves; copies downloaded before cannot be recalled."
     ),
     "corrected": "Your correction is saved. The chat is checked again before it is published.",
+    "announce-on": "Your released chats may be announced on the co-op's microblog and feed.",
+    "announce-off": "Your chats will not be announced: no new post or feed entry names one of them.",
     "signed-in": "You are signed in.",
     "signed-out": "You are signed out.",
     "processed": "The waiting room was processed.",
@@ -65,6 +67,8 @@ _DONE: Final = {
     "voted": "Your vote is counted.",
     "bounty": "The bounty is posted.",
     "bounty-closed": "The bounty is closed.",
+    "highlighted": "Highlighted: the Atom feed carries this record while its preview may be shown.",
+    "unhighlighted": "The highlight is removed: the Atom feed no longer carries this record.",
     "joint-proposed": "The joint action is proposed, and this co-op signed it.",
     "joint-signed": "This co-op signed the joint action.",
     "joint-ended": "This co-op signed the joint action's end.",

@@ -4,7 +4,7 @@
 (datasets, the record browser, leaderboards, bounties, federation, terms,
 FAQ) into ``OUT`` with every release's files beside them, plus what a static
 host needs to send each bucket's ``Content-Usage``: a ``_headers`` file
-(Netlify, Cloudflare Pages) and an nginx snippet, and ``robots.txt``.
+(Netlify, Cloudflare Pages) and an nginx snippet, ``robots.txt`` and the Atom feed ``feed.atom``.
 
 Links are the node's own paths; pages are ``index.html`` files in folders
 (``/browse/<uid>/``), which every static host serves for the folder.  The
@@ -40,7 +40,9 @@ from coop.node.releases.model import ReleaseSummary, robots_txt
 from coop.node.releases.repository import list_releases
 from coop.node.releases.statement import STATEMENT, stored_statement
 from coop.node.runtime import Node
+from coop.node.web.atom import feed_of, render
 from coop.node.web.forms import AI_CHOICES, LICENCES, SCOPES
+from coop.node.web.funnel_charts import funnel_context
 from coop.node.web.render import STATIC, environment
 
 __all__ = ["build_site", "site_builder"]
@@ -51,6 +53,9 @@ _PAGE_SIZE: Final = 50
 def _headers_file(releases: list[ReleaseSummary]) -> str:
     """Netlify / Cloudflare Pages ``_headers``: each bucket's files carry its Content-Usage."""
     lines = ["/*", "  X-Content-Type-Options: nosniff", "  Referrer-Policy: same-origin"]
+    # no-cache: revalidate before each use, so an entry hidden now leaves readers' caches at once.
+    lines += ["/feed.atom", "  Content-Type: application/atom+xml; charset=utf-8"]
+    lines += ["  Cache-Control: no-cache"]
     for release in releases:
         for bucket in release.buckets:
             if bucket.content_usage:
@@ -253,7 +258,11 @@ def _render(node: Node, root: Path, *, node_url: str | None) -> SiteReport:
         threshold=cfg.pipeline.quarantine_pii_threshold,
     )
     write("/faq", "faq.html", licences=LICENCES, ai_choices=AI_CHOICES, scopes=SCOPES)
+    # Aggregates only: stage counts and yields per route, records published per channel and day.
+    write("/funnel", "funnel.html", **funnel_context(node, public=True))
 
+    # The Atom feed: the same entries and ids as the node's /feed.atom, links within this site.
+    (root / "feed.atom").write_bytes(render(feed_of(node, base_url="")))
     (root / "_headers").write_text(_headers_file(releases), encoding="utf-8")
     (root / "nginx-content-usage.conf").write_text(_nginx_snippet(releases), encoding="utf-8")
     (root / "robots.txt").write_text(
