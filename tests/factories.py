@@ -73,3 +73,31 @@ def contribute(
 def process(node: Node) -> None:
     with node.processor_lock():
         node.process_pending()
+
+
+def seq_of(node: Node, uid: str) -> int:
+    """The contribution ``uid``'s seq."""
+    row = node.store.read(
+        lambda c: c.execute("SELECT seq FROM contributions WHERE uid = ?", (uid,)).fetchone()
+    )
+    return int(row[0])
+
+
+def released_root(
+    tmp_path: Path, name: str, *, license: str, count: int = 1, admin: bool = False
+) -> tuple[Path, list[str], str | None]:
+    """A closed node folder with ``count`` public records of member sam, released and catalogued.
+
+    Returns the folder, the records' uids and, with ``admin``, the token of admin ada.
+    """
+    node = make_node(tmp_path, name=name)
+    try:
+        member, _ = make_member(node, "sam")
+        token = make_member(node, "ada", admin=True)[1] if admin else None
+        uids = [contribute(node, member, scope="public", license=license) for _ in range(count)]
+        process(node)
+        node.cut_release()
+        node.index_catalog()
+        return node.data.root, uids, token
+    finally:
+        node.close()

@@ -11,6 +11,8 @@ insert throws and the PDS replies 500 InternalServerError (bluesky-social/indigo
 exactly this for a duplicate rkey); getRecord answers 400 RecordNotFound for a missing key.
 ``lose_reply_at=N`` stores the Nth createRecord and then answers 503, and so every call after
 it while ``down`` stays set (a post out, its reply lost, the PDS gone); ``redirect_to`` answers createSession with 307 to that URL.
+``undeletable`` holds post URIs deleteRecord refuses (400 InvalidRequest, the post stays);
+``retry_after`` makes createRecord answer 429 RateLimitExceeded with that Retry-After header.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class FakePds:
     down: bool = False  # every call answered 503
     redirect_to: str | None = None  # createSession answers 307 to this URL
     passwords: list[str] = field(default_factory=list)  # every password createSession received
+    undeletable: set[str] = field(default_factory=set)  # deleteRecord answers 400 for these URIs
+    retry_after: str | None = None  # createRecord answers 429 with this Retry-After header
     _created: int = 0
     _next: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -88,6 +92,8 @@ class FakePds:
             if method == "app.bsky.actor.getProfile":
                 return 200, {"did": DID, "handle": self.handle}
             if method == "com.atproto.repo.createRecord":
+                if self.retry_after is not None:
+                    return 429, {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}
                 if body.get("repo") != DID or body.get("collection") != "app.bsky.feed.post":
                     return 400, {"error": "InvalidRequest", "message": "wrong repo or collection"}
                 rkey = body.get("rkey")
@@ -112,6 +118,8 @@ class FakePds:
                 return 200, {"uri": uri, "cid": CID, "value": self.posts[uri]}
             if method == "com.atproto.repo.deleteRecord":
                 uri = f"at://{body.get('repo')}/{body.get('collection')}/{body.get('rkey')}"
+                if uri in self.undeletable:
+                    return 400, {"error": "InvalidRequest", "message": "Could not delete record"}
                 self.posts.pop(uri, None)  # deleting what is gone succeeds, as on a real PDS
                 self.deleted.append(uri)
                 return 200, {}
@@ -135,6 +143,8 @@ def fake_pds(handle: str, password: str) -> Iterator[FakePds]:
             self.send_response(status)
             if 300 <= status <= 399:
                 self.send_header("Location", str(answer["location"]))
+            if status == 429 and pds.retry_after is not None:
+                self.send_header("Retry-After", pds.retry_after)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

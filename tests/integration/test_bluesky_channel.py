@@ -17,7 +17,7 @@ import pytest
 from coop.node.contributions.rights import withdraw_contribution
 from coop.node.runtime import Node
 
-from factories import contribute, make_member, make_node, process
+from factories import contribute, make_member, make_node, process, seq_of
 from nodeproc import ENV, coop
 from xrpc_fake import fake_pds
 
@@ -78,6 +78,26 @@ def _rows(root: Path) -> list[tuple[int, str, str | None, int | None, int | None
         node.close()
 
 
+def _seq_of(root: Path, uid: str) -> int:
+    node = Node(root)
+    try:
+        return seq_of(node, uid)
+    finally:
+        node.close()
+
+
+def _withdraw(root: Path, uid: str, *, revise: bool = False) -> None:
+    """The record ``uid`` withdrawn now; with ``revise``, the releases revised at once."""
+    node = Node(root)
+    try:
+        now = node.now()
+        node.store.write(lambda c: withdraw_contribution(c, uid=uid, member=None, now=now))
+        if revise:
+            node.revise_releases()
+    finally:
+        node.close()
+
+
 def test_bluesky_dry_run_prints_the_posts_and_sends_nothing(tmp_path: Path) -> None:
     with fake_pds(HANDLE, PASSWORD) as pds:
         root, uids = _node(tmp_path, pds.url)
@@ -125,18 +145,9 @@ def test_bluesky_publish_posts_once_and_deletes_withdrawn_posts(tmp_path: Path) 
         assert len(pds.posts) == 4 and pds.calls.count("com.atproto.repo.createRecord") == 4
 
         # A record withdrawn: its post is deleted at the next publish, and the ledger says when.
-        node = Node(root)
-        try:
-            withdrawn_seq = node.store.read(
-                lambda c: int(
-                    c.execute("SELECT seq FROM contributions WHERE uid = ?", (uids[0],)).fetchone()[0]
-                )
-            )
-            gone_uri = next(ref for seq, _st, ref, _p, _r in rows if seq == withdrawn_seq)
-            now = node.now()
-            node.store.write(lambda c: withdraw_contribution(c, uid=uids[0], member=None, now=now))
-        finally:
-            node.close()
+        withdrawn_seq = _seq_of(root, uids[0])
+        gone_uri = next(ref for seq, _st, ref, _p, _r in rows if seq == withdrawn_seq)
+        _withdraw(root, uids[0])
         third = _publish(root)
         assert third.returncode == 0, third.stderr
         assert pds.deleted == [gone_uri] and gone_uri not in pds.posts
@@ -205,16 +216,6 @@ def test_bluesky_unreachable_service_is_one_line_naming_the_setting(tmp_path: Pa
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def _seq_of(root: Path, uid: str) -> int:
-    node = Node(root)
-    try:
-        return node.store.read(
-            lambda c: int(c.execute("SELECT seq FROM contributions WHERE uid = ?", (uid,)).fetchone()[0])
-        )
-    finally:
-        node.close()
-
-
 def _live_refs(root: Path) -> dict[int, str]:
     return {seq: str(ref) for seq, _st, ref, _p, retracted in _rows(root) if retracted is None}
 
@@ -273,26 +274,14 @@ def test_bluesky_revision_first_seen_is_announced(tmp_path: Path) -> None:
     later revision is not); the network edge is the fake PDS of xrpc_fake."""
     with fake_pds(HANDLE, PASSWORD) as pds:
         root, uids = _node(tmp_path, pds.url, records=3)
-        node = Node(root)
-        try:
-            now = node.now()
-            node.store.write(lambda c: withdraw_contribution(c, uid=uids[0], member=None, now=now))
-            node.revise_releases()
-        finally:
-            node.close()
+        _withdraw(root, uids[0], revise=True)
         result = _publish(root)
         assert result.returncode == 0, result.stderr
         texts = pds.texts()
         assert texts and texts[0].startswith("Post Co-op released v1")
         assert "2 records" in texts[0]
         assert len(texts) == 3 and not any(uids[0] in t for t in texts)
-        node = Node(root)
-        try:
-            now = node.now()
-            node.store.write(lambda c: withdraw_contribution(c, uid=uids[1], member=None, now=now))
-            node.revise_releases()
-        finally:
-            node.close()
+        _withdraw(root, uids[1], revise=True)
         again = _publish(root)
         assert again.returncode == 0, again.stderr
         assert pds.calls.count("com.atproto.repo.createRecord") == 3  # v1 announced once

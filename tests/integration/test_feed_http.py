@@ -14,7 +14,7 @@ import feedparser
 import httpx
 import pytest
 
-from factories import contribute, make_member, make_node, process
+from factories import released_root
 from nodeproc import NodeProcess, coop
 
 pytestmark = pytest.mark.integration
@@ -29,16 +29,7 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    node = make_node(tmp_path_factory.mktemp("feed"), name="Feed Co-op")
-    try:
-        member, _ = make_member(node, "sam")
-        uids = [contribute(node, member, scope="public", license="CC-BY-4.0") for _ in range(2)]
-        process(node)
-        node.cut_release()
-        node.index_catalog()
-        root = node.data.root
-    finally:
-        node.close()
+    root, uids, _ = released_root(tmp_path_factory.mktemp("feed"), "Feed Co-op", license="CC-BY-4.0", count=2)
     answer = json.loads(coop("highlight", str(root), uids[0], "--json").stdout)
     assert answer == {"uid": uids[0], "highlighted": True, "changed": True, "shown": True, "reason": None}
     server = NodeProcess(root).start()

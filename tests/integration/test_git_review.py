@@ -7,79 +7,33 @@ the outcome back from the repository alone.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
-import subprocess
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from coop.node.channels.publish import publish, refresh_reviews
-from coop.node.config import load_config, write_config
+from coop.node.cli.node_cmds import shipped_line
 from coop.node.contributions.rights import withdraw_contribution
 from coop.node.runtime import Node
-from coop.node.storage.datadir import DataDir
 
-from factories import contribute, make_member, process
+from factories import contribute, make_member, process, seq_of
+from gitrepos import WHO, bare_repo, clone, git, git_node, has, release
 from nodeproc import coop
 
 pytestmark = pytest.mark.integration
-
-_WHO = ("-c", "user.name=Maintainer", "-c", "user.email=maintainer@example.invalid")
-
-
-def git(*args: str, cwd: Path) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=True)
-    return done.stdout
-
-
-def _has(ref: str, bare: Path) -> bool:
-    done = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", ref],
-        cwd=bare,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    return done.returncode == 0
 
 
 @pytest.fixture
 def bare(tmp_path: Path) -> Path:
     """A bare repository with one maintainer's commit on main, as a hosted dataset repo would be."""
-    path = tmp_path / "dataset.git"
-    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(path)], check=True, timeout=60)
-    seed = tmp_path / "seed"
-    git("clone", "--quiet", str(path), str(seed), cwd=tmp_path)
-    (seed / "README.md").write_text("A dataset the co-op contributes to.\n")
-    git("add", "README.md", cwd=seed)
-    git(*_WHO, "commit", "-qm", "start", cwd=seed)
-    git("push", "--quiet", "origin", "HEAD:main", cwd=seed)
-    return path
+    return bare_repo(tmp_path, seeded=True)
 
 
 @pytest.fixture
 def maintainer(tmp_path: Path, bare: Path) -> Path:
-    path = tmp_path / "maintainer"
-    git("clone", "--quiet", str(bare), str(path), cwd=tmp_path)
-    return path
-
-
-def _review_node(tmp_path: Path, bare: Path) -> Node:
-    root = tmp_path / "node"
-    data = DataDir.create(root, name="Review Co-op")
-    config = load_config(data.config_path)
-    channels = msgspec.structs.replace(config.channels, git=str(bare), git_mode="review")
-    write_config(data.config_path, msgspec.structs.replace(config, channels=channels))
-    return Node(root)
-
-
-def _release(node: Node, count: int = 2) -> None:
-    member, _ = make_member(node)
-    for _ in range(count):
-        contribute(node, member, license="CC0-1.0")
-    process(node)
-    node.cut_release()
+    return clone(bare, tmp_path / "maintainer")
 
 
 def _publications(node: Node) -> dict[str, tuple[str, int | None]]:
@@ -114,9 +68,9 @@ def _merge(maintainer: Path, branch: str, *, squash: bool = False) -> None:
     git("reset", "--quiet", "--hard", "origin/main", cwd=maintainer)
     if squash:
         git("merge", "--quiet", "--squash", f"origin/{branch}", cwd=maintainer)
-        git(*_WHO, "commit", "-qm", f"Squashed {branch}", cwd=maintainer)
+        git(*WHO, "commit", "-qm", f"Squashed {branch}", cwd=maintainer)
     else:
-        git(*_WHO, "merge", "--quiet", "--no-ff", "-m", f"Merge {branch}", f"origin/{branch}", cwd=maintainer)
+        git(*WHO, "merge", "--quiet", "--no-ff", "-m", f"Merge {branch}", f"origin/{branch}", cwd=maintainer)
     git("push", "--quiet", "origin", "main", cwd=maintainer)
 
 
@@ -124,9 +78,9 @@ def test_git_review_offers_a_branch_and_a_true_merge_makes_it_live(
     tmp_path: Path, bare: Path, maintainer: Path
 ) -> None:
     start = git("rev-parse", "main", cwd=bare).strip()
-    node = _review_node(tmp_path, bare)
+    node = git_node(tmp_path, bare)
     try:
-        _release(node)
+        release(node)
         report = publish(node, "git")
         assert [p.release for p in report.shipped] == ["v1"]
         offered = report.shipped[0].ref
@@ -161,16 +115,16 @@ def test_git_review_offers_a_branch_and_a_true_merge_makes_it_live(
 def test_git_review_sees_a_squash_merge_after_the_branch_is_deleted(
     tmp_path: Path, bare: Path, maintainer: Path
 ) -> None:
-    node = _review_node(tmp_path, bare)
+    node = git_node(tmp_path, bare)
     try:
-        _release(node)
+        release(node)
         offered = publish(node, "git").shipped[0].ref
         root = node.data.root
     finally:
         node.close()
     _merge(maintainer, "coop/v1", squash=True)
     git("push", "--quiet", "origin", "--delete", "coop/v1", cwd=maintainer)
-    assert not _has("refs/heads/coop/v1", bare)
+    assert not has("refs/heads/coop/v1", bare)
 
     # Through the command line, as an admin would: coop publish looks at reviews first.
     out = coop("publish", str(root), "--channel", "git").stdout
@@ -194,9 +148,9 @@ def test_git_review_deleted_branch_is_closed_and_not_offered_again(
     tmp_path: Path, bare: Path, maintainer: Path
 ) -> None:
     start = git("rev-parse", "main", cwd=bare).strip()
-    node = _review_node(tmp_path, bare)
+    node = git_node(tmp_path, bare)
     try:
-        _release(node)
+        release(node)
         publish(node, "git")
         git("push", "--quiet", "origin", "--delete", "coop/v1", cwd=maintainer)
 
@@ -209,7 +163,7 @@ def test_git_review_deleted_branch_is_closed_and_not_offered_again(
         assert _audited(node, "release.closed") == ["v1"]
         assert git("tag", "--list", cwd=bare).split() == []
         # The next release is offered on main again, not on the closed one.
-        _release(node)
+        release(node)
         shipped = publish(node, "git").shipped
         assert [p.release for p in shipped] == ["v2"]
         assert git("rev-parse", "coop/v2^", cwd=bare).strip() == start
@@ -221,11 +175,11 @@ def test_git_review_deleted_branch_is_closed_and_not_offered_again(
 def test_git_review_stacks_v2_on_open_v1_and_one_merge_settles_both(
     tmp_path: Path, bare: Path, maintainer: Path
 ) -> None:
-    node = _review_node(tmp_path, bare)
+    node = git_node(tmp_path, bare)
     try:
-        _release(node, count=1)
+        release(node, count=1)
         v1 = publish(node, "git").shipped[0].ref
-        _release(node, count=1)
+        release(node, count=1)
         v2 = publish(node, "git").shipped[0].ref
         assert git("rev-parse", "coop/v2^", cwd=bare).strip() == v1  # stacked on the open v1
         assert _publications(node) == {"v1": ("open", None), "v2": ("open", None)}
@@ -240,7 +194,7 @@ def test_git_review_stacks_v2_on_open_v1_and_one_merge_settles_both(
         assert git("rev-list", "-n", "1", "v1", cwd=bare).strip() == v1
         assert git("rev-list", "-n", "1", "v2", cwd=bare).strip() == v2
         # The next release goes on main now: coop/v1 is merged, not open.
-        _release(node, count=1)
+        release(node, count=1)
         publish(node, "git")
         assert git("rev-parse", "coop/v3^", cwd=bare).strip() == git("rev-parse", "main", cwd=bare).strip()
     finally:
@@ -250,7 +204,7 @@ def test_git_review_stacks_v2_on_open_v1_and_one_merge_settles_both(
 def test_git_review_withdrawal_leaves_git_only_when_its_revision_is_merged(
     tmp_path: Path, bare: Path, maintainer: Path
 ) -> None:
-    node = _review_node(tmp_path, bare)
+    node = git_node(tmp_path, bare)
     try:
         member, _ = make_member(node)
         gone = contribute(node, member, license="CC0-1.0")
@@ -268,7 +222,7 @@ def test_git_review_withdrawal_leaves_git_only_when_its_revision_is_merged(
 
         assert [p.release for p in shipped] == ["v1-r2"]
         assert git("rev-parse", "coop/v1-r2^", cwd=bare).strip() == git("rev-parse", "main", cwd=bare).strip()
-        assert not _has("refs/tags/v1-r2", bare)
+        assert not has("refs/tags/v1-r2", bare)
 
         def retractions(c: sqlite3.Connection) -> list[tuple[str, bool, bool]]:
             rows = c.execute(
@@ -284,6 +238,78 @@ def test_git_review_withdrawal_leaves_git_only_when_its_revision_is_merged(
         assert [(s.release, s.state) for s in refresh_reviews(node, "git")] == [("v1-r2", "merged")]
 
         assert node.store.read(retractions) == [("tombstoned", True, True), ("merged", False, False)]
-        assert _has("refs/tags/v1-r2", bare)
+        assert has("refs/tags/v1-r2", bare)
+    finally:
+        node.close()
+
+
+def test_git_review_revision_of_an_older_release_is_live_at_once_as_a_tag(
+    tmp_path: Path, bare: Path, maintainer: Path
+) -> None:
+    node = git_node(tmp_path, bare)
+    try:
+        member, _ = make_member(node)
+        gone = contribute(node, member, license="CC0-1.0")
+        process(node)
+        node.cut_release()
+        publish(node, "git")
+        _merge(maintainer, "coop/v1")
+        refresh_reviews(node, "git")
+        release(node, count=1)
+        publish(node, "git")  # v2 offered, still open
+        node.store.write(lambda c: withdraw_contribution(c, uid=gone, member=member, now=node.now()))
+
+        shipped = {p.release: p for p in publish(node, "git").shipped}
+
+        # v1-r2 revises an older release: a tag, live at once, not a review branch.
+        assert has("refs/tags/v1-r2", bare) and not has("refs/heads/coop/v1-r2", bare)
+        revised = shipped["v1-r2"]
+        assert (revised.state, revised.settled_at) == ("merged", revised.at)
+        assert _publications(node)["v1-r2"] == ("merged", revised.at)
+        assert shipped_line(revised) == f"v1-r2 -> git {bare} {revised.ref}"
+        # The newest release's revision is still offered for review.
+        assert _publications(node)["v2-r2"] == ("open", None)
+        assert has("refs/heads/coop/v2-r2", bare)
+        # Nothing left for a refresh to settle on v1-r2: it was never open.
+        assert [s.release for s in refresh_reviews(node, "git")] == []
+        # main still shows v1 with the withdrawn record: the tag beside it did not retract it.
+        seq = seq_of(node, gone)
+
+        def retracted() -> object:
+            return node.store.read(
+                lambda c: c.execute(
+                    "SELECT retracted_at FROM channel_records WHERE channel = 'git' AND seq = ?", (seq,)
+                ).fetchone()[0]
+            )
+
+        assert retracted() is None
+        _merge(maintainer, "coop/v2-r2")  # the maintainers take the revision: now it has left
+        refresh_reviews(node, "git")
+        assert retracted() is not None
+    finally:
+        node.close()
+
+
+def test_git_review_stacks_on_the_recorded_commit_after_the_clone_is_lost(
+    tmp_path: Path, bare: Path, maintainer: Path
+) -> None:
+    node = git_node(tmp_path, bare)
+    try:
+        release(node, count=1)
+        v1 = publish(node, "git").shipped[0].ref
+        # A maintainer pushes an empty commit on top of the review branch (same tree: still open).
+        git("fetch", "--quiet", "origin", cwd=maintainer)
+        git("checkout", "--quiet", "-B", "coop/v1", "origin/coop/v1", cwd=maintainer)
+        git(*WHO, "commit", "--quiet", "--allow-empty", "-m", "looked at it", cwd=maintainer)
+        git("push", "--quiet", "origin", "coop/v1", cwd=maintainer)
+        # The node's clone (and its refs/coop/v1) is lost: only the node's database remembers v1.
+        shutil.rmtree(node.data.root / "channels" / "git")
+        release(node, count=1)
+
+        v2 = publish(node, "git").shipped[0]
+
+        assert v2.release == "v2" and v2.state == "open"
+        assert git("rev-parse", "coop/v2^", cwd=bare).strip() == v1  # on what the node offered
+        assert _publications(node) == {"v1": ("open", None), "v2": ("open", None)}
     finally:
         node.close()

@@ -6,63 +6,29 @@ Nothing is faked: the node and the "maintainer" both talk git to a bare reposito
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from coop.node.channels.base import ChannelError
 from coop.node.channels.git import GitPublisher
 from coop.node.channels.publish import _folder, _statement, publish, publisher_for, refresh_reviews
-from coop.node.config import load_config, write_config
 from coop.node.releases.repository import list_releases
 from coop.node.runtime import Node
-from coop.node.storage.datadir import DataDir
 
-from factories import contribute, make_member, process
+from gitrepos import WHO, bare_repo, clone, git, git_node, has, release
 
 pytestmark = pytest.mark.integration
-
-# The git helpers are test_git_review's; the repository fixtures are this file's own.
-from test_git_review import _WHO, _has, git  # noqa: E402
 
 
 @pytest.fixture
 def bare(tmp_path: Path) -> Path:
-    path = tmp_path / "dataset.git"
-    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(path)], check=True, timeout=60)
-    seed = tmp_path / "seed"
-    git("clone", "--quiet", str(path), str(seed), cwd=tmp_path)
-    (seed / "README.md").write_text("A dataset the co-op contributes to.\n")
-    git("add", "README.md", cwd=seed)
-    git(*_WHO, "commit", "-qm", "start", cwd=seed)
-    git("push", "--quiet", "origin", "HEAD:main", cwd=seed)
-    return path
+    return bare_repo(tmp_path, seeded=True)
 
 
 @pytest.fixture
 def maintainer(tmp_path: Path, bare: Path) -> Path:
-    path = tmp_path / "maintainer"
-    git("clone", "--quiet", str(bare), str(path), cwd=tmp_path)
-    return path
-
-
-def _node(tmp_path: Path, bare: Path, mode: str = "review") -> Node:
-    root = tmp_path / "node"
-    data = DataDir.create(root, name="Review Co-op")
-    config = load_config(data.config_path)
-    channels = msgspec.structs.replace(config.channels, git=str(bare), git_mode=mode)
-    write_config(data.config_path, msgspec.structs.replace(config, channels=channels))
-    return Node(root)
-
-
-def _release(node: Node) -> None:
-    member, _ = make_member(node)
-    for _ in range(2):
-        contribute(node, member, license="CC0-1.0")
-    process(node)
-    node.cut_release()
+    return clone(bare, tmp_path / "maintainer")
 
 
 def _state(node: Node, release: str) -> str:
@@ -78,7 +44,7 @@ def _foreign(maintainer: Path, *, base: str = "origin/main") -> str:
     git("checkout", "--quiet", "--detach", base, cwd=maintainer)
     (maintainer / "release.json").write_text('{"name": "v1", "coop": "Someone Else"}\n')
     git("add", "release.json", cwd=maintainer)
-    git(*_WHO, "commit", "-qm", "not the co-op's release", cwd=maintainer)
+    git(*WHO, "commit", "-qm", "not the co-op's release", cwd=maintainer)
     return git("rev-parse", "HEAD", cwd=maintainer).strip()
 
 
@@ -86,7 +52,7 @@ def _merge(maintainer: Path, ref: str, *, strategy: str | None = None) -> None:
     git("fetch", "--quiet", "origin", cwd=maintainer)
     git("checkout", "--quiet", "-B", "main", "origin/main", cwd=maintainer)
     how = ("-s", strategy) if strategy else ()
-    git(*_WHO, "merge", "--quiet", "--no-ff", *how, "-m", f"Merge {ref}", ref, cwd=maintainer)
+    git(*WHO, "merge", "--quiet", "--no-ff", *how, "-m", f"Merge {ref}", ref, cwd=maintainer)
     git("push", "--quiet", "origin", "main", cwd=maintainer)
 
 
@@ -94,9 +60,9 @@ def test_git_review_recreated_branch_with_foreign_content_is_not_the_release(
     tmp_path: Path, bare: Path, maintainer: Path
 ) -> None:
     """Finding 4: coop/v1 deleted, re-created with someone else's commit, merged: not merged, no tag."""
-    node = _node(tmp_path, bare)
+    node = git_node(tmp_path, bare)
     try:
-        _release(node)
+        release(node)
         publish(node, "git")
         git("push", "--quiet", "origin", "--delete", "coop/v1", cwd=maintainer)
         foreign = _foreign(maintainer)
@@ -107,7 +73,7 @@ def test_git_review_recreated_branch_with_foreign_content_is_not_the_release(
 
         assert [(s.release, s.state) for s in settled] == [("v1", "closed")]
         assert _state(node, "v1") == "closed"
-        assert not _has("refs/tags/v1", bare)
+        assert not has("refs/tags/v1", bare)
     finally:
         node.close()
 
@@ -116,9 +82,9 @@ def test_git_review_a_tag_named_like_the_release_elsewhere_does_not_merge_it(
     tmp_path: Path, bare: Path, maintainer: Path
 ) -> None:
     """Finding 5: a tag v1 on a foreign commit leaves v1 open; the release is not tagged over it."""
-    node = _node(tmp_path, bare)
+    node = git_node(tmp_path, bare)
     try:
-        _release(node)
+        release(node)
         offered = publish(node, "git").shipped[0].ref
         foreign = _foreign(maintainer)
         git("tag", "v1", foreign, cwd=maintainer)
@@ -140,16 +106,16 @@ def test_git_review_a_merge_that_drops_the_data_is_not_a_merge(
     tmp_path: Path, bare: Path, maintainer: Path
 ) -> None:
     """Finding 7: `merge -s ours` puts the release commit in main's history without its files."""
-    node = _node(tmp_path, bare)
+    node = git_node(tmp_path, bare)
     try:
-        _release(node)
+        release(node)
         publish(node, "git")
         _merge(maintainer, "origin/coop/v1", strategy="ours")
         assert git("ls-tree", "--name-only", "main", cwd=bare).split() == ["README.md"]
 
         assert refresh_reviews(node, "git") == []
         assert _state(node, "v1") == "open"
-        assert not _has("refs/tags/v1", bare)
+        assert not has("refs/tags/v1", bare)
 
         # Once main holds every release file as offered (beside a file of the maintainers'),
         # the release commit in its history counts as merged, though no commit has its tree.
@@ -157,7 +123,7 @@ def test_git_review_a_merge_that_drops_the_data_is_not_a_merge(
         git("checkout", "origin/coop/v1", "--", ".", cwd=maintainer)
         (maintainer / "CONTRIBUTING.md").write_text("Be kind.\n")
         git("add", "--all", cwd=maintainer)
-        git(*_WHO, "commit", "-qm", "take the release after all", cwd=maintainer)
+        git(*WHO, "commit", "-qm", "take the release after all", cwd=maintainer)
         git("push", "--quiet", "origin", "main", cwd=maintainer)
         assert [(s.release, s.state) for s in refresh_reviews(node, "git")] == [("v1", "merged")]
     finally:
@@ -168,9 +134,9 @@ def test_git_tag_moved_on_the_target_does_not_wedge_fetch_and_is_refused_clearly
     tmp_path: Path, bare: Path, maintainer: Path
 ) -> None:
     """Finding 6: v1 force-moved on the target; the clone follows it and the channel says why it refuses."""
-    node = _node(tmp_path, bare, mode="commit")
+    node = git_node(tmp_path, bare, mode="commit")
     try:
-        _release(node)
+        release(node)
         publish(node, "git")
         foreign = _foreign(maintainer)
         git("tag", "-f", "v1", foreign, cwd=maintainer)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from browsing import accessible, chromium
-from factories import contribute, make_member, make_node, process
+from factories import released_root
 from nodeproc import NodeProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -31,17 +31,10 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    node = make_node(tmp_path_factory.mktemp("highlight"), name="Button Co-op")
-    try:
-        member, _ = make_member(node, "sam")
-        _, admin_token = make_member(node, "ada", admin=True)
-        uid = contribute(node, member, scope="public", license="CC0-1.0")
-        process(node)
-        node.cut_release()
-        node.index_catalog()
-        root = node.data.root
-    finally:
-        node.close()
+    root, (uid,), admin_token = released_root(
+        tmp_path_factory.mktemp("highlight"), "Button Co-op", license="CC0-1.0", admin=True
+    )
+    assert admin_token is not None
     server = NodeProcess(root).start()
     try:
         yield Served(server.url, admin_token, uid)
@@ -55,6 +48,13 @@ def browser() -> Iterator[Any]:
         yield launched
 
 
+def _sign_in(page: Any, served: Served) -> None:
+    page.goto(f"{served.url}/admin")
+    page.get_by_label("Member token").fill(served.admin_token)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/admin(\?|$)"))
+
+
 def test_highlight_browser_admin_button_puts_the_record_in_the_feed(served: Served, browser: Any) -> None:
     record = f"{served.url}/browse/{served.uid}"
     visitor = browser.new_context(java_script_enabled=False)
@@ -64,10 +64,7 @@ def test_highlight_browser_admin_button_puts_the_record_in_the_feed(served: Serv
         page.goto(record)
         assert page.get_by_role("button", name="Highlight in the Atom feed").count() == 0
         desk = admin.new_page()
-        desk.goto(f"{served.url}/admin")
-        desk.get_by_label("Member token").fill(served.admin_token)
-        desk.get_by_role("button", name="Sign in").click()
-        desk.wait_for_url(re.compile(r"/admin(\?|$)"))
+        _sign_in(desk, served)
         desk.goto(record)
         desk.get_by_role("button", name="Highlight in the Atom feed").click()
         desk.wait_for_url(re.compile(r"done=highlighted"))
@@ -84,10 +81,7 @@ def test_highlight_browser_record_page_with_the_button_is_accessible(served: Ser
     context = browser.new_context()
     try:
         page = context.new_page()
-        page.goto(f"{served.url}/admin")
-        page.get_by_label("Member token").fill(served.admin_token)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(re.compile(r"/admin(\?|$)"))
+        _sign_in(page, served)
         page.goto(f"{served.url}/browse/{served.uid}")
         assert page.locator(f'form[action="/admin/highlight/{served.uid}"]').count() == 1
         accessible(page)

@@ -382,3 +382,35 @@ def test_highlight_button_on_record_page_is_for_admins_with_csrf(node: Node) -> 
             "/admin/highlight/nope", data={"csrf": _csrf(page), "highlight": "on"}, headers=HTML
         )
         assert missing.status_code == 404
+
+
+def test_admin_dashboard_lists_highlights_with_title_link_and_remove_button(node: Node) -> None:
+    """The dashboard lists each highlighted record by its catalogue title, linked to its page, with
+    a remove button that comes back to the list; a record withdrawn since stays listed, removable."""
+    member, uids = _released(node, 3)
+    _, admin_token = make_member(node, "root", admin=True)
+    shown, gone = uids[0], uids[1]
+    for uid in (shown, gone):
+        _highlight(node, uid)
+    titles = dict(node.store.read(lambda c: c.execute("SELECT uid, title FROM catalog").fetchall()))
+    node.store.write(lambda c: withdraw_contribution(c, uid=gone, member=member, now=node.now()))
+    node.index_catalog()
+    with TestClient(create_app(node, background=False), base_url=BASE) as admin:
+        _signed_in(admin, admin_token)
+        page = admin.get("/admin", headers=HTML).text
+        listed = page[page.index('id="highlights"') : page.index('id="quarantine"')]
+        assert f'<a href="/browse/{shown}">{titles[shown]}</a>' in listed
+        assert f"{gone}</span> (no longer in the catalogue)" in listed
+        assert uids[2] not in listed, "only highlighted records"
+        assert listed.count('name="highlight" value="off"') == 2
+        removed = admin.post(
+            f"/admin/highlight/{gone}",
+            data={"csrf": _csrf(page), "highlight": "off", "back": "admin"},
+            headers=HTML,
+            follow_redirects=False,
+        )
+        assert removed.status_code == 303
+        assert removed.headers["location"] == "/admin?done=unhighlighted#highlights"
+        page = admin.get("/admin", headers=HTML).text
+        listed = page[page.index('id="highlights"') : page.index('id="quarantine"')]
+        assert gone not in listed and shown in listed

@@ -37,3 +37,12 @@ def test_post_rkey_is_stable_and_distinct() -> None:
 def test_post_rkey_refuses_what_does_not_fit_53_bits() -> None:
     with pytest.raises(ValueError, match="no TID"):
         post_rkey(created_at=10**10, version=1, seq=None)
+
+
+def test_post_rkey_two_coops_in_the_same_second_ask_for_different_keys() -> None:
+    """Two co-ops posting to one account, releases cut in the same second: the node's number in
+    the clock id keeps their keys apart (a key taken by another's post would be read as ours)."""
+    a = post_rkey(created_at=1_750_000_000, version=1, seq=None, node_id="a" * 64)
+    b = post_rkey(created_at=1_750_000_000, version=1, seq=None, node_id="b" * 64)
+    assert a != b and TID.fullmatch(a) and TID.fullmatch(b)
+    assert a == post_rkey(created_at=1_750_000_000, version=1, seq=None, node_id="a" * 64)

@@ -177,6 +177,7 @@ ROUTES: dict[tuple[str, str], Exit | NotExit] = {
     ),
     # -- the member's own data
     ("GET", "/api/v1/me"): NotExit("the member's account"),
+    ("PATCH", "/api/v1/me"): NotExit("the member's own announce choice; answers the account, no record"),
     ("GET", "/api/v1/me/contributions"): Exit("member", "/api/v1/me/contributions", auth="member"),
     ("GET", "/api/v1/me/contributions.jsonl"): Exit(
         "member", "/api/v1/me/contributions.jsonl", auth="member"

@@ -7,7 +7,6 @@ counter (a second per reading), so every step has its own time and nothing reads
 from __future__ import annotations
 
 import itertools
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,8 @@ from coop.node.members.accounts import Member
 from coop.node.releases.channel_records import to_retract
 from coop.node.runtime import Node
 
-from factories import contribute, make_member, make_node, process
+from factories import contribute, make_member, make_node, process, seq_of
+from gitrepos import bare_repo
 
 GATED = "CC-BY-4.0"
 
@@ -44,17 +44,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 @pytest.fixture
 def bare(tmp_path: Path) -> Path:
-    path = tmp_path / "dataset.git"
-    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(path)], check=True, timeout=60)
-    return path
-
-
-def _seq(node: Node, uid: str) -> int:
-    return int(
-        node.store.read(
-            lambda c: c.execute("SELECT seq FROM contributions WHERE uid = ?", (uid,)).fetchone()[0]
-        )
-    )
+    return bare_repo(tmp_path)
 
 
 def _rows(node: Node) -> dict[int, Row]:
@@ -89,7 +79,7 @@ def _released(node: Node, member: Member) -> tuple[list[int], int, int]:
     gated = contribute(node, member, license=GATED)
     federation = contribute(node, member, license="CC0-1.0", scope="federation")
     process(node)
-    return [_seq(node, u) for u in public], _seq(node, gated), _seq(node, federation)
+    return [seq_of(node, u) for u in public], seq_of(node, gated), seq_of(node, federation)
 
 
 def test_ledger_git_straight_push_carries_exactly_the_public_released_records(node: Node, bare: Path) -> None:
@@ -114,7 +104,7 @@ def test_ledger_git_withdrawal_is_retracted_by_the_next_publish(node: Node, bare
     uids = [contribute(node, member, license="CC0-1.0") for _ in range(3)]
     process(node)
     assert _cut_and_publish(node, bare) == ["v1"]
-    gone = _seq(node, uids[1])
+    gone = seq_of(node, uids[1])
     node.store.write(lambda c: withdraw_contribution(c, uid=uids[1], member=member, now=node.now()))
     tombstoned = _rows(node)[gone]
     assert tombstoned[3] == "tombstoned" and tombstoned[5] is not None and tombstoned[6] is None
@@ -127,8 +117,8 @@ def test_ledger_git_withdrawal_is_retracted_by_the_next_publish(node: Node, bare
     assert rows[gone][6] == first_after  # retracted at the first publication after the withdrawal
     withdrawn_at = rows[gone][5]
     assert withdrawn_at is not None and withdrawn_at < first_after
-    assert rows[_seq(node, newer)][2:5] == (2, "merged", _publication_at(node, "v2"))
-    assert rows[_seq(node, uids[0])][6] is None  # the others stay
+    assert rows[seq_of(node, newer)][2:5] == (2, "merged", _publication_at(node, "v2"))
+    assert rows[seq_of(node, uids[0])][6] is None  # the others stay
     assert node.store.read(lambda c: to_retract(c, channel="git")) == []
 
 
@@ -137,11 +127,11 @@ def test_ledger_git_rectification_tombstones_and_retracts_the_old_record(node: N
     uid = contribute(node, member, license="CC0-1.0")
     process(node)
     assert _cut_and_publish(node, bare) == ["v1"]
-    old = _seq(node, uid)
+    old = seq_of(node, uid)
     new_uid, _, _ = node.edit(member, uid, EditRequest(label=Label.FAIL), uuid7())
     assert _rows(node)[old][3] == "tombstoned"
     process(node)
     shipped = _cut_and_publish(node, bare)
     rows = _rows(node)
     assert rows[old][6] == _publication_at(node, shipped[0])
-    assert rows[_seq(node, new_uid)][3] == "merged"
+    assert rows[seq_of(node, new_uid)][3] == "merged"

@@ -11,7 +11,6 @@ the publisher's folder lookup, which runs between the two.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,8 @@ from coop.node.contributions.rights import withdraw_contribution
 from coop.node.releases.channel_records import to_retract
 from coop.node.runtime import Node
 
-from factories import contribute, make_member, make_node, process
+from factories import contribute, make_member, make_node, process, seq_of
+from gitrepos import bare_repo
 
 NOW = int(time.time())
 
@@ -42,17 +42,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 @pytest.fixture
 def bare(tmp_path: Path) -> Path:
-    path = tmp_path / "dataset.git"
-    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(path)], check=True, timeout=60)
-    return path
-
-
-def _seq(node: Node, uid: str) -> int:
-    return int(
-        node.store.read(
-            lambda c: c.execute("SELECT seq FROM contributions WHERE uid = ?", (uid,)).fetchone()[0]
-        )
-    )
+    return bare_repo(tmp_path)
 
 
 def _row(node: Node, seq: int) -> tuple[str, int | None, int | None, int | None]:
@@ -79,13 +69,13 @@ def test_ledger_tick_withdrawal_in_the_second_of_the_next_publish_is_retracted_b
     process(node)
     node.cut_release()
     assert _shipped(node, bare) == ["v1"]
-    gone = _seq(node, uids[0])
+    gone = seq_of(node, uids[0])
     node.store.write(lambda c: withdraw_contribution(c, uid=uids[0], member=member, now=node.now()))
 
     assert _shipped(node, bare) == ["v1-r2"]  # revised first: the record is out of its files
 
     assert _row(node, gone) == ("tombstoned", NOW, NOW, NOW)  # all in one second, retracted
-    assert _row(node, _seq(node, uids[1])) == ("merged", NOW, None, None)
+    assert _row(node, seq_of(node, uids[1])) == ("merged", NOW, None, None)
     assert node.store.read(lambda c: to_retract(c, channel="git")) == []
     cleared = node.store.read(
         lambda c: c.execute("SELECT release, cleared_tick FROM publications ORDER BY id").fetchall()
@@ -104,7 +94,7 @@ def test_ledger_tick_withdrawal_after_the_check_stays_live_until_the_next_publis
     uids = [contribute(node, member, license="CC0-1.0") for _ in range(2)]
     process(node)
     node.cut_release()
-    gone = _seq(node, uids[0])
+    gone = seq_of(node, uids[0])
     looked_up = publishing._folder
 
     def withdrawn_meanwhile(*args: object, **kwargs: object) -> ReleaseFolder:

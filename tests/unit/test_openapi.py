@@ -21,6 +21,7 @@ from factories import make_node
         ("post", "/api/v1/contributions/ingest", "user"),
         ("patch", "/api/v1/contributions/{uid}", "correction"),
         ("post", "/api/v1/metrics/events", "stage"),
+        ("patch", "/api/v1/me", "announce"),
     ],
 )
 def test_openapi_documents_request_body(tmp_path: Path, method: str, path: str, field: str) -> None:

@@ -14,10 +14,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from coop.node.config import Config, HealthConfig, NodeSection, PipelineConfig
+from coop.node.channels.base import ChannelError
+from coop.node.config import Config, HealthConfig, NodeSection, PipelineConfig, load_config, write_config
 from coop.node.contributions.repository import BatchReport
 from coop.node.contributions.retention import PurgeReport
 from coop.node.errors import BusyError, StorageError
@@ -25,6 +27,7 @@ from coop.node.http.app import create_app
 from coop.node.logs import FORMAT, EscapingFormatter
 from coop.node.runtime import Node
 from coop.node.scheduler import Job, JobHealth, Scheduler, backoff
+from coop.node.storage.datadir import DataDir
 
 from factories import make_node
 
@@ -225,3 +228,50 @@ def test_healthz_without_background_jobs_reports_none(node: Node) -> None:
     assert response.status_code == 200
     assert response.json()["jobs"] == {}
     assert "coop_job_" not in metrics
+
+
+def test_healthz_reviews_job_failing_past_its_threshold_stays_200_advisory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The git target's outage is faked: ``refresh_reviews`` raises the ChannelError git gives
+    for an unreachable remote (no network is touched).  The clock is fake too."""
+    root = tmp_path / "review-node"
+    data = DataDir.create(root, name="Review Co-op")
+    config = load_config(data.config_path)
+    channels = msgspec.structs.replace(
+        config.channels, git=str(tmp_path / "gone.git"), git_mode="review", review_check_s=5.0
+    )
+    write_config(data.config_path, msgspec.structs.replace(config, channels=channels))
+    node = Node(root)
+
+    def unreachable(channel: str = "git") -> list[object]:
+        raise ChannelError("git fetch failed: fatal: could not read from remote repository", field="target")
+
+    monkeypatch.setattr(node, "refresh_reviews", unreachable)
+    try:
+        now = [0.0]
+        scheduler = Scheduler(node, clock=lambda: now[0])
+        scheduler.track()
+        now[0] = 500.0  # far past the reviews job's threshold max(10 x 5 s, 120 s)
+
+        async def runs() -> None:
+            await scheduler._attempt(Job.REVIEWS, lambda: node.refresh_reviews("git"))
+            for job in Job:  # every other job just succeeded
+                if job is not Job.REVIEWS:
+                    await scheduler._attempt(job, lambda: None)
+
+        asyncio.run(runs())
+        with TestClient(create_app(node, background=False, scheduler=scheduler)) as client:
+            response = client.get("/healthz")
+            metrics = client.get("/metrics").text
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["status"] == "ok" and body["stale"] == []
+        reviews = body["jobs"]["reviews"]
+        assert reviews["stale"] is True and reviews["advisory"] is True
+        assert reviews["consecutive_failures"] == 1 and reviews["last_success"] is None
+        assert body["jobs"]["pipeline"]["advisory"] is False
+        assert 'coop_job_stale{job="reviews"} 1' in metrics
+        assert 'coop_job_consecutive_failures{job="reviews"} 1' in metrics
+    finally:
+        node.close()

@@ -425,7 +425,7 @@ def prometheus_jobs(jobs: Sequence[JobGauges]) -> str:
         (
             "coop_job_stale",
             "gauge",
-            "1 when the job is stale (/healthz answers 503).",
+            "1 when the job is stale (/healthz answers 503, unless the job is advisory).",
             lambda j: int(j.stale),
         ),
     ]

@@ -12,12 +12,15 @@ and every few seconds (tombstones that peers' manifests brought).
 
 When the git channel is in review mode it also looks, every
 ``channels.review_check_s``, whether the releases offered for review were
-merged or closed (:mod:`coop.node.channels.review`).
+merged or closed (:mod:`coop.node.channels.review`).  That job is advisory: it
+talks to a third party's repository, whose outage is no fault of this node, so
+it shows (stale or not) in ``/healthz``'s body and ``/metrics`` but never makes
+``/healthz`` fail.
 
 No exception ends a loop: a failed run is logged (with its traceback, control
 characters escaped), retried after a bounded exponential back-off, and counted.
 Each job's last success is kept so that ``/healthz`` and ``/metrics`` show its
-age, and ``/healthz`` fails when one is stale (``health.*`` settings).
+age, and ``/healthz`` fails when one is stale (``health.*`` settings), an advisory one aside.
 """
 
 from __future__ import annotations
@@ -63,6 +66,11 @@ class Job(enum.StrEnum):
     REVIEWS = "reviews"  # only on a node whose git channel is in review mode
 
 
+# Jobs that talk to a third party (the git target's maintainers' server): their failure is
+# shown but never makes /healthz fail, since restarting this node would not mend the remote.
+_ADVISORY: Final = frozenset({Job.REVIEWS})
+
+
 class JobHealth(msgspec.Struct, frozen=True):
     """One periodic job as ``/healthz`` and ``/metrics`` show it."""
 
@@ -74,6 +82,8 @@ class JobHealth(msgspec.Struct, frozen=True):
     consecutive_failures: int  # 0 when the last run succeeded
     stale_after_seconds: float
     stale: bool
+    # Shown, never failing /healthz: the job depends on a third party (the reviews job).
+    advisory: bool = False
 
 
 def backoff(interval: float, failures: int) -> float:
@@ -86,9 +96,10 @@ def backoff(interval: float, failures: int) -> float:
 
 
 class _JobState:
-    def __init__(self, job: Job, interval: float, *, started: float) -> None:
+    def __init__(self, job: Job, interval: float, *, started: float, advisory: bool = False) -> None:
         self.job = job
         self.interval = interval
+        self.advisory = advisory
         self.started = started
         self.last_success: float | None = None  # on the scheduler's (monotonic) clock
         self.last_success_wall: int | None = None
@@ -121,6 +132,7 @@ class _JobState:
             consecutive_failures=self.consecutive,
             stale_after_seconds=threshold,
             stale=age > threshold,
+            advisory=self.advisory,
         )
 
 
@@ -190,9 +202,12 @@ class Scheduler:
         }
         channels = self.node.config.channels
         if channels.git_mode == "review" and channels.git:
-            # Tracked (and so judged stale by /healthz) only where there are reviews to check.
+            # Tracked only where there are reviews to check.
             intervals[Job.REVIEWS] = channels.review_check_s
-        self._jobs = {job: _JobState(job, every, started=now) for job, every in intervals.items()}
+        self._jobs = {
+            job: _JobState(job, every, started=now, advisory=job in _ADVISORY)
+            for job, every in intervals.items()
+        }
 
     def health(self) -> list[JobHealth]:
         """Every job's age since its last success; empty when the loops are not running."""

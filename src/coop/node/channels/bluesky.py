@@ -14,11 +14,14 @@ announced only when the account never announced vN (it was revised before its fi
 
 The account's app password comes from ``COOP_BLUESKY_PASSWORD`` or ``DATA/keys/bluesky``
 (mode 0600); a dry run needs none and sends nothing.  ``atproto`` is imported only when
-posting (it takes most of a second to load); its errors are translated here, once.
+posting (it takes most of a second to load); its errors are translated once, in
+:mod:`coop.node.channels.bluesky_request`.  The posts' text, their record keys, the one adapter
+over ``atproto`` and the sending that writes the ledger hold the once-only rule together.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from collections.abc import Callable, Sequence
@@ -30,7 +33,7 @@ import msgspec
 
 from coop.node.channels.base import Capabilities, ChannelError, ReleaseFolder, release_tag
 from coop.node.channels.previews import Hidden, Preview, previews
-from coop.node.releases.channel_reads import carried_seqs, live_posts, published_releases
+from coop.node.releases.channel_reads import carried_seqs, cut_at, live_posts, published_releases
 from coop.node.releases.model import ReleaseSummary
 
 if TYPE_CHECKING:
@@ -61,18 +64,21 @@ _ELLIPSIS: Final = "…"
 _TID_ALPHABET: Final = "234567abcdefghijklmnopqrstuvwxyz"  # base32-sortable
 
 
-def post_rkey(*, created_at: int, version: int, seq: int | None) -> str:
+def post_rkey(*, created_at: int, version: int, seq: int | None, node_id: str = "") -> str:
     """The record key of one post of a release: a TID (13 base32-sortable characters of a
     53-bit microsecond timestamp << 10 | a 10-bit clock id) made from the release alone, so a
     re-run asks the PDS for the same keys and a post already there is refused, not doubled.
 
     Timestamp: the release's ``created_at`` (s) in microseconds plus 0 for its announcement or
     ``seq + 1`` for a record's preview (the record, not its place in the list: a re-run skips
-    the posts already in the ledger, so places shift); clock id: the version mod 1024."""
+    the posts already in the ledger, so places shift); clock id: the version plus a number of
+    the node (``node_id``) mod 1024, so two co-ops posting to one account in the same second
+    rarely ask for the same key (and a key taken by another's post is read back as theirs)."""
     micros = created_at * 1_000_000 + (0 if seq is None else seq + 1)
     if not 0 <= micros < 1 << 53:
         raise ValueError(f"no TID for created_at={created_at}, seq={seq}")
-    value = micros << 10 | version % 1024
+    node = int(hashlib.sha256(node_id.encode()).hexdigest()[:4], 16) if node_id else 0
+    value = micros << 10 | (version + node) % 1024
     return "".join(_TID_ALPHABET[(value >> shift) & 31] for shift in range(60, -1, -5))
 
 
@@ -151,7 +157,7 @@ class Account:
     def __init__(self, service: str, handle: str, password: str, *, timeout: float = 20.0) -> None:
         from atproto_client import Client
 
-        from coop.node.channels.bluesky_request import BoundedRequest
+        from coop.node.channels.bluesky_request import BoundedRequest, library_errors, translated
 
         self.handle = handle
         self.service = service
@@ -161,9 +167,9 @@ class Account:
             self._client.login(handle, password, fetch_bsky_profile=False)
             session = self._client._session  # the DID the session was made for
             self._did = session.did if session is not None else ""
-        except _library_errors() as exc:
+        except library_errors() as exc:
             self.close()
-            raise _translated(exc, service=service, login=True) from exc
+            raise translated(exc, service=service, login=True) from exc
         if not self._did:
             self.close()
             raise ChannelError(f"{service} made no session for {handle}", field="channels.bluesky")
@@ -174,7 +180,7 @@ class Account:
         for a taken key (the reference PDS: 500, see tests/xrpc_fake.py), the key is then read back."""
         from atproto_client import exceptions, models
 
-        from coop.node.channels.bluesky_request import redirect_of
+        from coop.node.channels.bluesky_request import library_errors, redirect_of, translated
 
         facets = [
             models.AppBskyRichtextFacet.Main(
@@ -191,88 +197,35 @@ class Account:
                 facets=facets or None,
             )
             sent = self._client.app.bsky.feed.post.create(self._did, record, rkey=rkey)
-        except _library_errors() as exc:
+        except library_errors() as exc:
             answered = isinstance(exc, exceptions.RequestErrorBase) and exc.response is not None
             if not answered or redirect_of(exc) is not None or not self._exists(rkey):
-                raise _translated(exc, service=self.service) from exc
+                raise translated(exc, service=self.service) from exc
             return f"at://{self._did}/app.bsky.feed.post/{rkey}"
         return str(sent.uri)
 
     def _exists(self, rkey: str) -> bool:
         """Whether this account holds a post under ``rkey`` (a failed read: no)."""
+        from coop.node.channels.bluesky_request import library_errors
+
         try:
             self._client.app.bsky.feed.post.get(self._did, rkey)
-        except _library_errors():
+        except library_errors():
             return False
         return True
 
     def delete(self, uri: str) -> None:
         """Delete one post of this account (one already gone counts as deleted)."""
+        from coop.node.channels.bluesky_request import library_errors, translated
+
         try:
             self._client.delete_post(uri)
-        except _library_errors() as exc:
+        except library_errors() as exc:
             if "RecordNotFound" not in str(exc):
-                raise _translated(exc, service=self.service) from exc
+                raise translated(exc, service=self.service) from exc
 
     def close(self) -> None:
         self._client.request.close()
-
-
-def _library_errors() -> tuple[type[Exception], ...]:
-    """What ``atproto`` raises: its own errors, and a ValueError (pydantic's) for an answer
-    that does not fit its models."""
-    import httpx
-    from atproto_client.exceptions import AtProtocolError
-
-    # httpx errors atproto does not wrap (a URL it cannot use: no scheme, an unknown one).
-    return (AtProtocolError, ValueError, httpx.HTTPError, httpx.InvalidURL)
-
-
-def _translated(exc: Exception, *, service: str, login: bool = False) -> ChannelError:
-    """An ``atproto`` error as a one-line :class:`ChannelError` naming what to look at."""
-    from atproto_client import exceptions
-
-    from coop.node.channels.bluesky_request import redirect_of
-
-    redirect = redirect_of(exc)
-    if redirect is not None:  # never followed: the app password stays with the service named
-        status, location = redirect
-        return ChannelError(
-            f"{service} answered {status}, a redirect to {location or 'elsewhere'}: not followed;"
-            " set channels.bluesky_service to the PDS's own URL",
-            field="channels.bluesky_service",
-        )
-    if isinstance(exc, exceptions.UnauthorizedError) or (
-        login and isinstance(exc, exceptions.BadRequestError)
-    ):
-        return ChannelError(
-            f"{service} refused the Bluesky handle or app password: check channels.bluesky and {PASSWORD_ENV}",
-            field=PASSWORD_ENV,
-        )
-    if isinstance(exc, exceptions.RateLimitExceededError):
-        return ChannelError(
-            f"{service} is rate limiting this account: publish again later", field="channels.bluesky"
-        )
-    if isinstance(exc, exceptions.NetworkError) or not isinstance(
-        exc, (exceptions.AtProtocolError, ValueError)
-    ):
-        return ChannelError(f"cannot reach {service}: {_reason(exc)}", field="channels.bluesky_service")
-    detail = " ".join(str(exc).split())[:200]
-    return ChannelError(
-        f"{service} refused: {detail or type(exc).__name__}", field="channels.bluesky_service"
-    )
-
-
-def _reason(exc: BaseException) -> str:
-    """``ConnectError: [Errno 111] Connection refused``: the first error of ``exc``'s chain
-    that says something (atproto's NetworkError says nothing itself: httpx's, its cause, does)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        text = " ".join(str(seen).split())[:200]
-        if text:
-            return f"{type(seen).__name__}: {text}"
-        seen = seen.__cause__ or seen.__context__
-    return type(exc).__name__
 
 
 class PostingNode(Protocol):
@@ -303,6 +256,7 @@ class BlueskyPublisher:
         service: str = "https://bsky.social",
         max_posts: int = 10,
         password: Callable[[], str],
+        node_id: str = "",
     ) -> None:
         if not target.strip():
             raise ChannelError("name the Bluesky handle with --target or channels.bluesky", field="target")
@@ -318,7 +272,10 @@ class BlueskyPublisher:
         self.hidden = hidden
         self.service = service
         self.max_posts = max(max_posts, 0)
+        self.node_id = node_id
         self.password = password
+        # Posts this run could not delete: seq -> the one-line reason (they stay un-retracted).
+        self.failed: dict[int, str] = {}
 
     # -- what the account holds ------------------------------------------------------------
 
@@ -395,16 +352,43 @@ class BlueskyPublisher:
             account.close()
 
     def _delete(self, account: Account, gone: Sequence[tuple[int, str]]) -> list[str]:
+        """Delete each post and mark its row retracted; a post the PDS will not delete stays
+        un-retracted (tried again at the next publish) and the rest go on: one stuck post never
+        blocks the others, nor the release's announcement.  A refusal about the service itself
+        (rate limited, unreachable, failing) stops the deletions: the rest wait for the next
+        publish instead of pressing on.  Failures land in :attr:`failed`."""
+        from coop.node.channels.bluesky_request import stops_the_run
         from coop.node.releases import channel_records
 
         deleted: list[str] = []
+        done: set[int] = set()
         for seq, uri in gone:
+            if seq in self.failed:
+                continue  # failed already in this run: once is enough
             if uri:  # a row without a post (none here) only needs marking
-                account.delete(uri)
+                try:
+                    account.delete(uri)
+                except ChannelError as exc:
+                    self.failed[seq] = str(exc)
+                    if stops_the_run(exc):  # the service, not this post: the rest wait too
+                        for later, _ in gone:
+                            if later not in self.failed and later != seq and later not in done:
+                                self.failed[later] = str(exc)
+                        break
+                    continue
             at = self.node.now()
             self.node.store.write(partial(channel_records.retracted, channel=CHANNEL, seqs=[seq], at=at))
+            done.add(seq)
             deleted.append(uri)
         return deleted
+
+    def deletion_warning(self) -> str | None:
+        """``N deletions failed, retried at the next publish: <reason>``, or None."""
+        if not self.failed:
+            return None
+        count = len(self.failed)
+        noun = "deletion" if count == 1 else "deletions"
+        return f"{count} {noun} failed, retried at the next publish: {next(iter(self.failed.values()))}"
 
     def stage(self, release: ReleaseFolder, statement: bytes) -> str | None:
         return None  # a dry run lists the posts (drafts) instead
@@ -415,14 +399,20 @@ class BlueskyPublisher:
         announced already)."""
         from coop.node.releases import channel_records
 
-        drafts = self.drafts(release.summary)
+        summary = release.summary
+        drafts = self.drafts(summary)
+        # Every post of vN is keyed on vN's cut, whatever its revision: a run cut short after
+        # vN's announcement, then vN revised, asks again for the key already there.
+        cut = self.node.store.read(partial(cut_at, version=summary.version))
+        created = summary.created_at if cut is None else cut
         account = self._account()
         try:
             self._delete(account, self.to_delete())
             ref = "-"
             for draft in drafts:
-                summary = release.summary
-                rkey = post_rkey(created_at=summary.created_at, version=summary.version, seq=draft.seq)
+                rkey = post_rkey(
+                    created_at=created, version=summary.version, seq=draft.seq, node_id=self.node_id
+                )
                 uri = account.post(draft, rkey=rkey)
                 if draft.seq is None:
                     ref = uri
@@ -454,6 +444,7 @@ def make_publisher(
     base_url: str,
     hidden: Hidden,
     root: Path,
+    node_id: str = "",
 ) -> BlueskyPublisher:
     """The channel for ``coop publish`` (the password read only when a post is sent)."""
     return BlueskyPublisher(
@@ -465,4 +456,5 @@ def make_publisher(
         service=service,
         max_posts=max_posts,
         password=lambda: app_password(root),
+        node_id=node_id,
     )

@@ -26,9 +26,11 @@ holds the release commit or a commit with its tree (or a merged release stacked
 on it); closed when its branch is gone and it was not merged; else open.  A
 merged release is then tagged ``<label>`` at its commit and pushed, as in commit
 mode.  A revision of an older release (not the newest offered) goes as in commit
-mode, a tag off the branch: nothing in it asks for a merge.  The node keeps a
-local ref ``refs/coop/<label>`` per release it offered, so it can still tell a
-squash merge after the branch was deleted.
+mode, a tag off the branch: nothing in it asks for a merge, and it is live at once
+(:attr:`GitPublisher.last_live` says so).  The node keeps a local ref
+``refs/coop/<label>`` per release it offered, so it can still tell a squash merge
+after the branch was deleted; the commits the node recorded (``recorded``) stand in
+for refs a fresh clone lacks.
 
 The target is not trusted: a review branch counts only while it carries the commit the
 node offered, a tag only at that commit (or its tree), and a merge only if the branch
@@ -47,7 +49,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final, Literal
 
@@ -105,7 +107,10 @@ class GitPublisher:
         author: str,
         email: str,
         review: bool = False,
+        recorded: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
+        """``recorded``: the release commits the node recorded for its open reviews (label ->
+        commit, the publications' refs), read when a release is stacked on an open one."""
         if not target.strip():
             raise ChannelError("name the git repository to publish to", field="target")
         if shutil.which("git") is None:
@@ -115,6 +120,10 @@ class GitPublisher:
         self.author = author
         self.email = email
         self.review = review
+        self._recorded = recorded
+        # Whether the last publish went live at once (pushed with its tag) rather than offered
+        # for review (a review branch, live once merged); None before the first.
+        self.last_live: bool | None = None
         if review:
             self.capabilities = Capabilities(reviewed=True)
         key = hashlib.sha256(target.encode()).hexdigest()[:16]
@@ -273,10 +282,12 @@ class GitPublisher:
             return self._publish(release, statement)
 
     def _publish(self, release: ReleaseFolder, statement: bytes) -> str:
+        self.last_live = None
         done = self.published()
         if release.name in done:
             there_ref = release.name
-            if release.name not in self._remote_tags():  # on its review branch only
+            live = release.name in self._remote_tags()
+            if not live:  # on its review branch only
                 there_ref = f"origin/{REVIEW_PREFIX}{release.name}"
             there = self._run("show", f"{there_ref}:release.json")
             if there.returncode != 0 or there.stdout.encode() != (release.path / "release.json").read_bytes():
@@ -285,12 +296,16 @@ class GitPublisher:
                     "the channel never replaces a published release",
                     field="target",
                 )
-            return self._git("rev-list", "-n", "1", there_ref).strip()
+            commit = self._git("rev-list", "-n", "1", there_ref).strip()
+            self.last_live = live
+            return commit
         summary = release.summary
         earlier = [t for t in done if _version(t)[0] == summary.version]
         newest = max((_version(t)[0] for t in done), default=0)
         if self.review and not (summary.revision > 1 and earlier and summary.version < newest):
-            return self._offer(release, statement, done)
+            offered = self._offer(release, statement, done)
+            self.last_live = False
+            return offered
         head = self._remote_head()
         on_branch = True
         if summary.revision > 1 and earlier:
@@ -328,6 +343,7 @@ class GitPublisher:
                 "The channel never rewrites history; look at what changed there first",
                 field="target",
             ) from None
+        self.last_live = True
         return commit
 
     def _commit(self, release: ReleaseFolder, statement: bytes) -> dict[str, str]:
@@ -362,7 +378,9 @@ class GitPublisher:
         """Push the release to its own review branch, on top of the newest one still open (else
         on the target branch), without a tag: the maintainers' merge publishes it."""
         branches = self._review_branches()
-        states = self._states(list(branches), {})
+        # The commits this node recorded: a clone made afresh has no refs/coop/ of its own.
+        recorded = dict(self._recorded()) if self._recorded is not None else {}
+        states = self._states(list(branches), recorded)
         still_open = sorted((label for label, state in states.items() if state == "open"), key=_version)
         if still_open and _version(still_open[-1]) > _version(release.name):
             raise ChannelError(
@@ -372,9 +390,10 @@ class GitPublisher:
             )
         base = None
         if still_open:
-            # On the commit this node offered, not on whatever the branch holds now; a branch
-            # whose commit the clone no longer keeps is trusted as it stands (it was found open).
-            kept = self._commit_of(still_open[-1], {})
+            # On the commit this node offered, not on whatever the branch holds now (one pushed
+            # on top of it); a branch whose commit neither the node's record nor the clone
+            # keeps is trusted as it stands (it was found open).
+            kept = self._commit_of(still_open[-1], recorded)
             base = kept or f"origin/{REVIEW_PREFIX}{still_open[-1]}"
         if base is None and self._remote_head() is not None:
             base = f"origin/{self.branch}"
@@ -418,7 +437,11 @@ class GitPublisher:
         clone's ref.  Never the review branch's tip: whoever can push to the target can delete
         the branch and re-create it with other content."""
         for candidate in (commits.get(label), f"{_KEPT}{label}"):
-            if candidate and self._yes("cat-file", "-e", f"{candidate}^{{commit}}"):
+            if not candidate:
+                continue
+            # --verify --quiet: a ref or commit the clone lacks (a clone made afresh) is a
+            # plain "no" (exit 1), where cat-file -e would fail outright.
+            if self._yes("rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}"):
                 return self._git("rev-parse", f"{candidate}^{{commit}}").strip()
         return None
 
@@ -426,8 +449,8 @@ class GitPublisher:
         """Whether ``ref`` (a review branch's tip, a tag) is the release ``commit``, or a
         commit with the same tree (``descendant``: only one on top of it, as an empty commit
         pushed onto the review branch)."""
-        if not self._yes("cat-file", "-e", f"{ref}^{{commit}}"):
-            return False
+        if not self._yes("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"):
+            return False  # gone, or not a commit (a tag at a blob)
         tip = self._git("rev-parse", f"{ref}^{{commit}}").strip()
         if tip == commit:
             return True

@@ -36,7 +36,7 @@ from coop.node.channels.gated import ACCESS_PATH
 from coop.node.channels.git import GitPublisher
 from coop.node.channels.hf import HubApi, HubPublisher, hub_api
 from coop.node.channels.previews import hidden_now
-from coop.node.channels.review import Reviewer, Settled, declined, refresh
+from coop.node.channels.review import Reviewer, Settled, declined, open_reviews, refresh
 from coop.node.channels.site import SiteBuilder, SitePublisher
 from coop.node.collective.audit import AuditAction, audit
 from coop.node.collective.settings import SettingsView
@@ -108,6 +108,13 @@ class Channel:
 
 
 def _git(target: str, setup: ChannelSetup) -> Publisher:
+    node = setup.node
+    recorded: Callable[[], Mapping[str, str]] | None = None
+    if node is not None:
+        # The commits the node offered for review (stacking works from them, not the clone's refs).
+        def recorded() -> Mapping[str, str]:
+            return node.store.read(lambda c: open_reviews(c, channel="git", target=target))  # type: ignore[no-any-return]
+
     return GitPublisher(
         target,
         workdir_root=setup.workdir / "git",
@@ -115,6 +122,7 @@ def _git(target: str, setup: ChannelSetup) -> Publisher:
         author=setup.coop,
         email=f"{setup.node_id[:16]}@coop-flywheel.invalid",
         review=setup.config.git_mode == "review",
+        recorded=recorded,
     )
 
 
@@ -144,6 +152,7 @@ def _bluesky(target: str, setup: ChannelSetup) -> Publisher:
         base_url=str(base),
         hidden=hidden_now(node),
         root=node.data.root,
+        node_id=setup.node_id,
     )
 
 
@@ -165,6 +174,9 @@ class PublishReport(msgspec.Struct, frozen=True, kw_only=True):
     plan: str | None = None  # the Hub's commit-plan.json of the last planned release
     posts: list[str] = []  # a microblog's dry run: the posts it would send (and delete)
     settled: list[Settled] = []  # review mode: releases whose review ended, seen before publishing
+    # A microblog: posts it could not delete (retried at the next publish), and why.
+    deletions_failed: int = 0
+    deletion_warning: str | None = None
 
 
 def publisher_for(
@@ -282,6 +294,10 @@ def publish(
         shipped.append(
             _remember(node, channel, publisher, folder, ref, actor, checked=checked),
         )
+    if isinstance(publisher, BlueskyPublisher) and publisher.failed:
+        report = msgspec.structs.replace(
+            report, deletions_failed=len(publisher.failed), deletion_warning=publisher.deletion_warning()
+        )
     return msgspec.structs.replace(report, shipped=shipped)
 
 
@@ -367,14 +383,21 @@ def _remember(
     """One release shipped: its publication row, the records it carried (the channel ledger,
     :mod:`coop.node.releases.channel_records`) and the audit entry, in one transaction.
 
-    A release sent for review is open until merged or closed (:func:`channel_records.settle`);
-    a channel that posts records one by one writes its own ledger rows.  ``checked``: the
+    A release sent for review is open until merged or closed (:func:`channel_records.settle`),
+    one the reviewing channel pushed live at once (``Reviewer.last_live``) is merged now; a channel that posts records one by one writes its own ledger rows.  ``checked``: the
     database tick read with the last withdrawal check (kept with the publication; a review's
     merge settles by it).
     """
     now = node.now()
     target, summary, can = publisher.target, folder.summary, publisher.capabilities
+    # Offered for review, unless the publisher says it went live at once (git in review mode
+    # pushes a revision of an older release as a tag: nothing in it asks for a merge).
     reviewed = can.reviewed and not can.posts
+    # A tag pushed beside the reviewed branch never takes a record off what the branch shows.
+    on_branch = True
+    if reviewed and isinstance(publisher, Reviewer) and publisher.last_live:
+        reviewed = False
+        on_branch = False
     publication = Publication(
         channel=channel,
         target=target,
@@ -397,6 +420,7 @@ def _remember(
                 live=not reviewed,
                 gated=folder.gated,
                 cleared=checked,
+                retract=on_branch,
             )
         audit(
             conn,

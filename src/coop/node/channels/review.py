@@ -46,10 +46,15 @@ class ReviewNode(Protocol):
 
 @runtime_checkable
 class Reviewer(Protocol):
-    """A publisher that can tell where its offered releases stand (the git channel is one)."""
+    """A publisher that can tell where its offered releases stand (the git channel is one).
+
+    ``last_live``: whether its last publish went live at once (a revision of an older
+    release pushed with its tag) rather than offered for review; None before the first.
+    """
 
     target: str
     capabilities: Capabilities
+    last_live: bool | None
 
     def review_states(
         self, labels: Sequence[str], *, commits: Mapping[str, str] | None = None

@@ -340,6 +340,8 @@ def publish(
             build_site=site_builder(node),
             progress=progress.callback,
         )
+    if report.deletion_warning:  # posts left up: said even with --quiet, not fatal (retried next time)
+        print(f"warning: {report.deletion_warning}", file=sys.stderr)
     if as_json:
         print_json(report)
         return 0

@@ -76,6 +76,7 @@ class Stored(TypedDict):
 class MeView(TypedDict):
     name: str
     role: str
+    announce: bool  # may the co-op's microblog and feed announce my released records
 
 
 class ContributionShown(TypedDict):

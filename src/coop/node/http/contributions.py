@@ -44,6 +44,7 @@ from coop.node.http.problems import decode_body
 from coop.node.ids import uuid7
 from coop.node.intake.redaction import redact
 from coop.node.logs import escape_controls
+from coop.node.members import repository as members
 from coop.node.members.accounts import Member, Role
 from coop.node.runtime import Node
 from coop.node.scheduler import Scheduler
@@ -57,6 +58,7 @@ __all__ = [
     "ContributionsController",
     "EventRequest",
     "Intake",
+    "MeRequest",
     "PreviewRequest",
     "build_from_request",
     "idempotency",
@@ -76,6 +78,12 @@ class PreviewRequest(msgspec.Struct, forbid_unknown_fields=True):
     text: str
 
 
+class MeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """What a member may change of their account through the API (each field optional)."""
+
+    announce: bool | None = None  # may the co-op's microblog and feed announce my released records
+
+
 class EventRequest(msgspec.Struct, forbid_unknown_fields=True):
     channel: str
     stage: str
@@ -84,6 +92,7 @@ class EventRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 _PREVIEW: Final = msgspec.json.Decoder(PreviewRequest)
 _EVENT: Final = msgspec.json.Decoder(EventRequest)
+_ME: Final = msgspec.json.Decoder(MeRequest)
 _REPORTABLE: Final = frozenset({Stage.ELIGIBLE, Stage.CAPTURED, Stage.PROMPT_SHOWN})
 # A body up to this size is made into a submission on the event loop (a 4 KB chat takes
 # ~60 us, 64 KB ~1 ms): handing it to a thread costs more than that in wake-ups and GIL
@@ -325,9 +334,26 @@ class ContributionsController(AreaController):
         return _stored(result, notices)
 
     @get("/api/v1/me", sync_to_thread=False, operation_class=documented(a.MeView, problems=AUTH))
-    def me(self, request: Request[Any, Any, Any], access: NamedDependency[Access]) -> Response[bytes]:
+    def me(
+        self, request: Request[Any, Any, Any], node: NamedDependency[Node], access: NamedDependency[Access]
+    ) -> Response[bytes]:
         member = access.member(request)
-        return json_response({"name": member.name, "role": member.role})
+        announce = node.store.read(lambda c: members.announces(c, member.id))
+        return json_response({"name": member.name, "role": member.role, "announce": announce})
+
+    @patch("/api/v1/me", operation_class=documented(a.MeView, body=MeRequest, problems=AUTH))
+    async def update_me(
+        self, request: Request[Any, Any, Any], node: NamedDependency[Node], access: NamedDependency[Access]
+    ) -> Response[bytes]:
+        """Change my choices: ``announce`` (may the microblog and the feed announce my released
+        records; posts already out are deleted at the next publish when unticked)."""
+        member = access.member(request)
+        require_json(request)
+        data = decode_body(_ME, await request.body())
+        chosen = data.announce
+
+        announce = await node.store.awrite(lambda c: members.choose_announce(c, member.id, chosen))
+        return json_response({"name": member.name, "role": member.role, "announce": announce})
 
     @get(
         "/api/v1/me/contributions",

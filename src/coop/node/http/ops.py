@@ -38,11 +38,13 @@ class OpsController(AreaController):
     @get("/healthz", sync_to_thread=False, operation_class=documented(a.Health, also=(503,)))
     def healthz(self, node: NamedDependency[Node], scheduler: NamedDependency[Scheduler]) -> Response[bytes]:
         """Alive and able to read its database (a storage fault answers 500, as problem details);
-        503 naming the background job (pipeline, gossip, ...) that has not succeeded for too long."""
+        503 naming the background job (pipeline, gossip, ...) that has not succeeded for too long.
+        An advisory job (the git reviews check, which depends on a third party) shows in ``jobs``
+        but is never named in ``stale``."""
         schema = node.store.read(schema_version)
         settings = node.settings().settings
         jobs = scheduler.health()
-        stale = [j.job for j in jobs if j.stale]
+        stale = [j.job for j in jobs if j.stale and not j.advisory]
         return json_response(
             {
                 "status": "stale" if stale else "ok",

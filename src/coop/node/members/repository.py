@@ -30,6 +30,7 @@ __all__ = [
     "add_integration",
     "add_member",
     "announces",
+    "choose_announce",
     "ensure_external_member",
     "integration_by_key",
     "list_members",
@@ -245,6 +246,13 @@ def announces(conn: sqlite3.Connection, member_id: int) -> bool:
 
 
 def set_announce(conn: sqlite3.Connection, member_id: int, announce: bool) -> None:
-    """The member's choice: announce their released records or not (previews read it each time,
-    so a record already posted stays, and no new post names one of theirs)."""
+    """The member's choice: announce their released records or not (previews read it each time:
+    no new post names one of theirs, and posts already out are deleted at the next publish)."""
     conn.execute("UPDATE members SET announce = ? WHERE id = ?", (int(announce), member_id))
+
+
+def choose_announce(conn: sqlite3.Connection, member_id: int, announce: bool | None) -> bool:
+    """Set the choice when ``announce`` is given; the choice as it stands now."""
+    if announce is not None:
+        set_announce(conn, member_id, announce)
+    return announces(conn, member_id)

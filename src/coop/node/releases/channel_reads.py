@@ -22,6 +22,7 @@ from coop.node.releases.channel_records import PublicationState
 __all__ = [
     "PreviewRow",
     "carried_seqs",
+    "cut_at",
     "declined_reviews",
     "first_audit_at",
     "live_posts",
@@ -62,6 +63,13 @@ def carried_seqs(conn: sqlite3.Connection, *, channel: str, version: int) -> set
         "SELECT seq FROM channel_records WHERE channel = ? AND version = ?", (channel, version)
     )
     return {int(seq) for (seq,) in rows}
+
+
+def cut_at(conn: sqlite3.Connection, *, version: int) -> int | None:
+    """When the co-op's release ``version`` was cut (its ``releases`` row, which no revision
+    changes); None when there is no such release."""
+    row = conn.execute("SELECT created_at FROM releases WHERE version = ?", (version,)).fetchone()
+    return None if row is None else int(row[0])
 
 
 def live_posts(conn: sqlite3.Connection, *, channel: str) -> list[tuple[int, str, str | None]]:

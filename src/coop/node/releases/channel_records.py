@@ -73,9 +73,20 @@ def _gated_clause(gated: Collection[str]) -> tuple[str, tuple[str, ...]]:
     return f" AND c.license NOT IN ({', '.join('?' * len(licences))})", licences
 
 
-def _retract(conn: sqlite3.Connection, *, channel: str, cleared: int, at: int) -> None:
-    """A live publication whose files were cleared of the withdrawals up to tick ``cleared``:
-    the published rows withdrawn by then have left the channel now."""
+def _retract(conn: sqlite3.Connection, *, channel: str, version: int, cleared: int, at: int) -> None:
+    """A live publication of ``version`` whose files were cleared of the withdrawals up to tick
+    ``cleared``: the published rows withdrawn by then have left the channel now.
+
+    Only if it is the newest version live there: a revision of an older release (a tag off the
+    branch) leaves the newer release the target shows still holding the record.
+    """
+    (newest,) = conn.execute(
+        f"SELECT max({_PUB_VERSION}) FROM publications"
+        " WHERE channel = ? AND state = 'merged' AND coalesce(settled_at, at) <= ?",
+        (channel, at),
+    ).fetchone()
+    if newest is not None and version < int(newest):
+        return
     conn.execute(
         "UPDATE channel_records SET retracted_at = ?"
         " WHERE channel = ? AND withdrawn_at IS NOT NULL AND published_at IS NOT NULL"
@@ -93,8 +104,13 @@ def carry(
     live: bool,
     gated: Collection[str],
     cleared: int | None = None,
+    retract: bool = True,
 ) -> int:
     """Release ``version`` reached ``channel`` at ``at``: record what it carried there.
+
+    ``retract=False``: it went live beside what the channel shows (git in review mode pushes a
+    revision of an older release as a tag while its branch waits for a merge), so the records
+    withdrawn from it have not left the channel yet.
 
     It carried every public record released in ``version`` or before, but those of ``gated``
     licences (their files stay home) and those withdrawn at or before tick ``cleared`` (the
@@ -148,7 +164,8 @@ def carry(
     ).rowcount
     if live:
         live_now += inserted
-        _retract(conn, channel=channel, cleared=cleared, at=at)
+        if retract:
+            _retract(conn, channel=channel, version=version, cleared=cleared, at=at)
     return live_now
 
 
@@ -206,7 +223,7 @@ def settle(
         f" AND (state = 'open' OR (state = 'tombstoned' AND {_LEFT_TICK} > ?))",
         (at, channel, version, cleared),
     ).rowcount
-    _retract(conn, channel=channel, cleared=cleared, at=at)
+    _retract(conn, channel=channel, version=version, cleared=cleared, at=at)
     return int(went_live)
 
 

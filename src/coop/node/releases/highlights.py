@@ -20,7 +20,15 @@ from coop.governance import Signer
 from coop.node.collective.audit import AuditAction, audit
 from coop.node.errors import NotFoundError
 
-__all__ = ["FEED_HIGHLIGHTS", "HighlightChange", "highlighted", "is_highlighted", "set_highlight"]
+__all__ = [
+    "FEED_HIGHLIGHTS",
+    "Highlight",
+    "HighlightChange",
+    "highlighted",
+    "highlights_listed",
+    "is_highlighted",
+    "set_highlight",
+]
 
 FEED_HIGHLIGHTS: Final = 50  # the newest highlights a reader of them looks at, at most
 _SHOWN_UID: Final = 80  # characters of a uid named back in an error
@@ -32,6 +40,14 @@ class HighlightChange(msgspec.Struct, frozen=True):
     uid: str
     highlighted: bool
     changed: bool
+
+
+class Highlight(msgspec.Struct, frozen=True):
+    """A highlighted record as the admins' dashboard lists it."""
+
+    uid: str
+    title: str | None  # the catalogue's; None once the catalogue no longer holds the record
+    at: int
 
 
 def set_highlight(
@@ -86,3 +102,16 @@ def is_highlighted(conn: sqlite3.Connection, uid: str) -> bool:
         ).fetchone()
         is not None
     )
+
+
+def highlights_listed(conn: sqlite3.Connection, *, limit: int = FEED_HIGHLIGHTS) -> list[Highlight]:
+    """The newest highlighted records with their catalogue titles, for the admins (newest first).
+
+    A record withdrawn since is listed too (title ``None``): its highlight can still be removed.
+    """
+    rows = conn.execute(
+        "SELECT c.uid, k.title, h.at FROM highlights h JOIN contributions c ON c.seq = h.seq"
+        " LEFT JOIN catalog k ON k.seq = h.seq ORDER BY h.at DESC, h.seq DESC LIMIT ?",
+        (limit,),
+    )
+    return [Highlight(uid=str(uid), title=title, at=int(at)) for uid, title, at in rows]

@@ -29,6 +29,7 @@ from coop.node.errors import InputError, NodeError, NotFoundError
 from coop.node.http.params import whole_number
 from coop.node.members.sessions import WebSession
 from coop.node.releases import bounties
+from coop.node.releases.highlights import highlights_listed
 from coop.node.releases.repository import list_releases
 from coop.node.web.forms import preview_chat
 from coop.node.web.site import WebSite, done
@@ -49,7 +50,8 @@ def _split(text: str) -> list[str]:
 def admin_page(
     site: WebSite, request: Request[Any, Any, Any], session: WebSession, *, status: int = 200, **extra: Any
 ) -> Template:
-    """The dashboard: counts, the queues, switches, bounties, open proposals, the last releases."""
+    """The dashboard: counts, the queues, switches, bounties, open proposals, the last releases,
+    the highlighted records."""
     node = site.node
     view = node.settings()
     return site.page(
@@ -69,6 +71,7 @@ def admin_page(
         entries=node.store.read(lambda c: recent_entries(c, limit=15)),
         open_proposals=[p for p in node.store.read(list_proposals) if p.status.value == "open"],
         releases=node.store.read(list_releases)[-3:],
+        highlights=node.store.read(highlights_listed),
         **extra,
     )
 

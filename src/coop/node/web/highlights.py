@@ -37,7 +37,7 @@ class HighlightPages(Controller):
         uid: FromPath[str],
     ) -> Response[Any]:
         """Highlight the record (``highlight=on``) or remove its highlight (``off``); back to
-        its page.  A record the catalogue does not hold answers 404, as its page does."""
+        its page, or to the dashboard's list with ``back=admin``.  A record the catalogue does not hold answers 404, as its page does."""
         values = await site.posted(request, admin)
         on = values.get("highlight") != "off"
         node, actor = site.node, admin.member.name
@@ -47,4 +47,7 @@ class HighlightPages(Controller):
             return set_highlight(conn, uid=uid, on=on, actor=actor, at=now, signer=node.signer)
 
         await asyncio.to_thread(node.store.write, write)
-        return done(f"/browse/{quote(uid, safe='')}", "highlighted" if on else "unhighlighted")
+        code = "highlighted" if on else "unhighlighted"
+        if values.get("back") == "admin":  # from the dashboard's list (the record may be withdrawn)
+            return done("/admin", code, "#highlights")
+        return done(f"/browse/{quote(uid, safe='')}", code)

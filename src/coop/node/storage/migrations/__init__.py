@@ -80,4 +80,15 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 def _statements(script: str) -> list[str]:
-    return [part.strip() for part in script.split(";") if part.strip()]
+    """The statements of a script, split at semicolons that end one (not those inside a
+    ``CREATE TRIGGER ... BEGIN ...; END``: sqlite3.complete_statement says where one ends)."""
+    statements: list[str] = []
+    pending = ""
+    for part in script.split(";"):
+        pending = f"{pending};{part}" if pending else part
+        if pending.strip() and sqlite3.complete_statement(pending + ";"):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        statements.append(pending.strip())
+    return statements
