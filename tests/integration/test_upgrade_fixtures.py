@@ -4,7 +4,9 @@ Each fixture (tests/fixtures/datadirs/schema-<N>-<hash>.tar.gz) was made by that
 code (make_fixtures.py there says how); its ``fixture.json`` says what the old node held.  Opening
 one must keep every record and uid, member, release (files still matching their checksums) and
 audit entry, grow the audit chain only by the upgrade's own entries, reach exactly the schema of
-a new node, and move ``[defaults]`` out of ``node.toml`` into the collective settings.
+a new node, and move ``[defaults]`` out of ``node.toml`` into the collective settings.  The
+fixtures from schema 24 on published their releases to a bare git repository (made beside the
+node, not packed): upgrading one must fill the channel ledger and its running totals.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import tarfile
 import time
 import tomllib
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ import httpx
 import msgspec
 import pytest
 
+from coop.node.releases.channel_metrics import ledger_totals, ledger_totals_scan
 from coop.node.runtime import Node
 from coop.node.storage.datadir import DataDir
 from coop.node.storage.migrations import MIGRATIONS
@@ -39,6 +43,17 @@ FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "datadirs").glob("sc
 UPGRADE_ACTIONS = {"settings.init", "config.moved", "release.revise"}
 # The fixtures whose upgrade was broken before (issue 12): served by a real process too.
 BROKEN_BEFORE = ("schema-1-74182d8", "schema-6-74182d8-then-57261cf")
+
+
+def published(archive: Path) -> bool:
+    """Whether the old node published a release (fixture.json lists its publications)."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("fixture.json")
+        assert member is not None
+        return bool(json.loads(member.read()).get("publications"))
+
+
+PUBLISHED = [path for path in FIXTURES if published(path)]
 
 
 @dataclass(frozen=True)
@@ -147,7 +162,8 @@ def fresh_shape(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_upgrade_fixtures_cover_every_schema_that_landed() -> None:
     schemas = {int(path.name.split("-")[1]) for path in FIXTURES}
-    assert schemas == {1, 2, 3, 4, 5, 6, 11, 12, 15}, sorted(schemas)
+    assert schemas == {1, 2, 3, 4, 5, 6, 11, 12, 15, 24, 26}, sorted(schemas)
+    assert {p.name.removesuffix(".tar.gz") for p in PUBLISHED} == {"schema-24-1a0bd37", "schema-26-b2f8484"}
     for path in FIXTURES:
         assert path.stat().st_size < 200_000, f"{path.name} is too big for a fixture"
 
@@ -213,6 +229,42 @@ def test_upgrade_fixture_opens_with_nothing_lost(
             assert adopted[key] == value, f"[defaults] {key} did not become the collective setting"
         assert "config.moved" in added and "settings.init" in added
         assert {k: v for k, v in old_config.items() if k != "defaults"} == new_config
+
+
+@pytest.mark.parametrize("archive", PUBLISHED, ids=[p.name.removesuffix(".tar.gz") for p in PUBLISHED])
+def test_upgrade_fixture_with_publications_fills_the_channel_ledger(archive: Path, tmp_path: Path) -> None:
+    """The old node pushed v1 to git, withdrew a record, then pushed v1-r2 and v2 (to a bare
+    repository on disk, gone now: nothing here publishes or touches a network)."""
+    root, facts = unpack(archive, tmp_path)
+    db = root / "coop.sqlite3"
+    Node(root).close()  # the upgrade: migrations 25 (backfill) and 27 (totals) where missing
+
+    rows = query(db, "SELECT channel, count(*), count(published_at) FROM channel_records GROUP BY channel")
+    assert rows and rows[0][0] == "git" and rows[0][2] > 0, rows
+    ((state, published_at, withdrawn_at, retracted_at, left_at),) = query(
+        db,
+        "SELECT r.state, r.published_at, r.withdrawn_at, r.retracted_at, c.withdrawn_at"
+        " FROM channel_records r JOIN contributions c ON c.seq = r.seq"
+        f" WHERE r.channel = 'git' AND c.uid = '{facts['uids']['to-withdraw']}'",
+    )
+    assert state == "tombstoned"
+    assert published_at is not None and withdrawn_at == left_at
+    assert retracted_at is not None and retracted_at > withdrawn_at > published_at
+
+    # Windows that start before, at and after the withdrawal, none of them at midnight.
+    now = int(query(db, "SELECT max(at) FROM publications")[0][0]) + 3_601
+    since = [0, withdrawn_at - 1, withdrawn_at + 1, now - 7 * 86_400 + 17]
+    conn = sqlite3.connect(db)
+    try:
+        totals = ledger_totals(conn, now=now, since=since)
+        scanned = ledger_totals_scan(conn, now=now, since=since)
+    finally:
+        conn.close()
+    by_key = attrgetter("channel", "route")
+    assert totals and sorted(totals, key=by_key) == sorted(scanned, key=by_key)
+
+    metrics = json.loads(coop("metrics", str(root), "--json").stdout)
+    assert metrics["publish"]["git"]["published"] > 0, metrics["publish"]
 
 
 @pytest.mark.parametrize("name", BROKEN_BEFORE)
